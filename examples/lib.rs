@@ -1,0 +1,1 @@
+//! Examples live in this folder as `[[example]]` targets; this library is empty.
