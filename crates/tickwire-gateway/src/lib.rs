@@ -1,1 +1,268 @@
-//! Placeholder: filled in by the crate's first change.
+//! The tickwire runtime: an Azure Web PubSub–compatible WebSocket gateway
+//! that fans market-data updates out to subscribed clients.
+//!
+//! It serves, over HTTP/1.1 (hyper) and WebSocket (fastwebsockets):
+//!
+//! - `GET /negotiate` (`Authorization: Basic <API_KEY>`): one access URL per
+//!   hub, each with a short-lived HS256 access token, and the group prefix;
+//! - `GET /ws/{hub}` and `GET /client/hubs/{hub}`: the WebSocket endpoints of
+//!   the five GEX hubs, speaking the four Azure Web PubSub client
+//!   subprotocols (`json`/`protobuf`, plain or `reliable`);
+//! - `GET /healthz`.
+//!
+//! Clients join groups (`{prefix}_{TICKER}_{kind}_{category}`); every update
+//! a [`BrokerAdapter`] produces for a group is encoded once per wire format
+//! and queued to every member.
+//!
+//! # Design
+//!
+//! - **Fan-out.** One task consumes every adapter's update stream. Per record
+//!   it builds the group name into a reused buffer and looks it up in the
+//!   subscription index: a group nobody is in costs that lookup. Otherwise
+//!   the record is encoded once (JSON → scaled protobuf → zstd, the
+//!   `google.protobuf.Any` value), wrapped lazily once per wire format present
+//!   among the members, and each member's bounded queue (`send_buffer`) gets a
+//!   clone (a reference-count bump) with `try_send`. A full queue drops that
+//!   client; nobody else ever waits for it.
+//! - **Writer.** One task per connection owns the socket's write half. It
+//!   waits for work, drains up to 64 more queued items without waiting,
+//!   renders them into one buffer as complete, unmasked WebSocket frames
+//!   (RFC 6455 §5.2) and writes the batch with one `write_all` under the write
+//!   timeout. Control items (acks, pongs, closes) go first; WebSocket pings
+//!   (every `ping_interval_secs`) and the shutdown's goodbye go through it
+//!   too. Reliable subprotocols get their `sequenceId` here, at write time,
+//!   and the message stays in the unacked buffer until `sequenceAck` (over
+//!   1000 messages or 16 MB: close 1008).
+//! - **Reader.** After the upgrade the TCP stream is taken back from hyper
+//!   (keeping bytes hyper already read), `TCP_NODELAY` is set and the stream
+//!   split: fastwebsockets parses the read half (size limit → 1009, automatic
+//!   pongs, close echo), the session decides, replies go to the writer through
+//!   a small bounded control queue. No frame from the client within
+//!   `pong_timeout_secs` closes the connection.
+//! - **Invalid input.** A message that carried an `ackId` is answered with a
+//!   failed ack (`BadRequest`); otherwise a frame of the wrong kind closes with
+//!   1003 and an undecodable one with 1007; a well-formed message of an
+//!   unknown type without `ackId` is logged and ignored. Other connections
+//!   never notice.
+//! - **Shared state** is the subscription index; its locks live inside its
+//!   methods and are never held across an `.await`.
+//!
+//! What it does not do: TLS (put it behind a proxy and set
+//! [`Config::public_url`]), session recovery of the reliable subprotocols
+//! (recovery attempts are answered with close code 1008, which tells the
+//! client SDKs to start a new session), and event handlers.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use tickwire_adapter::{BrokerAdapter, MemoryAdapter};
+//! use tickwire_gateway::Config;
+//!
+//! # async fn demo() -> Result<(), tickwire_gateway::GatewayError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let adapter: Arc<dyn BrokerAdapter> = Arc::new(MemoryAdapter::new("memory"));
+//! let shutdown = async { tokio::signal::ctrl_c().await.ok(); };
+//! tickwire_gateway::run(listener, Config::default(), vec![adapter], shutdown).await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tickwire_adapter::{AdapterError, BrokerAdapter};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+mod auth;
+mod config;
+mod fanout;
+mod http;
+mod session;
+mod writer;
+
+pub use auth::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
+pub use config::{ApiKey, Config, DEMO_KEY, DEMO_KEY_NAME, TransportConfig};
+pub use tickwire_adapter::{ReplayConfig, ReplayMode};
+
+/// How long connections get to say goodbye after shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything that can stop the gateway.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration is unusable; fix the named setting.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong and where.
+        reason: String,
+    },
+
+    /// The built-in demo key is enabled while listening on a non-loopback
+    /// address; configure real keys or listen on 127.0.0.1.
+    #[error(
+        "refusing to listen on {listen} with the demo API key enabled: anyone could use it.\n\
+         Configure your own keys, in the config file:\n\
+         \n    [[api_keys]]\n    name = \"alice\"\n    key_sha256 = \"<hex SHA-256 of the key>\"   # printf %s KEY | sha256sum\n    roles = [\"webpubsub.joinLeaveGroup\"]\n\n\
+         or in the environment:\n\
+         \n    TICKWIRE_API_KEYS='[{{name=\"alice\",key=\"<key>\",roles=[\"webpubsub.joinLeaveGroup\"]}}]'\n\n\
+         or listen on a loopback address (--listen 127.0.0.1:8080)."
+    )]
+    DemoKeyOnPublicAddress {
+        /// The configured listen address.
+        listen: std::net::SocketAddr,
+    },
+
+    /// An adapter failed to start; see its error.
+    #[error("adapter {adapter} failed to start: {source}")]
+    Adapter {
+        /// The adapter's name.
+        adapter: String,
+        /// What it reported.
+        #[source]
+        source: AdapterError,
+    },
+
+    /// A socket operation failed (for example binding the listener).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// State shared by every task of one gateway.
+///
+/// Holds no lock itself; the index's locks are taken and released inside
+/// its methods and never held across an `.await`.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) auth: auth::Auth,
+    pub(crate) index: Arc<fanout::Index>,
+    pub(crate) public_url: Option<config::PublicUrl>,
+    /// Becomes `true` when the gateway shuts down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    next_connection: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("listen", &self.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Completes once the gateway shuts down (or is gone).
+pub(crate) async fn shutdown_started(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await.
+    let _ = rx.wait_for(|&s| s).await.map(|_| ());
+}
+
+/// Held by every connection task; the gateway waits for all of them to be
+/// dropped when it shuts down.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracker(#[allow(dead_code)] mpsc::Sender<()>);
+
+/// Serves `listener` until `shutdown` completes.
+///
+/// Validates `config`, connects every adapter and subscribes it to everything
+/// (`*`), then accepts connections. When `shutdown` completes it stops
+/// accepting, sends every WebSocket client the `disconnected` message and a
+/// close frame (1001), gives connections a few seconds to finish, disconnects
+/// the adapters and returns `Ok`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    adapters: Vec<Arc<dyn BrokerAdapter>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    config.validate()?;
+    let auth = auth::Auth::new(&config)?;
+    let public_url = config
+        .public_url
+        .as_deref()
+        .map(config::PublicUrl::parse)
+        .transpose()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let index = Arc::new(fanout::Index::new());
+
+    // Take the streams first, as the adapter contract asks, then connect.
+    let fan_out = fanout::FanOut::new(index.clone(), config.prefix.clone(), config.zstd_level);
+    let mut streams = Vec::with_capacity(adapters.len());
+    for adapter in &adapters {
+        let stream = adapter.updates().map_err(|source| GatewayError::Adapter {
+            adapter: adapter.name().to_owned(),
+            source,
+        })?;
+        streams.push(stream);
+    }
+    for adapter in &adapters {
+        let started = async {
+            adapter.connect().await?;
+            adapter.subscribe(&["*".to_owned()]).await
+        };
+        started.await.map_err(|source| GatewayError::Adapter {
+            adapter: adapter.name().to_owned(),
+            source,
+        })?;
+        info!(adapter = adapter.name(), "adapter connected");
+    }
+    let fan_out = tokio::spawn(fan_out.run(streams, shutdown_rx.clone()));
+
+    let shared = Arc::new(Shared {
+        config,
+        auth,
+        index,
+        public_url,
+        shutdown: shutdown_rx,
+        next_connection: AtomicU64::new(1),
+    });
+    let (tracker_tx, mut tracker_rx) = mpsc::channel::<()>(1);
+    let tracker = Tracker(tracker_tx);
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    debug!(%peer, "accepted");
+                    tokio::spawn(http::serve(stream, peer, shared.clone(), tracker.clone()));
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: back off a little.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+
+    info!("shutting down");
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    drop(tracker);
+    drop(shared);
+    // `recv` returns `None` once every connection has dropped its tracker.
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker_rx.recv())
+        .await
+        .is_err()
+    {
+        warn!("connections still open after the grace period; closing them");
+    }
+    for adapter in &adapters {
+        if let Err(e) = adapter.disconnect().await {
+            warn!(adapter = adapter.name(), error = %e, "adapter failed to disconnect");
+        }
+    }
+    let _ = fan_out.await;
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! The gateway's configuration, read through figment.
+//!
+//! Sources, later ones winning: the defaults below < a TOML file < the
+//! environment (`TICKWIRE_` prefix, `__` between nested keys) < command-line
+//! flags (merged by the binary). For example:
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! public_url = "https://gex.example.com"
+//! prefix = "blue"
+//!
+//! [[api_keys]]
+//! name = "alice"
+//! key_sha256 = "4c2d…"            # hex SHA-256 of the key; or `key = "…"` in clear
+//! roles = ["webpubsub.joinLeaveGroup"]
+//!
+//! [transport]
+//! ping_interval_secs = 54
+//! ```
+//!
+//! and `TICKWIRE_TRANSPORT__SEND_BUFFER=512` in the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tickwire_adapter::{ReplayConfig, ReplayMode};
+
+use crate::GatewayError;
+
+/// The name of the built-in demo key.
+pub const DEMO_KEY_NAME: &str = "demo";
+/// The built-in demo key: fine on a loopback address, refused anywhere else.
+pub const DEMO_KEY: &str = "tickwire-demo-key";
+
+/// The whole configuration of a gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Scheme and host clients reach the gateway at (`https://gex.example.com`),
+    /// used for the URLs `/negotiate` hands out. Default: none, so the URLs are
+    /// `ws://` plus the request's `Host` header.
+    pub public_url: Option<String>,
+    /// Prefix of every group name. Default `blue`.
+    pub prefix: String,
+    /// The API keys `/negotiate` accepts. Default: the demo key only.
+    pub api_keys: Vec<ApiKey>,
+    /// HS256 secret of the access tokens. Default: none, so 32 random bytes
+    /// are drawn at start (tokens then do not survive a restart).
+    pub token_secret: Option<String>,
+    /// Lifetime of an access token in seconds. Default 600.
+    pub token_ttl_secs: u64,
+    /// zstd level of the record pipeline. Default 3.
+    pub zstd_level: i32,
+    /// Most distinct groups the gateway tracks; joins of new groups beyond are
+    /// refused. Default 100000.
+    pub max_groups: usize,
+    /// The JSONL replay the binary serves (`data_dir`, `date`, `interval_ms`,
+    /// `mode`, `tickers`, `buffer`). Default: `data/demo` (relative to the
+    /// working directory), the latest date, one record per group per second,
+    /// rotating, every ticker.
+    pub replay: ReplayConfig,
+    /// WebSocket transport limits.
+    pub transport: TransportConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            prefix: "blue".to_owned(),
+            api_keys: vec![ApiKey::demo()],
+            token_secret: None,
+            token_ttl_secs: 600,
+            zstd_level: 3,
+            max_groups: 100_000,
+            replay: ReplayConfig {
+                data_dir: PathBuf::from("data/demo"),
+                mode: ReplayMode::Rotation,
+                ..ReplayConfig::default()
+            },
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+/// One API key accepted by `/negotiate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// The key's name; the user id of the tokens it obtains.
+    pub name: String,
+    /// The key in clear. Give this or `key_sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The hex SHA-256 of the key (`printf %s KEY | sha256sum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
+    /// Roles written into the key's tokens, e.g. `webpubsub.joinLeaveGroup`,
+    /// `webpubsub.sendToGroup.<group>`, `webpubsub.event`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl ApiKey {
+    /// The built-in demo key: name `demo`, key `tickwire-demo-key`, may join and
+    /// leave every group.
+    pub fn demo() -> ApiKey {
+        ApiKey {
+            name: DEMO_KEY_NAME.to_owned(),
+            key: Some(DEMO_KEY.to_owned()),
+            key_sha256: None,
+            roles: vec!["webpubsub.joinLeaveGroup".to_owned()],
+        }
+    }
+
+    /// The SHA-256 of the key, from whichever form the configuration gives.
+    pub fn digest(&self) -> Result<[u8; 32], GatewayError> {
+        let invalid = |reason: &str| GatewayError::InvalidConfig {
+            reason: format!("api key {:?}: {reason}", self.name),
+        };
+        match (&self.key, &self.key_sha256) {
+            (Some(key), None) if key.is_empty() => Err(invalid("`key` is empty")),
+            (Some(key), None) => Ok(Sha256::digest(key.as_bytes()).into()),
+            (None, Some(hex)) => {
+                parse_hex32(hex).ok_or_else(|| invalid("`key_sha256` is not 64 hex digits"))
+            }
+            (Some(_), Some(_)) => Err(invalid("give `key` or `key_sha256`, not both")),
+            (None, None) => Err(invalid("give `key` or `key_sha256`")),
+        }
+    }
+
+    /// Whether this is the built-in demo key (in whichever form).
+    pub fn is_demo(&self) -> bool {
+        let demo: [u8; 32] = Sha256::digest(DEMO_KEY.as_bytes()).into();
+        self.digest().is_ok_and(|d| d == demo)
+    }
+}
+
+/// WebSocket transport limits (seed 000: "Keepalive" and "Buffer Limits").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransportConfig {
+    /// Seconds between two WebSocket pings the server sends. Default 54.
+    pub ping_interval_secs: u64,
+    /// Seconds without any frame from the client after which the connection is
+    /// closed. Default 60.
+    pub pong_timeout_secs: u64,
+    /// Largest message a client may send, in bytes; larger ones close the
+    /// connection with 1009. Default 524288 (512 KB).
+    pub max_message_bytes: usize,
+    /// Messages queued per client; a client whose queue is full is dropped.
+    /// Default 256.
+    pub send_buffer: usize,
+    /// Seconds one socket write may take before the client is dropped. Default 10.
+    pub write_timeout_secs: u64,
+    /// Groups one connection may be in at once; joins beyond are refused.
+    /// Default 1000.
+    pub max_groups_per_connection: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            ping_interval_secs: 54,
+            pong_timeout_secs: 60,
+            max_message_bytes: 512 * 1024,
+            send_buffer: 256,
+            write_timeout_secs: 10,
+            max_groups_per_connection: 1000,
+        }
+    }
+}
+
+impl TransportConfig {
+    /// [`ping_interval_secs`](Self::ping_interval_secs) as a duration.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
+
+    /// [`pong_timeout_secs`](Self::pong_timeout_secs) as a duration.
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_secs(self.pong_timeout_secs)
+    }
+
+    /// [`write_timeout_secs`](Self::write_timeout_secs) as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+}
+
+impl Config {
+    /// The figment of the defaults, then `file` (TOML) if given, then the
+    /// `TICKWIRE_*` environment (`__` separates nested keys:
+    /// `TICKWIRE_TRANSPORT__SEND_BUFFER`). Merge command-line flags on top and
+    /// `extract()` a [`Config`].
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(Env::prefixed("TICKWIRE_").split("__"))
+    }
+
+    /// Reads the configuration from `figment` and [validates](Config::validate) it.
+    pub fn from_figment(figment: &Figment) -> Result<Config, GatewayError> {
+        let config: Config = figment.extract().map_err(|e| GatewayError::InvalidConfig {
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the configuration for mistakes that would make the gateway
+    /// unsafe or unusable: no API key, malformed keys, zero limits, a bad
+    /// `public_url`, and above all the demo key on a non-loopback address.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        let invalid = |reason: String| Err(GatewayError::InvalidConfig { reason });
+        if self.api_keys.is_empty() {
+            return invalid("no api key is configured; add one under [[api_keys]]".into());
+        }
+        for key in &self.api_keys {
+            key.digest()?;
+            if key.name.is_empty() {
+                return invalid("an api key has an empty `name`".into());
+            }
+        }
+        if !self.listen.ip().is_loopback() && self.api_keys.iter().any(ApiKey::is_demo) {
+            return Err(GatewayError::DemoKeyOnPublicAddress {
+                listen: self.listen,
+            });
+        }
+        if self.prefix.is_empty() || !self.prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return invalid(format!(
+                "prefix {:?} must be non-empty ASCII letters and digits",
+                self.prefix
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            PublicUrl::parse(url)?;
+        }
+        if self.token_secret.as_deref().is_some_and(str::is_empty) {
+            return invalid("token_secret is empty; remove it or set a long random value".into());
+        }
+        let t = &self.transport;
+        for (name, value) in [
+            ("token_ttl_secs", self.token_ttl_secs),
+            ("transport.ping_interval_secs", t.ping_interval_secs),
+            ("transport.pong_timeout_secs", t.pong_timeout_secs),
+            ("transport.write_timeout_secs", t.write_timeout_secs),
+            ("transport.max_message_bytes", t.max_message_bytes as u64),
+            ("transport.send_buffer", t.send_buffer as u64),
+            ("max_groups", self.max_groups as u64),
+            (
+                "transport.max_groups_per_connection",
+                t.max_groups_per_connection as u64,
+            ),
+        ] {
+            if value == 0 {
+                return invalid(format!("{name} must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `public_url` split into what the negotiate URLs need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PublicUrl {
+    /// Whether clients reach the gateway over TLS (`https`/`wss`).
+    pub(crate) tls: bool,
+    /// `host[:port]`, without a trailing slash.
+    pub(crate) authority: String,
+}
+
+impl PublicUrl {
+    pub(crate) fn parse(url: &str) -> Result<PublicUrl, GatewayError> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad_url(url))?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "http" | "ws" => false,
+            "https" | "wss" => true,
+            _ => return Err(bad_url(url)),
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains(['/', '?', '#', ' ']) {
+            return Err(bad_url(url));
+        }
+        Ok(PublicUrl {
+            tls,
+            authority: authority.to_owned(),
+        })
+    }
+}
+
+fn bad_url(url: &str) -> GatewayError {
+    GatewayError::InvalidConfig {
+        reason: format!(
+            "public_url {url:?} must be a scheme and host such as `https://gex.example.com`"
+        ),
+    }
+}
+
+fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn demo_key_is_refused_on_a_public_address() {
+        let config = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(matches!(err, GatewayError::DemoKeyOnPublicAddress { .. }));
+        let text = err.to_string();
+        assert!(text.contains("[[api_keys]]"), "{text}");
+        assert!(text.contains("TICKWIRE_API_KEYS"), "{text}");
+
+        // The demo key given as a digest is still the demo key.
+        let hashed = ApiKey {
+            key: None,
+            key_sha256: Some(hex(&Sha256::digest(DEMO_KEY.as_bytes()))),
+            ..ApiKey::demo()
+        };
+        assert!(hashed.is_demo());
+    }
+
+    #[test]
+    fn real_keys_are_fine_on_a_public_address() {
+        let config = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            api_keys: vec![ApiKey {
+                name: "alice".into(),
+                key: None,
+                key_sha256: Some(hex(&Sha256::digest(b"s3cret"))),
+                roles: vec![],
+            }],
+            ..Config::default()
+        };
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        for (key, sha) in [
+            (None, None),
+            (Some("k"), Some("00")),
+            (None, Some("abc")),
+            (Some(""), None),
+        ] {
+            let api = ApiKey {
+                name: "x".into(),
+                key: key.map(Into::into),
+                key_sha256: sha.map(Into::into),
+                roles: vec![],
+            };
+            assert!(api.digest().is_err(), "{api:?}");
+        }
+    }
+
+    #[test]
+    fn public_urls_parse() {
+        let url = PublicUrl::parse("https://gex.example.com/").unwrap();
+        assert!(url.tls);
+        assert_eq!(url.authority, "gex.example.com");
+        assert!(!PublicUrl::parse("ws://h:1").unwrap().tls);
+        for bad in ["gex.example.com", "ftp://x", "http://", "http://h/path"] {
+            assert!(PublicUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

@@ -1,0 +1,499 @@
+//! Helpers of the integration tests: a gateway on 127.0.0.1:0 fed by a
+//! `MemoryAdapter`, a raw HTTP client, and a WebSocket client (tokio-tungstenite)
+//! that speaks both wire formats.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use prost::Message as _;
+use tickwire_adapter::{BrokerAdapter, MemoryAdapter, MemoryHandle};
+use tickwire_gateway::{Config, GatewayError};
+use tickwire_model::{GexRecord, Hub, Update};
+use tickwire_pipeline::Record;
+use tickwire_proto::webpubsub::{self as pb, downstream_message as down, upstream_message as up};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Upper bound of any single wait, so a broken test fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub const DEMO: &str = "tickwire-demo-key";
+
+pub const JSON: &str = "json.webpubsub.azure.v1";
+pub const JSON_RELIABLE: &str = "json.reliable.webpubsub.azure.v1";
+pub const PROTOBUF: &str = "protobuf.webpubsub.azure.v1";
+pub const PROTOBUF_RELIABLE: &str = "protobuf.reliable.webpubsub.azure.v1";
+pub const ALL_PROTOCOLS: [&str; 4] = [JSON, JSON_RELIABLE, PROTOBUF, PROTOBUF_RELIABLE];
+
+/// A running gateway.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub feed: MemoryHandle,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), GatewayError>>>,
+}
+
+impl Server {
+    pub async fn start(mut config: Config) -> Server {
+        config.token_secret = Some("test-secret-test-secret-test-secret".into());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let memory = MemoryAdapter::new("memory");
+        let feed = memory.handle();
+        let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(memory)];
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(tickwire_gateway::run(listener, config, adapters, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            feed,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn default() -> Server {
+        Server::start(Config::default()).await
+    }
+
+    /// Starts the shutdown; `finish` waits for `run` to return.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub async fn finish(mut self) -> Result<(), GatewayError> {
+        self.begin_shutdown();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("run returns")
+            .unwrap()
+    }
+
+    pub async fn push(&self, record: GexRecord) {
+        self.feed.push(Update::Gex(record)).await.unwrap();
+    }
+
+    /// The access URL of `hub` from `/negotiate` with the demo key.
+    pub async fn url(&self, hub: Hub) -> String {
+        let (status, _, body) = http_get(
+            self.addr,
+            "/negotiate",
+            &[("Authorization", "Basic tickwire-demo-key")],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["websocket_urls"][hub.name()].as_str().unwrap().to_owned()
+    }
+
+    pub async fn connect(&self, hub: Hub, protocol: &str) -> Client {
+        let url = self.url(hub).await;
+        Client::connect(&url, Some(protocol)).await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// A GEX record of `hub` (classic or state_gex) whose timestamp is `ts`.
+pub fn gex(hub: Hub, ticker: &str, category: &'static str, ts: i64) -> GexRecord {
+    gex_with_strikes(hub, ticker, category, ts, 2)
+}
+
+/// A GEX record with `strikes` strikes (to make big messages).
+pub fn gex_with_strikes(
+    hub: Hub,
+    ticker: &str,
+    category: &'static str,
+    ts: i64,
+    strikes: usize,
+) -> GexRecord {
+    let rows: Vec<String> = (0..strikes)
+        .map(|i| {
+            let x = (i as u64).wrapping_mul(2_654_435_761) % 100_000;
+            let strike = 4000 + i as u64;
+            format!(
+                "[{strike}.{:02},{}.{},-{}.{},[{},{}]]",
+                x % 100,
+                x % 977,
+                x % 9,
+                x % 10,
+                x % 513,
+                x % 7,
+                x % 3 + i as u64
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{"timestamp":{ts},"ticker":"{ticker}","min_dte":0,"sec_min_dte":1,"spot":4800.11,"zero_gamma":4800.15,"major_pos_vol":4800.19,"major_pos_oi":4800.23,"major_neg_vol":4800.36,"major_neg_oi":1.16,"strikes":[{}],"sum_gex_vol":1.005,"sum_gex_oi":-2.046,"delta_risk_reversal":-1.023}}"#,
+        rows.join(",")
+    );
+    GexRecord {
+        hub,
+        ticker: ticker.into(),
+        category,
+        json: Bytes::from(json),
+    }
+}
+
+/// A raw HTTP/1.1 GET; returns status, raw head and body.
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("response")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// Sends a GET and reads only the response head (for upgrades, which keep
+/// the connection open); returns the status and the head.
+pub async fn http_head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    while !raw.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .expect("response")
+            .unwrap();
+        assert_eq!(n, 1, "connection closed inside the head");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw).unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head)
+}
+
+/// A message the client sends.
+#[derive(Debug, Clone)]
+pub enum Up {
+    Join(String, Option<u64>),
+    Leave(String, Option<u64>),
+    SendText {
+        group: String,
+        ack_id: Option<u64>,
+        no_echo: bool,
+        text: String,
+    },
+    Event(Option<u64>),
+    SequenceAck(u64),
+    Ping,
+}
+
+/// The payload of a data message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Text(String),
+    Binary(Vec<u8>),
+    Any { type_url: String, value: Vec<u8> },
+}
+
+impl Payload {
+    /// The GEX record carried by a protobuf `Any` (JSON: base64 of the `Any`).
+    pub fn record(&self) -> Record {
+        match self {
+            Payload::Binary(any) => tickwire_pipeline::decode_any(any).unwrap(),
+            Payload::Any { type_url, value } => {
+                let any = prost_types::Any {
+                    type_url: type_url.clone(),
+                    value: value.clone(),
+                };
+                tickwire_pipeline::decode_any(&any.encode_to_vec()).unwrap()
+            }
+            Payload::Text(t) => panic!("text payload {t:?}"),
+        }
+    }
+}
+
+/// A message the client received, in either format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Down {
+    Connected {
+        connection_id: String,
+        user_id: String,
+        reconnection_token: Option<String>,
+    },
+    Disconnected(String),
+    Ack {
+        ack_id: u64,
+        success: bool,
+        error: Option<(String, String)>,
+    },
+    Pong,
+    Data {
+        group: Option<String>,
+        sequence_id: Option<u64>,
+        payload: Payload,
+    },
+    Close(Option<CloseFrame>),
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub json: bool,
+    pub protocol: Option<String>,
+}
+
+impl Client {
+    /// Connects to `url` offering `protocol` (or nothing).
+    pub async fn connect(url: &str, protocol: Option<&str>) -> Result<Client, tungstenite::Error> {
+        let mut request = url.into_client_request().unwrap();
+        if let Some(p) = protocol {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+        }
+        let (ws, response) =
+            tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
+                .await
+                .expect("handshake")?;
+        let echoed = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let json = echoed.as_deref().is_some_and(|p| p.starts_with("json"));
+        Ok(Client {
+            ws,
+            json,
+            protocol: echoed,
+        })
+    }
+
+    pub async fn send(&mut self, msg: Up) {
+        let frame = if self.json {
+            Message::text(json_up(&msg).to_string())
+        } else {
+            Message::binary(proto_up(&msg).encode_to_vec())
+        };
+        self.ws.send(frame).await.unwrap();
+    }
+
+    /// The next protocol message (WebSocket pings and pongs skipped).
+    pub async fn recv(&mut self) -> Down {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time");
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => panic!("websocket error: {e}"),
+                None => return Down::Close(None),
+            };
+            return match msg {
+                Message::Text(t) => parse_json_down(t.as_str()),
+                Message::Binary(b) => parse_proto_down(&b),
+                Message::Close(c) => Down::Close(c),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            };
+        }
+    }
+
+    /// Joins `group` with `ack_id` and expects a successful ack.
+    pub async fn join(&mut self, group: &str, ack_id: u64) {
+        self.send(Up::Join(group.into(), Some(ack_id))).await;
+        assert_eq!(self.recv().await, ok(ack_id));
+    }
+
+    /// Reads until the close frame, answers it, waits for the server to end
+    /// the connection, and returns the close code.
+    pub async fn close_code(&mut self) -> u16 {
+        let code = loop {
+            if let Down::Close(frame) = self.recv().await {
+                break frame.map_or(1005, |f| f.code.into());
+            }
+        };
+        // Reading on sends our close reply; the stream then ends.
+        let end = tokio::time::timeout(PATIENCE, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+        assert!(end.is_ok(), "the close handshake completes");
+        code
+    }
+}
+
+pub fn ok(ack_id: u64) -> Down {
+    Down::Ack {
+        ack_id,
+        success: true,
+        error: None,
+    }
+}
+
+fn json_up(msg: &Up) -> serde_json::Value {
+    use serde_json::json;
+    match msg {
+        Up::Join(g, a) => json!({"type":"joinGroup","group":g,"ackId":a}),
+        Up::Leave(g, a) => json!({"type":"leaveGroup","group":g,"ackId":a}),
+        Up::SendText {
+            group,
+            ack_id,
+            no_echo,
+            text,
+        } => {
+            json!({"type":"sendToGroup","group":group,"ackId":ack_id,"noEcho":no_echo,"dataType":"text","data":text})
+        }
+        Up::Event(a) => json!({"type":"event","event":"e","ackId":a,"dataType":"text","data":"x"}),
+        Up::SequenceAck(s) => json!({"type":"sequenceAck","sequenceId":s}),
+        Up::Ping => json!({"type":"ping"}),
+    }
+}
+
+fn proto_up(msg: &Up) -> pb::UpstreamMessage {
+    let text = |t: &str| pb::MessageData {
+        data: Some(pb::message_data::Data::TextData(t.to_owned())),
+    };
+    let message = match msg {
+        Up::Join(group, ack_id) => up::Message::JoinGroupMessage(up::JoinGroupMessage {
+            group: group.clone(),
+            ack_id: *ack_id,
+        }),
+        Up::Leave(group, ack_id) => up::Message::LeaveGroupMessage(up::LeaveGroupMessage {
+            group: group.clone(),
+            ack_id: *ack_id,
+        }),
+        Up::SendText {
+            group,
+            ack_id,
+            no_echo,
+            text: t,
+        } => up::Message::SendToGroupMessage(up::SendToGroupMessage {
+            group: group.clone(),
+            ack_id: *ack_id,
+            data: Some(text(t)),
+            no_echo: Some(*no_echo),
+        }),
+        Up::Event(ack_id) => up::Message::EventMessage(up::EventMessage {
+            event: "e".into(),
+            data: Some(text("x")),
+            ack_id: *ack_id,
+        }),
+        Up::SequenceAck(s) => {
+            up::Message::SequenceAckMessage(up::SequenceAckMessage { sequence_id: *s })
+        }
+        Up::Ping => up::Message::PingMessage(up::PingMessage {}),
+    };
+    pb::UpstreamMessage {
+        message: Some(message),
+    }
+}
+
+fn parse_json_down(text: &str) -> Down {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    let s = |k: &str| v[k].as_str().map(str::to_owned);
+    match v["type"].as_str().unwrap() {
+        "system" => match v["event"].as_str().unwrap() {
+            "connected" => Down::Connected {
+                connection_id: s("connectionId").unwrap(),
+                user_id: s("userId").unwrap(),
+                reconnection_token: s("reconnectionToken"),
+            },
+            "disconnected" => Down::Disconnected(s("message").unwrap()),
+            other => panic!("system event {other}"),
+        },
+        "ack" => Down::Ack {
+            ack_id: v["ackId"].as_u64().unwrap(),
+            success: v["success"].as_bool().unwrap(),
+            error: v.get("error").map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_owned(),
+                    e["message"].as_str().unwrap().to_owned(),
+                )
+            }),
+        },
+        "pong" => Down::Pong,
+        "message" => {
+            let payload = match v["dataType"].as_str().expect("dataType always present") {
+                "text" => Payload::Text(s("data").unwrap()),
+                "binary" => Payload::Binary(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(v["data"].as_str().unwrap())
+                        .unwrap(),
+                ),
+                other => panic!("dataType {other}"),
+            };
+            Down::Data {
+                group: s("group"),
+                sequence_id: v["sequenceId"].as_u64(),
+                payload,
+            }
+        }
+        other => panic!("message type {other}: {text}"),
+    }
+}
+
+fn parse_proto_down(bytes: &[u8]) -> Down {
+    let msg = pb::DownstreamMessage::decode(bytes).unwrap();
+    match msg.message.unwrap() {
+        down::Message::AckMessage(a) => Down::Ack {
+            ack_id: a.ack_id,
+            success: a.success,
+            error: a.error.map(|e| (e.name, e.message)),
+        },
+        down::Message::PongMessage(_) => Down::Pong,
+        down::Message::SystemMessage(s) => match s.message.unwrap() {
+            down::system_message::Message::ConnectedMessage(c) => Down::Connected {
+                connection_id: c.connection_id,
+                user_id: c.user_id,
+                reconnection_token: c.reconnection_token,
+            },
+            down::system_message::Message::DisconnectedMessage(d) => Down::Disconnected(d.reason),
+        },
+        down::Message::DataMessage(d) => {
+            let payload = match d.data.unwrap().data.unwrap() {
+                pb::message_data::Data::TextData(t) => Payload::Text(t),
+                pb::message_data::Data::JsonData(t) => Payload::Text(t),
+                pb::message_data::Data::BinaryData(b) => Payload::Binary(b.to_vec()),
+                pb::message_data::Data::ProtobufData(any) => Payload::Any {
+                    type_url: any.type_url,
+                    value: any.value.to_vec(),
+                },
+            };
+            Down::Data {
+                group: d.group,
+                sequence_id: d.sequence_id,
+                payload,
+            }
+        }
+    }
+}
