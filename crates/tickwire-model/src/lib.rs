@@ -6,6 +6,9 @@
 //!   their group naming (`{prefix}_{TICKER}_{kind}_{category}`), the folder their
 //!   records live in, and the [`RecordKind`] they carry;
 //! - [`GroupName`]: a parsed group name, validated against a hub;
+//! - [`market`]: the canonical market events every adapter produces and every
+//!   codec renders (price ticks, order books, signals, server status), keyed by
+//!   [`Instrument`];
 //! - [`Update`]: what a broker adapter produces and the gateway fans out.
 //!
 //! ```
@@ -23,6 +26,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+pub mod market;
+
+pub use market::{Instrument, Level, OrderBook, PriceTick, ServerStatus, Signal, SignalDirection};
 
 /// One of the five GEX hubs (seed 000).
 ///
@@ -221,11 +228,53 @@ impl GexRecord {
 }
 
 /// What a broker adapter produces and the gateway fans out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Update {
     /// A record for one GEX group (seed 000).
     Gex(GexRecord),
+    /// A trade or quote of one instrument.
+    Tick(PriceTick),
+    /// An order-book snapshot of one instrument.
+    Book(OrderBook),
+    /// A trading signal computed for one instrument.
+    Signal(Signal),
+    /// A payload for one pubsub group, already in its final form (the publish API's raw mode).
+    Raw(RawGroupPayload),
+}
+
+/// A payload published to one pubsub group as it is, without the record pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawGroupPayload {
+    /// The full group name, prefix included.
+    pub group: Arc<str>,
+    /// The payload bytes.
+    pub data: Bytes,
+    /// How the payload is to be presented: `text`, `json` or `binary`.
+    pub data_type: RawDataType,
+}
+
+/// How a [`RawGroupPayload`] is presented to pubsub clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RawDataType {
+    /// UTF-8 text.
+    Text,
+    /// One JSON value, as text.
+    Json,
+    /// Arbitrary bytes (base64 in JSON protocols).
+    Binary,
+}
+
+impl Update {
+    /// The instrument the update is about, if it is about one.
+    pub fn instrument(&self) -> Option<&Instrument> {
+        match self {
+            Update::Tick(t) => Some(&t.instrument),
+            Update::Book(b) => Some(&b.instrument),
+            Update::Signal(s) => Some(&s.instrument),
+            Update::Gex(_) | Update::Raw(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]
