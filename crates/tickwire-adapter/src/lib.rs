@@ -2,13 +2,18 @@
 //!
 //! The gateway talks to its upstream through one object-safe trait,
 //! [`BrokerAdapter`]: connect, subscribe and unsubscribe adapter-defined keys,
-//! take the one stream of [`Update`]s, disconnect. This crate ships two
+//! take the one stream of [`Update`]s, disconnect. This crate ships three
 //! implementations:
 //!
 //! - [`JsonlReplay`] replays a recorded GEX day from
 //!   `DATA_DIR/YYYY-MM-DD/TICKER/{classic|state|orderflow}/{category}.jsonl`,
 //!   one record per subscribed group per interval, on ticks aligned to the
 //!   wall clock (seed 000);
+//! - [`SyntheticMarket`] simulates a live market of crypto pairs, stocks and
+//!   an index: prices on a random walk, quotes, trades, rolling 24-hour
+//!   figures, order books and RSI/EMA/MACD signals computed from its own
+//!   prices, reproducible under a seed (its core, [`MarketSim`], steps
+//!   without a clock; the indicator math is in [`indicators`]);
 //! - [`MemoryAdapter`] is fed by hand through a [`MemoryHandle`] and records the
 //!   calls it gets, for tests and for embedding tickwire in another program.
 //!
@@ -53,18 +58,25 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use tickwire_model::Update;
+use tickwire_model::{Instrument, Update};
 
 mod dataset;
 mod error;
 mod memory;
 mod replay;
+mod synthetic;
+pub mod zmq;
 
 pub use error::AdapterError;
 pub use memory::{AdapterCall, MemoryAdapter, MemoryHandle};
 pub use replay::{
     JsonlReplay, ReplayConfig, ReplayGroup, ReplayMode, ReplaySummary, next_tick_after, replay_key,
 };
+pub use synthetic::indicators;
+pub use synthetic::{
+    InstrumentSpec, MAX_BOOK_DEPTH, MarketSim, SyntheticConfig, SyntheticMarket, default_universe,
+};
+pub use zmq::{ZmqAdapter, ZmqConfig, ZmqState};
 
 /// A boxed, `Send` future, as returned by the methods of [`BrokerAdapter`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -84,7 +96,8 @@ pub type UpdateStream = Pin<Box<dyn futures_util::Stream<Item = Update> + Send>>
 /// [`disconnect`](Self::disconnect) on shutdown.
 ///
 /// Subscription keys are adapter-defined strings; see each adapter for its
-/// format (for [`JsonlReplay`], `*` or `TICKER/folder/category`).
+/// format (for [`JsonlReplay`], `*` or `TICKER/folder/category`; for
+/// [`SyntheticMarket`], `*` or `EXCHANGE:SYMBOL`).
 pub trait BrokerAdapter: Send + Sync + 'static {
     /// A short name for logs and errors, such as `jsonl-replay`.
     fn name(&self) -> &str;
@@ -147,4 +160,12 @@ pub trait BrokerAdapter: Send + Sync + 'static {
     /// by the adapter), so read it promptly. It ends after
     /// [`disconnect`](Self::disconnect) or when the source is exhausted.
     fn updates(&self) -> Result<UpdateStream, AdapterError>;
+
+    /// The instruments this adapter can produce, for symbol validation; empty
+    /// when unknown (e.g. a bus, which may carry any instrument).
+    ///
+    /// The default returns none.
+    fn instruments(&self) -> Vec<Instrument> {
+        Vec::new()
+    }
 }

@@ -1,0 +1,488 @@
+//! Bus payloads: the broker adapters' JSON, mapped to canonical ticks and books.
+//!
+//! The keys follow the reference broker adapters (`ltp`, `open`/`high`/`low`/`close`
+//! or an `ohlc` object, `volume`, `last_trade_quantity`, `bid`/`ask` and their
+//! quantities, `depth: {buy: [{price, quantity, orders}], sell: [...]}`, `ltt`,
+//! `timestamp`), with the common aliases of the individual brokers (`last_price`,
+//! `volume_traded`, `ltq`, `qty`, ...). Numbers may be JSON numbers or numeric strings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tickwire_model::{Instrument, Level, OrderBook, PriceTick, Update};
+
+use super::topic::{BusTopic, parse_topic};
+
+/// The most levels a side of a book keeps; deeper levels are ignored.
+pub const MAX_LEVELS: usize = 50;
+
+/// Why a bus message produced no update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// An account-event or cache-control topic sharing the bus: skipped quietly.
+    NotMarketData,
+    /// A malformed message (log it): bad topic, bad JSON, no price nor book.
+    Malformed(&'static str),
+}
+
+/// Turns bus messages into [`Update`]s, keeping each instrument's last tick so that a
+/// message carrying only some figures (an LTP message) updates those and keeps the
+/// rest. Sans-IO: the caller passes the receive time for payloads without one.
+///
+/// Figures a source never sent are 0 (the model's "unknown"); the change is computed
+/// from the previous close when there is one.
+#[derive(Debug, Default)]
+pub struct BusDecoder {
+    /// The source of updates from topics without a broker prefix.
+    default_source: Arc<str>,
+    ticks: HashMap<Instrument, PriceTick>,
+    sources: HashMap<String, Arc<str>>,
+}
+
+impl BusDecoder {
+    /// A decoder labelling updates from unprefixed topics with `default_source`.
+    pub fn new(default_source: impl Into<Arc<str>>) -> Self {
+        BusDecoder {
+            default_source: default_source.into(),
+            ..BusDecoder::default()
+        }
+    }
+
+    /// Maps one two-frame message. A message with both price figures and a book gives
+    /// a tick followed by a book.
+    pub fn decode(
+        &mut self,
+        topic: &[u8],
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<Vec<Update>, Skipped> {
+        let topic =
+            std::str::from_utf8(topic).map_err(|_| Skipped::Malformed("topic is not UTF-8"))?;
+        let topic = parse_topic(topic).map_err(|why| match why {
+            "control topic" => Skipped::NotMarketData,
+            why => Skipped::Malformed(why),
+        })?;
+        let Value::Object(data) = serde_json::from_slice::<Value>(payload)
+            .map_err(|_| Skipped::Malformed("payload is not JSON"))?
+        else {
+            return Err(Skipped::Malformed("payload is not a JSON object"));
+        };
+        self.map(&topic, &data, now_ms)
+    }
+
+    fn source(&mut self, topic: &BusTopic) -> Arc<str> {
+        match &topic.broker {
+            None => Arc::clone(&self.default_source),
+            Some(broker) => Arc::clone(
+                self.sources
+                    .entry(broker.clone())
+                    .or_insert_with(|| Arc::from(broker.as_str())),
+            ),
+        }
+    }
+
+    fn map(
+        &mut self,
+        topic: &BusTopic,
+        data: &Map<String, Value>,
+        now_ms: i64,
+    ) -> Result<Vec<Update>, Skipped> {
+        let source = self.source(topic);
+        let timestamp_ms = ["ltt", "exchange_timestamp", "last_trade_time", "timestamp"]
+            .iter()
+            .find_map(|k| data.get(*k).and_then(millis))
+            .unwrap_or(now_ms);
+        let book = data.get("depth").and_then(Value::as_object).map(|depth| {
+            let side = |key| depth.get(key).map(levels).unwrap_or_default();
+            OrderBook {
+                instrument: topic.instrument.clone(),
+                bids: side("buy"),
+                asks: side("sell"),
+                source: Arc::clone(&source),
+                timestamp_ms,
+            }
+        });
+
+        let ohlc = data.get("ohlc").and_then(Value::as_object);
+        let get = |keys: &[&str]| keys.iter().find_map(|k| data.get(*k).and_then(number));
+        let get_ohlc = |key: &str| get(&[key]).or_else(|| ohlc?.get(key).and_then(number));
+        let ltp = get(&["ltp", "last_price", "lp"]);
+        let fields = TickFields {
+            open: get_ohlc("open"),
+            high: get_ohlc("high"),
+            low: get_ohlc("low"),
+            close: get_ohlc("close"),
+            volume: get(&["volume", "volume_traded", "vol"]),
+            last_quantity: get(&[
+                "last_trade_quantity",
+                "last_traded_quantity",
+                "ltq",
+                "last_quantity",
+            ]),
+            bid: get(&["bid", "best_bid_price", "bid_price"])
+                .or_else(|| book.as_ref()?.bids.first().map(|l| l.price)),
+            bid_quantity: get(&["bid_qty", "bid_quantity", "best_bid_quantity"])
+                .or_else(|| book.as_ref()?.bids.first().map(|l| l.quantity)),
+            ask: get(&["ask", "best_ask_price", "ask_price"])
+                .or_else(|| book.as_ref()?.asks.first().map(|l| l.price)),
+            ask_quantity: get(&["ask_qty", "ask_quantity", "best_ask_quantity"])
+                .or_else(|| book.as_ref()?.asks.first().map(|l| l.quantity)),
+        };
+
+        let mut updates = Vec::with_capacity(2);
+        let instrument = &topic.instrument;
+        let tick = match (self.ticks.get_mut(instrument), ltp) {
+            // A message changes the figures it carries and keeps the others.
+            (Some(last), _) if ltp.is_some() || fields.any() => {
+                fields.apply(last, ltp, timestamp_ms, &source);
+                Some(last.clone())
+            }
+            (Some(_), _) => None,
+            (None, Some(price)) => {
+                let mut tick = PriceTick {
+                    instrument: instrument.clone(),
+                    price,
+                    last_quantity: 0.0,
+                    bid: 0.0,
+                    bid_quantity: 0.0,
+                    ask: 0.0,
+                    ask_quantity: 0.0,
+                    open: 0.0,
+                    high: 0.0,
+                    low: 0.0,
+                    prev_close: 0.0,
+                    change_24h_pct: 0.0,
+                    volume_24h: None,
+                    session_volume: 0.0,
+                    source: Arc::clone(&source),
+                    timestamp_ms,
+                };
+                fields.apply(&mut tick, Some(price), timestamp_ms, &source);
+                self.ticks.insert(instrument.clone(), tick.clone());
+                Some(tick)
+            }
+            // No price yet: a book alone, or nothing.
+            (None, None) => None,
+        };
+        if let Some(tick) = tick {
+            updates.push(Update::Tick(tick));
+        }
+        if let Some(book) = book {
+            updates.push(Update::Book(book));
+        }
+        if updates.is_empty() {
+            return Err(Skipped::Malformed("no price and no depth"));
+        }
+        Ok(updates)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TickFields {
+    open: Option<f64>,
+    high: Option<f64>,
+    low: Option<f64>,
+    close: Option<f64>,
+    volume: Option<f64>,
+    last_quantity: Option<f64>,
+    bid: Option<f64>,
+    bid_quantity: Option<f64>,
+    ask: Option<f64>,
+    ask_quantity: Option<f64>,
+}
+
+impl TickFields {
+    fn any(&self) -> bool {
+        [
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.last_quantity,
+            self.bid,
+            self.bid_quantity,
+            self.ask,
+            self.ask_quantity,
+        ]
+        .iter()
+        .any(Option::is_some)
+    }
+
+    fn apply(&self, tick: &mut PriceTick, ltp: Option<f64>, timestamp_ms: i64, source: &Arc<str>) {
+        let set = |slot: &mut f64, v: Option<f64>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut tick.price, ltp);
+        set(&mut tick.open, self.open);
+        set(&mut tick.high, self.high);
+        set(&mut tick.low, self.low);
+        set(&mut tick.prev_close, self.close);
+        set(&mut tick.session_volume, self.volume);
+        set(&mut tick.last_quantity, self.last_quantity);
+        set(&mut tick.bid, self.bid);
+        set(&mut tick.bid_quantity, self.bid_quantity);
+        set(&mut tick.ask, self.ask);
+        set(&mut tick.ask_quantity, self.ask_quantity);
+        if tick.prev_close != 0.0 {
+            tick.change_24h_pct = (tick.price - tick.prev_close) / tick.prev_close * 100.0;
+        }
+        tick.timestamp_ms = timestamp_ms;
+        if !Arc::ptr_eq(&tick.source, source) {
+            tick.source = Arc::clone(source);
+        }
+    }
+}
+
+/// A finite number, from a JSON number or a numeric string.
+fn number(v: &Value) -> Option<f64> {
+    let n = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    n.is_finite().then_some(n)
+}
+
+/// Milliseconds since the epoch from seconds, milliseconds or microseconds.
+fn millis(v: &Value) -> Option<i64> {
+    let n = number(v)?;
+    let ms = if n.abs() < 1e11 {
+        n * 1000.0
+    } else if n.abs() < 1e14 {
+        n
+    } else {
+        n / 1000.0
+    };
+    // In range by the checks: at most ~1e17 / 1000 after the last division... or 1e14.
+    (ms.abs() < 9.0e15).then_some(ms as i64)
+}
+
+fn levels(side: &Value) -> Vec<Level> {
+    let Some(items) = side.as_array() else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let item = item.as_object()?;
+            let price = item.get("price").and_then(number)?;
+            let quantity = ["quantity", "qty"]
+                .iter()
+                .find_map(|k| item.get(*k).and_then(number))
+                .unwrap_or(0.0);
+            let orders = ["orders", "order_count", "no_of_orders"]
+                .iter()
+                .find_map(|k| item.get(*k).and_then(number))
+                .filter(|n| *n >= 0.0 && *n <= f64::from(u32::MAX))
+                // In range by the filter.
+                .map_or(0, |n| n as u32);
+            Some(Level {
+                price,
+                quantity,
+                orders,
+            })
+        })
+        .take(MAX_LEVELS)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(d: &mut BusDecoder, topic: &str, json: &str) -> Result<Vec<Update>, Skipped> {
+        d.decode(topic.as_bytes(), json.as_bytes(), 1_000_000_000_000)
+    }
+
+    fn tick(u: &Update) -> &PriceTick {
+        match u {
+            Update::Tick(t) => t,
+            other => panic!("tick expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn quote_payload_maps_to_a_tick() {
+        let mut d = BusDecoder::new("zmq");
+        let updates = decode(
+            &mut d,
+            "NSE_RELIANCE_QUOTE",
+            r#"{"ltp":2850.5,"open":2820,"high":2860,"low":2815,"close":2848.25,"volume":1500000,
+                "bid":2850.45,"ask":2850.55,"bid_qty":500,"ask_qty":750,"last_trade_quantity":"25",
+                "timestamp":1748353658856,"symbol":"RELIANCE","exchange":"NSE","mode":2}"#,
+        )
+        .unwrap();
+        assert_eq!(updates.len(), 1);
+        let t = tick(&updates[0]);
+        assert_eq!(t.instrument, Instrument::new("RELIANCE", "NSE"));
+        assert_eq!(
+            (t.price, t.open, t.high, t.low, t.prev_close),
+            (2850.5, 2820.0, 2860.0, 2815.0, 2848.25)
+        );
+        assert_eq!(
+            (t.bid, t.ask, t.bid_quantity, t.ask_quantity),
+            (2850.45, 2850.55, 500.0, 750.0)
+        );
+        assert_eq!((t.session_volume, t.last_quantity), (1_500_000.0, 25.0));
+        assert_eq!(t.timestamp_ms, 1_748_353_658_856);
+        assert_eq!(&*t.source, "zmq");
+        assert!((t.change_24h_pct - 0.078_996).abs() < 1e-5);
+    }
+
+    #[test]
+    fn ltp_messages_update_the_price_and_keep_the_rest() {
+        let mut d = BusDecoder::new("zmq");
+        decode(
+            &mut d,
+            "NSE_TCS_QUOTE",
+            r#"{"ltp":10,"ohlc":{"open":9,"high":11,"low":8,"close":9.5},"volume_traded":7}"#,
+        )
+        .unwrap();
+        let updates = decode(
+            &mut d,
+            "zerodha_NSE_TCS_LTP",
+            r#"{"last_price":"10.5","ltt":1748353658}"#,
+        )
+        .unwrap();
+        let t = tick(&updates[0]);
+        assert_eq!(
+            (
+                t.price,
+                t.open,
+                t.high,
+                t.low,
+                t.prev_close,
+                t.session_volume
+            ),
+            (10.5, 9.0, 11.0, 8.0, 9.5, 7.0)
+        );
+        // Seconds become milliseconds; the broker prefix is the source.
+        assert_eq!(t.timestamp_ms, 1_748_353_658_000);
+        assert_eq!(&*t.source, "zerodha");
+        // No time in the payload: the receive time.
+        let updates = decode(&mut d, "NSE_TCS_LTP", r#"{"ltp":11}"#).unwrap();
+        assert_eq!(tick(&updates[0]).timestamp_ms, 1_000_000_000_000);
+    }
+
+    #[test]
+    fn depth_payload_maps_to_a_tick_and_a_book() {
+        let mut d = BusDecoder::new("zmq");
+        let updates = decode(
+            &mut d,
+            "NSE_INDEX_NIFTY_50_DEPTH",
+            r#"{"ltp":24000.5,"depth":{"buy":[{"price":24000,"quantity":75,"orders":3},{"price":23999.5,"qty":"10"},{"quantity":5}],
+                "sell":[{"price":24001,"quantity":50,"orders":-1}]},"timestamp":1748353658900123}"#,
+        )
+        .unwrap();
+        assert_eq!(updates.len(), 2);
+        let t = tick(&updates[0]);
+        // Best bid and ask from the book when the payload has none.
+        assert_eq!(
+            (t.bid, t.bid_quantity, t.ask, t.ask_quantity),
+            (24000.0, 75.0, 24001.0, 50.0)
+        );
+        let Update::Book(book) = &updates[1] else {
+            panic!("book expected")
+        };
+        assert_eq!(book.instrument, Instrument::new("NIFTY_50", "NSE_INDEX"));
+        assert_eq!(
+            book.bids,
+            [
+                Level {
+                    price: 24000.0,
+                    quantity: 75.0,
+                    orders: 3
+                },
+                Level {
+                    price: 23999.5,
+                    quantity: 10.0,
+                    orders: 0
+                }
+            ]
+        );
+        assert_eq!(
+            book.asks,
+            [Level {
+                price: 24001.0,
+                quantity: 50.0,
+                orders: 0
+            }]
+        );
+        // Microseconds become milliseconds.
+        assert_eq!(book.timestamp_ms, 1_748_353_658_900);
+
+        // A book without any price yet: the book alone.
+        let updates = decode(
+            &mut d,
+            "NSE_INFY_DEPTH",
+            r#"{"depth":{"buy":[],"sell":[]}}"#,
+        )
+        .unwrap();
+        assert!(matches!(updates.as_slice(), [Update::Book(_)]));
+        let levels: Vec<String> = (0..80)
+            .map(|i| format!(r#"{{"price":{i},"quantity":1}}"#))
+            .collect();
+        let json = format!(r#"{{"depth":{{"buy":[{}],"sell":[]}}}}"#, levels.join(","));
+        let updates = decode(&mut d, "NSE_INFY_DEPTH", &json).unwrap();
+        let Update::Book(book) = &updates[0] else {
+            panic!("book expected")
+        };
+        assert_eq!(book.bids.len(), MAX_LEVELS);
+    }
+
+    #[test]
+    fn malformed_messages_are_skipped() {
+        let mut d = BusDecoder::new("zmq");
+        for (topic, json, why) in [
+            (
+                "NSE_X_LTP",
+                "not json",
+                Skipped::Malformed("payload is not JSON"),
+            ),
+            (
+                "NSE_X_LTP",
+                "[1]",
+                Skipped::Malformed("payload is not a JSON object"),
+            ),
+            (
+                "NSE_X_LTP",
+                "{}",
+                Skipped::Malformed("no price and no depth"),
+            ),
+            (
+                "NSE_X_LTP",
+                r#"{"ltp":"abc"}"#,
+                Skipped::Malformed("no price and no depth"),
+            ),
+            (
+                "NSE_X_LTP",
+                r#"{"ltp":null}"#,
+                Skipped::Malformed("no price and no depth"),
+            ),
+            (
+                "NSE_X_FULL",
+                r#"{"ltp":1}"#,
+                Skipped::Malformed("unknown mode (expected LTP, QUOTE or DEPTH)"),
+            ),
+            ("zerodha_orders", r#"{"order":1}"#, Skipped::NotMarketData),
+        ] {
+            assert_eq!(decode(&mut d, topic, json), Err(why), "{topic} {json}");
+        }
+        assert_eq!(
+            d.decode(&[0xff, b'_', b'X'], b"{}", 0),
+            Err(Skipped::Malformed("topic is not UTF-8"))
+        );
+        // Huge or odd numbers never panic.
+        for json in [
+            r#"{"ltp":1e308,"timestamp":1e308}"#,
+            r#"{"ltp":1,"timestamp":-1e300}"#,
+            r#"{"ltp":1,"depth":{"buy":[{"price":1,"orders":1e20}]}}"#,
+        ] {
+            assert!(decode(&mut d, "NSE_Y_QUOTE", json).is_ok(), "{json}");
+        }
+    }
+}

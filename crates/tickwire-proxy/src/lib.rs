@@ -1,0 +1,81 @@
+//! A sans-IO codec of the broker-adapter market-data proxy protocol (seed 003).
+//!
+//! Clients authenticate with an API key, subscribe to instruments in one of three
+//! modes — LTP (1), Quote (2), Depth (3, with 5, 20 or 30 levels) — and receive
+//! `market_data` messages. This crate
+//!
+//! - decodes client frames into typed [`Request`]s ([`decode_request`]), answering bad
+//!   input with a [`ProxyError`] that carries the reference server's error code;
+//! - encodes every reply, byte for byte, in two [`ReplyStyle`]s: as the seed document
+//!   shows (the default) or exactly as the reference server sends (for its Python SDK);
+//! - keeps an instrument's last tick and book ([`MarketState`], the last-value cache)
+//!   and encodes a `market_data` message once per topic ([`encode_market_data`]);
+//! - routes updates to topics with the higher-mode rule ([`topics_fed`]);
+//! - conflates LTP updates to one per window per instrument ([`Throttle`]), so the last
+//!   tick of a burst always arrives;
+//! - counts subscribers per key so the upstream adapter is subscribed by the first
+//!   client and unsubscribed when the last one leaves ([`UpstreamRefs`]).
+//!
+//! It does no I/O and keeps no clock: sockets, tasks, timers, API-key checks and the
+//! adapters belong to the gateway, which passes the time in.
+//!
+//! # Example
+//!
+//! ```
+//! use tickwire_model::{Instrument, PriceTick, Update};
+//! use tickwire_proxy::{
+//!     decode_request, encode_market_data, topics_fed, Joined, MarketState, ReplyStyle,
+//!     Request, SubKey, UpstreamRefs,
+//! };
+//!
+//! let style = ReplyStyle::Openalgo;
+//! let mut refs = UpstreamRefs::new();
+//!
+//! // Client 7 subscribes to LTP (it authenticated before).
+//! let frame = br#"{"action":"subscribe","symbol":"TCS","exchange":"NSE","mode":1}"#;
+//! let Request::Subscribe(sub) = decode_request(frame, true)? else { unreachable!() };
+//! let key = SubKey::new(sub.instruments[0].clone(), sub.mode, sub.depth);
+//! assert_eq!(refs.subscribe(7, key.clone()), Joined::First); // tell the adapter
+//!
+//! // A tick arrives: store it, encode each topic it feeds once, send to its clients.
+//! let tcs = Instrument::new("TCS", "NSE");
+//! let mut state = MarketState::default();
+//! let tick = PriceTick {
+//!     instrument: tcs.clone(), price: 4100.5, last_quantity: 10.0, bid: 4100.0,
+//!     bid_quantity: 50.0, ask: 4101.0, ask_quantity: 20.0, open: 4080.0, high: 4110.0,
+//!     low: 4075.0, prev_close: 4090.0, change_24h_pct: 0.26, volume_24h: None,
+//!     session_volume: 120000.0, source: "zmq".into(), timestamp_ms: 1_700_000_000_000,
+//! };
+//! let kind = state.apply(&Update::Tick(tick)).unwrap();
+//! for topic in topics_fed(kind) {
+//!     let key = SubKey { instrument: tcs.clone(), topic: *topic };
+//!     if refs.subscribers(&key).next().is_none() { continue; }
+//!     let bytes = encode_market_data(style, &tcs, topic.mode(), topic.depth(), &state).unwrap();
+//!     assert_eq!(
+//!         &bytes[..],
+//!         br#"{"type":"market_data","symbol":"TCS","exchange":"NSE","mode":1,"data":{"ltp":4100.5,"ltt":1700000000000,"timestamp":1700000000000},"broker":"zmq"}"#
+//!     );
+//! }
+//! # Ok::<(), tickwire_proxy::ProxyError>(())
+//! ```
+
+mod error;
+mod json;
+mod market;
+mod mode;
+mod refs;
+mod reply;
+mod request;
+mod throttle;
+
+pub use error::ProxyError;
+pub use market::{MarketState, encode_market_data};
+pub use mode::{Depth, Mode, SubKey, Topic, UpdateKind, topics_fed};
+pub use refs::{Joined, Left, UpstreamRefs};
+pub use reply::{
+    AuthOk, BrokerInfo, ReplyStyle, SubscribeOutcome, SubscribeReply, UnsubscribeReply,
+    encode_auth_ok, encode_broker_info, encode_error, encode_pong, encode_subscribe,
+    encode_supported_brokers, encode_unsubscribe,
+};
+pub use request::{Ping, RawJson, Request, Subscribe, Unsubscribe, decode_request};
+pub use throttle::Throttle;
