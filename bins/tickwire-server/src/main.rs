@@ -1,4 +1,6 @@
-//! `tickwire-server`: the tickwire gateway serving a JSONL replay.
+//! `tickwire-server`: the tickwire gateway serving a JSONL replay of GEX
+//! records (the pubsub hubs) and, unless `[synthetic] enabled = false`, a
+//! synthetic market (the `/ws` and `/stream` JSON feeds).
 //!
 //! ```text
 //! tickwire-server [--config FILE] [--listen ADDR]
@@ -16,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tickwire_adapter::{BrokerAdapter, JsonlReplay};
+use tickwire_adapter::{BrokerAdapter, JsonlReplay, SyntheticMarket};
 use tickwire_gateway::{Config, DEMO_KEY, GatewayError};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -78,7 +80,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         );
     }
     let replay = JsonlReplay::new(config.replay.clone());
-    let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(replay)];
+    let mut adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(replay)];
+    if config.synthetic.enabled {
+        let market = SyntheticMarket::new(config.synthetic.clone())
+            .context("starting the synthetic market")?;
+        info!(
+            seed = market.seed(),
+            instruments = config.synthetic.universe.len(),
+            "synthetic market enabled; feeds on ws://{local}/ws and ws://{local}/stream?api_key=<key>"
+        );
+        adapters.push(Arc::new(market));
+    }
     tickwire_gateway::run(listener, config, adapters, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,13 +1,23 @@
 //! API keys, access tokens and roles.
 //!
+//! One key ring serves every endpoint. A key is found by the SHA-256 of what
+//! the client presented, looked up in a map of the configured digests (keys
+//! may be configured as digests only, and no comparison runs over the
+//! secret itself). Each key carries the endpoints it may use, its roles and
+//! its usage: open connections (bounded by `max_connections`) and a token
+//! bucket of requests (`rate_per_minute`) shared by all its connections.
+//!
 //! `/negotiate` trades an API key for one access token per hub. The tokens
 //! are HS256 JWTs of the shape Azure Web PubSub issues (`aud` = the hub's
 //! `http(s)://host/client/hubs/{hub}` URL, `sub` = the user id, `role` = the
 //! roles, `iat`, `exp`), so its client SDKs accept them. A token never holds
-//! the API key.
+//! the API key. The JSON feeds and the publish API take the key itself:
+//! `Authorization: Bearer <key>`, or `?api_key=<key>` on the feeds (seed 002).
 
-use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -17,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tickwire_model::Hub;
 
 use crate::GatewayError;
-use crate::config::Config;
+use crate::config::{ApiKey, Config, Endpoint, ROLE_PUBLISH};
 
 /// The role that lets a connection join and leave every group.
 pub const ROLE_JOIN_LEAVE: &str = "webpubsub.joinLeaveGroup";
@@ -45,24 +55,128 @@ pub struct Claims {
 /// A configured key, as the key ring keeps it.
 #[derive(Debug)]
 struct Key {
+    config: ApiKey,
+    usage: Arc<KeyUsage>,
+}
+
+/// What one key is using now: open connections and its request bucket.
+///
+/// The bucket's mutex is held for a few arithmetic operations, never across
+/// an `.await`.
+#[derive(Debug)]
+pub(crate) struct KeyUsage {
     name: String,
-    digest: [u8; 32],
-    roles: Vec<String>,
+    max_connections: usize,
+    connections: AtomicUsize,
+    bucket: Mutex<TokenBucket>,
+}
+
+impl KeyUsage {
+    /// One more connection of the key, if it is under its limit; the
+    /// connection is counted until the [`Lease`] is dropped.
+    pub(crate) fn lease(self: &Arc<Self>) -> Option<Lease> {
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Lease(self.clone()))
+    }
+
+    /// Takes one request from the key's bucket; false when it is empty.
+    pub(crate) fn take(&self, now: Instant) -> bool {
+        self.bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(now)
+    }
+
+    /// The key's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key's connection limit.
+    pub(crate) fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+}
+
+/// One open connection of a key; dropping it frees the slot.
+#[derive(Debug)]
+pub(crate) struct Lease(Arc<KeyUsage>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A token bucket: holds up to a minute's worth of requests and refills
+/// continuously at `rate_per_minute`.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    capacity: f64,
+    per_second: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate_per_minute: u32, now: Instant) -> TokenBucket {
+        let capacity = f64::from(rate_per_minute.max(1));
+        TokenBucket {
+            tokens: capacity,
+            capacity,
+            per_second: capacity / 60.0,
+            last: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The identity an API key grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Principal<'a> {
     /// The user id (the key's name).
     pub(crate) user_id: &'a str,
     /// The key's roles.
     pub(crate) roles: &'a [String],
+    key: &'a Key,
 }
 
-/// Why an `Authorization` header was refused.
+impl Principal<'_> {
+    /// Whether the key may use `endpoint`.
+    pub(crate) fn allows(&self, endpoint: Endpoint) -> bool {
+        self.key.config.allows(endpoint)
+    }
+
+    /// Whether the key may publish: the `publish` endpoint and role.
+    pub(crate) fn may_publish(&self) -> bool {
+        self.allows(Endpoint::Publish) && self.key.config.has_role(ROLE_PUBLISH)
+    }
+
+    /// The key's usage counters.
+    pub(crate) fn usage(&self) -> Arc<KeyUsage> {
+        self.key.usage.clone()
+    }
+}
+
+/// Why a request's credentials were refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyRejection {
-    /// There is no usable `Authorization: Basic` header.
+    /// No credentials of the expected form were given.
     Missing,
     /// The key is not one of the configured ones.
     Invalid,
@@ -71,6 +185,7 @@ pub(crate) enum KeyRejection {
 /// Issues and checks access tokens; checks API keys.
 pub(crate) struct Auth {
     keys: Vec<Key>,
+    by_digest: HashMap<[u8; 32], usize>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -82,7 +197,7 @@ impl std::fmt::Debug for Auth {
         f.debug_struct("Auth")
             .field(
                 "keys",
-                &self.keys.iter().map(|k| &k.name).collect::<Vec<_>>(),
+                &self.keys.iter().map(|k| &k.config.name).collect::<Vec<_>>(),
             )
             .field("ttl_secs", &self.ttl_secs)
             .finish_non_exhaustive()
@@ -93,17 +208,25 @@ impl Auth {
     /// Builds the key ring and token keys of `config` (drawing a random
     /// secret when none is configured).
     pub(crate) fn new(config: &Config) -> Result<Auth, GatewayError> {
-        let keys = config
-            .api_keys
-            .iter()
-            .map(|k| {
-                Ok(Key {
+        let now = Instant::now();
+        let mut keys = Vec::with_capacity(config.api_keys.len());
+        let mut by_digest = HashMap::with_capacity(config.api_keys.len());
+        for k in &config.api_keys {
+            if by_digest.insert(k.digest()?, keys.len()).is_some() {
+                return Err(GatewayError::InvalidConfig {
+                    reason: format!("api key {:?} is configured twice", k.name),
+                });
+            }
+            keys.push(Key {
+                config: k.clone(),
+                usage: Arc::new(KeyUsage {
                     name: k.name.clone(),
-                    digest: k.digest()?,
-                    roles: k.roles.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, GatewayError>>()?;
+                    max_connections: k.max_connections,
+                    connections: AtomicUsize::new(0),
+                    bucket: Mutex::new(TokenBucket::new(k.rate_per_minute, now)),
+                }),
+            });
+        }
         let secret = match &config.token_secret {
             Some(secret) => secret.as_bytes().to_vec(),
             None => {
@@ -120,6 +243,7 @@ impl Auth {
         validation.set_required_spec_claims(&["exp", "aud", "sub"]);
         Ok(Auth {
             keys,
+            by_digest,
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             validation,
@@ -154,24 +278,35 @@ impl Auth {
         self.find(user).ok_or(KeyRejection::Invalid)
     }
 
+    /// The principal of a key given as `Authorization: Bearer <KEY>`, or
+    /// else as the `api_key` query parameter (seed 002).
+    pub(crate) fn check_bearer(
+        &self,
+        header: Option<&[u8]>,
+        query_key: Option<&str>,
+    ) -> Result<Principal<'_>, KeyRejection> {
+        let bearer = header
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| h.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .filter(|key| !key.is_empty());
+        let key = bearer
+            .or(query_key.filter(|k| !k.is_empty()))
+            .ok_or(KeyRejection::Missing)?;
+        self.find(key.as_bytes()).ok_or(KeyRejection::Invalid)
+    }
+
+    /// The key whose SHA-256 is that of `key`. Only digests are compared:
+    /// the map is keyed by them, so timing reveals nothing of a secret.
     fn find(&self, key: &[u8]) -> Option<Principal<'_>> {
         let digest: [u8; 32] = Sha256::digest(key).into();
-        // Compare every key in full so timing says nothing about which matched.
-        let mut found = None;
-        for k in &self.keys {
-            let diff = k
-                .digest
-                .iter()
-                .zip(digest.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 && found.is_none() {
-                found = Some(Principal {
-                    user_id: &k.name,
-                    roles: &k.roles,
-                });
-            }
-        }
-        found
+        let k = &self.keys[*self.by_digest.get(&digest)?];
+        Some(Principal {
+            user_id: &k.config.name,
+            roles: &k.config.roles,
+            key: k,
+        })
     }
 
     /// Issues a token for `principal` on `hub`, whose audience is `audience`
@@ -264,17 +399,100 @@ fn scoped<'a>(role: &'a str, base: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ApiKey;
 
     fn auth() -> Auth {
         let mut config = Config::default();
         config.api_keys.push(ApiKey {
-            name: "writer".into(),
-            key: Some("w-key".into()),
-            key_sha256: None,
             roles: vec![ROLE_SEND.into()],
+            max_connections: 2,
+            rate_per_minute: 3,
+            ..ApiKey::new("writer", "w-key")
         });
         Auth::new(&config).unwrap()
+    }
+
+    #[test]
+    fn bearer_then_query_key() {
+        let auth = auth();
+        let p = auth.check_bearer(Some(b"Bearer w-key"), None).unwrap();
+        assert_eq!(p.user_id, "writer");
+        let p = auth
+            .check_bearer(Some(b"Basic x"), Some("tickwire-demo-key"))
+            .unwrap();
+        assert_eq!(p.user_id, "demo");
+        // The header wins over the query.
+        let p = auth
+            .check_bearer(Some(b"bearer  w-key "), Some("tickwire-demo-key"))
+            .unwrap();
+        assert_eq!(p.user_id, "writer");
+        assert_eq!(
+            auth.check_bearer(None, None).unwrap_err(),
+            KeyRejection::Missing
+        );
+        assert_eq!(
+            auth.check_bearer(Some(b"Bearer "), Some("")).unwrap_err(),
+            KeyRejection::Missing
+        );
+        assert_eq!(
+            auth.check_bearer(None, Some("nope")).unwrap_err(),
+            KeyRejection::Invalid
+        );
+        assert_eq!(
+            auth.check_bearer(Some(b"Bearer \xff"), None).unwrap_err(),
+            KeyRejection::Missing
+        );
+    }
+
+    #[test]
+    fn leases_are_bounded_and_released() {
+        let auth = auth();
+        let usage = auth
+            .check_bearer(Some(b"Bearer w-key"), None)
+            .unwrap()
+            .usage();
+        let a = usage.lease().unwrap();
+        let b = usage.lease().unwrap();
+        assert!(usage.lease().is_none());
+        drop(a);
+        let c = usage.lease().unwrap();
+        assert!(usage.lease().is_none());
+        drop((b, c));
+    }
+
+    #[test]
+    fn the_bucket_holds_a_minute_and_refills() {
+        let auth = auth();
+        let usage = auth
+            .check_bearer(Some(b"Bearer w-key"), None)
+            .unwrap()
+            .usage();
+        let t0 = Instant::now();
+        assert!(usage.take(t0) && usage.take(t0) && usage.take(t0));
+        assert!(!usage.take(t0));
+        // 3 a minute: one more token after 20 seconds.
+        let later = t0 + std::time::Duration::from_secs(20);
+        assert!(usage.take(later));
+        assert!(!usage.take(later));
+    }
+
+    #[test]
+    fn permissions_of_the_publish_role() {
+        let mut config = Config::default();
+        config.api_keys.push(ApiKey {
+            roles: vec![ROLE_PUBLISH.into()],
+            ..ApiKey::new("pub", "p-key")
+        });
+        config.api_keys.push(ApiKey {
+            roles: vec![ROLE_PUBLISH.into()],
+            endpoints: Some(vec![Endpoint::Stream]),
+            ..ApiKey::new("narrow", "n-key")
+        });
+        let auth = Auth::new(&config).unwrap();
+        let check = |k: &str| auth.check_bearer(Some(format!("Bearer {k}").as_bytes()), None);
+        assert!(check("p-key").unwrap().may_publish());
+        assert!(!check("n-key").unwrap().may_publish());
+        assert!(!check("tickwire-demo-key").unwrap().may_publish());
+        assert!(check("tickwire-demo-key").unwrap().allows(Endpoint::Stream));
     }
 
     #[test]
@@ -287,22 +505,22 @@ mod tests {
             .check_basic(Some(format!("basic {b64}").as_bytes()))
             .unwrap();
         assert_eq!(p.user_id, "writer");
-        assert_eq!(auth.check_basic(None), Err(KeyRejection::Missing));
+        assert_eq!(auth.check_basic(None).unwrap_err(), KeyRejection::Missing);
         assert_eq!(
-            auth.check_basic(Some(b"Bearer x")),
-            Err(KeyRejection::Missing)
+            auth.check_basic(Some(b"Bearer x")).unwrap_err(),
+            KeyRejection::Missing
         );
         assert_eq!(
-            auth.check_basic(Some(b"Basic ")),
-            Err(KeyRejection::Missing)
+            auth.check_basic(Some(b"Basic ")).unwrap_err(),
+            KeyRejection::Missing
         );
         assert_eq!(
-            auth.check_basic(Some(b"Basic nope")),
-            Err(KeyRejection::Invalid)
+            auth.check_basic(Some(b"Basic nope")).unwrap_err(),
+            KeyRejection::Invalid
         );
         assert_eq!(
-            auth.check_basic(Some(b"Basic \xff")),
-            Err(KeyRejection::Invalid)
+            auth.check_basic(Some(b"Basic \xff")).unwrap_err(),
+            KeyRejection::Invalid
         );
     }
 

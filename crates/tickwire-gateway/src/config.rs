@@ -13,9 +13,22 @@
 //! name = "alice"
 //! key_sha256 = "4c2d…"            # hex SHA-256 of the key; or `key = "…"` in clear
 //! roles = ["webpubsub.joinLeaveGroup"]
+//! endpoints = ["pubsub", "ws", "stream"]   # the default: all but "publish"
+//! max_connections = 10            # open /stream (and keyed /ws) connections
+//! rate_per_minute = 600           # connections and (un)subscribes, all connections together
 //!
 //! [transport]
 //! ping_interval_secs = 54
+//!
+//! [ws]
+//! subscription_limit = 100
+//!
+//! [stream]
+//! max_symbols = 10
+//!
+//! [fastws]
+//! heartbeat_secs = 30
+//! lifespan_secs = 3600
 //! ```
 //!
 //! and `TICKWIRE_TRANSPORT__SEND_BUFFER=512` in the environment.
@@ -28,7 +41,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tickwire_adapter::{ReplayConfig, ReplayMode};
+use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
 
 use crate::GatewayError;
 
@@ -66,8 +79,21 @@ pub struct Config {
     /// working directory), the latest date, one record per group per second,
     /// rotating, every ticker.
     pub replay: ReplayConfig,
+    /// The synthetic market the binary runs beside the replay (`enabled`,
+    /// `seed`, `book_depth`, `book_interval_ms`, `signal_interval_ms`,
+    /// `speed`, `buffer`, `universe`). Default: enabled, the default
+    /// universe of crypto pairs, US stocks and NSE instruments.
+    pub synthetic: SyntheticConfig,
     /// WebSocket transport limits.
     pub transport: TransportConfig,
+    /// The `/ws` JSON feed (seed 001).
+    pub ws: WsConfig,
+    /// The `/stream` JSON feed (seed 002).
+    pub stream: StreamConfig,
+    /// The publish API (`POST /api/v1/publish`).
+    pub publish: PublishConfig,
+    /// The FastWS envelope on `/api/v1/ws` (seed 004).
+    pub fastws: FastWsConfig,
 }
 
 impl Default for Config {
@@ -86,12 +112,58 @@ impl Default for Config {
                 mode: ReplayMode::Rotation,
                 ..ReplayConfig::default()
             },
+            synthetic: SyntheticConfig::default(),
             transport: TransportConfig::default(),
+            ws: WsConfig::default(),
+            stream: StreamConfig::default(),
+            publish: PublishConfig::default(),
+            fastws: FastWsConfig::default(),
         }
     }
 }
 
-/// One API key accepted by `/negotiate`.
+/// The role that lets a key use the publish API.
+pub const ROLE_PUBLISH: &str = "publish";
+
+/// An endpoint an API key may be allowed to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `GET /negotiate` and, through its tokens, the pubsub hubs (`negotiate`
+    /// is accepted as an alias).
+    #[serde(alias = "negotiate")]
+    Pubsub,
+    /// The `/ws` JSON feed, when it requires a key.
+    Ws,
+    /// The `/stream` JSON feed.
+    Stream,
+    /// `POST /api/v1/publish` (the key also needs the role `publish`).
+    Publish,
+}
+
+impl Endpoint {
+    /// The endpoints of a key that does not list its own: all but `publish`.
+    pub const DEFAULT: [Endpoint; 3] = [Endpoint::Pubsub, Endpoint::Ws, Endpoint::Stream];
+
+    /// The endpoint's name in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Endpoint::Pubsub => "pubsub",
+            Endpoint::Ws => "ws",
+            Endpoint::Stream => "stream",
+            Endpoint::Publish => "publish",
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One API key, shared by every endpoint that takes keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
     /// The key's name; the user id of the tokens it obtains.
@@ -102,22 +174,75 @@ pub struct ApiKey {
     /// The hex SHA-256 of the key (`printf %s KEY | sha256sum`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_sha256: Option<String>,
-    /// Roles written into the key's tokens, e.g. `webpubsub.joinLeaveGroup`,
-    /// `webpubsub.sendToGroup.<group>`, `webpubsub.event`.
+    /// Roles: those written into the key's pubsub tokens
+    /// (`webpubsub.joinLeaveGroup`, `webpubsub.sendToGroup.<group>`,
+    /// `webpubsub.event`), and [`ROLE_PUBLISH`] for the publish API.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The endpoints the key may use. Default (absent): every endpoint but
+    /// `publish`, plus `publish` when the key has the role `publish`. A list
+    /// given here is taken as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<Endpoint>>,
+    /// Most connections the key may hold open at once on the endpoints that
+    /// take keys directly (`/stream`, and `/ws` when it requires a key);
+    /// one more is refused. Default 10 (seed 002).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Requests per minute: connection establishments and subscribe and
+    /// unsubscribe messages, counted over all the key's connections
+    /// together (seed 002 "Rate Limiting"); a token bucket that holds a
+    /// minute's worth. Default 600.
+    #[serde(default = "default_rate_per_minute")]
+    pub rate_per_minute: u32,
+}
+
+fn default_max_connections() -> usize {
+    10
+}
+
+fn default_rate_per_minute() -> u32 {
+    600
 }
 
 impl ApiKey {
+    /// A key named `name` given in clear, with the default roles (none),
+    /// endpoints and limits.
+    pub fn new(name: impl Into<String>, key: impl Into<String>) -> ApiKey {
+        ApiKey {
+            name: name.into(),
+            key: Some(key.into()),
+            key_sha256: None,
+            roles: Vec::new(),
+            endpoints: None,
+            max_connections: default_max_connections(),
+            rate_per_minute: default_rate_per_minute(),
+        }
+    }
+
     /// The built-in demo key: name `demo`, key `tickwire-demo-key`, may join and
-    /// leave every group.
+    /// leave every group, and use every endpoint but `publish`.
     pub fn demo() -> ApiKey {
         ApiKey {
-            name: DEMO_KEY_NAME.to_owned(),
-            key: Some(DEMO_KEY.to_owned()),
-            key_sha256: None,
             roles: vec!["webpubsub.joinLeaveGroup".to_owned()],
+            ..ApiKey::new(DEMO_KEY_NAME, DEMO_KEY)
         }
+    }
+
+    /// Whether the key may use `endpoint` (see [`endpoints`](Self::endpoints)).
+    pub fn allows(&self, endpoint: Endpoint) -> bool {
+        match &self.endpoints {
+            Some(list) => list.contains(&endpoint),
+            None => {
+                Endpoint::DEFAULT.contains(&endpoint)
+                    || (endpoint == Endpoint::Publish && self.has_role(ROLE_PUBLISH))
+            }
+        }
+    }
+
+    /// Whether the key has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
     }
 
     /// The SHA-256 of the key, from whichever form the configuration gives.
@@ -195,6 +320,130 @@ impl TransportConfig {
     }
 }
 
+/// The `/ws` JSON feed (seed 001, "Rate Limits").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WsConfig {
+    /// Whether a connection needs an API key (`Authorization: Bearer` or
+    /// `?api_key=`) allowed on the `ws` endpoint. Default false: the seed's
+    /// feed is public.
+    pub require_key: bool,
+    /// Symbols one connection may be subscribed to; a subscribe that would
+    /// pass it is refused whole (`subscription_limit`). Default 100.
+    pub subscription_limit: usize,
+    /// Messages a client may send per second; more are answered with
+    /// `rate_limited` and not applied. Default 10.
+    pub messages_per_second: u32,
+    /// Consecutive seconds over the message rate after which the client is
+    /// closed (1008). Default 3.
+    pub flood_close_secs: u32,
+    /// Seconds without a client message (a `ping` included) after which the
+    /// connection is closed (1000). Default 300.
+    pub idle_timeout_secs: u64,
+    /// Seconds between two `server_status` messages. Default 10.
+    pub status_interval_secs: u64,
+    /// Largest client message, in bytes; larger ones close with 1009.
+    /// Default 65536.
+    pub max_message_bytes: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            require_key: false,
+            subscription_limit: 100,
+            messages_per_second: 10,
+            flood_close_secs: 3,
+            idle_timeout_secs: 300,
+            status_interval_secs: 10,
+            max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The `/stream` JSON feed (seed 002, "Connection Limits"). Connections per
+/// key and the request rate are the key's own limits ([`ApiKey`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamConfig {
+    /// Symbols one connection may be subscribed to; a subscribe that would
+    /// pass it is refused whole (`SUBSCRIPTION_LIMIT`). Default 10.
+    pub max_symbols: usize,
+    /// Seconds without a message either way (the automatic heartbeat aside)
+    /// after which the connection is closed (1000). Default 300.
+    pub idle_timeout_secs: u64,
+    /// Seconds between two automatic `pong` heartbeats. Default 30.
+    pub heartbeat_secs: u64,
+    /// Largest client message, in bytes; larger ones close with 1009.
+    /// Default 1048576 (1 MB).
+    pub max_message_bytes: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            max_symbols: 10,
+            idle_timeout_secs: 300,
+            heartbeat_secs: 30,
+            max_message_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The FastWS envelope on `/api/v1/ws` (seed 004, "Connection Management").
+/// Both limits close the connection with 1003 and a reason that names them:
+/// `Connection timed out. Heartbeat interval 30.0. Max connection lifespan 3600.0`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FastWsConfig {
+    /// Seconds a client may go without sending a message (any data message
+    /// counts; WebSocket pings and the server's messages do not). Default 30.
+    pub heartbeat_secs: u64,
+    /// Seconds a connection may live at most, however active. Default 3600.
+    pub lifespan_secs: u64,
+    /// Largest client message, in bytes; larger ones close with 1009.
+    /// Default 65536.
+    pub max_message_bytes: usize,
+}
+
+impl Default for FastWsConfig {
+    fn default() -> Self {
+        FastWsConfig {
+            heartbeat_secs: 30,
+            lifespan_secs: 3600,
+            max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl FastWsConfig {
+    /// [`heartbeat_secs`](Self::heartbeat_secs) as a duration.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+
+    /// [`lifespan_secs`](Self::lifespan_secs) as a duration.
+    pub fn lifespan(&self) -> Duration {
+        Duration::from_secs(self.lifespan_secs)
+    }
+}
+
+/// The publish API (`POST /api/v1/publish`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PublishConfig {
+    /// Largest request body, in bytes; larger ones get 413. Default 1048576.
+    pub max_body_bytes: usize,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
 impl Config {
     /// The figment of the defaults, then `file` (TOML) if given, then the
     /// `TICKWIRE_*` environment (`__` separates nested keys:
@@ -225,10 +474,19 @@ impl Config {
         if self.api_keys.is_empty() {
             return invalid("no api key is configured; add one under [[api_keys]]".into());
         }
+        let mut digests = std::collections::HashSet::new();
         for key in &self.api_keys {
-            key.digest()?;
+            if !digests.insert(key.digest()?) {
+                return invalid(format!("api key {:?} is configured twice", key.name));
+            }
             if key.name.is_empty() {
                 return invalid("an api key has an empty `name`".into());
+            }
+            if key.max_connections == 0 || key.rate_per_minute == 0 {
+                return invalid(format!(
+                    "api key {:?}: max_connections and rate_per_minute must be greater than zero",
+                    key.name
+                ));
             }
         }
         if !self.listen.ip().is_loopback() && self.api_keys.iter().any(ApiKey::is_demo) {
@@ -245,6 +503,13 @@ impl Config {
         if let Some(url) = &self.public_url {
             PublicUrl::parse(url)?;
         }
+        if self.synthetic.enabled {
+            self.synthetic
+                .validate()
+                .map_err(|e| GatewayError::InvalidConfig {
+                    reason: format!("synthetic: {e}"),
+                })?;
+        }
         if self.token_secret.as_deref().is_some_and(str::is_empty) {
             return invalid("token_secret is empty; remove it or set a long random value".into());
         }
@@ -260,6 +525,29 @@ impl Config {
             (
                 "transport.max_groups_per_connection",
                 t.max_groups_per_connection as u64,
+            ),
+            ("ws.subscription_limit", self.ws.subscription_limit as u64),
+            (
+                "ws.messages_per_second",
+                u64::from(self.ws.messages_per_second),
+            ),
+            ("ws.flood_close_secs", u64::from(self.ws.flood_close_secs)),
+            ("ws.idle_timeout_secs", self.ws.idle_timeout_secs),
+            ("ws.status_interval_secs", self.ws.status_interval_secs),
+            ("ws.max_message_bytes", self.ws.max_message_bytes as u64),
+            ("stream.max_symbols", self.stream.max_symbols as u64),
+            ("stream.idle_timeout_secs", self.stream.idle_timeout_secs),
+            ("stream.heartbeat_secs", self.stream.heartbeat_secs),
+            (
+                "stream.max_message_bytes",
+                self.stream.max_message_bytes as u64,
+            ),
+            ("publish.max_body_bytes", self.publish.max_body_bytes as u64),
+            ("fastws.heartbeat_secs", self.fastws.heartbeat_secs),
+            ("fastws.lifespan_secs", self.fastws.lifespan_secs),
+            (
+                "fastws.max_message_bytes",
+                self.fastws.max_message_bytes as u64,
             ),
         ] {
             if value == 0 {
@@ -354,10 +642,9 @@ mod tests {
         let config = Config {
             listen: "0.0.0.0:8080".parse().unwrap(),
             api_keys: vec![ApiKey {
-                name: "alice".into(),
                 key: None,
                 key_sha256: Some(hex(&Sha256::digest(b"s3cret"))),
-                roles: vec![],
+                ..ApiKey::new("alice", "unused")
             }],
             ..Config::default()
         };
@@ -373,10 +660,9 @@ mod tests {
             (Some(""), None),
         ] {
             let api = ApiKey {
-                name: "x".into(),
                 key: key.map(Into::into),
                 key_sha256: sha.map(Into::into),
-                roles: vec![],
+                ..ApiKey::new("x", "unused")
             };
             assert!(api.digest().is_err(), "{api:?}");
         }
@@ -391,6 +677,34 @@ mod tests {
         for bad in ["gex.example.com", "ftp://x", "http://", "http://h/path"] {
             assert!(PublicUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn endpoints_default_to_all_but_publish() {
+        let mut key = ApiKey::new("k", "secret");
+        for e in Endpoint::DEFAULT {
+            assert!(key.allows(e), "{e}");
+        }
+        assert!(!key.allows(Endpoint::Publish));
+        key.roles.push(ROLE_PUBLISH.into());
+        assert!(key.allows(Endpoint::Publish));
+        key.endpoints = Some(vec![Endpoint::Stream]);
+        assert!(key.allows(Endpoint::Stream));
+        assert!(!key.allows(Endpoint::Publish));
+        assert!(!key.allows(Endpoint::Ws));
+    }
+
+    #[test]
+    fn duplicate_keys_and_zero_limits_are_refused() {
+        let mut config = Config::default();
+        config.api_keys.push(ApiKey::new("again", DEMO_KEY));
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.api_keys[0].max_connections = 0;
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.stream.max_symbols = 0;
+        assert!(config.validate().is_err());
     }
 
     fn hex(bytes: &[u8]) -> String {

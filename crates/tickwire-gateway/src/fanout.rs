@@ -9,21 +9,35 @@
 //! its bounded queue with `try_send`. A full queue drops that client (it is
 //! too slow to keep up) and nobody else waits for it.
 //!
+//! Market events (ticks, books, signals) go to the JSON feeds' topics, one
+//! per instrument and kind (`ws:price:CRYPTO:BTC/USD`, `stream:price:…`, see
+//! [`crate::market`]): per topic with subscribers the event is encoded once
+//! by `tickwire-json` and every subscriber's queue gets a clone of the same
+//! `Bytes`. Raw payloads of the publish API go to their pubsub group as they
+//! are. Every instrument an update names becomes known to the symbol table.
+//!
 //! The index's subscriber lists are walked under their read lock; the closure
 //! does only non-blocking work (`try_send`, the lazy encode) and never awaits.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use futures_util::StreamExt as _;
 use tickwire_adapter::UpdateStream;
 use tickwire_index::{SubscriptionIndex, TopicId};
-use tickwire_model::{GexRecord, Update};
+use tickwire_model::{GexRecord, Instrument, RawDataType, RawGroupPayload, Update};
 use tickwire_pubsub::{EncodedMessage, MessageData, MessageFrom, WireFormat, encode_message};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info, warn};
+
+use crate::market::{self, Feed, Market};
+use crate::writer::Outbound;
 
 /// The subscription index of the gateway.
 pub(crate) type Index = SubscriptionIndex<Subscriber>;
@@ -36,25 +50,53 @@ pub(crate) struct Subscriber(Arc<SubscriberInner>);
 struct SubscriberInner {
     id: u64,
     format: WireFormat,
-    queue: mpsc::Sender<EncodedMessage>,
+    queue: mpsc::Sender<Outbound>,
     dropped: AtomicBool,
     drop_signal: Notify,
+    /// [`clock_ms`] of the last data message queued (JSON feeds only).
+    last_data_ms: AtomicU64,
 }
 
 impl Subscriber {
-    pub(crate) fn new(id: u64, format: WireFormat, queue: mpsc::Sender<EncodedMessage>) -> Self {
+    pub(crate) fn new(id: u64, format: WireFormat, queue: mpsc::Sender<Outbound>) -> Self {
         Subscriber(Arc::new(SubscriberInner {
             id,
             format,
             queue,
             dropped: AtomicBool::new(false),
             drop_signal: Notify::new(),
+            last_data_ms: AtomicU64::new(clock_ms()),
         }))
     }
 
     /// The connection id.
     pub(crate) fn id(&self) -> u64 {
         self.0.id
+    }
+
+    /// When a data message (not a heartbeat or status) was last queued for
+    /// this connection by [`publish_text`].
+    pub(crate) fn last_data(&self) -> Instant {
+        clock_origin() + Duration::from_millis(self.0.last_data_ms.load(Ordering::Relaxed))
+    }
+
+    /// Queues `msg`; a full queue drops the connection (it is too slow).
+    /// Returns whether the queue took it.
+    fn offer(&self, msg: Outbound) -> bool {
+        match self.0.queue.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.drop_connection() {
+                    warn!(
+                        connection = self.id(),
+                        capacity = self.0.queue.max_capacity(),
+                        "send buffer full; dropping the slow client"
+                    );
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 
     /// Marks the connection for dropping; the writer stops at once. Returns
@@ -126,29 +168,67 @@ pub(crate) fn publish(
         let msg = slot
             .get_or_insert_with(|| encode_message(sub.0.format, from, data))
             .clone();
-        match sub.0.queue.try_send(msg) {
-            Ok(()) => delivered += 1,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if sub.drop_connection() {
-                    warn!(
-                        connection = sub.id(),
-                        capacity = sub.0.queue.max_capacity(),
-                        "send buffer full; dropping the slow client"
-                    );
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if sub.offer(Outbound::Message(msg)) {
+            delivered += 1;
         }
     });
     delivered
 }
 
+/// Whether a JSON-feed message is data (it keeps a `/stream` connection from
+/// being idle) or housekeeping (heartbeats, status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Market data.
+    Data,
+    /// A heartbeat or status message.
+    Housekeeping,
+}
+
+/// Delivers one encoded JSON-feed message to every subscriber of `topic`:
+/// each queue gets a clone of the same `Bytes`. Returns how many took it.
+pub(crate) fn publish_text(index: &Index, topic: TopicId, text: &Bytes, kind: Kind) -> usize {
+    let now = (kind == Kind::Data).then(clock_ms);
+    let mut delivered = 0;
+    index.for_each_subscriber(topic, |sub| {
+        if sub.is_dropped() {
+            return;
+        }
+        if sub.offer(Outbound::Text(text.clone())) {
+            delivered += 1;
+            if let Some(now) = now {
+                sub.0.last_data_ms.store(now, Ordering::Relaxed);
+            }
+        }
+    });
+    delivered
+}
+
+/// The instant [`clock_ms`] counts from.
+fn clock_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// Milliseconds since [`clock_origin`]: a monotonic stamp that fits an atomic.
+fn clock_ms() -> u64 {
+    u64::try_from(clock_origin().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The fan-out task's state.
 pub(crate) struct FanOut {
     index: Arc<Index>,
+    feeds: Arc<Index>,
+    market: Arc<Market>,
     prefix: String,
     zstd_level: i32,
-    group: String,
+    /// A reused buffer for group and topic names.
+    name: String,
+    /// Instruments already learnt, so that the market's lock is taken only
+    /// for new ones.
+    seen: HashSet<Instrument>,
+    /// The OHLCV bars of `/api/v1/ws`, fed with every tick.
+    bars: crate::fastws::BarFeed,
 }
 
 impl std::fmt::Debug for FanOut {
@@ -160,36 +240,51 @@ impl std::fmt::Debug for FanOut {
 }
 
 impl FanOut {
-    pub(crate) fn new(index: Arc<Index>, prefix: String, zstd_level: i32) -> Self {
+    pub(crate) fn new(
+        index: Arc<Index>,
+        feeds: Arc<Index>,
+        market: Arc<Market>,
+        prefix: String,
+        zstd_level: i32,
+    ) -> Self {
         FanOut {
             index,
+            feeds,
+            market,
             prefix,
             zstd_level,
-            group: String::with_capacity(64),
+            name: String::with_capacity(64),
+            seen: HashSet::new(),
+            bars: crate::fastws::BarFeed::new(),
         }
     }
 
-    /// Consumes every adapter's update stream until they all end or
-    /// `shutdown` is set.
+    /// Consumes every adapter's update stream and the publish API's updates
+    /// until `shutdown` is set.
     pub(crate) async fn run(
         mut self,
         streams: Vec<UpdateStream>,
+        mut injected: mpsc::Receiver<Update>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        if streams.is_empty() {
-            info!("no update streams; the fan-out is idle");
-            return;
+        let mut adapters_done = streams.is_empty();
+        if adapters_done {
+            info!("no adapter update streams; serving published updates only");
         }
         let mut updates = futures_util::stream::select_all(streams);
         loop {
             tokio::select! {
                 biased;
                 () = crate::shutdown_started(&mut shutdown) => break,
-                next = updates.next() => match next {
+                next = injected.recv() => match next {
+                    Some(update) => self.handle(update),
+                    None => break,
+                },
+                next = updates.next(), if !adapters_done => match next {
                     Some(update) => self.handle(update),
                     None => {
                         info!("every adapter's update stream ended");
-                        break;
+                        adapters_done = true;
                     }
                 },
             }
@@ -198,24 +293,84 @@ impl FanOut {
 
     /// Delivers one update.
     pub(crate) fn handle(&mut self, update: Update) {
+        if let Some(instrument) = update.instrument() {
+            if !self.seen.contains(instrument) {
+                self.market.learn(instrument);
+                self.seen.insert(instrument.clone());
+            }
+        }
         match update {
             Update::Gex(record) => self.handle_gex(&record),
+            Update::Tick(tick) => {
+                self.deliver(Feed::WsPrice, &tick.instrument, || {
+                    tickwire_json::ws::encode_tick(&tick)
+                });
+                self.deliver(Feed::StreamPrice, &tick.instrument, || {
+                    tickwire_json::stream::encode_tick(&tick)
+                });
+                self.bars.on_tick(&self.feeds, &tick);
+            }
+            Update::Book(book) => {
+                self.deliver(Feed::WsBook, &book.instrument, || {
+                    tickwire_json::ws::encode_book(&book, usize::MAX)
+                });
+            }
+            Update::Signal(signal) => {
+                self.deliver(Feed::WsSignal, &signal.instrument, || {
+                    tickwire_json::ws::encode_signal(&signal)
+                });
+            }
+            Update::Raw(raw) => self.handle_raw(&raw),
             other => debug!(update = ?other, "update kind not served; skipping"),
         }
     }
 
+    /// Encodes a market event for `feed` once, if anybody is subscribed to
+    /// its topic, and queues the same bytes to every subscriber.
+    fn deliver(&mut self, feed: Feed, instrument: &Instrument, encode: impl FnOnce() -> Bytes) {
+        market::topic(&mut self.name, feed, instrument);
+        let Some(topic) = self.feeds.lookup(&self.name) else {
+            return;
+        };
+        if self.feeds.subscriber_count(topic) == 0 {
+            return;
+        }
+        publish_text(&self.feeds, topic, &encode(), Kind::Data);
+    }
+
+    fn handle_raw(&mut self, raw: &RawGroupPayload) {
+        let Some(topic) = self.index.lookup(&raw.group) else {
+            return;
+        };
+        if self.index.subscriber_count(topic) == 0 {
+            return;
+        }
+        let data = match raw.data_type {
+            RawDataType::Binary => MessageData::Binary(raw.data.clone()),
+            RawDataType::Text | RawDataType::Json => {
+                let text = String::from_utf8_lossy(&raw.data).into_owned();
+                match raw.data_type {
+                    RawDataType::Json => MessageData::Json(text),
+                    _ => MessageData::Text(text),
+                }
+            }
+        };
+        let from = MessageFrom::group(raw.group.to_string());
+        publish(&self.index, topic, &from, &data, None);
+    }
+
     fn handle_gex(&mut self, record: &GexRecord) {
-        self.group.clear();
+        self.name.clear();
         // Same form as `GexRecord::group`, without an allocation per record.
         let _ = write!(
-            self.group,
+            self.name,
             "{}_{}_{}_{}",
             self.prefix,
             record.ticker,
             record.hub.group_kind(),
             record.category
         );
-        let Some(topic) = self.index.lookup(&self.group) else {
+        let Some(topic) = self.index.lookup(&self.name) else {
             return;
         };
         if self.index.subscriber_count(topic) == 0 {
@@ -225,7 +380,7 @@ impl FanOut {
         let value = match tickwire_pipeline::encode_json(kind, &record.json, self.zstd_level) {
             Ok(value) => value,
             Err(e) => {
-                warn!(group = %self.group, error = %e, "bad record; skipping");
+                warn!(group = %self.name, error = %e, "bad record; skipping");
                 return;
             }
         };
@@ -233,7 +388,7 @@ impl FanOut {
             type_url: kind.type_url().to_owned(),
             value,
         };
-        let from = MessageFrom::group(self.group.clone());
+        let from = MessageFrom::group(self.name.clone());
         publish(&self.index, topic, &from, &data, None);
     }
 }

@@ -1,4 +1,8 @@
-//! HTTP: routing, `/negotiate`, `/healthz` and the WebSocket handshake.
+//! HTTP: routing, `/negotiate`, `/healthz` and the handshake of the pubsub
+//! hubs. The other endpoints have their own modules: `/ws` in [`crate::ws`],
+//! `/stream` in [`crate::stream`], `POST /api/v1/publish` in
+//! [`crate::publish`], `/api/v1/ws` and its AsyncAPI routes in
+//! [`crate::fastws`]; they share [`start_session`] and [`refuse`] from here.
 //!
 //! The handshake of a hub route is checked in this order, so that every
 //! refusal is an HTTP answer the client can read before any upgrade:
@@ -27,17 +31,20 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tickwire_model::Hub;
-use tickwire_pubsub::Subprotocol;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use crate::auth::KeyRejection;
-use crate::session::{self, SessionParams};
-use crate::writer::{close_code, put_close};
+use crate::config::Endpoint;
+use crate::fanout::Subscriber;
+use crate::pubsub::{Session, SessionParams};
+use crate::session::{self, Protocol, Transport};
+use crate::writer::{close_code, put_close, put_frame_header};
 use crate::{Shared, Tracker};
 
-type Body = Full<Bytes>;
+/// The body of every response the gateway writes.
+pub(crate) type Body = Full<Bytes>;
 
 /// How long a client may take to send a request head.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -57,8 +64,9 @@ pub(crate) async fn serve(
         let shared = shared.clone();
         let tracker = tracker.clone();
         hyper::service::service_fn(move |req| {
-            let response = route(req, &shared, &tracker);
-            async move { Ok::<_, Infallible>(response) }
+            let shared = shared.clone();
+            let tracker = tracker.clone();
+            async move { Ok::<_, Infallible>(route(req, shared, tracker).await) }
         })
     };
     let conn = hyper::server::conn::http1::Builder::new()
@@ -82,23 +90,28 @@ pub(crate) async fn serve(
 }
 
 /// Answers one request.
-fn route(req: Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker) -> Response<Body> {
+async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) -> Response<Body> {
     let path = req.uri().path();
     let hub = path
         .strip_prefix("/ws/")
         .or_else(|| path.strip_prefix("/client/hubs/"))
         .map(|name| name.trim_end_matches('/'));
+    let get = req.method() == Method::GET;
     match (path, hub) {
         (_, Some(name)) => match Hub::from_name(name) {
             None => json_error(StatusCode::NOT_FOUND, &format!("unknown hub {name:?}")),
-            Some(hub) if req.method() == Method::GET => websocket(req, hub, shared, tracker),
+            Some(hub) if get => websocket(req, hub, &shared, &tracker),
             Some(_) => method_not_allowed(),
         },
-        ("/negotiate", _) if req.method() == Method::GET => negotiate(&req, shared),
-        ("/healthz", _) if req.method() == Method::GET => {
-            json(StatusCode::OK, &Status { status: "ok" })
+        (crate::ws::PATH, _) if get => crate::ws::upgrade(req, &shared, &tracker),
+        (crate::stream::PATH, _) if get => crate::stream::upgrade(req, &shared, &tracker),
+        (crate::publish::PATH, _) => crate::publish::handle(req, shared).await,
+        (p, _) if crate::fastws::serves(p) => crate::fastws::handle(req, &shared, &tracker),
+        ("/negotiate", _) if get => negotiate(&req, &shared),
+        ("/healthz", _) if get => json(StatusCode::OK, &Status { status: "ok" }),
+        ("/negotiate" | "/healthz" | crate::ws::PATH | crate::stream::PATH, _) => {
+            method_not_allowed()
         }
-        ("/negotiate" | "/healthz", _) => method_not_allowed(),
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -143,6 +156,12 @@ fn negotiate(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
             return json_error(StatusCode::UNAUTHORIZED, "invalid api key");
         }
     };
+    if !principal.allows(Endpoint::Pubsub) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            &format!("api key {:?} may not use /negotiate", principal.user_id),
+        );
+    }
     let (tls, authority): (bool, Cow<'_, str>) = match &shared.public_url {
         Some(url) => (url.tls, Cow::Borrowed(&url.authority)),
         None => {
@@ -252,7 +271,17 @@ fn websocket(
         };
         let upgraded = ws.into_inner().into_inner();
         match claims {
-            None => refuse_recovery(upgraded, protocol, tracker).await,
+            None => {
+                debug!(%protocol, "recovery attempt refused");
+                refuse(
+                    upgraded,
+                    None,
+                    close_code::POLICY,
+                    "session cannot be recovered",
+                    tracker,
+                )
+                .await;
+            }
             Some(claims) => {
                 let params = SessionParams {
                     hub,
@@ -260,7 +289,12 @@ fn websocket(
                     user_id: claims.sub,
                     roles: claims.role,
                 };
-                start_session(upgraded, shared, params, tracker).await;
+                let transport = params.transport(&shared);
+                let make = {
+                    let shared = shared.clone();
+                    move |sub| Session::new(shared, sub, params)
+                };
+                start_session(upgraded, shared, transport, make, tracker).await;
             }
         }
     });
@@ -281,10 +315,11 @@ fn access_token<'q>(req: &Request<Incoming>, query: &'q str) -> Option<Cow<'q, s
 
 /// Takes the TCP stream back from hyper and runs the session on its halves;
 /// any other transport runs on a generic split.
-async fn start_session(
+pub(crate) async fn start_session<P: Protocol>(
     upgraded: hyper::upgrade::Upgraded,
     shared: Arc<Shared>,
-    params: SessionParams,
+    transport: Transport,
+    make: impl FnOnce(Subscriber) -> P,
     tracker: Tracker,
 ) {
     use tokio::io::AsyncReadExt as _;
@@ -295,32 +330,82 @@ async fn start_session(
             let (read, write) = stream.into_split();
             // Bytes hyper read past the request belong to the WebSocket stream.
             let read = std::io::Cursor::new(parts.read_buf).chain(read);
-            session::run(read, write, shared, params, tracker).await;
+            session::run(read, write, shared, transport, make, tracker).await;
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            session::run(read, write, shared, params, tracker).await;
+            session::run(read, write, shared, transport, make, tracker).await;
         }
     }
 }
 
-/// Answers a recovery attempt: this gateway keeps no sessions to recover, so
-/// the connection is closed with 1008 and the client starts a new session.
-async fn refuse_recovery(
+/// Answers a WebSocket upgrade request with 101 and runs `then` on the
+/// upgraded connection in a task of its own; a request that is not a valid
+/// upgrade gets 400.
+pub(crate) fn upgrade_with<F, Fut>(req: &mut Request<Incoming>, then: F) -> Response<Body>
+where
+    F: FnOnce(hyper::upgrade::Upgraded) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if !fastwebsockets::upgrade::is_upgrade_request(req) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "expected a WebSocket upgrade request",
+        );
+    }
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(req) {
+        Ok(pair) => pair,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(ws) => then(ws.into_inner().into_inner()).await,
+            Err(e) => debug!(error = %e, "upgrade failed"),
+        }
+    });
+    response.map(|_| Body::new(Bytes::new()))
+}
+
+/// The API key of a JSON-feed handshake: `Authorization: Bearer <key>`, or
+/// else the `api_key` query parameter (seed 002).
+pub(crate) fn feed_key<'s>(
+    req: &Request<Incoming>,
+    shared: &'s Shared,
+) -> Result<crate::auth::Principal<'s>, KeyRejection> {
+    let query = req.uri().query().unwrap_or("");
+    let api_key = query_param(query, "api_key");
+    shared.auth.check_bearer(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        api_key.as_deref(),
+    )
+}
+
+/// Refuses an upgraded connection: writes `message` (a text frame) if any
+/// and a close frame, then lets the client read them before the socket
+/// goes away.
+pub(crate) async fn refuse(
     upgraded: hyper::upgrade::Upgraded,
-    protocol: Subprotocol,
+    message: Option<Bytes>,
+    code: u16,
+    reason: &str,
     tracker: Tracker,
 ) {
     let mut io = TokioIo::new(upgraded);
     let mut buf = BytesMut::new();
-    put_close(&mut buf, close_code::POLICY, "session cannot be recovered");
-    debug!(%protocol, "recovery attempt refused");
+    if let Some(message) = message {
+        // RFC 6455 §5.6: a text frame.
+        put_frame_header(&mut buf, 0x1, message.len());
+        buf.extend_from_slice(&message);
+    }
+    put_close(&mut buf, code, reason);
     let write = async {
         io.write_all(&buf).await?;
         io.shutdown().await
     };
     if let Err(e) = tokio::time::timeout(std::time::Duration::from_secs(5), write).await {
-        warn!(error = %e, "recovery refusal not written");
+        warn!(error = %e, "refusal not written");
     }
     // Give the client a moment to read the close before the socket goes away.
     let mut sink = [0u8; 1024];
@@ -367,9 +452,22 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
-    let body = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Body::new(Bytes::from(body)));
+/// A JSON response.
+pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    json_bytes(
+        status,
+        Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+    )
+}
+
+/// A JSON `{"error": ...}` response.
+pub(crate) fn json_error(status: StatusCode, error: &str) -> Response<Body> {
+    json(status, &ErrorBody { error })
+}
+
+/// A JSON response of `body` (already encoded).
+pub(crate) fn json_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -378,11 +476,7 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     response
 }
 
-fn json_error(status: StatusCode, error: &str) -> Response<Body> {
-    json(status, &ErrorBody { error })
-}
-
-fn method_not_allowed() -> Response<Body> {
+pub(crate) fn method_not_allowed() -> Response<Body> {
     let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     response
         .headers_mut()

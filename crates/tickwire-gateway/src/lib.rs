@@ -8,11 +8,22 @@
 //! - `GET /ws/{hub}` and `GET /client/hubs/{hub}`: the WebSocket endpoints of
 //!   the five GEX hubs, speaking the four Azure Web PubSub client
 //!   subprotocols (`json`/`protobuf`, plain or `reliable`);
+//! - `GET /ws`: the public JSON symbol feed (seed 001): price, order-book and
+//!   signal updates per subscribed channel, `server_status`;
+//! - `GET /stream`: the authenticated JSON price stream (seed 002), keyed by
+//!   `Authorization: Bearer` or `?api_key=`;
+//! - `POST /api/v1/publish`: injects ticks, books, signals and raw group
+//!   payloads into the fan-out, as if an adapter had produced them;
+//! - `GET /api/v1/ws`: the FastWS envelope (seed 004), live OHLCV bars per
+//!   `bars:{SYMBOL}:{RESOLUTION}` topic, with its AsyncAPI document at
+//!   `/api/v1/ws/asyncapi.json` and a page rendering it at `/api/v1/ws/asyncapi`;
 //! - `GET /healthz`.
 //!
-//! Clients join groups (`{prefix}_{TICKER}_{kind}_{category}`); every update
-//! a [`BrokerAdapter`] produces for a group is encoded once per wire format
-//! and queued to every member.
+//! Clients join groups (`{prefix}_{TICKER}_{kind}_{category}`) or subscribe
+//! to instruments; every update a [`BrokerAdapter`] produces is encoded once
+//! per topic and wire format and queued to every subscriber. One key ring
+//! ([`ApiKey`]) serves every endpoint, with per-key endpoints, roles,
+//! connection limit and request rate.
 //!
 //! # Design
 //!
@@ -44,8 +55,11 @@
 //!   1003 and an undecodable one with 1007; a well-formed message of an
 //!   unknown type without `ackId` is logged and ignored. Other connections
 //!   never notice.
-//! - **Shared state** is the subscription index; its locks live inside its
-//!   methods and are never held across an `.await`.
+//! - **Endpoints** share all of the above: each supplies only a protocol (its
+//!   parsing and replies, its idle rule) to the one read loop and writer.
+//! - **Shared state** is the subscription indexes (pubsub groups, JSON-feed
+//!   topics) and the table of known instruments; their locks live inside
+//!   their methods and are never held across an `.await`.
 //!
 //! What it does not do: TLS (put it behind a proxy and set
 //! [`Config::public_url`]), session recovery of the reliable subprotocols
@@ -72,6 +86,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tickwire_adapter::{AdapterError, BrokerAdapter};
+use tickwire_model::Update;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -79,16 +94,27 @@ use tracing::{debug, info, warn};
 mod auth;
 mod config;
 mod fanout;
+mod fastws;
 mod http;
+mod market;
+mod publish;
+mod pubsub;
 mod session;
+mod stream;
 mod writer;
+mod ws;
 
 pub use auth::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
-pub use config::{ApiKey, Config, DEMO_KEY, DEMO_KEY_NAME, TransportConfig};
-pub use tickwire_adapter::{ReplayConfig, ReplayMode};
+pub use config::{
+    ApiKey, Config, DEMO_KEY, DEMO_KEY_NAME, Endpoint, FastWsConfig, PublishConfig, ROLE_PUBLISH,
+    StreamConfig, TransportConfig, WsConfig,
+};
+pub use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
 
 /// How long connections get to say goodbye after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Updates of the publish API queued for the fan-out.
+const INJECT_QUEUE: usize = 1024;
 
 /// Everything that can stop the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -133,15 +159,25 @@ pub enum GatewayError {
 
 /// State shared by every task of one gateway.
 ///
-/// Holds no lock itself; the index's locks are taken and released inside
-/// its methods and never held across an `.await`.
+/// Holds no lock itself; the locks of the indexes and of the symbol table
+/// are taken and released inside their methods and never held across an
+/// `.await`.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) auth: auth::Auth,
+    /// The pubsub groups (seed 000).
     pub(crate) index: Arc<fanout::Index>,
+    /// The JSON feeds' topics (`ws:price:CRYPTO:BTC/USD`, ...).
+    pub(crate) feeds: Arc<fanout::Index>,
+    /// The instruments known and the figures of `server_status`.
+    pub(crate) market: Arc<market::Market>,
+    /// Updates of the publish API, into the fan-out.
+    pub(crate) inject: mpsc::Sender<Update>,
     pub(crate) public_url: Option<config::PublicUrl>,
     /// Becomes `true` when the gateway shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Open WebSocket connections, all endpoints together.
+    pub(crate) connections: AtomicU64,
     next_connection: AtomicU64,
 }
 
@@ -192,9 +228,18 @@ pub async fn run(
         .transpose()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let index = Arc::new(fanout::Index::new());
+    let feeds = Arc::new(fanout::Index::new());
+    let market = Arc::new(market::Market::new());
+    let (inject, injected) = mpsc::channel(INJECT_QUEUE);
 
     // Take the streams first, as the adapter contract asks, then connect.
-    let fan_out = fanout::FanOut::new(index.clone(), config.prefix.clone(), config.zstd_level);
+    let fan_out = fanout::FanOut::new(
+        index.clone(),
+        feeds.clone(),
+        market.clone(),
+        config.prefix.clone(),
+        config.zstd_level,
+    );
     let mut streams = Vec::with_capacity(adapters.len());
     for adapter in &adapters {
         let stream = adapter.updates().map_err(|source| GatewayError::Adapter {
@@ -212,18 +257,31 @@ pub async fn run(
             adapter: adapter.name().to_owned(),
             source,
         })?;
-        info!(adapter = adapter.name(), "adapter connected");
+        let instruments = adapter.instruments();
+        market.learn_all(&instruments);
+        market.adapter_connected();
+        info!(
+            adapter = adapter.name(),
+            instruments = instruments.len(),
+            "adapter connected"
+        );
     }
-    let fan_out = tokio::spawn(fan_out.run(streams, shutdown_rx.clone()));
+    let fan_out = tokio::spawn(fan_out.run(streams, injected, shutdown_rx.clone()));
 
     let shared = Arc::new(Shared {
         config,
         auth,
         index,
+        feeds,
+        market: market.clone(),
+        inject,
         public_url,
         shutdown: shutdown_rx,
+        connections: AtomicU64::new(0),
         next_connection: AtomicU64::new(1),
     });
+    let status = tokio::spawn(ws::status_task(shared.clone()));
+    let heartbeat = tokio::spawn(stream::heartbeat_task(shared.clone()));
     let (tracker_tx, mut tracker_rx) = mpsc::channel::<()>(1);
     let tracker = Tracker(tracker_tx);
 
@@ -261,8 +319,11 @@ pub async fn run(
         if let Err(e) = adapter.disconnect().await {
             warn!(adapter = adapter.name(), error = %e, "adapter failed to disconnect");
         }
+        market.adapter_disconnected();
     }
     let _ = fan_out.await;
+    let _ = status.await;
+    let _ = heartbeat.await;
     info!("stopped");
     Ok(())
 }

@@ -1,4 +1,9 @@
-//! One WebSocket connection: the read loop and the session's protocol decisions.
+//! One WebSocket connection, whatever its endpoint: the read loop, the
+//! writer task, the queues, idle handling and closing.
+//!
+//! Each endpoint supplies a [`Protocol`]: the decisions of its dialect
+//! (pubsub subprotocols in [`crate::pubsub`], the JSON feeds in
+//! [`crate::ws`] and [`crate::stream`]). Everything else is here, once.
 //!
 //! # Design
 //!
@@ -10,7 +15,7 @@
 //!   and unmasks frames, answers pings and echoes closes through a callback,
 //!   and enforces the per-frame size limit; this module reassembles
 //!   fragmented messages under the same limit and hands each message to
-//!   [`Session::on_message`];
+//!   [`Protocol::on_message`];
 //! - the **write half** goes to the [writer](crate::writer) task, which owns
 //!   every byte written: replies, data, pings, closes.
 //!
@@ -27,34 +32,27 @@
 //! any further (an oversized frame), the reader instead discards bytes until
 //! EOF or that short while ends.
 //!
-//! Invalid messages: a message that carried an `ackId` is answered with a
-//! failed ack (`BadRequest`) and the session goes on; a frame of the wrong
-//! kind (binary on a JSON subprotocol, text on protobuf) is closed with 1003,
-//! an undecodable payload (not JSON, not protobuf) with 1007. A well-formed
-//! message of an unknown type or with a bad field and no `ackId` is logged and
-//! ignored, so newer clients do not lose their session over it.
+//! Idle connections: the protocol names a deadline from what the loop last
+//! saw (any frame, or a data message or ping) and the close to send once it
+//! passes; it is checked again before closing, so activity the protocol
+//! tracks elsewhere (data sent to a `/stream` client) can move it.
 
-use std::collections::{BTreeSet, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::{Frame, OpCode, Role, WebSocketError};
 use futures_util::FutureExt as _;
 use futures_util::future::{Fuse, FusedFuture as _};
-use tickwire_index::TopicId;
-use tickwire_model::{GroupName, Hub};
-use tickwire_pubsub::{
-    AckError, Downstream, Error as CodecError, FrameKind, MessageFrom, Subprotocol, Upstream,
-};
+use tickwire_pubsub::{FrameKind, WireFormat};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::auth::Permissions;
-use crate::fanout::{Subscriber, publish};
+use crate::fanout::Subscriber;
 use crate::writer::{Control, Writer, WriterConfig, WriterExit, close_code};
 use crate::{Shared, Tracker};
 
@@ -63,44 +61,101 @@ use crate::{Shared, Tracker};
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Control items queued from reader to writer.
 const CONTROL_QUEUE: usize = 32;
-/// Successful ack ids remembered per connection for `Duplicate` answers.
-const ACK_IDS_KEPT: usize = 4096;
-/// Longest group name accepted.
-const MAX_GROUP_LEN: usize = 256;
 
-/// Everything a session needs to start.
-#[derive(Debug)]
-pub(crate) struct SessionParams {
-    pub(crate) hub: Hub,
-    pub(crate) protocol: Subprotocol,
-    pub(crate) user_id: String,
-    pub(crate) roles: Vec<String>,
+/// The protocol decisions of one endpoint's connections.
+///
+/// Every endpoint (the pubsub hubs, `/ws`, `/stream`, ...) shares [`run`]: the
+/// read loop, message reassembly and size limit, the [writer](crate::writer)
+/// with its bounded queue, slow-consumer disconnect, pings, idle handling and
+/// shutdown. What an endpoint decides is here. Implementations do no I/O:
+/// they take a message and the time, and say what to send.
+pub(crate) trait Protocol: Send {
+    /// The message sent right after the upgrade, if any.
+    fn opening(&mut self) -> Option<Bytes> {
+        None
+    }
+
+    /// The message sent before the close frame when the gateway shuts down.
+    fn goodbye(&self) -> Option<Bytes> {
+        None
+    }
+
+    /// Handles one complete client message that arrived at `now`.
+    fn on_message(&mut self, kind: FrameKind, payload: &[u8], now: Instant) -> Step;
+
+    /// When the connection is to be closed for inactivity, given what was
+    /// last seen of it.
+    fn deadline(&self, activity: &Activity) -> Instant;
+
+    /// The close frame sent once [`deadline`](Protocol::deadline) passed
+    /// (the reason may be built from the configuration, hence borrowed).
+    fn idle_close(&self) -> (u16, &str);
 }
 
-/// Runs one connection to its end.
-pub(crate) async fn run<R, W>(
+/// What the read loop last saw of a connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Activity {
+    /// Any frame from the client, control frames included.
+    pub(crate) last_frame: Instant,
+    /// A data message or a WebSocket ping from the client (not a pong).
+    pub(crate) last_message: Instant,
+}
+
+/// The transport settings of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Transport {
+    /// The wire format of replies.
+    pub(crate) format: WireFormat,
+    /// Whether pubsub data messages are sequenced (reliable subprotocols).
+    pub(crate) reliable: bool,
+    /// Largest client message, in bytes (larger ones close with 1009).
+    pub(crate) max_message_bytes: usize,
+}
+
+/// Counts a connection in the gateway's open connections while it lives.
+struct Counted(Arc<Shared>);
+
+impl Counted {
+    fn new(shared: Arc<Shared>) -> Counted {
+        shared.connections.fetch_add(1, AtomicOrdering::Relaxed);
+        Counted(shared)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, AtomicOrdering::Relaxed);
+    }
+}
+
+/// Runs one connection to its end: `make` builds the endpoint's protocol
+/// around the connection's [`Subscriber`].
+pub(crate) async fn run<R, W, P>(
     mut reader: R,
     writer_io: W,
     shared: Arc<Shared>,
-    params: SessionParams,
+    transport: Transport,
+    make: impl FnOnce(Subscriber) -> P,
     _tracker: Tracker,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
+    P: Protocol,
 {
+    let _counted = Counted::new(shared.clone());
     let id = shared.next_connection_id();
-    let transport = &shared.config.transport;
-    let (data_tx, data_rx) = mpsc::channel(transport.send_buffer);
+    let (data_tx, data_rx) = mpsc::channel(shared.config.transport.send_buffer);
     let (ctrl_tx, ctrl_rx) = mpsc::channel(CONTROL_QUEUE);
-    let format = params.protocol.format();
-    let sub = Subscriber::new(id, format, data_tx);
+    let sub = Subscriber::new(id, transport.format, data_tx);
+    let mut protocol = make(sub.clone());
     let writer = Writer::new(
         writer_io,
         WriterConfig {
-            format,
-            reliable: params.protocol.is_reliable(),
-            ping_interval: transport.ping_interval(),
-            write_timeout: transport.write_timeout(),
+            format: transport.format,
+            reliable: transport.reliable,
+            ping_interval: shared.config.transport.ping_interval(),
+            write_timeout: shared.config.transport.write_timeout(),
+            goodbye: protocol.goodbye(),
         },
         sub.clone(),
         ctrl_rx,
@@ -108,20 +163,21 @@ pub(crate) async fn run<R, W>(
         shared.shutdown.clone(),
     );
     let mut writer = tokio::spawn(writer.run()).fuse();
+    if let Some(opening) = protocol.opening() {
+        let _ = ctrl_tx.send(Control::Reply(opening)).await;
+    }
 
-    let mut session = Session::new(shared.clone(), sub.clone(), params);
-    debug!(
-        connection = id,
-        connection_id = %session.connection_id,
-        hub = %session.hub,
-        protocol = %session.protocol,
-        user = %session.user_id,
-        "connected"
-    );
-    let _ = ctrl_tx.send(Control::Reply(session.connected())).await;
-
-    let end = read_loop(&mut reader, &mut session, &ctrl_tx, &mut writer).await;
+    let end = read_loop(
+        &mut reader,
+        &mut protocol,
+        &sub,
+        transport.max_message_bytes,
+        &ctrl_tx,
+        &mut writer,
+    )
+    .await;
     shared.index.unsubscribe_all(&sub);
+    shared.feeds.unsubscribe_all(&sub);
     // The writer sends what the reader queued (a close echo, say), then stops.
     drop(ctrl_tx);
     if end == LoopEnd::Drain {
@@ -130,6 +186,7 @@ pub(crate) async fn run<R, W>(
     if !writer.is_terminated() {
         let _ = writer.await;
     }
+    drop(protocol);
     debug!(connection = id, "disconnected");
 }
 
@@ -144,15 +201,14 @@ enum LoopEnd {
 }
 
 /// Reads messages until the connection ends.
-async fn read_loop<R: AsyncRead + Unpin>(
+async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
     reader: &mut R,
-    session: &mut Session,
+    protocol: &mut P,
+    sub: &Subscriber,
+    max: usize,
     ctrl: &mpsc::Sender<Control>,
     writer: &mut Fuse<JoinHandle<WriterExit>>,
 ) -> LoopEnd {
-    let transport = &session.shared.config.transport;
-    let max = transport.max_message_bytes;
-    let pong_timeout = transport.pong_timeout();
     let (mut ws, _) =
         fastwebsockets::after_handshake_split(reader, tokio::io::sink(), Role::Server);
     // fastwebsockets refuses frames of `max_message_size` bytes or more.
@@ -174,13 +230,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
     };
     let mut message = Message::default();
     let mut close_sent = false;
+    let now = Instant::now();
+    let mut activity = Activity {
+        last_frame: now,
+        last_message: now,
+    };
     loop {
-        let deadline = tokio::time::Instant::now()
-            + if close_sent {
-                CLOSE_LINGER
-            } else {
-                pong_timeout
-            };
+        let deadline = if close_sent {
+            Instant::now() + CLOSE_LINGER
+        } else {
+            protocol.deadline(&activity)
+        };
         let frame = tokio::select! {
             biased;
             exit = &mut *writer, if !writer.is_terminated() => {
@@ -192,23 +252,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     _ => return LoopEnd::Done,
                 }
             }
-            frame = tokio::time::timeout_at(deadline, ws.read_frame(&mut obligated)) => frame,
+            frame = tokio::time::timeout_at(deadline.into(), ws.read_frame(&mut obligated)) => frame,
         };
         let frame = match frame {
             Err(_elapsed) => {
-                if !close_sent {
-                    debug!(
-                        connection = session.sub.id(),
-                        "no frame within the pong timeout; closing"
-                    );
-                    let _ = ctrl
-                        .send(Control::Close {
-                            code: close_code::POLICY,
-                            reason: "keepalive timeout".into(),
-                            disconnected: None,
-                        })
-                        .await;
+                if close_sent {
+                    return LoopEnd::Done;
                 }
+                // Activity the protocol tracks elsewhere (data sent) may have
+                // moved the deadline.
+                if protocol.deadline(&activity) > Instant::now() {
+                    continue;
+                }
+                let (code, reason) = protocol.idle_close();
+                debug!(connection = sub.id(), reason, "closing an idle connection");
+                let _ = ctrl
+                    .send(Control::Close {
+                        code,
+                        reason: reason.into(),
+                        last: None,
+                    })
+                    .await;
                 return LoopEnd::Done;
             }
             Ok(Err(e)) => {
@@ -216,15 +280,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     return LoopEnd::Done;
                 }
                 let Some((code, reason)) = close_for(&e) else {
-                    debug!(connection = session.sub.id(), error = %e, "connection ended");
+                    debug!(connection = sub.id(), error = %e, "connection ended");
                     return LoopEnd::Done;
                 };
-                warn!(connection = session.sub.id(), error = %e, code, "bad WebSocket frame; closing");
+                warn!(connection = sub.id(), error = %e, code, "bad WebSocket frame; closing");
                 let _ = ctrl
                     .send(Control::Close {
                         code,
                         reason: reason.into(),
-                        disconnected: None,
+                        last: None,
                     })
                     .await;
                 return LoopEnd::Drain;
@@ -237,23 +301,26 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             continue;
         }
+        let now = Instant::now();
+        activity.last_frame = now;
         let (kind, payload) = match frame.opcode {
             OpCode::Close => return LoopEnd::Done,
-            OpCode::Ping | OpCode::Pong => continue,
+            OpCode::Ping => {
+                activity.last_message = now;
+                continue;
+            }
+            OpCode::Pong => continue,
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 match message.push(frame.opcode, frame.fin, &frame.payload, max) {
                     Ok(Some(done)) => done,
                     Ok(None) => continue,
                     Err((code, reason)) => {
-                        warn!(
-                            connection = session.sub.id(),
-                            code, reason, "bad message; closing"
-                        );
+                        warn!(connection = sub.id(), code, reason, "bad message; closing");
                         let _ = ctrl
                             .send(Control::Close {
                                 code,
                                 reason: reason.into(),
-                                disconnected: None,
+                                last: None,
                             })
                             .await;
                         close_sent = true;
@@ -262,25 +329,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         };
-        match session.on_message(kind, &payload) {
-            Step::Nothing => {}
-            Step::Reply(bytes) => {
-                if ctrl.send(Control::Reply(bytes)).await.is_err() {
-                    return LoopEnd::Done;
-                }
-            }
-            Step::SequenceAck(id) => {
-                let _ = ctrl.send(Control::SequenceAck(id)).await;
-            }
-            Step::Close(code, reason) => {
-                let _ = ctrl
-                    .send(Control::Close {
-                        code,
-                        reason,
-                        disconnected: None,
-                    })
-                    .await;
+        activity.last_message = now;
+        let replies = match protocol.on_message(kind, &payload, now) {
+            Step::Nothing => Vec::new(),
+            Step::Reply(bytes) => vec![Control::Reply(bytes)],
+            Step::Replies(all) => all.into_iter().map(Control::Reply).collect(),
+            Step::SequenceAck(id) => vec![Control::SequenceAck(id)],
+            Step::Close { code, reason, last } => {
                 close_sent = true;
+                vec![Control::Close { code, reason, last }]
+            }
+        };
+        for item in replies {
+            if ctrl.send(item).await.is_err() {
+                return LoopEnd::Done;
             }
         }
     }
@@ -364,247 +426,19 @@ pub(crate) enum Step {
     Nothing,
     /// Send this encoded message.
     Reply(Bytes),
+    /// Send these encoded messages, in order.
+    Replies(Vec<Bytes>),
     /// Trim the unacked buffer.
     SequenceAck(u64),
-    /// Close the connection.
-    Close(u16, String),
-}
-
-/// The protocol state of one connection.
-pub(crate) struct Session {
-    shared: Arc<Shared>,
-    sub: Subscriber,
-    hub: Hub,
-    protocol: Subprotocol,
-    user_id: String,
-    connection_id: String,
-    permissions: Permissions,
-    /// Ack ids that succeeded, for `Duplicate` answers; the oldest (smallest)
-    /// are forgotten beyond [`ACK_IDS_KEPT`].
-    acked: BTreeSet<u64>,
-    groups: HashSet<TopicId>,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("connection_id", &self.connection_id)
-            .field("hub", &self.hub)
-            .field("protocol", &self.protocol)
-            .field("user_id", &self.user_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Session {
-    pub(crate) fn new(shared: Arc<Shared>, sub: Subscriber, params: SessionParams) -> Session {
-        Session {
-            shared,
-            sub,
-            hub: params.hub,
-            protocol: params.protocol,
-            permissions: Permissions::from_roles(&params.roles),
-            user_id: params.user_id,
-            connection_id: uuid::Uuid::new_v4().simple().to_string(),
-            acked: BTreeSet::new(),
-            groups: HashSet::new(),
-        }
-    }
-
-    /// The `connected` system message.
-    pub(crate) fn connected(&self) -> Bytes {
-        self.encode(&Downstream::Connected {
-            connection_id: self.connection_id.clone(),
-            user_id: self.user_id.clone(),
-            reconnection_token: self
-                .protocol
-                .is_reliable()
-                .then(|| uuid::Uuid::new_v4().simple().to_string()),
-        })
-    }
-
-    fn encode(&self, msg: &Downstream) -> Bytes {
-        let mut buf = BytesMut::new();
-        tickwire_pubsub::encode_downstream(self.protocol.format(), msg, &mut buf);
-        buf.freeze()
-    }
-
-    /// Handles one complete client message.
-    pub(crate) fn on_message(&mut self, kind: FrameKind, payload: &[u8]) -> Step {
-        let upstream = match tickwire_pubsub::decode_upstream(self.protocol.format(), kind, payload)
-        {
-            Ok(upstream) => upstream,
-            Err(e) => return self.on_invalid(&e),
-        };
-        if let Some(ack_id) = upstream.ack_id() {
-            if self.acked.contains(&ack_id) {
-                return self.reply(&Downstream::ack_err(ack_id, AckError::duplicate(ack_id)));
-            }
-        }
-        match upstream {
-            Upstream::JoinGroup { group, ack_id } => {
-                let result = self.join(&group);
-                self.finish(ack_id, result)
-            }
-            Upstream::LeaveGroup { group, ack_id } => {
-                if let Some(topic) = self.shared.index.lookup(&group) {
-                    self.shared.index.unsubscribe(&group, &self.sub);
-                    self.groups.remove(&topic);
-                }
-                self.finish(ack_id, Ok(()))
-            }
-            Upstream::SendToGroup {
-                group,
-                ack_id,
-                no_echo,
-                data,
-            } => {
-                let result = self.send_to_group(group, no_echo, &data);
-                self.finish(ack_id, result)
-            }
-            Upstream::Event {
-                event,
-                ack_id,
-                data,
-            } => {
-                let result = if self.permissions.can_send_events() {
-                    debug!(connection = self.sub.id(), event, data = ?data, "event (no handler)");
-                    Ok(())
-                } else {
-                    Err(AckError::forbidden(
-                        "sending events requires the role webpubsub.event",
-                    ))
-                };
-                self.finish(ack_id, result)
-            }
-            Upstream::SequenceAck { sequence_id } => {
-                if self.protocol.is_reliable() {
-                    Step::SequenceAck(sequence_id)
-                } else {
-                    debug!(
-                        connection = self.sub.id(),
-                        "sequenceAck on a non-reliable subprotocol; ignored"
-                    );
-                    Step::Nothing
-                }
-            }
-            Upstream::Ping => self.reply(&Downstream::Pong),
-        }
-    }
-
-    fn on_invalid(&self, e: &CodecError) -> Step {
-        warn!(connection = self.sub.id(), error = %e, "invalid client message");
-        if let Some(ack_id) = e.ack_id() {
-            return self.reply(&Downstream::ack_err(
-                ack_id,
-                AckError::bad_request(e.to_string()),
-            ));
-        }
-        match e {
-            CodecError::WrongFrameKind { .. } => {
-                Step::Close(close_code::UNSUPPORTED_DATA, e.to_string())
-            }
-            CodecError::InvalidJson { .. } | CodecError::Protobuf { .. } => {
-                Step::Close(close_code::INVALID_PAYLOAD, e.to_string())
-            }
-            _ => Step::Nothing,
-        }
-    }
-
-    fn join(&mut self, group: &str) -> Result<(), AckError> {
-        let prefix = &self.shared.config.prefix;
-        self.check_group(group)?;
-        if !self.permissions.can_join(group) {
-            return Err(AckError::forbidden(format!(
-                "joining {group} requires the role webpubsub.joinLeaveGroup or webpubsub.joinLeaveGroup.{group}"
-            )));
-        }
-        let index = &self.shared.index;
-        let known = index.lookup(group);
-        if known.is_some_and(|t| self.groups.contains(&t)) {
-            return Ok(());
-        }
-        if self.groups.len() >= self.shared.config.transport.max_groups_per_connection {
-            return Err(AckError::bad_request(format!(
-                "a connection may be in at most {} groups",
-                self.shared.config.transport.max_groups_per_connection
-            )));
-        }
-        if known.is_none() && index.topic_count() >= self.shared.config.max_groups {
-            warn!(
-                max_groups = self.shared.config.max_groups,
-                "group table full; join refused"
-            );
-            return Err(AckError::internal("the server cannot track more groups"));
-        }
-        debug!(connection = self.sub.id(), group, prefix, "join");
-        let subscribed = index.subscribe(group, self.sub.clone());
-        self.groups.insert(subscribed.topic);
-        Ok(())
-    }
-
-    fn send_to_group(
-        &mut self,
-        group: String,
-        no_echo: bool,
-        data: &tickwire_pubsub::MessageData,
-    ) -> Result<(), AckError> {
-        if !self.permissions.can_send(&group) {
-            return Err(AckError::forbidden(format!(
-                "sending to {group} requires the role webpubsub.sendToGroup or webpubsub.sendToGroup.{group}"
-            )));
-        }
-        self.check_group(&group)?;
-        if let Some(topic) = self.shared.index.lookup(&group) {
-            let from = MessageFrom::Group {
-                group,
-                from_user_id: Some(self.user_id.clone()),
-            };
-            let except = no_echo.then(|| self.sub.id());
-            publish(&self.shared.index, topic, &from, data, except);
-        }
-        Ok(())
-    }
-
-    /// A group must be one of this hub's (seed 000 group naming).
-    fn check_group(&self, group: &str) -> Result<(), AckError> {
-        let prefix = &self.shared.config.prefix;
-        if group.len() > MAX_GROUP_LEN {
-            return Err(AckError::bad_request(format!(
-                "group names are at most {MAX_GROUP_LEN} bytes long"
-            )));
-        }
-        if GroupName::parse(prefix, self.hub, group).is_none() {
-            return Err(AckError::bad_request(format!(
-                "{group:?} is not a group of hub {hub}: groups are {prefix}_{{TICKER}}_{kind}_{{category}} with category one of {categories}",
-                hub = self.hub,
-                kind = self.hub.group_kind(),
-                categories = self.hub.categories().join(", "),
-            )));
-        }
-        Ok(())
-    }
-
-    /// Answers a message that carried `ack_id` (if any) with `result`.
-    fn finish(&mut self, ack_id: Option<u64>, result: Result<(), AckError>) -> Step {
-        let Some(ack_id) = ack_id else {
-            return Step::Nothing;
-        };
-        match result {
-            Ok(()) => {
-                self.acked.insert(ack_id);
-                if self.acked.len() > ACK_IDS_KEPT {
-                    self.acked.pop_first();
-                }
-                self.reply(&Downstream::ack_ok(ack_id))
-            }
-            Err(error) => self.reply(&Downstream::ack_err(ack_id, error)),
-        }
-    }
-
-    fn reply(&self, msg: &Downstream) -> Step {
-        Step::Reply(self.encode(msg))
-    }
+    /// Close the connection (after sending `last`, if any).
+    Close {
+        /// RFC 6455 §7.4 status code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+        /// A message to send before the close frame.
+        last: Option<Bytes>,
+    },
 }
 
 #[cfg(test)]

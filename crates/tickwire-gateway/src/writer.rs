@@ -11,17 +11,36 @@
 //! the reliable subprotocols are assigned here, at write time, so they are
 //! gap-free per connection whatever the fan-out did; the written messages
 //! stay in the unacked buffer until the client's `sequenceAck`.
+//!
+//! The writer is the same for every endpoint: the pubsub subprotocols queue
+//! [`Outbound::Message`]s, the JSON feeds (`/ws`, `/stream`) complete text
+//! messages ([`Outbound::Text`]). What differs per endpoint is in
+//! [`WriterConfig`]: the wire format of replies, whether messages are
+//! sequenced, and the goodbye message sent before the shutdown's close frame.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tickwire_pubsub::{Downstream, EncodedMessage, WireFormat};
+use tickwire_pubsub::{EncodedMessage, WireFormat};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::fanout::Subscriber;
+
+/// One item of a connection's data queue, as the fan-out leaves it.
+///
+/// Cloning either variant is a reference-count increment: the fan-out
+/// encodes an update once and every subscriber's queue holds the same bytes.
+#[derive(Debug, Clone)]
+pub(crate) enum Outbound {
+    /// A pubsub data message; reliable subprotocols stamp their `sequenceId`
+    /// on it at write time.
+    Message(EncodedMessage),
+    /// A complete JSON message of a JSON feed, sent as one text frame.
+    Text(Bytes),
+}
 
 /// Queued items rendered into one write, beyond the one that woke the writer.
 pub(crate) const BATCH: usize = 64;
@@ -39,6 +58,8 @@ const OP_PONG: u8 = 0xA;
 
 /// RFC 6455 §7.4.1 close codes the gateway sends.
 pub(crate) mod close_code {
+    /// Normal closure (an idle connection).
+    pub(crate) const NORMAL: u16 = 1000;
     /// The server is going away (shutdown).
     pub(crate) const GOING_AWAY: u16 = 1001;
     /// A frame kind the subprotocol does not use.
@@ -62,14 +83,15 @@ pub(crate) enum Control {
     Pong(Bytes),
     /// The client's `sequenceAck`: forget messages up to and including this id.
     SequenceAck(u64),
-    /// Send a close frame (after an optional `disconnected` message) and stop.
+    /// Send a close frame (after an optional last message) and stop.
     Close {
         /// RFC 6455 §7.4 status code.
         code: u16,
         /// The close reason (at most 123 bytes are sent).
         reason: String,
-        /// An encoded `disconnected` system message to send first.
-        disconnected: Option<Bytes>,
+        /// An encoded message to send first (a `disconnected` system message,
+        /// an `error` of a JSON feed).
+        last: Option<Bytes>,
     },
     /// Echo the client's close frame (its payload) and stop.
     CloseEcho(Bytes),
@@ -89,10 +111,17 @@ pub(crate) enum WriterExit {
 /// The writer's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
+    /// The wire format of replies: JSON in text frames, protobuf in binary ones.
     pub(crate) format: WireFormat,
+    /// Whether [`Outbound::Message`]s get a `sequenceId` and are kept until acked.
     pub(crate) reliable: bool,
+    /// Time between two WebSocket pings.
     pub(crate) ping_interval: Duration,
+    /// Longest a single write may take.
     pub(crate) write_timeout: Duration,
+    /// A message sent before the close frame when the gateway shuts down
+    /// (the pubsub `disconnected` system message).
+    pub(crate) goodbye: Option<Bytes>,
 }
 
 /// The writer task's state.
@@ -101,7 +130,7 @@ pub(crate) struct Writer<W> {
     config: WriterConfig,
     sub: Subscriber,
     ctrl: mpsc::Receiver<Control>,
-    data: mpsc::Receiver<EncodedMessage>,
+    data: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
     buf: BytesMut,
     next_sequence_id: u64,
@@ -125,7 +154,7 @@ enum After {
 
 enum Work {
     Ctrl(Control),
-    Data(EncodedMessage),
+    Data(Outbound),
     Ping,
     Shutdown,
 }
@@ -136,7 +165,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         config: WriterConfig,
         sub: Subscriber,
         ctrl: mpsc::Receiver<Control>,
-        data: mpsc::Receiver<EncodedMessage>,
+        data: mpsc::Receiver<Outbound>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Writer {
@@ -241,7 +270,11 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             WireFormat::Protobuf => OP_BINARY,
         };
         match work {
-            Work::Data(msg) => {
+            Work::Data(Outbound::Text(text)) => {
+                put_frame(&mut self.buf, OP_TEXT, &text);
+                After::Continue
+            }
+            Work::Data(Outbound::Message(msg)) => {
                 if self.config.reliable {
                     let seq = self.next_sequence_id;
                     self.next_sequence_id += 1;
@@ -280,12 +313,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 self.unacked.ack(id);
                 After::Continue
             }
-            Work::Ctrl(Control::Close {
-                code,
-                reason,
-                disconnected,
-            }) => {
-                if let Some(msg) = disconnected {
+            Work::Ctrl(Control::Close { code, reason, last }) => {
+                if let Some(msg) = last {
                     put_frame(&mut self.buf, op, &msg);
                 }
                 put_close(&mut self.buf, code, &reason);
@@ -300,15 +329,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 After::Continue
             }
             Work::Shutdown => {
-                let mut msg = BytesMut::new();
-                tickwire_pubsub::encode_downstream(
-                    self.config.format,
-                    &Downstream::Disconnected {
-                        reason: "the server is shutting down".to_owned(),
-                    },
-                    &mut msg,
-                );
-                put_frame(&mut self.buf, op, &msg);
+                if let Some(goodbye) = &self.config.goodbye {
+                    put_frame(&mut self.buf, op, goodbye);
+                }
                 put_close(
                     &mut self.buf,
                     close_code::GOING_AWAY,

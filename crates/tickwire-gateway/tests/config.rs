@@ -7,7 +7,7 @@ use std::path::Path;
 
 use figment::Jail;
 use figment::providers::Serialized;
-use tickwire_gateway::{Config, GatewayError, ReplayMode};
+use tickwire_gateway::{Config, Endpoint, GatewayError, ReplayMode};
 
 #[test]
 fn defaults_are_documented_values() {
@@ -136,6 +136,112 @@ fn bad_values_are_refused() {
         jail.set_env("TICKWIRE_TRANSPORT__SEND_BUFFER", "8");
         jail.set_env("TICKWIRE_PUBLIC_URL", "not a url");
         assert!(Config::from_figment(&Config::figment(None)).is_err());
+        Ok(())
+    });
+}
+
+#[test]
+fn feed_sections_keys_and_synthetic_layer_like_the_rest() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "tickwire.toml",
+            r#"
+                [[api_keys]]
+                name = "desk"
+                key = "desk-key"
+                roles = ["publish"]
+                endpoints = ["negotiate", "stream", "publish"]
+                max_connections = 3
+                rate_per_minute = 60
+
+                [ws]
+                require_key = true
+                subscription_limit = 20
+                idle_timeout_secs = 30
+
+                [stream]
+                max_symbols = 5
+
+                [publish]
+                max_body_bytes = 65536
+
+                [synthetic]
+                seed = 7
+                book_depth = 5
+            "#,
+        )?;
+        jail.set_env("TICKWIRE_SYNTHETIC__ENABLED", "false");
+        jail.set_env("TICKWIRE_WS__MESSAGES_PER_SECOND", "20");
+        let figment = Config::figment(Some(Path::new("tickwire.toml")));
+        let config = Config::from_figment(&figment).map_err(|e| e.to_string())?;
+        let key = &config.api_keys[0];
+        assert_eq!(
+            key.endpoints.as_deref(),
+            Some(&[Endpoint::Pubsub, Endpoint::Stream, Endpoint::Publish][..])
+        );
+        assert_eq!((key.max_connections, key.rate_per_minute), (3, 60));
+        assert!(key.allows(Endpoint::Publish) && !key.allows(Endpoint::Ws));
+        assert!(config.ws.require_key);
+        assert_eq!(config.ws.subscription_limit, 20);
+        assert_eq!(config.ws.messages_per_second, 20);
+        assert_eq!(config.ws.idle_timeout_secs, 30);
+        assert_eq!(
+            config.ws.status_interval_secs, 10,
+            "unset keys keep defaults"
+        );
+        assert_eq!(config.stream.max_symbols, 5);
+        assert_eq!(config.stream.heartbeat_secs, 30);
+        assert_eq!(config.publish.max_body_bytes, 65536);
+        assert!(!config.synthetic.enabled);
+        assert_eq!(config.synthetic.seed, Some(7));
+        assert_eq!(config.synthetic.book_depth, 5);
+        Ok(())
+    });
+}
+
+#[test]
+fn feed_defaults_are_the_documents() {
+    let config = Config::default();
+    let ws = &config.ws;
+    assert_eq!(
+        (
+            ws.require_key,
+            ws.subscription_limit,
+            ws.messages_per_second,
+            ws.flood_close_secs,
+            ws.idle_timeout_secs,
+            ws.status_interval_secs
+        ),
+        (false, 100, 10, 3, 300, 10)
+    );
+    let stream = &config.stream;
+    assert_eq!(
+        (
+            stream.max_symbols,
+            stream.idle_timeout_secs,
+            stream.heartbeat_secs,
+            stream.max_message_bytes
+        ),
+        (10, 300, 30, 1 << 20)
+    );
+    let demo = &config.api_keys[0];
+    assert_eq!((demo.max_connections, demo.rate_per_minute), (10, 600));
+    assert!(demo.allows(Endpoint::Stream) && !demo.allows(Endpoint::Publish));
+    assert!(config.synthetic.enabled);
+}
+
+#[test]
+fn bad_feed_values_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TICKWIRE_STREAM__MAX_SYMBOLS", "0");
+        assert!(Config::from_figment(&Config::figment(None)).is_err());
+        jail.set_env("TICKWIRE_STREAM__MAX_SYMBOLS", "10");
+        jail.set_env("TICKWIRE_SYNTHETIC__BOOK_DEPTH", "0");
+        let err = Config::from_figment(&Config::figment(None)).unwrap_err();
+        assert!(err.to_string().contains("book_depth"), "{err}");
+        // A disabled synthetic market is not checked.
+        jail.set_env("TICKWIRE_SYNTHETIC__ENABLED", "false");
+        assert!(Config::from_figment(&Config::figment(None)).is_ok());
         Ok(())
     });
 }

@@ -5,7 +5,7 @@ mod common;
 use base64::Engine as _;
 use common::*;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use tickwire_gateway::{Claims, Config};
+use tickwire_gateway::{ApiKey, Claims, Config, Endpoint};
 use tickwire_model::Hub;
 
 #[tokio::test]
@@ -206,4 +206,22 @@ async fn recovery_attempts_are_closed_with_1008() {
     let mut client = Client::connect(&url, Some(JSON_RELIABLE)).await.unwrap();
     assert_eq!(client.protocol.as_deref(), Some(JSON_RELIABLE));
     assert_eq!(client.close_code().await, 1008);
+}
+
+#[tokio::test]
+async fn negotiate_refuses_keys_without_the_pubsub_endpoint() {
+    let mut config = Config::default();
+    config.api_keys.push(ApiKey {
+        endpoints: Some(vec![Endpoint::Stream]),
+        ..ApiKey::new("feeds-only", "feeds-only-key")
+    });
+    let server = Server::start(config).await;
+    let (status, _, body) = http_get(
+        server.addr,
+        "/negotiate",
+        &[("Authorization", "Basic feeds-only-key")],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("/negotiate"), "{body}");
 }

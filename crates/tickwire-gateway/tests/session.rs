@@ -160,20 +160,16 @@ async fn acks_duplicates_bad_groups_and_silence_without_ack_id() {
 fn writer_config() -> Config {
     let mut config = Config::default();
     config.api_keys.push(ApiKey {
-        name: "writer".into(),
-        key: Some("writer-key".into()),
-        key_sha256: None,
         roles: vec![
             "webpubsub.joinLeaveGroup".into(),
             "webpubsub.sendToGroup".into(),
             "webpubsub.event".into(),
         ],
+        ..ApiKey::new("writer", "writer-key")
     });
     config.api_keys.push(ApiKey {
-        name: "scoped".into(),
-        key: Some("scoped-key".into()),
-        key_sha256: None,
         roles: vec![format!("webpubsub.joinLeaveGroup.{G1}")],
+        ..ApiKey::new("scoped", "scoped-key")
     });
     config
 }

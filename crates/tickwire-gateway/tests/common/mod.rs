@@ -12,9 +12,13 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
-use tickwire_adapter::{BrokerAdapter, MemoryAdapter, MemoryHandle};
+use tickwire_adapter::{
+    AdapterError, BoxFuture, BrokerAdapter, MemoryAdapter, MemoryHandle, UpdateStream,
+};
 use tickwire_gateway::{Config, GatewayError};
-use tickwire_model::{GexRecord, Hub, Update};
+use tickwire_model::{
+    GexRecord, Hub, Instrument, Level, OrderBook, PriceTick, Signal, SignalDirection, Update,
+};
 use tickwire_pipeline::Record;
 use tickwire_proto::webpubsub::{self as pb, downstream_message as down, upstream_message as up};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,13 +50,21 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(mut config: Config) -> Server {
+    pub async fn start(config: Config) -> Server {
+        Server::start_with(config, Vec::new()).await
+    }
+
+    /// A gateway whose adapter lists `instruments` as its universe.
+    pub async fn start_with(mut config: Config, instruments: Vec<Instrument>) -> Server {
         config.token_secret = Some("test-secret-test-secret-test-secret".into());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let memory = MemoryAdapter::new("memory");
         let feed = memory.handle();
-        let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(memory)];
+        let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(Universe {
+            inner: memory,
+            instruments,
+        })];
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(tickwire_gateway::run(listener, config, adapters, async {
             let _ = stopped.await;
@@ -112,6 +124,260 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.begin_shutdown();
     }
+}
+
+/// A `MemoryAdapter` that lists a universe of instruments.
+struct Universe {
+    inner: MemoryAdapter,
+    instruments: Vec<Instrument>,
+}
+
+impl BrokerAdapter for Universe {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn connect(&self) -> BoxFuture<'_, Result<(), AdapterError>> {
+        self.inner.connect()
+    }
+    fn subscribe<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), AdapterError>> {
+        self.inner.subscribe(keys)
+    }
+    fn unsubscribe<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), AdapterError>> {
+        self.inner.unsubscribe(keys)
+    }
+    fn disconnect(&self) -> BoxFuture<'_, Result<(), AdapterError>> {
+        self.inner.disconnect()
+    }
+    fn updates(&self) -> Result<UpdateStream, AdapterError> {
+        self.inner.updates()
+    }
+    fn instruments(&self) -> Vec<Instrument> {
+        self.instruments.clone()
+    }
+}
+
+/// The universe of the JSON-feed tests.
+pub fn universe() -> Vec<Instrument> {
+    vec![
+        Instrument::crypto("BTC/USD"),
+        Instrument::crypto("ETH/USD"),
+        Instrument::crypto("SOL/USD"),
+        Instrument::new("AAPL", "NASDAQ"),
+    ]
+}
+
+/// A tick of `instrument` at `price`, stamped 1700000000000 (2023-11-14T22:13:20.000Z).
+pub fn tick(instrument: Instrument, price: f64) -> PriceTick {
+    PriceTick {
+        instrument,
+        price,
+        last_quantity: 0.5,
+        bid: price - 0.5,
+        bid_quantity: 1.0,
+        ask: price + 0.5,
+        ask_quantity: 1.0,
+        open: price,
+        high: price,
+        low: price,
+        prev_close: price,
+        change_24h_pct: 2.34,
+        volume_24h: Some(28_500_000_000.0),
+        session_volume: 1.0,
+        source: "coinbase".into(),
+        timestamp_ms: 1_700_000_000_000,
+    }
+}
+
+/// A book of `instrument` with two levels a side.
+pub fn book(instrument: Instrument) -> OrderBook {
+    let level = |price, quantity| Level {
+        price,
+        quantity,
+        orders: 1,
+    };
+    OrderBook {
+        instrument,
+        bids: vec![level(67230.0, 1.5), level(67225.0, 2.3)],
+        asks: vec![level(67235.0, 0.8), level(67240.0, 1.2)],
+        source: "coinbase".into(),
+        timestamp_ms: 1_700_000_000_000,
+    }
+}
+
+/// An RSI buy signal of `instrument`.
+pub fn signal(instrument: Instrument) -> Signal {
+    Signal {
+        instrument,
+        indicator: "rsi".into(),
+        direction: SignalDirection::Buy,
+        value: 28.5,
+        confidence: 0.85,
+        timestamp_ms: 1_700_000_000_000,
+    }
+}
+
+/// A client of the JSON feeds (`/ws`, `/stream`): text frames in and out.
+pub struct FeedClient {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a JSON-feed client read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feed {
+    /// A text message.
+    Text(String),
+    /// The close frame (code, reason), or `None` when the stream ended without one.
+    Close(Option<(u16, String)>),
+}
+
+impl FeedClient {
+    /// Connects to `path` of `server` with extra request `headers`; an
+    /// upgrade refused with an HTTP answer gives its status and body.
+    pub async fn connect(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<FeedClient, (u16, String)> {
+        let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+        for (k, v) in headers {
+            request.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        match tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("handshake")
+        {
+            Ok((ws, _)) => Ok(FeedClient { ws }),
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((response.status().as_u16(), body))
+            }
+            Err(e) => panic!("handshake failed: {e}"),
+        }
+    }
+
+    /// `/ws` of `server`, public.
+    pub async fn ws(server: &Server) -> FeedClient {
+        FeedClient::connect(server.addr, "/ws", &[]).await.unwrap()
+    }
+
+    /// `/stream` of `server` with `Authorization: Bearer <key>`.
+    pub async fn stream(server: &Server, key: &str) -> FeedClient {
+        FeedClient::connect(
+            server.addr,
+            "/stream",
+            &[("Authorization", &format!("Bearer {key}"))],
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next text message or the close (WebSocket pings and pongs skipped).
+    pub async fn next(&mut self) -> Feed {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time");
+            return match next {
+                None | Some(Err(_)) => Feed::Close(None),
+                Some(Ok(Message::Text(t))) => Feed::Text(t.as_str().to_owned()),
+                Some(Ok(Message::Close(c))) => {
+                    Feed::Close(c.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())))
+                }
+                Some(Ok(Message::Binary(b))) => panic!("binary frame {b:?}"),
+                Some(Ok(_)) => continue,
+            };
+        }
+    }
+
+    /// The next text message; panics on a close.
+    pub async fn text(&mut self) -> String {
+        match self.next().await {
+            Feed::Text(t) => t,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// The next message, parsed.
+    pub async fn json(&mut self) -> serde_json::Value {
+        let text = self.text().await;
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The next message whose `type` is not one of `skip`.
+    pub async fn json_skipping(&mut self, skip: &[&str]) -> serde_json::Value {
+        loop {
+            let v = self.json().await;
+            if !skip.contains(&v["type"].as_str().unwrap_or("")) {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the close frame and returns its code (messages before it
+    /// are skipped).
+    pub async fn close_code(&mut self) -> u16 {
+        loop {
+            if let Feed::Close(frame) = self.next().await {
+                return frame.map_or(1005, |(code, _)| code);
+            }
+        }
+    }
+
+    /// Sends `{"type":"ping"}` and reads up to its `pong`: everything before
+    /// it has been handled by the server. Returns the messages read before
+    /// the pong.
+    pub async fn sync(&mut self) -> Vec<serde_json::Value> {
+        self.send(r#"{"type":"ping"}"#).await;
+        let mut before = Vec::new();
+        loop {
+            let v = self.json().await;
+            if v["type"] == "pong" {
+                return before;
+            }
+            before.push(v);
+        }
+    }
+}
+
+/// A raw HTTP/1.1 request with a body; returns status, raw head and body.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    // A server may answer before reading all of a large body.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("response");
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// A GEX record of `hub` (classic or state_gex) whose timestamp is `ts`.

@@ -1,0 +1,344 @@
+//! `/api/v1/ws`: the FastWS envelope of seed 004 ("WebSocket Real-Time Data
+//! Streaming"), live OHLCV bars, and the routes of its AsyncAPI document.
+//!
+//! The codec, the operation table, the timers and the document are
+//! [`tickwire_fastws`]'s; the bars are [`tickwire_bars`]'s. This module wires
+//! them to the gateway's shared connection machinery ([`crate::session`]:
+//! bounded queue, batching writer, slow-consumer drop, pings, shutdown).
+//!
+//! # The connection
+//!
+//! The endpoint is public, as in the seed ("Current: No authentication
+//! required"). Every text frame is an envelope `{"type", "payload"}`:
+//!
+//! - `bars.subscribe` adds the connection to the topic
+//!   `bars:{SYMBOL}:{RESOLUTION}` and is answered with
+//!   `bars.subscribe.response`; `bars.unsubscribe` removes it and is answered
+//!   with `bars.unsubscribe.response`. Both payload shapes are accepted
+//!   (`{"symbol", "params": {"resolution"}}` and `{"symbol", "resolution"}`);
+//!   the resolution defaults to `1`.
+//! - A symbol is an instrument's canonical symbol (`AAPL`, `BTC/USD`), exact.
+//!   FastWS itself checks nothing; here a symbol no adapter knows is answered
+//!   with the operation's reply with `"status": "error"` and the message
+//!   `Unknown symbol {SYMBOL}`, and nothing is subscribed. Of several
+//!   instruments with one symbol on different exchanges, the first known one
+//!   is served.
+//! - Any frame that does not validate closes the connection with 1003 and
+//!   FastWS's reason: `Could not validate payload` (not JSON, no `type`, a
+//!   missing or mistyped field, an unknown resolution), `No matching type`
+//!   (an unknown operation, or one only the server sends), `Could not decode
+//!   message` (a binary frame).
+//! - The client must send a message every `heartbeat_secs` (any data
+//!   message; WebSocket pings, and anything the server sends, do not count),
+//!   and the connection lives at most `lifespan_secs`; either limit closes it
+//!   with 1003 `Connection timed out. Heartbeat interval 30.0. Max connection
+//!   lifespan 3600.0` (the configured values, as FastWS prints them).
+//!
+//! # Bars
+//!
+//! The fan-out feeds every tick of every adapter to one [`BarFeed`], which
+//! keeps the current bar of every instrument at every resolution (UTC
+//! buckets: see [`tickwire_bars::Resolution`]) whether or not anybody is
+//! subscribed, so that a late subscriber gets a bar that counts the whole
+//! bucket. For each bar a tick changes, if the bar's topic has subscribers,
+//! `bars.update` is encoded once and every subscriber's queue gets the same
+//! bytes. Nothing is sent on subscription: the next tick brings the bar.
+//!
+//! Topics live in the gateway's feed index under an internal name that
+//! includes the exchange (`fastws:bars:NASDAQ:AAPL:1`); the session ends by
+//! leaving all of them.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tickwire_bars::{BarAggregator, Resolution};
+use tickwire_fastws::{
+    ASYNCAPI_DOCS_PATH, ASYNCAPI_JS_PATH, ASYNCAPI_JSON_PATH, BARS, ClientOp, DOCS_HTML, DOCS_JS,
+    Info, Timers, WS_PATH, encode_update,
+};
+use tickwire_model::{Instrument, PriceTick};
+use tickwire_pubsub::{FrameKind, WireFormat};
+use tracing::debug;
+
+use crate::fanout::{Index, Kind, Subscriber, publish_text};
+use crate::http::{Body, json_bytes, json_error, method_not_allowed, start_session, upgrade_with};
+use crate::session::{Activity, Protocol, Step, Transport};
+use crate::{Shared, Tracker};
+
+/// Whether `path` is one of this module's routes: the WebSocket endpoint and
+/// the three routes of its documentation.
+pub(crate) fn serves(path: &str) -> bool {
+    matches!(
+        path,
+        WS_PATH | ASYNCAPI_DOCS_PATH | ASYNCAPI_JS_PATH | ASYNCAPI_JSON_PATH
+    )
+}
+
+/// Answers a request on one of the routes [`serves`] names.
+///
+/// | Route                        | Answer                                                 |
+/// |------------------------------|--------------------------------------------------------|
+/// | `GET /api/v1/ws`             | the WebSocket upgrade                                  |
+/// | `GET /api/v1/ws/asyncapi`    | the documentation page, `text/html`                    |
+/// | `GET /api/v1/ws/asyncapi.js` | its script, `text/javascript`                          |
+/// | `GET /api/v1/ws/asyncapi.json` | the AsyncAPI 2.4.0 document, `application/json`      |
+pub(crate) fn handle(
+    mut req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    tracker: &Tracker,
+) -> Response<Body> {
+    if req.method() != Method::GET {
+        return method_not_allowed();
+    }
+    match req.uri().path() {
+        WS_PATH => upgrade(&mut req, shared, tracker),
+        ASYNCAPI_DOCS_PATH => asset(DOCS_HTML, "text/html; charset=utf-8"),
+        ASYNCAPI_JS_PATH => asset(DOCS_JS, "text/javascript; charset=utf-8"),
+        ASYNCAPI_JSON_PATH => json_bytes(StatusCode::OK, document()),
+        _ => json_error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// The AsyncAPI document, generated from the operation table once.
+fn document() -> Bytes {
+    static DOCUMENT: OnceLock<Bytes> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            let doc = BARS.asyncapi(&Info::default());
+            Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+        })
+        .clone()
+}
+
+/// A static page or script.
+fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::new(Bytes::from_static(body.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Upgrades a handshake on `/api/v1/ws` and runs the session.
+fn upgrade(req: &mut Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker) -> Response<Body> {
+    let shared = shared.clone();
+    let tracker = tracker.clone();
+    upgrade_with(req, move |upgraded| async move {
+        let transport = Transport {
+            format: WireFormat::Json,
+            reliable: false,
+            max_message_bytes: shared.config.fastws.max_message_bytes,
+        };
+        let make = {
+            let shared = shared.clone();
+            move |sub| FastWsSession::new(shared, sub, Instant::now())
+        };
+        start_session(upgraded, shared, transport, make, tracker).await;
+    })
+}
+
+/// Writes the internal feed-index topic of `instrument`'s bars at
+/// `resolution` into `buf` (cleared first): `fastws:bars:NASDAQ:AAPL:1`.
+fn bars_topic(buf: &mut String, instrument: &Instrument, resolution: Resolution) {
+    buf.clear();
+    buf.push_str("fastws:bars:");
+    buf.push_str(&instrument.exchange);
+    buf.push(':');
+    buf.push_str(&instrument.symbol);
+    buf.push(':');
+    buf.push_str(resolution.as_str());
+}
+
+/// The protocol state of one `/api/v1/ws` connection.
+pub(crate) struct FastWsSession {
+    shared: Arc<Shared>,
+    sub: Subscriber,
+    timers: Timers,
+    /// A reused buffer for topic names.
+    topic: String,
+}
+
+impl std::fmt::Debug for FastWsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastWsSession")
+            .field("connection", &self.sub.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FastWsSession {
+    fn new(shared: Arc<Shared>, sub: Subscriber, now: Instant) -> FastWsSession {
+        let config = &shared.config.fastws;
+        let timers = Timers::new(Some(config.heartbeat()), Some(config.lifespan()), now);
+        debug!(connection = sub.id(), "{WS_PATH} connected");
+        FastWsSession {
+            shared,
+            sub,
+            timers,
+            topic: String::new(),
+        }
+    }
+
+    /// Applies a decoded operation and returns its reply.
+    fn apply(&mut self, op: &ClientOp) -> Option<Bytes> {
+        let request = op.subscription();
+        let Some(instrument) = self.shared.market.by_symbol(&request.symbol) else {
+            debug!(
+                connection = self.sub.id(),
+                symbol = %request.symbol,
+                op = op.type_name(),
+                "unknown symbol"
+            );
+            let message = format!("Unknown symbol {}", request.symbol);
+            return BARS.error_reply(op, &message);
+        };
+        bars_topic(&mut self.topic, &instrument, request.resolution);
+        match op {
+            ClientOp::Subscribe(_) => {
+                self.shared.feeds.subscribe(&self.topic, self.sub.clone());
+            }
+            ClientOp::Unsubscribe(_) => {
+                self.shared.feeds.unsubscribe(&self.topic, &self.sub);
+            }
+            // A future operation this endpoint does not serve yet: refuse it
+            // in its own reply rather than pretending it worked.
+            _ => return BARS.error_reply(op, "Operation not supported"),
+        }
+        debug!(connection = self.sub.id(), op = op.type_name(), topic = %self.topic, "applied");
+        BARS.reply(op)
+    }
+}
+
+impl Protocol for FastWsSession {
+    fn on_message(&mut self, kind: FrameKind, payload: &[u8], now: Instant) -> Step {
+        // FastWS: any message received resets the heartbeat, valid or not.
+        self.timers.on_receive(now);
+        let kind = match kind {
+            FrameKind::Text => tickwire_fastws::FrameKind::Text,
+            FrameKind::Binary => tickwire_fastws::FrameKind::Binary,
+        };
+        match BARS.decode(kind, payload) {
+            Ok(op) => match self.apply(&op) {
+                Some(reply) => Step::Reply(reply),
+                None => Step::Nothing,
+            },
+            Err(e) => {
+                debug!(connection = self.sub.id(), error = %e, "invalid envelope; closing");
+                let close = e.close();
+                Step::Close {
+                    code: close.code,
+                    reason: close.reason.into_owned(),
+                    last: None,
+                }
+            }
+        }
+    }
+
+    /// The earlier of the heartbeat and lifespan deadlines. WebSocket pings
+    /// and frames the server sends do not move it, so `activity` is unused.
+    fn deadline(&self, _activity: &Activity) -> Instant {
+        self.timers
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
+    }
+
+    fn idle_close(&self) -> (u16, &str) {
+        (
+            tickwire_fastws::CLOSE_UNSUPPORTED_DATA,
+            self.timers.reason(),
+        )
+    }
+}
+
+/// The bars of every instrument, fed by the fan-out with every tick.
+///
+/// Owned by the fan-out task: no lock. For each bar a tick changes, the
+/// `bars.update` frame is encoded once if its topic has subscribers.
+#[derive(Debug)]
+pub(crate) struct BarFeed {
+    bars: BarAggregator,
+    /// A reused buffer for topic names.
+    topic: String,
+}
+
+impl BarFeed {
+    /// Bars at every resolution of [`Resolution::ALL`].
+    pub(crate) fn new() -> BarFeed {
+        BarFeed {
+            bars: BarAggregator::all(),
+            topic: String::with_capacity(64),
+        }
+    }
+
+    /// Applies `tick` and sends every bar it changed to the subscribers of
+    /// that bar's topic in `feeds`. Returns how many queues took an update.
+    pub(crate) fn on_tick(&mut self, feeds: &Index, tick: &PriceTick) -> usize {
+        let mut delivered = 0;
+        for (resolution, bar) in self.bars.on_price_tick(tick) {
+            bars_topic(&mut self.topic, &tick.instrument, resolution);
+            let Some(topic) = feeds.lookup(&self.topic) else {
+                continue;
+            };
+            if feeds.subscriber_count(topic) == 0 {
+                continue;
+            }
+            delivered += publish_text(feeds, topic, &encode_update(bar), Kind::Data);
+        }
+        delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_the_documented_ones() {
+        for path in [
+            "/api/v1/ws",
+            "/api/v1/ws/asyncapi",
+            "/api/v1/ws/asyncapi.js",
+            "/api/v1/ws/asyncapi.json",
+        ] {
+            assert!(serves(path), "{path}");
+        }
+        for path in ["/ws", "/api/v1/ws/", "/api/v1/ws/other", "/api/v1"] {
+            assert!(!serves(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn internal_topics_name_the_exchange() {
+        let mut buf = String::from("stale");
+        bars_topic(
+            &mut buf,
+            &Instrument::new("AAPL", "NASDAQ"),
+            Resolution::Min1,
+        );
+        assert_eq!(buf, "fastws:bars:NASDAQ:AAPL:1");
+        bars_topic(&mut buf, &Instrument::crypto("BTC/USD"), Resolution::Week);
+        assert_eq!(buf, "fastws:bars:CRYPTO:BTC/USD:W");
+    }
+
+    #[test]
+    fn the_document_is_built_once_and_lists_every_operation() {
+        let first = document();
+        assert_eq!(first.as_ptr(), document().as_ptr());
+        let doc: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(doc["asyncapi"], "2.4.0");
+        for op in BARS.operations() {
+            assert!(
+                doc["components"]["messages"].get(op.type_name).is_some(),
+                "{}",
+                op.type_name
+            );
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The instruments the gateway knows, how each JSON dialect names them, the
+//! fan-out topics of their events, and the figures of `server_status`.
+//!
+//! An instrument is known once an adapter lists it in
+//! [`instruments`](tickwire_adapter::BrokerAdapter::instruments) or an update
+//! about it arrives (from an adapter or the publish API). Each dialect looks
+//! symbols up in its own map: `/ws` by the lower-case base asset (`btc`,
+//! `aapl`; of several pairs of one base, the one quoted in
+//! [`DEFAULT_QUOTE`](tickwire_json::ws::DEFAULT_QUOTE) wins, else the first
+//! known), `/stream` by the canonical symbol (`BTC/USD`, exact).
+//!
+//! Topics of the JSON feeds, one per instrument and kind of message:
+//! `ws:price:CRYPTO:BTC/USD`, `ws:book:…`, `ws:signal:…`, `stream:price:…`,
+//! plus `ws:status` and `stream:heartbeat`, which every connection of the
+//! endpoint is in.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tickwire_json::{stream, ws};
+use tickwire_model::{Instrument, ServerStatus};
+
+/// The topic every `/ws` connection is in, for `server_status`.
+pub(crate) const WS_STATUS: &str = "ws:status";
+/// The topic every `/stream` connection is in, for the heartbeat `pong`.
+pub(crate) const STREAM_HEARTBEAT: &str = "stream:heartbeat";
+
+/// One kind of JSON-feed topic of an instrument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Feed {
+    /// `/ws` `price_update`.
+    WsPrice,
+    /// `/ws` `orderbook_update`.
+    WsBook,
+    /// `/ws` `signal_update`.
+    WsSignal,
+    /// `/stream` `price_update`.
+    StreamPrice,
+}
+
+impl Feed {
+    fn prefix(self) -> &'static str {
+        match self {
+            Feed::WsPrice => "ws:price:",
+            Feed::WsBook => "ws:book:",
+            Feed::WsSignal => "ws:signal:",
+            Feed::StreamPrice => "stream:price:",
+        }
+    }
+
+    /// The `/ws` topic of `channel`.
+    pub(crate) fn of_channel(channel: ws::Channel) -> Feed {
+        match channel {
+            ws::Channel::Price => Feed::WsPrice,
+            ws::Channel::OrderBook => Feed::WsBook,
+            ws::Channel::Signal => Feed::WsSignal,
+        }
+    }
+}
+
+/// Writes the topic of `feed` for `instrument` into `buf` (cleared first).
+pub(crate) fn topic(buf: &mut String, feed: Feed, instrument: &Instrument) {
+    buf.clear();
+    let _ = write!(
+        buf,
+        "{}{}:{}",
+        feed.prefix(),
+        instrument.exchange,
+        instrument.symbol
+    );
+}
+
+/// The topic of `feed` for `instrument`.
+pub(crate) fn topic_of(feed: Feed, instrument: &Instrument) -> String {
+    let mut buf = String::new();
+    topic(&mut buf, feed, instrument);
+    buf
+}
+
+/// Known instruments and the gateway's figures.
+///
+/// The table's lock is held for a map operation at a time, never across an
+/// `.await`.
+#[derive(Debug)]
+pub(crate) struct Market {
+    table: RwLock<Table>,
+    adapters: AtomicU64,
+    started: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    all: HashSet<Instrument>,
+    /// `/ws` spelling → instrument.
+    ws: HashMap<String, Instrument>,
+    /// `/stream` spelling → instrument.
+    stream: HashMap<String, Instrument>,
+    /// Canonical symbol → the first instrument of that symbol (publish API).
+    by_symbol: HashMap<String, Instrument>,
+}
+
+impl Market {
+    pub(crate) fn new() -> Market {
+        Market {
+            table: RwLock::new(Table::default()),
+            adapters: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Learns `instrument`; returns whether it was new.
+    pub(crate) fn learn(&self, instrument: &Instrument) -> bool {
+        if self.read().all.contains(instrument) {
+            return false;
+        }
+        let mut table = self.write();
+        if !table.all.insert(instrument.clone()) {
+            return false;
+        }
+        let ws_key = ws::symbol_of(instrument).into_owned();
+        let preferred = instrument.exchange.as_ref() == Instrument::CRYPTO
+            && instrument.quote() == Some(ws::DEFAULT_QUOTE);
+        match table.ws.get(&ws_key) {
+            Some(existing)
+                if !preferred
+                    || (existing.exchange.as_ref() == Instrument::CRYPTO
+                        && existing.quote() == Some(ws::DEFAULT_QUOTE)) => {}
+            _ => {
+                table.ws.insert(ws_key, instrument.clone());
+            }
+        }
+        table
+            .stream
+            .entry(stream::symbol_of(instrument).to_owned())
+            .or_insert_with(|| instrument.clone());
+        table
+            .by_symbol
+            .entry(instrument.symbol.to_string())
+            .or_insert_with(|| instrument.clone());
+        true
+    }
+
+    /// Learns every instrument of `instruments`.
+    pub(crate) fn learn_all(&self, instruments: &[Instrument]) {
+        for instrument in instruments {
+            self.learn(instrument);
+        }
+    }
+
+    /// The instrument a `/ws` client means by `symbol` (case-insensitive).
+    pub(crate) fn ws_symbol(&self, symbol: &str) -> Option<Instrument> {
+        self.read().ws.get(ws::symbol_key(symbol).as_ref()).cloned()
+    }
+
+    /// The instrument a `/stream` client means by `symbol` (exact).
+    pub(crate) fn stream_symbol(&self, symbol: &str) -> Option<Instrument> {
+        let key = stream::symbol_key(symbol)?;
+        self.read().stream.get(key).cloned()
+    }
+
+    /// The first known instrument whose canonical symbol is `symbol`.
+    pub(crate) fn by_symbol(&self, symbol: &str) -> Option<Instrument> {
+        self.read().by_symbol.get(symbol).cloned()
+    }
+
+    /// How many instruments are known.
+    pub(crate) fn symbols_tracked(&self) -> usize {
+        self.read().all.len()
+    }
+
+    /// Counts an adapter that connected.
+    pub(crate) fn adapter_connected(&self) {
+        self.adapters.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Uncounts an adapter that was disconnected.
+    pub(crate) fn adapter_disconnected(&self) {
+        let _ = self
+            .adapters
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// The figures of `server_status`, with `connections` open connections.
+    pub(crate) fn status(&self, connections: u64) -> ServerStatus {
+        ServerStatus {
+            connected_peers: connections,
+            active_sources: self.adapters.load(Ordering::Relaxed),
+            symbols_tracked: self.symbols_tracked() as u64,
+            uptime_seconds: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_dialect_finds_its_spelling() {
+        let market = Market::new();
+        assert!(market.learn(&Instrument::crypto("BTC/EUR")));
+        assert!(market.learn(&Instrument::crypto("BTC/USD")));
+        assert!(!market.learn(&Instrument::crypto("BTC/USD")));
+        market.learn(&Instrument::new("AAPL", "NASDAQ"));
+        market.learn(&Instrument::new("RELIANCE", "NSE"));
+        market.learn(&Instrument::new("RELIANCE", "BSE"));
+        // The USD pair wins `btc` though it came second.
+        assert_eq!(market.ws_symbol("BTC"), Some(Instrument::crypto("BTC/USD")));
+        assert_eq!(
+            market.ws_symbol("aapl"),
+            Some(Instrument::new("AAPL", "NASDAQ"))
+        );
+        assert_eq!(
+            market.ws_symbol("reliance"),
+            Some(Instrument::new("RELIANCE", "NSE"))
+        );
+        assert_eq!(market.ws_symbol("xyz"), None);
+        assert_eq!(
+            market.stream_symbol("BTC/EUR"),
+            Some(Instrument::crypto("BTC/EUR"))
+        );
+        assert_eq!(market.stream_symbol("btc/usd"), None);
+        assert_eq!(
+            market.by_symbol("AAPL"),
+            Some(Instrument::new("AAPL", "NASDAQ"))
+        );
+        assert_eq!(market.symbols_tracked(), 5);
+    }
+
+    #[test]
+    fn topics_name_feed_exchange_and_symbol() {
+        let btc = Instrument::crypto("BTC/USD");
+        assert_eq!(topic_of(Feed::WsPrice, &btc), "ws:price:CRYPTO:BTC/USD");
+        assert_eq!(
+            topic_of(Feed::StreamPrice, &btc),
+            "stream:price:CRYPTO:BTC/USD"
+        );
+        assert_eq!(
+            topic_of(Feed::of_channel(ws::Channel::OrderBook), &btc),
+            "ws:book:CRYPTO:BTC/USD"
+        );
+    }
+
+    #[test]
+    fn status_counts_adapters() {
+        let market = Market::new();
+        market.adapter_connected();
+        market.adapter_connected();
+        market.adapter_disconnected();
+        market.learn(&Instrument::crypto("ETH/USD"));
+        let status = market.status(7);
+        assert_eq!(
+            (
+                status.connected_peers,
+                status.active_sources,
+                status.symbols_tracked
+            ),
+            (7, 1, 1)
+        );
+        market.adapter_disconnected();
+        market.adapter_disconnected();
+        assert_eq!(market.status(0).active_sources, 0);
+    }
+}

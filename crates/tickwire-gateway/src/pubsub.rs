@@ -1,0 +1,326 @@
+//! The Azure Web PubSub client subprotocols on the hub routes (seed 000):
+//! the protocol decisions of a pubsub connection.
+//!
+//! Invalid messages: a message that carried an `ackId` is answered with a
+//! failed ack (`BadRequest`) and the session goes on; a frame of the wrong
+//! kind (binary on a JSON subprotocol, text on protobuf) is closed with 1003,
+//! an undecodable payload (not JSON, not protobuf) with 1007. A well-formed
+//! message of an unknown type or with a bad field and no `ackId` is logged and
+//! ignored, so newer clients do not lose their session over it.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tickwire_index::TopicId;
+use tickwire_model::{GroupName, Hub};
+use tickwire_pubsub::{
+    AckError, Downstream, Error as CodecError, FrameKind, MessageFrom, Subprotocol, Upstream,
+};
+use tracing::{debug, warn};
+
+use crate::Shared;
+use crate::auth::Permissions;
+use crate::fanout::{Subscriber, publish};
+use crate::session::{Activity, Protocol, Step, Transport};
+use crate::writer::close_code;
+
+/// Successful ack ids remembered per connection for `Duplicate` answers.
+const ACK_IDS_KEPT: usize = 4096;
+/// Longest group name accepted.
+const MAX_GROUP_LEN: usize = 256;
+
+/// Everything a pubsub session needs to start.
+#[derive(Debug)]
+pub(crate) struct SessionParams {
+    pub(crate) hub: Hub,
+    pub(crate) protocol: Subprotocol,
+    pub(crate) user_id: String,
+    pub(crate) roles: Vec<String>,
+}
+
+impl SessionParams {
+    /// The transport of a pubsub connection.
+    pub(crate) fn transport(&self, shared: &Shared) -> Transport {
+        Transport {
+            format: self.protocol.format(),
+            reliable: self.protocol.is_reliable(),
+            max_message_bytes: shared.config.transport.max_message_bytes,
+        }
+    }
+}
+
+/// The protocol state of one connection.
+pub(crate) struct Session {
+    shared: Arc<Shared>,
+    sub: Subscriber,
+    hub: Hub,
+    protocol: Subprotocol,
+    user_id: String,
+    connection_id: String,
+    permissions: Permissions,
+    /// Ack ids that succeeded, for `Duplicate` answers; the oldest (smallest)
+    /// are forgotten beyond [`ACK_IDS_KEPT`].
+    acked: BTreeSet<u64>,
+    groups: HashSet<TopicId>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("connection_id", &self.connection_id)
+            .field("hub", &self.hub)
+            .field("protocol", &self.protocol)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<Shared>, sub: Subscriber, params: SessionParams) -> Session {
+        Session {
+            shared,
+            sub,
+            hub: params.hub,
+            protocol: params.protocol,
+            permissions: Permissions::from_roles(&params.roles),
+            user_id: params.user_id,
+            connection_id: uuid::Uuid::new_v4().simple().to_string(),
+            acked: BTreeSet::new(),
+            groups: HashSet::new(),
+        }
+    }
+
+    /// The `connected` system message.
+    fn connected(&self) -> Bytes {
+        self.encode(&Downstream::Connected {
+            connection_id: self.connection_id.clone(),
+            user_id: self.user_id.clone(),
+            reconnection_token: self
+                .protocol
+                .is_reliable()
+                .then(|| uuid::Uuid::new_v4().simple().to_string()),
+        })
+    }
+
+    fn encode(&self, msg: &Downstream) -> Bytes {
+        let mut buf = BytesMut::new();
+        tickwire_pubsub::encode_downstream(self.protocol.format(), msg, &mut buf);
+        buf.freeze()
+    }
+
+    /// Handles one complete client message.
+    fn handle(&mut self, kind: FrameKind, payload: &[u8]) -> Step {
+        let upstream = match tickwire_pubsub::decode_upstream(self.protocol.format(), kind, payload)
+        {
+            Ok(upstream) => upstream,
+            Err(e) => return self.on_invalid(&e),
+        };
+        if let Some(ack_id) = upstream.ack_id() {
+            if self.acked.contains(&ack_id) {
+                return self.reply(&Downstream::ack_err(ack_id, AckError::duplicate(ack_id)));
+            }
+        }
+        match upstream {
+            Upstream::JoinGroup { group, ack_id } => {
+                let result = self.join(&group);
+                self.finish(ack_id, result)
+            }
+            Upstream::LeaveGroup { group, ack_id } => {
+                if let Some(topic) = self.shared.index.lookup(&group) {
+                    self.shared.index.unsubscribe(&group, &self.sub);
+                    self.groups.remove(&topic);
+                }
+                self.finish(ack_id, Ok(()))
+            }
+            Upstream::SendToGroup {
+                group,
+                ack_id,
+                no_echo,
+                data,
+            } => {
+                let result = self.send_to_group(group, no_echo, &data);
+                self.finish(ack_id, result)
+            }
+            Upstream::Event {
+                event,
+                ack_id,
+                data,
+            } => {
+                let result = if self.permissions.can_send_events() {
+                    debug!(connection = self.sub.id(), event, data = ?data, "event (no handler)");
+                    Ok(())
+                } else {
+                    Err(AckError::forbidden(
+                        "sending events requires the role webpubsub.event",
+                    ))
+                };
+                self.finish(ack_id, result)
+            }
+            Upstream::SequenceAck { sequence_id } => {
+                if self.protocol.is_reliable() {
+                    Step::SequenceAck(sequence_id)
+                } else {
+                    debug!(
+                        connection = self.sub.id(),
+                        "sequenceAck on a non-reliable subprotocol; ignored"
+                    );
+                    Step::Nothing
+                }
+            }
+            Upstream::Ping => self.reply(&Downstream::Pong),
+        }
+    }
+
+    fn on_invalid(&self, e: &CodecError) -> Step {
+        warn!(connection = self.sub.id(), error = %e, "invalid client message");
+        if let Some(ack_id) = e.ack_id() {
+            return self.reply(&Downstream::ack_err(
+                ack_id,
+                AckError::bad_request(e.to_string()),
+            ));
+        }
+        match e {
+            CodecError::WrongFrameKind { .. } => Step::Close {
+                code: close_code::UNSUPPORTED_DATA,
+                reason: e.to_string(),
+                last: None,
+            },
+            CodecError::InvalidJson { .. } | CodecError::Protobuf { .. } => Step::Close {
+                code: close_code::INVALID_PAYLOAD,
+                reason: e.to_string(),
+                last: None,
+            },
+            _ => Step::Nothing,
+        }
+    }
+
+    fn join(&mut self, group: &str) -> Result<(), AckError> {
+        let prefix = &self.shared.config.prefix;
+        self.check_group(group)?;
+        if !self.permissions.can_join(group) {
+            return Err(AckError::forbidden(format!(
+                "joining {group} requires the role webpubsub.joinLeaveGroup or webpubsub.joinLeaveGroup.{group}"
+            )));
+        }
+        let index = &self.shared.index;
+        let known = index.lookup(group);
+        if known.is_some_and(|t| self.groups.contains(&t)) {
+            return Ok(());
+        }
+        if self.groups.len() >= self.shared.config.transport.max_groups_per_connection {
+            return Err(AckError::bad_request(format!(
+                "a connection may be in at most {} groups",
+                self.shared.config.transport.max_groups_per_connection
+            )));
+        }
+        if known.is_none() && index.topic_count() >= self.shared.config.max_groups {
+            warn!(
+                max_groups = self.shared.config.max_groups,
+                "group table full; join refused"
+            );
+            return Err(AckError::internal("the server cannot track more groups"));
+        }
+        debug!(connection = self.sub.id(), group, prefix, "join");
+        let subscribed = index.subscribe(group, self.sub.clone());
+        self.groups.insert(subscribed.topic);
+        Ok(())
+    }
+
+    fn send_to_group(
+        &mut self,
+        group: String,
+        no_echo: bool,
+        data: &tickwire_pubsub::MessageData,
+    ) -> Result<(), AckError> {
+        if !self.permissions.can_send(&group) {
+            return Err(AckError::forbidden(format!(
+                "sending to {group} requires the role webpubsub.sendToGroup or webpubsub.sendToGroup.{group}"
+            )));
+        }
+        self.check_group(&group)?;
+        if let Some(topic) = self.shared.index.lookup(&group) {
+            let from = MessageFrom::Group {
+                group,
+                from_user_id: Some(self.user_id.clone()),
+            };
+            let except = no_echo.then(|| self.sub.id());
+            publish(&self.shared.index, topic, &from, data, except);
+        }
+        Ok(())
+    }
+
+    /// A group must be one of this hub's (seed 000 group naming).
+    fn check_group(&self, group: &str) -> Result<(), AckError> {
+        let prefix = &self.shared.config.prefix;
+        if group.len() > MAX_GROUP_LEN {
+            return Err(AckError::bad_request(format!(
+                "group names are at most {MAX_GROUP_LEN} bytes long"
+            )));
+        }
+        if GroupName::parse(prefix, self.hub, group).is_none() {
+            return Err(AckError::bad_request(format!(
+                "{group:?} is not a group of hub {hub}: groups are {prefix}_{{TICKER}}_{kind}_{{category}} with category one of {categories}",
+                hub = self.hub,
+                kind = self.hub.group_kind(),
+                categories = self.hub.categories().join(", "),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Answers a message that carried `ack_id` (if any) with `result`.
+    fn finish(&mut self, ack_id: Option<u64>, result: Result<(), AckError>) -> Step {
+        let Some(ack_id) = ack_id else {
+            return Step::Nothing;
+        };
+        match result {
+            Ok(()) => {
+                self.acked.insert(ack_id);
+                if self.acked.len() > ACK_IDS_KEPT {
+                    self.acked.pop_first();
+                }
+                self.reply(&Downstream::ack_ok(ack_id))
+            }
+            Err(error) => self.reply(&Downstream::ack_err(ack_id, error)),
+        }
+    }
+
+    fn reply(&self, msg: &Downstream) -> Step {
+        Step::Reply(self.encode(msg))
+    }
+}
+
+impl Protocol for Session {
+    fn opening(&mut self) -> Option<Bytes> {
+        debug!(
+            connection = self.sub.id(),
+            connection_id = %self.connection_id,
+            hub = %self.hub,
+            protocol = %self.protocol,
+            user = %self.user_id,
+            "connected"
+        );
+        Some(self.connected())
+    }
+
+    fn goodbye(&self) -> Option<Bytes> {
+        Some(self.encode(&Downstream::Disconnected {
+            reason: "the server is shutting down".to_owned(),
+        }))
+    }
+
+    fn on_message(&mut self, kind: FrameKind, payload: &[u8], _now: Instant) -> Step {
+        self.handle(kind, payload)
+    }
+
+    /// Seed 000 keepalive: any frame, pongs included, keeps the connection.
+    fn deadline(&self, activity: &Activity) -> Instant {
+        activity.last_frame + self.shared.config.transport.pong_timeout()
+    }
+
+    fn idle_close(&self) -> (u16, &'static str) {
+        (close_code::POLICY, "keepalive timeout")
+    }
+}

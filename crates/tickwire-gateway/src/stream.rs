@@ -1,0 +1,364 @@
+//! `/stream`: the authenticated price stream of seed 002, over the codec of
+//! [`tickwire_json::stream`].
+//!
+//! The handshake, in this order:
+//!
+//! 1. no API key (`Authorization: Bearer <key>`, or `?api_key=<key>` for
+//!    browsers) or an unknown one → 401 with the document's `UNAUTHORIZED`
+//!    error as the body; a key not allowed on the `stream` endpoint → 403
+//!    with the same body;
+//! 2. not a WebSocket upgrade → 400;
+//! 3. the key over its request rate (a connection counts as one request,
+//!    seed 002 "Rate Limiting") → 429 with a `RATE_LIMITED` error body;
+//! 4. the key already holding `max_connections` connections (10 by
+//!    default): the upgrade completes and the connection is closed at once
+//!    with an `error` message (`CONNECTION_LIMIT`) and close code 1008
+//!    "connection limit exceeded" — the document's "Connection closes
+//!    unexpectedly … Rate limit exceeded → Reduce connection count". The
+//!    key's other connections are not affected.
+//!
+//! Per connection: `subscribe` names 1 to `max_symbols` symbols; one that
+//! would take the connection past `max_symbols` is refused whole with
+//! `SUBSCRIPTION_LIMIT`, counted before any symbol is looked up. Otherwise
+//! the known symbols are subscribed and confirmed with `subscribed`, and
+//! each unknown one gets `UNKNOWN_SYMBOL` (after the confirmation).
+//! `unsubscribe` with symbols drops those, without drops all, and is
+//! confirmed with `unsubscribed`. Every subscribe and unsubscribe takes one
+//! request of the key's rate, shared by all its connections; over it, the
+//! message gets `RATE_LIMITED` and is not applied. `ping` gets `pong`, and a
+//! `pong` heartbeat goes to every connection every `heartbeat_secs`.
+//! `idle_timeout_secs` without a message either way (the heartbeat aside)
+//! closes the connection (1000); messages over `max_message_bytes` close it
+//! with 1009.
+//!
+//! `RATE_LIMITED` and `CONNECTION_LIMIT` are not in the document's table of
+//! "Common Errors"; they follow its `error` format (`type`, `message`,
+//! `code`, `timestamp`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use tickwire_json::stream::{self as codec, Limits, StreamCommand, StreamError};
+use tickwire_model::Instrument;
+use tickwire_pubsub::{FrameKind, WireFormat};
+use tracing::debug;
+
+use crate::auth::{KeyRejection, KeyUsage, Lease};
+use crate::config::{Endpoint, StreamConfig};
+use crate::fanout::{Kind, Subscriber, publish_text};
+use crate::http::{Body, feed_key, json_bytes, refuse, start_session, upgrade_with};
+use crate::market::{Feed, STREAM_HEARTBEAT, topic_of};
+use crate::session::{Activity, Protocol, Step, Transport};
+use crate::writer::close_code;
+use crate::{Shared, Tracker};
+
+/// The route.
+pub(crate) const PATH: &str = codec::PATH;
+
+/// The code of the `error` a key over its request rate gets.
+const RATE_LIMITED: &str = "RATE_LIMITED";
+/// The code of the `error` of a connection beyond the key's limit.
+const CONNECTION_LIMIT: &str = "CONNECTION_LIMIT";
+
+/// Answers a handshake on [`PATH`].
+pub(crate) fn upgrade(
+    mut req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    tracker: &Tracker,
+) -> Response<Body> {
+    let now_ms = unix_ms();
+    let unauthorized = |status| {
+        json_bytes(
+            status,
+            codec::encode_error(&StreamError::Unauthorized, now_ms),
+        )
+    };
+    let principal = match feed_key(&req, shared) {
+        Ok(p) => p,
+        Err(KeyRejection::Missing | KeyRejection::Invalid) => {
+            return unauthorized(StatusCode::UNAUTHORIZED);
+        }
+    };
+    if !principal.allows(Endpoint::Stream) {
+        debug!(user = principal.user_id, "key not allowed on /stream");
+        return unauthorized(StatusCode::FORBIDDEN);
+    }
+    let usage = principal.usage();
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return crate::http::json_error(
+            StatusCode::BAD_REQUEST,
+            "expected a WebSocket upgrade request",
+        );
+    }
+    if !usage.take(Instant::now()) {
+        return json_bytes(
+            StatusCode::TOO_MANY_REQUESTS,
+            encode_extra_error(RATE_LIMITED, "Rate limit exceeded", now_ms),
+        );
+    }
+    let lease = usage.lease();
+    let shared = shared.clone();
+    let tracker = tracker.clone();
+    upgrade_with(&mut req, move |upgraded| async move {
+        let Some(lease) = lease else {
+            debug!(
+                user = usage.name(),
+                "connection limit of the key reached; refusing"
+            );
+            let reason = format!(
+                "connection limit exceeded: at most {} connections per API key",
+                usage.max_connections()
+            );
+            let error = encode_extra_error(CONNECTION_LIMIT, "Too many connections", unix_ms());
+            refuse(upgraded, Some(error), close_code::POLICY, &reason, tracker).await;
+            return;
+        };
+        let transport = Transport {
+            format: WireFormat::Json,
+            reliable: false,
+            max_message_bytes: shared.config.stream.max_message_bytes,
+        };
+        let make = {
+            let shared = shared.clone();
+            move |sub| StreamSession::new(shared, sub, usage, lease)
+        };
+        start_session(upgraded, shared, transport, make, tracker).await;
+    })
+}
+
+/// Sends the heartbeat `pong` to every `/stream` connection every
+/// `heartbeat_secs`, until the gateway shuts down.
+pub(crate) async fn heartbeat_task(shared: Arc<Shared>) {
+    let period = Duration::from_secs(shared.config.stream.heartbeat_secs);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = crate::shutdown_started(&mut shutdown) => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(topic) = shared.feeds.lookup(STREAM_HEARTBEAT) else {
+            continue;
+        };
+        if shared.feeds.subscriber_count(topic) == 0 {
+            continue;
+        }
+        let pong = codec::encode_pong(unix_ms());
+        publish_text(&shared.feeds, topic, &pong, Kind::Housekeeping);
+    }
+}
+
+/// The protocol state of one `/stream` connection.
+pub(crate) struct StreamSession {
+    shared: Arc<Shared>,
+    sub: Subscriber,
+    /// Subscribed symbols in the order subscribed, with their instruments.
+    subscriptions: Vec<(String, Instrument)>,
+    usage: Arc<KeyUsage>,
+    /// The connection's slot among the key's connections.
+    _lease: Lease,
+}
+
+impl std::fmt::Debug for StreamSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSession")
+            .field("connection", &self.sub.id())
+            .field("key", &self.usage.name())
+            .field("subscriptions", &self.subscriptions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamSession {
+    fn new(shared: Arc<Shared>, sub: Subscriber, usage: Arc<KeyUsage>, lease: Lease) -> Self {
+        shared.feeds.subscribe(STREAM_HEARTBEAT, sub.clone());
+        debug!(
+            connection = sub.id(),
+            key = usage.name(),
+            "/stream connected"
+        );
+        StreamSession {
+            shared,
+            sub,
+            subscriptions: Vec::new(),
+            usage,
+            _lease: lease,
+        }
+    }
+
+    fn config(&self) -> &StreamConfig {
+        &self.shared.config.stream
+    }
+
+    fn is_subscribed(&self, symbol: &str) -> bool {
+        self.subscriptions.iter().any(|(s, _)| s == symbol)
+    }
+
+    fn subscribe(&mut self, symbols: Vec<String>, now_ms: i64) -> Step {
+        let symbols = dedup(symbols);
+        // Counted before any lookup.
+        let max = self.config().max_symbols;
+        let requested =
+            self.subscriptions.len() + symbols.iter().filter(|s| !self.is_subscribed(s)).count();
+        if requested > max {
+            return Step::Reply(codec::encode_error(
+                &StreamError::SubscriptionLimit { requested, max },
+                now_ms,
+            ));
+        }
+        let mut confirmed = Vec::with_capacity(symbols.len());
+        let mut errors = Vec::new();
+        for symbol in symbols {
+            if self.is_subscribed(&symbol) {
+                confirmed.push(symbol);
+                continue;
+            }
+            match self.shared.market.stream_symbol(&symbol) {
+                Some(instrument) => {
+                    let topic = topic_of(Feed::StreamPrice, &instrument);
+                    self.shared.feeds.subscribe(&topic, self.sub.clone());
+                    self.subscriptions.push((symbol.clone(), instrument));
+                    confirmed.push(symbol);
+                }
+                None => errors.push(codec::encode_error(
+                    &StreamError::UnknownSymbol { symbol },
+                    now_ms,
+                )),
+            }
+        }
+        let mut replies = Vec::with_capacity(1 + errors.len());
+        if !confirmed.is_empty() {
+            replies.push(codec::encode_subscribed(&confirmed, now_ms));
+        }
+        replies.extend(errors);
+        Step::Replies(replies)
+    }
+
+    fn unsubscribe(&mut self, symbols: Option<Vec<String>>, now_ms: i64) -> Step {
+        let dropped = match symbols {
+            None => {
+                let all: Vec<String> = self.subscriptions.iter().map(|(s, _)| s.clone()).collect();
+                for (_, instrument) in self.subscriptions.drain(..) {
+                    let topic = topic_of(Feed::StreamPrice, &instrument);
+                    self.shared.feeds.unsubscribe(&topic, &self.sub);
+                }
+                all
+            }
+            Some(symbols) => {
+                let symbols = dedup(symbols);
+                for symbol in &symbols {
+                    if let Some(i) = self.subscriptions.iter().position(|(s, _)| s == symbol) {
+                        let (_, instrument) = self.subscriptions.remove(i);
+                        let topic = topic_of(Feed::StreamPrice, &instrument);
+                        self.shared.feeds.unsubscribe(&topic, &self.sub);
+                    }
+                }
+                symbols
+            }
+        };
+        Step::Reply(codec::encode_unsubscribed(&dropped, now_ms))
+    }
+}
+
+impl Protocol for StreamSession {
+    fn on_message(&mut self, _kind: FrameKind, payload: &[u8], now: Instant) -> Step {
+        let now_ms = unix_ms();
+        let limits = Limits {
+            max_message_bytes: self.config().max_message_bytes,
+            max_symbols: self.config().max_symbols,
+        };
+        let command = match codec::parse_with(payload, limits) {
+            Ok(command) => command,
+            Err(e) => {
+                debug!(connection = self.sub.id(), error = %e, "invalid /stream message");
+                return Step::Reply(codec::encode_error(&e, now_ms));
+            }
+        };
+        let counted = !matches!(command, StreamCommand::Ping);
+        if counted && !self.usage.take(now) {
+            debug!(
+                connection = self.sub.id(),
+                key = self.usage.name(),
+                "key over its rate"
+            );
+            return Step::Reply(encode_extra_error(
+                RATE_LIMITED,
+                "Rate limit exceeded",
+                now_ms,
+            ));
+        }
+        match command {
+            StreamCommand::Subscribe { symbols } => self.subscribe(symbols, now_ms),
+            StreamCommand::Unsubscribe { symbols } => self.unsubscribe(symbols, now_ms),
+            StreamCommand::Ping => Step::Reply(codec::encode_pong(now_ms)),
+        }
+    }
+
+    /// Seed 002: "Idle timeout: 5 minutes (no messages sent or received)";
+    /// price updates sent count, the heartbeat does not.
+    fn deadline(&self, activity: &Activity) -> Instant {
+        activity.last_message.max(self.sub.last_data())
+            + Duration::from_secs(self.config().idle_timeout_secs)
+    }
+
+    fn idle_close(&self) -> (u16, &'static str) {
+        (close_code::NORMAL, "idle timeout")
+    }
+}
+
+/// `symbols` without repeats, in their first order.
+fn dedup(symbols: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(symbols.len());
+    for s in symbols {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// An `error` with a code outside the document's table, in its format:
+/// `{"type":"error","message":…,"code":…,"timestamp":…}`.
+fn encode_extra_error(code: &str, message: &str, now_ms: i64) -> Bytes {
+    let mut out = BytesMut::with_capacity(128);
+    out.extend_from_slice(br#"{"type":"error","message":"#);
+    // Serialising a `&str` cannot fail.
+    out.extend_from_slice(&serde_json::to_vec(message).unwrap_or_default());
+    out.extend_from_slice(br#","code":"#);
+    out.extend_from_slice(&serde_json::to_vec(code).unwrap_or_default());
+    out.extend_from_slice(br#","timestamp":""#);
+    out.extend_from_slice(
+        tickwire_json::timestamp::rfc3339_millis(now_ms)
+            .as_str()
+            .as_bytes(),
+    );
+    out.put_slice(b"\"}");
+    out.freeze()
+}
+
+fn unix_ms() -> i64 {
+    tickwire_json::timestamp::unix_millis(std::time::SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_errors_follow_the_documents_format() {
+        assert_eq!(
+            &encode_extra_error(RATE_LIMITED, "Rate limit exceeded", 1_760_106_600_000)[..],
+            br#"{"type":"error","message":"Rate limit exceeded","code":"RATE_LIMITED","timestamp":"2025-10-10T14:30:00.000Z"}"#
+        );
+    }
+
+    #[test]
+    fn repeats_are_dropped_in_order() {
+        let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(dedup(v(&["B", "A", "B", "C", "A"])), v(&["B", "A", "C"]));
+    }
+}

@@ -1,0 +1,461 @@
+//! `/ws`: the symbol price feed of seed 001, over the codec of
+//! [`tickwire_json::ws`].
+//!
+//! Public by default; with `ws.require_key` a connection needs an API key
+//! allowed on the `ws` endpoint (`Authorization: Bearer` or `?api_key=`;
+//! else 401 or 403), counted against the key's connections (429 beyond) and
+//! request rate.
+//!
+//! Per connection (seed 001 "Rate Limits", all configurable in `[ws]`):
+//!
+//! - **Subscriptions.** A subscription is a symbol, whatever its channels
+//!   (`price` and `signal` by default, `orderbook` on request). A subscribe
+//!   that would take the connection past `subscription_limit` is refused
+//!   whole with `subscription_limit`, counted on the distinct symbols it
+//!   names before any is looked up. Otherwise each unknown symbol gets its
+//!   own `invalid_symbol` and the rest of the request applies. Success is
+//!   silent, as the document defines no reply.
+//! - **Message rate.** At most `messages_per_second` client messages in each
+//!   second of the connection; more are answered with `rate_limited` and not
+//!   applied. A client over the rate in `flood_close_secs` consecutive
+//!   seconds is closed (1008, logged).
+//! - **Inactivity.** No client message (a `ping` included) for
+//!   `idle_timeout_secs` closes the connection (1000).
+//!
+//! Every connection receives `server_status` every `status_interval_secs`,
+//! encoded once for all of them, with the gateway's true figures.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use tickwire_json::ws::{self as codec, Channels, WsCommand, WsError};
+use tickwire_model::Instrument;
+use tickwire_pubsub::{FrameKind, WireFormat};
+use tracing::{debug, warn};
+
+use crate::auth::{KeyRejection, KeyUsage, Lease};
+use crate::config::{Endpoint, WsConfig};
+use crate::fanout::{Kind, Subscriber, publish_text};
+use crate::http::{Body, feed_key, json_error, start_session, upgrade_with};
+use crate::market::{Feed, WS_STATUS, topic_of};
+use crate::session::{Activity, Protocol, Step, Transport};
+use crate::writer::close_code;
+use crate::{Shared, Tracker};
+
+/// The route.
+pub(crate) const PATH: &str = codec::PATH;
+
+/// Answers a handshake on [`PATH`].
+pub(crate) fn upgrade(
+    mut req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    tracker: &Tracker,
+) -> Response<Body> {
+    let keyed = if shared.config.ws.require_key {
+        let principal = match feed_key(&req, shared) {
+            Ok(p) => p,
+            Err(KeyRejection::Missing) => {
+                return json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing api key: send Authorization: Bearer <key> or ?api_key=<key>",
+                );
+            }
+            Err(KeyRejection::Invalid) => {
+                return json_error(StatusCode::UNAUTHORIZED, "invalid api key");
+            }
+        };
+        if !principal.allows(Endpoint::Ws) {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                &format!("api key {:?} may not use /ws", principal.user_id),
+            );
+        }
+        let usage = principal.usage();
+        if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "expected a WebSocket upgrade request",
+            );
+        }
+        if !usage.take(Instant::now()) {
+            return json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("api key {:?} is over its request rate", usage.name()),
+            );
+        }
+        let Some(lease) = usage.lease() else {
+            return json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "api key {:?} already has {} connections open",
+                    usage.name(),
+                    usage.max_connections()
+                ),
+            );
+        };
+        Some((usage, lease))
+    } else {
+        None
+    };
+    let shared = shared.clone();
+    let tracker = tracker.clone();
+    upgrade_with(&mut req, move |upgraded| async move {
+        let transport = Transport {
+            format: WireFormat::Json,
+            reliable: false,
+            max_message_bytes: shared.config.ws.max_message_bytes,
+        };
+        let make = {
+            let shared = shared.clone();
+            move |sub| WsSession::new(shared, sub, keyed)
+        };
+        start_session(upgraded, shared, transport, make, tracker).await;
+    })
+}
+
+/// Sends `server_status` to every `/ws` connection every
+/// `status_interval_secs`, until the gateway shuts down.
+pub(crate) async fn status_task(shared: Arc<Shared>) {
+    let period = Duration::from_secs(shared.config.ws.status_interval_secs);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = crate::shutdown_started(&mut shutdown) => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(topic) = shared.feeds.lookup(WS_STATUS) else {
+            continue;
+        };
+        if shared.feeds.subscriber_count(topic) == 0 {
+            continue;
+        }
+        let connections = shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let status = codec::encode_status(&shared.market.status(connections));
+        publish_text(&shared.feeds, topic, &status, Kind::Housekeeping);
+    }
+}
+
+/// The protocol state of one `/ws` connection.
+pub(crate) struct WsSession {
+    shared: Arc<Shared>,
+    sub: Subscriber,
+    /// Subscriptions by `/ws` symbol key (`btc`): the instrument and its channels.
+    subscriptions: HashMap<String, (Instrument, Channels)>,
+    rate: MessageRate,
+    /// The key of a keyed connection, and its open-connection slot.
+    key: Option<(Arc<KeyUsage>, Lease)>,
+}
+
+impl std::fmt::Debug for WsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsSession")
+            .field("connection", &self.sub.id())
+            .field("subscriptions", &self.subscriptions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsSession {
+    fn new(shared: Arc<Shared>, sub: Subscriber, key: Option<(Arc<KeyUsage>, Lease)>) -> Self {
+        shared.feeds.subscribe(WS_STATUS, sub.clone());
+        let rate = MessageRate::new(&shared.config.ws, Instant::now());
+        debug!(connection = sub.id(), "/ws connected");
+        WsSession {
+            shared,
+            sub,
+            subscriptions: HashMap::new(),
+            rate,
+            key,
+        }
+    }
+
+    fn config(&self) -> &WsConfig {
+        &self.shared.config.ws
+    }
+
+    fn error(e: &WsError) -> Bytes {
+        codec::encode_error(e)
+    }
+
+    fn subscribe(&mut self, symbols: &[String], channels: Channels) -> Step {
+        // Counted before any lookup: the distinct symbols this connection
+        // would hold.
+        let limit = self.config().subscription_limit;
+        let new: HashSet<String> = symbols
+            .iter()
+            .map(|s| codec::symbol_key(s).into_owned())
+            .filter(|k| !self.subscriptions.contains_key(k))
+            .collect();
+        let requested = self.subscriptions.len() + new.len();
+        if requested > limit {
+            return Step::Reply(Self::error(&WsError::SubscriptionLimit {
+                requested,
+                max: limit,
+            }));
+        }
+        let mut errors = Vec::new();
+        for symbol in symbols {
+            let key = codec::symbol_key(symbol);
+            let (instrument, old) = match self.subscriptions.get(key.as_ref()) {
+                Some((instrument, old)) => (instrument.clone(), *old),
+                None => match self.shared.market.ws_symbol(symbol) {
+                    Some(instrument) => (instrument, Channels::NONE),
+                    None => {
+                        errors.push(Self::error(&WsError::InvalidSymbol {
+                            symbol: symbol.clone(),
+                        }));
+                        continue;
+                    }
+                },
+            };
+            for channel in channels.difference(old).iter() {
+                let topic = topic_of(Feed::of_channel(channel), &instrument);
+                self.shared.feeds.subscribe(&topic, self.sub.clone());
+            }
+            self.subscriptions
+                .insert(key.into_owned(), (instrument, old | channels));
+        }
+        replies(errors)
+    }
+
+    fn unsubscribe(&mut self, symbols: &[String], channels: Channels) -> Step {
+        let mut errors = Vec::new();
+        for symbol in symbols {
+            let key = codec::symbol_key(symbol);
+            let Some((instrument, old)) = self.subscriptions.get(key.as_ref()).cloned() else {
+                if self.shared.market.ws_symbol(symbol).is_none() {
+                    errors.push(Self::error(&WsError::InvalidSymbol {
+                        symbol: symbol.clone(),
+                    }));
+                }
+                continue;
+            };
+            for channel in old.intersection(channels).iter() {
+                let topic = topic_of(Feed::of_channel(channel), &instrument);
+                self.shared.feeds.unsubscribe(&topic, &self.sub);
+            }
+            let left = old.difference(channels);
+            if left.is_empty() {
+                self.subscriptions.remove(key.as_ref());
+            } else {
+                self.subscriptions
+                    .insert(key.into_owned(), (instrument, left));
+            }
+        }
+        replies(errors)
+    }
+}
+
+fn replies(mut all: Vec<Bytes>) -> Step {
+    match all.len() {
+        0 => Step::Nothing,
+        1 => Step::Reply(all.remove(0)),
+        _ => Step::Replies(all),
+    }
+}
+
+impl Protocol for WsSession {
+    fn on_message(&mut self, _kind: FrameKind, payload: &[u8], now: Instant) -> Step {
+        match self.rate.check(now) {
+            Rate::Within => {}
+            Rate::Over => {
+                return Step::Reply(Self::error(&WsError::RateLimited {
+                    max_per_second: self.config().messages_per_second,
+                }));
+            }
+            Rate::Flooding => {
+                warn!(
+                    connection = self.sub.id(),
+                    seconds = self.config().flood_close_secs,
+                    max_per_second = self.config().messages_per_second,
+                    "/ws client keeps flooding; closing"
+                );
+                return Step::Close {
+                    code: close_code::POLICY,
+                    reason: "rate limit exceeded".to_owned(),
+                    last: Some(Self::error(&WsError::RateLimited {
+                        max_per_second: self.config().messages_per_second,
+                    })),
+                };
+            }
+        }
+        let command = match codec::parse_limited(payload, self.config().max_message_bytes) {
+            Ok(command) => command,
+            Err(e) => {
+                debug!(connection = self.sub.id(), error = %e, "invalid /ws message");
+                return Step::Reply(Self::error(&e));
+            }
+        };
+        if !matches!(command, WsCommand::Ping) {
+            if let Some((usage, _)) = &self.key {
+                if !usage.take(now) {
+                    return Step::Reply(Self::error(&WsError::RateLimited {
+                        max_per_second: self.config().messages_per_second,
+                    }));
+                }
+            }
+        }
+        match command {
+            WsCommand::Subscribe { symbols, channels } => self.subscribe(&symbols, channels),
+            WsCommand::Unsubscribe { symbols, channels } => self.unsubscribe(&symbols, channels),
+            WsCommand::Ping => Step::Reply(codec::encode_pong(unix_ms())),
+        }
+    }
+
+    /// Seed 001: closed "after 5 minutes of inactivity (unless ping/pong is
+    /// active)": a client message or ping keeps the connection.
+    fn deadline(&self, activity: &Activity) -> Instant {
+        activity.last_message + Duration::from_secs(self.config().idle_timeout_secs)
+    }
+
+    fn idle_close(&self) -> (u16, &'static str) {
+        (close_code::NORMAL, "idle timeout")
+    }
+}
+
+/// Whether a client message is within the message rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rate {
+    /// Within: handle it.
+    Within,
+    /// Over the rate this second: answer `rate_limited`.
+    Over,
+    /// Over the rate for too many consecutive seconds: close.
+    Flooding,
+}
+
+/// Counts client messages per second of the connection (sans-IO: the time
+/// is an argument).
+#[derive(Debug)]
+struct MessageRate {
+    per_second: u32,
+    close_after: u32,
+    origin: Instant,
+    /// The second (since `origin`) being counted.
+    second: u64,
+    count: u32,
+    /// Whether `second` went over the rate.
+    over: bool,
+    /// Consecutive seconds over the rate, `second` included.
+    streak: u32,
+}
+
+impl MessageRate {
+    fn new(config: &WsConfig, now: Instant) -> MessageRate {
+        MessageRate {
+            per_second: config.messages_per_second,
+            close_after: config.flood_close_secs,
+            origin: now,
+            second: 0,
+            count: 0,
+            over: false,
+            streak: 0,
+        }
+    }
+
+    fn check(&mut self, now: Instant) -> Rate {
+        let second = now.saturating_duration_since(self.origin).as_secs();
+        if second != self.second {
+            if !(self.over && second == self.second + 1) {
+                self.streak = 0;
+            }
+            self.second = second;
+            self.count = 0;
+            self.over = false;
+        }
+        self.count = self.count.saturating_add(1);
+        if self.count <= self.per_second {
+            return Rate::Within;
+        }
+        if !self.over {
+            self.over = true;
+            self.streak += 1;
+        }
+        if self.streak >= self.close_after {
+            Rate::Flooding
+        } else {
+            Rate::Over
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    tickwire_json::timestamp::unix_millis(std::time::SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(per_second: u32, close_after: u32, t0: Instant) -> MessageRate {
+        MessageRate::new(
+            &WsConfig {
+                messages_per_second: per_second,
+                flood_close_secs: close_after,
+                ..WsConfig::default()
+            },
+            t0,
+        )
+    }
+
+    #[test]
+    fn messages_over_the_rate_are_refused_within_their_second() {
+        let t0 = Instant::now();
+        let mut r = rate(2, 3, t0);
+        assert_eq!(r.check(t0), Rate::Within);
+        assert_eq!(r.check(t0), Rate::Within);
+        assert_eq!(r.check(t0), Rate::Over);
+        assert_eq!(r.check(t0 + Duration::from_millis(999)), Rate::Over);
+        // A new second starts afresh.
+        assert_eq!(r.check(t0 + Duration::from_secs(1)), Rate::Within);
+    }
+
+    #[test]
+    fn consecutive_seconds_over_the_rate_are_flooding() {
+        let t0 = Instant::now();
+        let mut r = rate(1, 3, t0);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut verdicts = Vec::new();
+        for s in 0..3 {
+            verdicts.push(r.check(at(s)));
+            verdicts.push(r.check(at(s)));
+        }
+        assert_eq!(
+            verdicts,
+            [
+                Rate::Within,
+                Rate::Over,
+                Rate::Within,
+                Rate::Over,
+                Rate::Within,
+                Rate::Flooding
+            ]
+        );
+    }
+
+    #[test]
+    fn a_quiet_second_resets_the_streak() {
+        let t0 = Instant::now();
+        let mut r = rate(1, 2, t0);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        r.check(at(0));
+        assert_eq!(r.check(at(0)), Rate::Over);
+        // Second 1 stays within the rate, second 2 is over again: no streak.
+        assert_eq!(r.check(at(1)), Rate::Within);
+        r.check(at(2));
+        assert_eq!(r.check(at(2)), Rate::Over);
+        // A gap of a whole second also resets it.
+        r.check(at(4));
+        assert_eq!(r.check(at(4)), Rate::Over);
+        r.check(at(5));
+        assert_eq!(r.check(at(5)), Rate::Flooding);
+    }
+}
