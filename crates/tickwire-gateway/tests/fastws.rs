@@ -624,3 +624,33 @@ async fn a_plain_get_on_the_endpoint_is_refused() {
     let (status, _, body) = http_get(server.addr, PATH, &[]).await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[test]
+fn zero_limits_are_refused() {
+    assert_eq!(FastWsConfig::default().heartbeat(), Duration::from_secs(30));
+    assert_eq!(
+        FastWsConfig::default().lifespan(),
+        Duration::from_secs(3600)
+    );
+    for fastws in [
+        FastWsConfig {
+            heartbeat_secs: 0,
+            ..FastWsConfig::default()
+        },
+        FastWsConfig {
+            lifespan_secs: 0,
+            ..FastWsConfig::default()
+        },
+        FastWsConfig {
+            max_message_bytes: 0,
+            ..FastWsConfig::default()
+        },
+    ] {
+        let config = Config {
+            fastws: fastws.clone(),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("fastws."), "{fastws:?}: {err}");
+    }
+}
