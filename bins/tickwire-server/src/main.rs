@@ -1,10 +1,17 @@
 //! `tickwire-server`: the tickwire gateway serving a JSONL replay of GEX
 //! records (the pubsub hubs) and, unless `[synthetic] enabled = false`, a
-//! synthetic market (the `/ws` and `/stream` JSON feeds).
+//! synthetic market (the `/ws` and `/stream` JSON feeds), plus the ZeroMQ bus
+//! of broker adapters feeding the market-data proxy (on its own listener,
+//! `127.0.0.1:8765` by default, and at `/proxy`). The adapters are made by
+//! name from `adapters` in the configuration.
 //!
 //! ```text
-//! tickwire-server [--config FILE] [--listen ADDR]
+//! tickwire-server [--config FILE] [--listen ADDR] [--proxy-listen ADDR] [--zmq-bind ENDPOINT]
 //! ```
+//!
+//! A proxy listener that cannot be bound is logged as an error and the proxy
+//! stays reachable at `/proxy`; a bus that cannot be bound retries with
+//! backoff, then shows as `failed`, without stopping the server.
 //!
 //! Configuration: defaults < `--config` TOML file < `TICKWIRE_*` environment
 //! (`__` between nested keys) < command-line flags. Logs go to stderr; set
@@ -14,12 +21,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tickwire_adapter::{BrokerAdapter, JsonlReplay, SyntheticMarket};
-use tickwire_gateway::{Config, DEMO_KEY, GatewayError};
+use tickwire_gateway::{Config, DEMO_KEY, GatewayError, RunOptions, adapters_from_config};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +38,13 @@ struct Args {
     /// Address to listen on (overrides the configuration).
     #[arg(long, value_name = "ADDR", env = "TICKWIRE_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address of the market-data proxy's own listener (overrides `proxy.listen`).
+    #[arg(long, value_name = "ADDR")]
+    proxy_listen: Option<SocketAddr>,
+    /// ZeroMQ endpoint the bus adapter binds, e.g. `tcp://127.0.0.1:5555`
+    /// (overrides `zmq.endpoint` and sets `zmq.bind`).
+    #[arg(long, value_name = "ENDPOINT")]
+    zmq_bind: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +76,20 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         figment = figment.merge(figment::providers::Serialized::default("listen", listen));
     }
+    if let Some(listen) = args.proxy_listen {
+        figment = figment.merge(figment::providers::Serialized::default(
+            "proxy.listen",
+            listen,
+        ));
+    }
+    if let Some(endpoint) = args.zmq_bind {
+        figment = figment
+            .merge(figment::providers::Serialized::default(
+                "zmq.endpoint",
+                endpoint,
+            ))
+            .merge(figment::providers::Serialized::default("zmq.bind", true));
+    }
     let config = match Config::from_figment(&figment) {
         Ok(config) => config,
         Err(e @ GatewayError::DemoKeyOnPublicAddress { .. }) => return Err(e.into()),
@@ -79,19 +105,30 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             "demo key enabled; try: curl -H 'Authorization: Basic {DEMO_KEY}' http://{local}/negotiate"
         );
     }
-    let replay = JsonlReplay::new(config.replay.clone());
-    let mut adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(replay)];
-    if config.synthetic.enabled {
-        let market = SyntheticMarket::new(config.synthetic.clone())
-            .context("starting the synthetic market")?;
+    let adapters = adapters_from_config(&config).context("making the adapters")?;
+    for adapter in &adapters.list {
+        info!(adapter = adapter.name(), "adapter configured");
+    }
+    if adapters.list.iter().any(|a| a.name() == "synthetic") {
         info!(
-            seed = market.seed(),
-            instruments = config.synthetic.universe.len(),
             "synthetic market enabled; feeds on ws://{local}/ws and ws://{local}/stream?api_key=<key>"
         );
-        adapters.push(Arc::new(market));
     }
-    tickwire_gateway::run(listener, config, adapters, shutdown_signal()).await?;
+    let proxy_listener = match tokio::net::TcpListener::bind(config.proxy.listen).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            error!(
+                listen = %config.proxy.listen,
+                "cannot bind the proxy listener ({e}); the proxy stays reachable at ws://{local}/proxy"
+            );
+            None
+        }
+    };
+    let options = RunOptions {
+        proxy_listener,
+        adapter_states: adapters.states,
+    };
+    tickwire_gateway::run_with(listener, options, config, adapters.list, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@
 //! name = "alice"
 //! key_sha256 = "4c2d…"            # hex SHA-256 of the key; or `key = "…"` in clear
 //! roles = ["webpubsub.joinLeaveGroup"]
-//! endpoints = ["pubsub", "ws", "stream"]   # the default: all but "publish"
+//! endpoints = ["pubsub", "ws", "stream", "proxy"]   # the default: all but "publish"
 //! max_connections = 10            # open /stream (and keyed /ws) connections
 //! rate_per_minute = 600           # connections and (un)subscribes, all connections together
 //!
@@ -29,6 +29,9 @@
 //! [fastws]
 //! heartbeat_secs = 30
 //! lifespan_secs = 3600
+//!
+//! [proxy]
+//! reply_style = "openalgo"
 //! ```
 //!
 //! and `TICKWIRE_TRANSPORT__SEND_BUFFER=512` in the environment.
@@ -94,6 +97,13 @@ pub struct Config {
     pub publish: PublishConfig,
     /// The FastWS envelope on `/api/v1/ws` (seed 004).
     pub fastws: FastWsConfig,
+    /// The market-data proxy (seed 003).
+    pub proxy: crate::proxy::ProxyConfig,
+    /// The ZeroMQ bus adapter (seed 003), when `adapters` lists `zmq`.
+    pub zmq: tickwire_adapter::ZmqConfig,
+    /// The adapters the binary makes, by name, in this order: `replay`,
+    /// `synthetic` (also needs `[synthetic] enabled`) and `zmq`. Default all three.
+    pub adapters: Vec<String>,
 }
 
 impl Default for Config {
@@ -118,6 +128,9 @@ impl Default for Config {
             stream: StreamConfig::default(),
             publish: PublishConfig::default(),
             fastws: FastWsConfig::default(),
+            proxy: crate::proxy::ProxyConfig::default(),
+            zmq: tickwire_adapter::ZmqConfig::default(),
+            adapters: crate::adapters::ADAPTER_NAMES.map(String::from).to_vec(),
         }
     }
 }
@@ -140,11 +153,19 @@ pub enum Endpoint {
     Stream,
     /// `POST /api/v1/publish` (the key also needs the role `publish`).
     Publish,
+    /// The market-data proxy (seed 003): its `authenticate` message and the
+    /// `/api/v1/{ltp,quote,depth}` polls.
+    Proxy,
 }
 
 impl Endpoint {
     /// The endpoints of a key that does not list its own: all but `publish`.
-    pub const DEFAULT: [Endpoint; 3] = [Endpoint::Pubsub, Endpoint::Ws, Endpoint::Stream];
+    pub const DEFAULT: [Endpoint; 4] = [
+        Endpoint::Pubsub,
+        Endpoint::Ws,
+        Endpoint::Stream,
+        Endpoint::Proxy,
+    ];
 
     /// The endpoint's name in the configuration.
     pub const fn name(self) -> &'static str {
@@ -153,6 +174,7 @@ impl Endpoint {
             Endpoint::Ws => "ws",
             Endpoint::Stream => "stream",
             Endpoint::Publish => "publish",
+            Endpoint::Proxy => "proxy",
         }
     }
 }
@@ -510,6 +532,8 @@ impl Config {
                     reason: format!("synthetic: {e}"),
                 })?;
         }
+        self.proxy.validate(self.listen)?;
+        crate::adapters::validate_names(&self.adapters)?;
         if self.token_secret.as_deref().is_some_and(str::is_empty) {
             return invalid("token_secret is empty; remove it or set a long random value".into());
         }

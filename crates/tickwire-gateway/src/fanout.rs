@@ -82,7 +82,7 @@ impl Subscriber {
 
     /// Queues `msg`; a full queue drops the connection (it is too slow).
     /// Returns whether the queue took it.
-    fn offer(&self, msg: Outbound) -> bool {
+    pub(crate) fn offer(&self, msg: Outbound) -> bool {
         match self.0.queue.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -229,6 +229,8 @@ pub(crate) struct FanOut {
     seen: HashSet<Instrument>,
     /// The OHLCV bars of `/api/v1/ws`, fed with every tick.
     bars: crate::fastws::BarFeed,
+    /// The market-data proxy (seed 003), fed with every tick and book.
+    proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 impl std::fmt::Debug for FanOut {
@@ -256,7 +258,14 @@ impl FanOut {
             name: String::with_capacity(64),
             seen: HashSet::new(),
             bars: crate::fastws::BarFeed::new(),
+            proxy: None,
         }
+    }
+
+    /// Feeds `proxy` with every tick and book too.
+    pub(crate) fn with_proxy(mut self, proxy: Arc<crate::proxy::Proxy>) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// Consumes every adapter's update stream and the publish API's updates
@@ -298,6 +307,9 @@ impl FanOut {
                 self.market.learn(instrument);
                 self.seen.insert(instrument.clone());
             }
+        }
+        if let Some(proxy) = &self.proxy {
+            proxy.on_update(&update);
         }
         match update {
             Update::Gex(record) => self.handle_gex(&record),

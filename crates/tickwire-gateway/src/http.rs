@@ -2,7 +2,8 @@
 //! hubs. The other endpoints have their own modules: `/ws` in [`crate::ws`],
 //! `/stream` in [`crate::stream`], `POST /api/v1/publish` in
 //! [`crate::publish`], `/api/v1/ws` and its AsyncAPI routes in
-//! [`crate::fastws`]; they share [`start_session`] and [`refuse`] from here.
+//! [`crate::fastws`], `/proxy` and its polls in [`crate::proxy`]; they share
+//! [`start_session`] and [`refuse`] from here.
 //!
 //! The handshake of a hub route is checked in this order, so that every
 //! refusal is an HTTP answer the client can read before any upgrade:
@@ -107,11 +108,14 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         (crate::stream::PATH, _) if get => crate::stream::upgrade(req, &shared, &tracker),
         (crate::publish::PATH, _) => crate::publish::handle(req, shared).await,
         (p, _) if crate::fastws::serves(p) => crate::fastws::handle(req, &shared, &tracker),
+        (crate::proxy::PATH, _) if get => crate::proxy::upgrade(req, &shared, &tracker),
+        (p, _) if crate::proxy::serves_rest(p) => crate::proxy::rest(&req, &shared),
         ("/negotiate", _) if get => negotiate(&req, &shared),
         ("/healthz", _) if get => json(StatusCode::OK, &Status { status: "ok" }),
-        ("/negotiate" | "/healthz" | crate::ws::PATH | crate::stream::PATH, _) => {
-            method_not_allowed()
-        }
+        (
+            "/negotiate" | "/healthz" | crate::ws::PATH | crate::stream::PATH | crate::proxy::PATH,
+            _,
+        ) => method_not_allowed(),
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     }
 }

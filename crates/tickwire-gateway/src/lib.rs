@@ -17,6 +17,9 @@
 //! - `GET /api/v1/ws`: the FastWS envelope (seed 004), live OHLCV bars per
 //!   `bars:{SYMBOL}:{RESOLUTION}` topic, with its AsyncAPI document at
 //!   `/api/v1/ws/asyncapi.json` and a page rendering it at `/api/v1/ws/asyncapi`;
+//! - `GET /proxy`, and any path of the proxy's own listener ([`run_with`]):
+//!   the broker-adapter market-data proxy (seed 003) with its LTP/Quote/Depth
+//!   modes, and `GET /api/v1/{ltp,quote,depth}` polling its last-value cache;
 //! - `GET /healthz`.
 //!
 //! Clients join groups (`{prefix}_{TICKER}_{kind}_{category}`) or subscribe
@@ -91,12 +94,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+mod adapters;
 mod auth;
 mod config;
 mod fanout;
 mod fastws;
 mod http;
 mod market;
+mod proxy;
 mod publish;
 mod pubsub;
 mod session;
@@ -104,12 +109,16 @@ mod stream;
 mod writer;
 mod ws;
 
+pub use adapters::{ADAPTER_NAMES, AdapterStates, Adapters, RunOptions, adapters_from_config};
 pub use auth::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
 pub use config::{
     ApiKey, Config, DEMO_KEY, DEMO_KEY_NAME, Endpoint, FastWsConfig, PublishConfig, ROLE_PUBLISH,
     StreamConfig, TransportConfig, WsConfig,
 };
+pub use proxy::ProxyConfig;
 pub use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
+pub use tickwire_adapter::{ZmqConfig, ZmqState};
+pub use tickwire_proxy::ReplyStyle;
 
 /// How long connections get to say goodbye after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -173,6 +182,8 @@ pub(crate) struct Shared {
     pub(crate) market: Arc<market::Market>,
     /// Updates of the publish API, into the fan-out.
     pub(crate) inject: mpsc::Sender<Update>,
+    /// The market-data proxy's subscriptions and last-value cache (seed 003).
+    pub(crate) proxy: Arc<proxy::Proxy>,
     pub(crate) public_url: Option<config::PublicUrl>,
     /// Becomes `true` when the gateway shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -219,6 +230,21 @@ pub async fn run(
     adapters: Vec<Arc<dyn BrokerAdapter>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
+    run_with(listener, RunOptions::default(), config, adapters, shutdown).await
+}
+
+/// Serves `listener`, and what `options` adds, until `shutdown` completes,
+/// as [`run`] does: with [`RunOptions::proxy_listener`], the market-data
+/// proxy on its own listener too (every path upgrades); with
+/// [`RunOptions::adapter_states`], the adapter states its `get_broker_info`
+/// reports.
+pub async fn run_with(
+    listener: TcpListener,
+    options: RunOptions,
+    config: Config,
+    adapters: Vec<Arc<dyn BrokerAdapter>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
     config.validate()?;
     let auth = auth::Auth::new(&config)?;
     let public_url = config
@@ -232,6 +258,12 @@ pub async fn run(
     let market = Arc::new(market::Market::new());
     let (inject, injected) = mpsc::channel(INJECT_QUEUE);
 
+    let proxy = Arc::new(proxy::Proxy::new(
+        &config.proxy,
+        &adapters,
+        options.adapter_states,
+    ));
+
     // Take the streams first, as the adapter contract asks, then connect.
     let fan_out = fanout::FanOut::new(
         index.clone(),
@@ -239,7 +271,8 @@ pub async fn run(
         market.clone(),
         config.prefix.clone(),
         config.zstd_level,
-    );
+    )
+    .with_proxy(proxy.clone());
     let mut streams = Vec::with_capacity(adapters.len());
     for adapter in &adapters {
         let stream = adapter.updates().map_err(|source| GatewayError::Adapter {
@@ -275,6 +308,7 @@ pub async fn run(
         feeds,
         market: market.clone(),
         inject,
+        proxy: proxy.clone(),
         public_url,
         shutdown: shutdown_rx,
         connections: AtomicU64::new(0),
@@ -282,6 +316,11 @@ pub async fn run(
     });
     let status = tokio::spawn(ws::status_task(shared.clone()));
     let heartbeat = tokio::spawn(stream::heartbeat_task(shared.clone()));
+    let throttle = tokio::spawn(proxy::throttle_task(proxy, shared.shutdown.clone()));
+    let proxy_listener = options.proxy_listener;
+    if let Some(addr) = proxy_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        info!(listen = %addr, "proxy listening");
+    }
     let (tracker_tx, mut tracker_rx) = mpsc::channel::<()>(1);
     let tracker = Tracker(tracker_tx);
 
@@ -289,6 +328,16 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            accepted = proxy::accept(proxy_listener.as_ref()) => match accepted {
+                Ok((stream, peer)) => {
+                    debug!(%peer, "accepted on the proxy listener");
+                    tokio::spawn(proxy::serve(stream, peer, shared.clone(), tracker.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "accepted");
@@ -305,6 +354,7 @@ pub async fn run(
 
     info!("shutting down");
     drop(listener);
+    drop(proxy_listener);
     let _ = shutdown_tx.send(true);
     drop(tracker);
     drop(shared);
@@ -324,6 +374,7 @@ pub async fn run(
     let _ = fan_out.await;
     let _ = status.await;
     let _ = heartbeat.await;
+    let _ = throttle.await;
     info!("stopped");
     Ok(())
 }

@@ -1,0 +1,3 @@
+//! The `tickwire-loadtest` binary.
+
+fn main() {}

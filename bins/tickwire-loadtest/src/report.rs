@@ -1,0 +1,362 @@
+//! The report of a run: its JSON shape (`--json`), its table, and the
+//! histograms behind the percentiles.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Highest latency or connect time recorded, in microseconds (an hour);
+/// longer ones are recorded as this.
+const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
+
+/// A histogram of microseconds, 3 significant digits, 1 µs to an hour.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3).expect("constant, valid bounds")
+}
+
+/// The non-empty buckets of `h`: (a value of the bucket, count). What
+/// worker processes send instead of the histogram.
+pub fn to_buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// Adds `buckets` (from [`to_buckets`]) to `h`.
+pub fn add_buckets(h: &mut Histogram<u64>, buckets: &[(u64, u64)]) {
+    for &(value, count) in buckets {
+        h.saturating_record_n(value.min(HISTOGRAM_MAX_US), count);
+    }
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Latency {
+    /// The percentiles of `h` (zeros when empty).
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: round2(h.mean()),
+        }
+    }
+}
+
+/// Connect times, milliseconds: from the TCP connect to the last
+/// subscription confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectTimes {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl ConnectTimes {
+    /// The percentiles of `h` (microseconds) in milliseconds.
+    pub fn of(h: &Histogram<u64>) -> ConnectTimes {
+        if h.is_empty() {
+            return ConnectTimes::default();
+        }
+        let ms = |us: u64| round2(us as f64 / 1000.0);
+        ConnectTimes {
+            p50: ms(h.value_at_quantile(0.50)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// One kind of error and how often it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorSample {
+    /// What happened.
+    pub message: String,
+    /// How many times.
+    pub count: u64,
+}
+
+/// The outcome of a run, as `--json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The protocol of the subscribers.
+    pub protocol: String,
+    /// The server's address.
+    pub server: String,
+    /// Connections asked for.
+    pub connections: usize,
+    /// Connections opened and subscribed.
+    pub connected: u64,
+    /// Connections that failed to open or subscribe.
+    pub connect_failures: u64,
+    /// Topics published to.
+    pub topics: usize,
+    /// Topics per connection.
+    pub subscriptions_per_conn: usize,
+    /// Updates per second per topic asked for.
+    pub rate_per_topic: f64,
+    /// Payload bytes per update.
+    pub payload_bytes: usize,
+    /// Worker processes (1: in-process).
+    pub workers: usize,
+    /// Seconds the connections took to open and subscribe, all of them.
+    pub connect_phase_s: f64,
+    /// Seconds spent publishing.
+    pub duration_s: f64,
+    /// Updates published (accepted by the server).
+    pub published: u64,
+    /// Updates published per second.
+    pub published_per_sec: f64,
+    /// Publish requests that failed, and the updates they carried.
+    pub publish_errors: u64,
+    /// Deliveries the published updates call for: each update once per
+    /// subscribed connection.
+    pub expected: u64,
+    /// Updates received.
+    pub delivered: u64,
+    /// Updates received per second of publishing.
+    pub delivered_per_sec: f64,
+    /// Publish-to-receive latency, microseconds.
+    pub latency_us: Latency,
+    /// Updates a connection still open at the end never received: gaps in a
+    /// topic's sequence numbers, and the tail it missed.
+    pub drops: u64,
+    /// Updates received twice or out of order.
+    pub duplicates: u64,
+    /// Subscribed connections the server closed (or that broke) during the run.
+    pub disconnects: u64,
+    /// Errors: failed connections, refused subscriptions, unexpected messages.
+    pub errors: u64,
+    /// The most frequent errors.
+    pub error_samples: Vec<ErrorSample>,
+    /// Connect-and-subscribe times.
+    pub connect_ms: ConnectTimes,
+    /// The server's resident memory per connection: (after connecting and
+    /// subscribing − before) / connected; `null` without `--server-pid`.
+    pub rss_per_conn_bytes: Option<u64>,
+    /// The server's resident memory once every connection is subscribed.
+    pub server_rss_bytes: Option<u64>,
+    /// The server's resident memory before the first connection.
+    pub server_rss_baseline_bytes: Option<u64>,
+    /// The server's resident memory at the end of the run.
+    pub server_rss_end_bytes: Option<u64>,
+    /// The load generator's open-file limit (per process).
+    pub client_nofile_limit: u64,
+}
+
+impl Report {
+    /// The report as a table.
+    pub fn table(&self) -> String {
+        let mut t = String::with_capacity(2048);
+        let l = &self.latency_us;
+        let c = &self.connect_ms;
+        let _ = writeln!(
+            t,
+            "tickwire-loadtest: {} against {}, {} workers",
+            self.protocol, self.server, self.workers
+        );
+        let rows: [(&str, String); 15] = [
+            (
+                "connections",
+                format!(
+                    "{} of {} ({} failed) in {:.1} s",
+                    self.connected, self.connections, self.connect_failures, self.connect_phase_s
+                ),
+            ),
+            (
+                "connect ms",
+                format!("p50 {:.2}  p99 {:.2}  max {:.2}", c.p50, c.p99, c.max),
+            ),
+            (
+                "shape",
+                format!(
+                    "{} topics, {} per connection, {} updates/s per topic, {} B payload",
+                    self.topics, self.subscriptions_per_conn, self.rate_per_topic, self.payload_bytes
+                ),
+            ),
+            (
+                "published",
+                format!(
+                    "{} in {:.1} s ({:.0}/s), {} failed",
+                    self.published, self.duration_s, self.published_per_sec, self.publish_errors
+                ),
+            ),
+            (
+                "delivered",
+                format!("{} of {} expected", self.delivered, self.expected),
+            ),
+            ("delivered/s", format!("{:.0}", self.delivered_per_sec)),
+            (
+                "latency µs",
+                format!(
+                    "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.1}",
+                    l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+                ),
+            ),
+            ("drops", self.drops.to_string()),
+            ("duplicates", self.duplicates.to_string()),
+            ("disconnects", self.disconnects.to_string()),
+            ("errors", self.errors.to_string()),
+            ("rss/conn", opt_bytes(self.rss_per_conn_bytes)),
+            ("server rss", opt_bytes(self.server_rss_bytes)),
+            (
+                "rss base/end",
+                format!(
+                    "{} / {}",
+                    opt_bytes(self.server_rss_baseline_bytes),
+                    opt_bytes(self.server_rss_end_bytes)
+                ),
+            ),
+            ("nofile limit", self.client_nofile_limit.to_string()),
+        ];
+        for (name, value) in rows {
+            let _ = writeln!(t, "  {name:<14}{value}");
+        }
+        for e in &self.error_samples {
+            let _ = writeln!(t, "  {:<14}{} x {}", "error", e.count, e.message);
+        }
+        t
+    }
+}
+
+fn opt_bytes(b: Option<u64>) -> String {
+    match b {
+        None => "-".to_owned(),
+        Some(b) if b >= 10 * 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        Some(b) if b >= 10 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        Some(b) => format!("{b} B"),
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A report with every field set.
+    pub(crate) fn sample() -> Report {
+        let mut h = new_histogram();
+        for v in 1..=1000 {
+            h.record(v).unwrap();
+        }
+        Report {
+            protocol: "ws".into(),
+            server: "127.0.0.1:8080".into(),
+            connections: 10,
+            connected: 10,
+            connect_failures: 0,
+            topics: 2,
+            subscriptions_per_conn: 1,
+            rate_per_topic: 5.0,
+            payload_bytes: 100,
+            workers: 1,
+            connect_phase_s: 0.1,
+            duration_s: 1.0,
+            published: 10,
+            published_per_sec: 10.0,
+            publish_errors: 0,
+            expected: 50,
+            delivered: 50,
+            delivered_per_sec: 50.0,
+            latency_us: Latency::of(&h),
+            drops: 0,
+            duplicates: 0,
+            disconnects: 0,
+            errors: 1,
+            error_samples: vec![ErrorSample {
+                message: "boom".into(),
+                count: 1,
+            }],
+            connect_ms: ConnectTimes::of(&h),
+            rss_per_conn_bytes: Some(4096),
+            server_rss_bytes: Some(50 << 20),
+            server_rss_baseline_bytes: Some(10 << 20),
+            server_rss_end_bytes: None,
+            client_nofile_limit: 20_000,
+        }
+    }
+
+    #[test]
+    fn json_shape() {
+        let json = serde_json::to_value(sample()).unwrap();
+        for key in [
+            "delivered_per_sec",
+            "latency_us",
+            "drops",
+            "disconnects",
+            "connect_ms",
+            "rss_per_conn_bytes",
+            "server_rss_bytes",
+            "errors",
+            "expected",
+            "delivered",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        let latency = &json["latency_us"];
+        assert_eq!(latency["p50"], 500);
+        assert_eq!(latency["p99"], 990);
+        assert_eq!(latency["p999"], 999);
+        assert_eq!(latency["max"], 1000);
+        assert!(latency["p90"].is_u64());
+        assert_eq!(json["connect_ms"]["p50"], 0.5);
+        assert_eq!(json["rss_per_conn_bytes"], 4096);
+        // Without a pid the keys stay, as null.
+        let none = Report {
+            rss_per_conn_bytes: None,
+            ..sample()
+        };
+        assert!(serde_json::to_value(none).unwrap()["rss_per_conn_bytes"].is_null());
+    }
+
+    #[test]
+    fn buckets_carry_the_percentiles() {
+        let mut h = new_histogram();
+        for v in [3, 3, 70, 1_500, 2_000_000, 9_000_000_000] {
+            h.saturating_record(v);
+        }
+        let mut back = new_histogram();
+        add_buckets(&mut back, &to_buckets(&h));
+        add_buckets(&mut back, &to_buckets(&h));
+        assert_eq!(back.len(), 2 * h.len());
+        for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+            assert_eq!(back.value_at_quantile(q), h.value_at_quantile(q), "q={q}");
+        }
+        assert_eq!(Latency::of(&new_histogram()), Latency::default());
+    }
+
+    #[test]
+    fn the_table_names_every_figure() {
+        let t = sample().table();
+        for needle in ["delivered/s", "p99.9 999", "rss/conn", "4096 B", "1 x boom"] {
+            assert!(t.contains(needle), "{needle} in\n{t}");
+        }
+    }
+}

@@ -1,0 +1,974 @@
+//! The broker-adapter market-data proxy (seed 003) over the codec of
+//! [`tickwire_proxy`].
+//!
+//! Served on its own listener ([`ProxyConfig::listen`], where every path
+//! upgrades to a WebSocket, as the seed's clients expect) and at [`PATH`] on
+//! the main one. Per connection:
+//!
+//! - `authenticate` checks the API key against the gateway's key ring; the
+//!   key must be allowed on the `proxy` endpoint. Until then, `subscribe`,
+//!   `unsubscribe` and `get_broker_info` get `NOT_AUTHENTICATED`;
+//! - `subscribe` keys each instrument by (instrument, mode, depth) — a
+//!   [`SubKey`] — in the shared [`UpstreamRefs`]: the first client of a key
+//!   makes the gateway subscribe it upstream (`EXCHANGE:SYMBOL:MODE[:N]`, on
+//!   every adapter that may carry the instrument), the last one leaving
+//!   unsubscribes it, and a disconnect releases all of a client's keys. With
+//!   `snapshot_on_subscribe`, the reply is followed by the current value of
+//!   each instrument from the last-value cache;
+//! - bad input of any kind is answered with the reference server's error and
+//!   the connection stays usable.
+//!
+//! Fan-out: every tick and book is applied to the instrument's
+//! [`MarketState`] in the cache, then encoded once per topic it feeds that
+//! has subscribers (the higher-mode rule of [`topics_fed`]: a book serves the
+//! Depth topics, a tick the Quote and LTP topics, each with its own `mode`),
+//! and every subscriber's bounded queue gets a clone of the same bytes; a full
+//! queue drops that client, as on every endpoint. LTP topics go through a
+//! conflating [`Throttle`] (`ltp_throttle_ms` per instrument): the first tick
+//! of a quiet instrument goes out at once, later ones within the window
+//! replace one another, and a timer task delivers the latest at the window's
+//! end, read from the cache.
+//!
+//! Polling: `GET /api/v1/ltp`, `/api/v1/quote` and `/api/v1/depth`
+//! (`?symbol=&exchange=`, and `depth=5|20|30` for depth) answer the cached
+//! value as the `market_data` message of that mode, with the same API keys
+//! (`Authorization: Bearer <key>` or `?api_key=<key>`).
+//!
+//! Locks: the subscriptions, the throttle and the cache's shards are each
+//! taken for a few non-blocking operations and never held across an `.await`;
+//! the only nesting is subscriptions → cache shard (read), in that order.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use futures_util::FutureExt as _;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tickwire_adapter::{AdapterError, BrokerAdapter};
+use tickwire_model::{Instrument, Update};
+use tickwire_proxy::{
+    AuthOk, BrokerInfo, Depth, Joined, Left, MarketState, Mode, ProxyError, ReplyStyle,
+    Request as ProxyRequest, SubKey, Subscribe, SubscribeOutcome, SubscribeReply, Throttle, Topic,
+    Unsubscribe, UnsubscribeReply, UpstreamRefs, decode_request, encode_auth_ok,
+    encode_broker_info, encode_error, encode_market_data, encode_pong, encode_subscribe,
+    encode_supported_brokers, encode_unsubscribe, topics_fed,
+};
+use tickwire_pubsub::{FrameKind, WireFormat};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
+
+use crate::adapters::AdapterStates;
+use crate::auth::KeyRejection;
+use crate::config::Endpoint;
+use crate::fanout::Subscriber;
+use crate::http::{Body, json_bytes, json_error, query_param, start_session, upgrade_with};
+use crate::session::{Activity, Protocol, Step, Transport};
+use crate::writer::{Outbound, close_code};
+use crate::{GatewayError, Shared, Tracker};
+
+/// The proxy's route on the main listener.
+pub(crate) const PATH: &str = "/proxy";
+/// The polling routes.
+const LTP_PATH: &str = "/api/v1/ltp";
+const QUOTE_PATH: &str = "/api/v1/quote";
+const DEPTH_PATH: &str = "/api/v1/depth";
+/// The broker name replies carry when [`ProxyConfig::brokers`] is empty.
+const DEFAULT_BROKER: &str = "tickwire";
+/// How long a client may take to send its request head on the proxy listener.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The market-data proxy (seed 003): `[proxy]` in the configuration.
+///
+/// ```toml
+/// [proxy]
+/// listen = "127.0.0.1:8765"
+/// reply_style = "openalgo"     # or "documented" (the default)
+/// ltp_throttle_ms = 50
+/// snapshot_on_subscribe = true
+/// brokers = ["zerodha"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The proxy's own listener, where every path upgrades to the proxy
+    /// protocol (the binary binds it; see [`RunOptions`](crate::RunOptions)).
+    /// Default `127.0.0.1:8765`, the seed's port.
+    pub listen: SocketAddr,
+    /// Reply names and shapes: `documented` (the default, as the seed shows)
+    /// or `openalgo` (as the reference server sends, for its Python SDK).
+    pub reply_style: ReplyStyle,
+    /// Milliseconds between two LTP messages of one instrument; ticks in
+    /// between are conflated, the latest delivered at the window's end.
+    /// `0` sends every tick. Default 50.
+    pub ltp_throttle_ms: u64,
+    /// Whether a new subscriber gets the instrument's current value from the
+    /// cache right after the subscribe reply. Default true.
+    pub snapshot_on_subscribe: bool,
+    /// Broker names `get_supported_brokers` lists; the first is the broker
+    /// replies name. Default: none, so replies name `tickwire` and
+    /// `get_supported_brokers` lists the adapters.
+    pub brokers: Vec<String>,
+    /// Largest client message, in bytes; larger ones close with 1009.
+    /// Default 65536.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            reply_style: ReplyStyle::Documented,
+            ltp_throttle_ms: 50,
+            snapshot_on_subscribe: true,
+            brokers: Vec::new(),
+            max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Checks the section; [`GatewayError::InvalidConfig`] names the bad setting.
+    pub(crate) fn validate(&self, main_listen: SocketAddr) -> Result<(), GatewayError> {
+        let invalid = |reason: &str| {
+            Err(GatewayError::InvalidConfig {
+                reason: format!("proxy.{reason}"),
+            })
+        };
+        if self.max_message_bytes == 0 {
+            return invalid("max_message_bytes must be greater than zero");
+        }
+        if self.brokers.iter().any(String::is_empty) {
+            return invalid("brokers must not hold an empty name");
+        }
+        if self.listen == main_listen && self.listen.port() != 0 {
+            return invalid("listen must differ from listen of the gateway");
+        }
+        Ok(())
+    }
+
+    /// [`ltp_throttle_ms`](Self::ltp_throttle_ms) as a duration.
+    pub fn ltp_throttle(&self) -> Duration {
+        Duration::from_millis(self.ltp_throttle_ms)
+    }
+}
+
+/// An adapter the proxy subscribes through, with the instruments it lists.
+struct Upstream {
+    adapter: Arc<dyn BrokerAdapter>,
+    /// Empty: the adapter may carry any instrument (a bus).
+    instruments: HashSet<Instrument>,
+}
+
+impl Upstream {
+    fn carries(&self, instrument: &Instrument) -> bool {
+        self.instruments.is_empty() || self.instruments.contains(instrument)
+    }
+}
+
+/// Who subscribes to what. Never locked across an `.await`.
+#[derive(Default)]
+struct Subs {
+    refs: UpstreamRefs<u64, SubKey>,
+    /// The queue of every connection holding at least one key.
+    clients: HashMap<u64, Subscriber>,
+}
+
+impl Subs {
+    /// Queues `bytes` to every subscriber of `key`.
+    fn send(&self, key: &SubKey, bytes: &Bytes) {
+        for id in self.refs.subscribers(key) {
+            if let Some(sub) = self.clients.get(id) {
+                if !sub.is_dropped() {
+                    sub.offer(Outbound::Text(bytes.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The proxy's shared state: subscriptions, last-value cache, LTP throttle
+/// and the adapters it subscribes through.
+pub(crate) struct Proxy {
+    style: ReplyStyle,
+    snapshot_on_subscribe: bool,
+    /// The broker replies name.
+    broker: String,
+    /// What `get_supported_brokers` lists.
+    supported: Vec<String>,
+    cache: DashMap<Instrument, MarketState>,
+    subs: Mutex<Subs>,
+    throttle: Mutex<Throttle<Instrument, ()>>,
+    /// Wakes the throttle task when a tick is parked.
+    parked: Notify,
+    upstreams: Vec<Upstream>,
+    states: AdapterStates,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("style", &self.style)
+            .field("broker", &self.broker)
+            .field("instruments", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The result of one upstream call.
+enum Call {
+    /// The adapter answered at once.
+    Done(Result<(), AdapterError>),
+    /// The adapter's future is still running, in a task of its own.
+    Pending,
+}
+
+impl Proxy {
+    pub(crate) fn new(
+        config: &ProxyConfig,
+        adapters: &[Arc<dyn BrokerAdapter>],
+        states: AdapterStates,
+    ) -> Proxy {
+        let upstreams: Vec<Upstream> = adapters
+            .iter()
+            .map(|adapter| Upstream {
+                adapter: adapter.clone(),
+                instruments: adapter.instruments().into_iter().collect(),
+            })
+            .collect();
+        let supported = if config.brokers.is_empty() {
+            adapters.iter().map(|a| a.name().to_owned()).collect()
+        } else {
+            config.brokers.clone()
+        };
+        Proxy {
+            style: config.reply_style,
+            snapshot_on_subscribe: config.snapshot_on_subscribe,
+            broker: config
+                .brokers
+                .first()
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_BROKER.to_owned()),
+            supported,
+            cache: DashMap::new(),
+            subs: Mutex::new(Subs::default()),
+            throttle: Mutex::new(Throttle::new(config.ltp_throttle())),
+            parked: Notify::new(),
+            upstreams,
+            states,
+        }
+    }
+
+    /// The fan-out hook: caches a tick or book and delivers it to the topics
+    /// it feeds. Called by the fan-out task for every update; never waits.
+    pub(crate) fn on_update(&self, update: &Update) {
+        let instrument = match update {
+            Update::Tick(tick) => &tick.instrument,
+            Update::Book(book) => &book.instrument,
+            _ => return,
+        };
+        let kind = match self.cache.get_mut(instrument) {
+            Some(mut state) => state.apply(update),
+            None => {
+                let mut state = MarketState::default();
+                let kind = state.apply(update);
+                self.cache.insert(instrument.clone(), state);
+                kind
+            }
+        };
+        let Some(kind) = kind else { return };
+        let subs = lock(&self.subs);
+        if subs.clients.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for topic in topics_fed(kind) {
+            let key = SubKey {
+                instrument: instrument.clone(),
+                topic: *topic,
+            };
+            if !subs.refs.is_subscribed(&key) {
+                continue;
+            }
+            if topic.mode() == Mode::Ltp && !self.admit_ltp(instrument, now) {
+                continue;
+            }
+            if let Some(bytes) = self.encode(instrument, *topic) {
+                subs.send(&key, &bytes);
+            }
+        }
+    }
+
+    /// Whether an LTP message of `instrument` goes out now; if not, the
+    /// throttle keeps it for the end of the window.
+    fn admit_ltp(&self, instrument: &Instrument, now: Instant) -> bool {
+        let admitted = lock(&self.throttle)
+            .offer(instrument.clone(), (), now)
+            .is_some();
+        if !admitted {
+            self.parked.notify_one();
+        }
+        admitted
+    }
+
+    /// The `market_data` message of `topic` from the cache.
+    fn encode(&self, instrument: &Instrument, topic: Topic) -> Option<Bytes> {
+        let state = self.cache.get(instrument)?;
+        encode_market_data(self.style, instrument, topic.mode(), topic.depth(), &state)
+    }
+
+    /// Sends the cached LTP of `instrument` to its LTP subscribers (the end
+    /// of a throttle window).
+    fn deliver_ltp(&self, instrument: &Instrument) {
+        let key = SubKey {
+            instrument: instrument.clone(),
+            topic: Topic::LTP,
+        };
+        let subs = lock(&self.subs);
+        if !subs.refs.is_subscribed(&key) {
+            return;
+        }
+        if let Some(bytes) = self.encode(instrument, Topic::LTP) {
+            subs.send(&key, &bytes);
+        }
+    }
+
+    /// `sub` joins `key`; the key's first client subscribes it upstream.
+    /// `Err` carries the adapters' refusal (then the client holds nothing).
+    fn join(&self, sub: &Subscriber, key: &SubKey) -> Result<(), String> {
+        let joined = {
+            let mut subs = lock(&self.subs);
+            subs.clients.entry(sub.id()).or_insert_with(|| sub.clone());
+            subs.refs.subscribe(sub.id(), key.clone())
+        };
+        if joined != Joined::First {
+            return Ok(());
+        }
+        self.upstream(key, true).inspect_err(|_| {
+            let mut subs = lock(&self.subs);
+            subs.refs.unsubscribe(&sub.id(), key);
+            if subs.refs.keys_of(&sub.id()).next().is_none() {
+                subs.clients.remove(&sub.id());
+            }
+        })
+    }
+
+    /// Connection `id` leaves `key`; the key's last client unsubscribes it
+    /// upstream. Returns whether the connection held it.
+    fn leave(&self, id: u64, key: &SubKey) -> bool {
+        let left = {
+            let mut subs = lock(&self.subs);
+            let left = subs.refs.unsubscribe(&id, key);
+            if subs.refs.keys_of(&id).next().is_none() {
+                subs.clients.remove(&id);
+            }
+            left
+        };
+        self.released(key, left);
+        left != Left::NotSubscribed
+    }
+
+    /// Connection `id` leaves every key it holds (disconnect, `unsubscribe_all`).
+    fn leave_all(&self, id: u64) -> Vec<SubKey> {
+        let released = {
+            let mut subs = lock(&self.subs);
+            subs.clients.remove(&id);
+            subs.refs.disconnect(&id)
+        };
+        released
+            .into_iter()
+            .map(|(key, left)| {
+                self.released(&key, left);
+                key
+            })
+            .collect()
+    }
+
+    fn released(&self, key: &SubKey, left: Left) {
+        if left != Left::Last {
+            return;
+        }
+        if key.topic == Topic::LTP {
+            lock(&self.throttle).remove(&key.instrument);
+        }
+        if let Err(message) = self.upstream(key, false) {
+            debug!(key = %key.adapter_key(), message, "upstream unsubscribe not applied");
+        }
+    }
+
+    /// The keys connection `id` holds for `instrument`, in `mode` if given.
+    fn keys_of(&self, id: u64, instrument: &Instrument, mode: Option<Mode>) -> Vec<SubKey> {
+        lock(&self.subs)
+            .refs
+            .keys_of(&id)
+            .filter(|k| &k.instrument == instrument && mode.is_none_or(|m| k.topic.mode() == m))
+            .cloned()
+            .collect()
+    }
+
+    /// Subscribes (or unsubscribes) `key` on every adapter that may carry its
+    /// instrument. `Ok` when at least one took it; an adapter that refuses
+    /// the key's form (a GEX replay) is not counted.
+    fn upstream(&self, key: &SubKey, subscribe: bool) -> Result<(), String> {
+        let keys = vec![key.adapter_key()];
+        let mut served = false;
+        let mut refusal = None;
+        for upstream in self.upstreams.iter().filter(|u| u.carries(&key.instrument)) {
+            let name = upstream.adapter.name();
+            match call(&upstream.adapter, keys.clone(), subscribe) {
+                Call::Done(Ok(())) | Call::Pending => {
+                    debug!(adapter = name, key = %keys[0], subscribe, "upstream");
+                    served = true;
+                }
+                Call::Done(Err(AdapterError::InvalidKey { .. })) => {
+                    debug!(adapter = name, key = %keys[0], "adapter does not carry such keys");
+                }
+                Call::Done(Err(e)) => {
+                    warn!(adapter = name, key = %keys[0], subscribe, error = %e, "upstream refused");
+                    refusal.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        if served {
+            Ok(())
+        } else {
+            Err(refusal.unwrap_or_else(|| format!("No adapter carries {}", key.instrument)))
+        }
+    }
+
+    /// The state `get_broker_info` reports: that of the watched adapter (the
+    /// bus) if any, else `connected` (the gateway runs only with its adapters
+    /// connected).
+    fn adapter_status(&self) -> &'static str {
+        self.states.first_state().unwrap_or("connected")
+    }
+
+    /// The cached `market_data` message of `mode` for a poll.
+    fn poll(&self, instrument: &Instrument, mode: Mode, depth: Depth) -> Option<Bytes> {
+        self.encode(instrument, Topic::new(mode, depth))
+    }
+}
+
+/// Calls the adapter, taking its answer at once when it has one (every
+/// adapter of this workspace answers at once) and otherwise finishing the
+/// call in a task of its own.
+fn call(adapter: &Arc<dyn BrokerAdapter>, keys: Vec<String>, subscribe: bool) -> Call {
+    let adapter = adapter.clone();
+    let mut call: Pin<Box<dyn Future<Output = Result<(), AdapterError>> + Send>> =
+        Box::pin(async move {
+            if subscribe {
+                adapter.subscribe(&keys).await
+            } else {
+                adapter.unsubscribe(&keys).await
+            }
+        });
+    match call.as_mut().now_or_never() {
+        Some(result) => Call::Done(result),
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = call.await {
+                    warn!(error = %e, subscribe, "upstream call failed");
+                }
+            });
+            Call::Pending
+        }
+    }
+}
+
+/// Delivers the LTP ticks the throttle parked, each at its window's end,
+/// until the gateway shuts down.
+pub(crate) async fn throttle_task(proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let next = lock(&proxy.throttle).next_deadline();
+        let due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = crate::shutdown_started(&mut shutdown) => return,
+            () = proxy.parked.notified() => continue,
+            () = due => {}
+        }
+        let due = lock(&proxy.throttle).poll_due(Instant::now());
+        for (instrument, ()) in due {
+            proxy.deliver_ltp(&instrument);
+        }
+    }
+}
+
+/// Serves one connection of the proxy's own listener: any path upgrades.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    tracker: Tracker,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(%peer, error = %e, "TCP_NODELAY failed");
+    }
+    let mut shutdown = shared.shutdown.clone();
+    let service = {
+        let shared = shared.clone();
+        let tracker = tracker.clone();
+        hyper::service::service_fn(move |req| {
+            let response = if req.method() == Method::GET {
+                upgrade(req, &shared, &tracker)
+            } else {
+                crate::http::method_not_allowed()
+            };
+            std::future::ready(Ok::<_, Infallible>(response))
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = crate::shutdown_started(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "proxy HTTP connection ended with an error");
+    }
+    drop(tracker);
+}
+
+/// Answers a proxy handshake (no subprotocol; authentication comes in-band).
+pub(crate) fn upgrade(
+    mut req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    tracker: &Tracker,
+) -> Response<Body> {
+    let shared = shared.clone();
+    let tracker = tracker.clone();
+    upgrade_with(&mut req, move |upgraded| async move {
+        let transport = Transport {
+            format: WireFormat::Json,
+            reliable: false,
+            max_message_bytes: shared.config.proxy.max_message_bytes,
+        };
+        let make = {
+            let shared = shared.clone();
+            move |sub| ProxySession::new(shared, sub)
+        };
+        start_session(upgraded, shared, transport, make, tracker).await;
+    })
+}
+
+/// The protocol state of one proxy connection.
+pub(crate) struct ProxySession {
+    shared: Arc<Shared>,
+    sub: Subscriber,
+    /// The user of the key the connection authenticated with.
+    user: Option<String>,
+}
+
+impl std::fmt::Debug for ProxySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySession")
+            .field("connection", &self.sub.id())
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxySession {
+    fn new(shared: Arc<Shared>, sub: Subscriber) -> Self {
+        debug!(connection = sub.id(), "proxy client connected");
+        ProxySession {
+            shared,
+            sub,
+            user: None,
+        }
+    }
+
+    fn proxy(&self) -> &Proxy {
+        &self.shared.proxy
+    }
+
+    fn error(&self, error: &ProxyError) -> Step {
+        debug!(connection = self.sub.id(), code = error.code(), error = %error, "proxy request refused");
+        Step::Reply(encode_error(self.proxy().style, error))
+    }
+
+    fn authenticate(&mut self, api_key: &str) -> Step {
+        let principal = match self.shared.auth.check_bearer(None, Some(api_key)) {
+            Ok(p) => p,
+            Err(KeyRejection::Missing | KeyRejection::Invalid) => {
+                return self.error(&ProxyError::invalid_api_key());
+            }
+        };
+        if !principal.allows(Endpoint::Proxy) {
+            return self.error(&ProxyError::Authentication {
+                message: "API key not allowed on the proxy".into(),
+            });
+        }
+        let user_id = principal.user_id.to_owned();
+        debug!(connection = self.sub.id(), user = %user_id, "proxy client authenticated");
+        let proxy = self.proxy();
+        let reply = encode_auth_ok(
+            proxy.style,
+            &AuthOk {
+                broker: &proxy.broker,
+                user_id: &user_id,
+            },
+        );
+        self.user = Some(user_id);
+        Step::Reply(reply)
+    }
+
+    fn subscribe(&self, request: &Subscribe) -> Step {
+        let proxy = self.proxy();
+        let mut snapshots = Vec::new();
+        let outcomes: Vec<SubscribeOutcome<'_>> = request
+            .instruments
+            .iter()
+            .map(|instrument| {
+                let key = SubKey::new(instrument.clone(), request.mode, request.depth);
+                let result = proxy.join(&self.sub, &key);
+                if result.is_ok() && proxy.snapshot_on_subscribe {
+                    snapshots.extend(proxy.encode(instrument, key.topic));
+                }
+                SubscribeOutcome { instrument, result }
+            })
+            .collect();
+        let reply = encode_subscribe(
+            proxy.style,
+            &SubscribeReply {
+                mode: request.mode,
+                depth: request.depth,
+                broker: &proxy.broker,
+                outcomes: &outcomes,
+                request_id: request.request_id.as_ref(),
+            },
+        );
+        let mut replies = Vec::with_capacity(1 + snapshots.len());
+        replies.push(reply);
+        replies.extend(snapshots);
+        Step::Replies(replies)
+    }
+
+    fn unsubscribe(&self, request: &Unsubscribe) -> Step {
+        let proxy = self.proxy();
+        let id = self.sub.id();
+        let mut successful: Vec<Instrument> = Vec::new();
+        let mut failed: Vec<(&Instrument, &str)> = Vec::new();
+        if request.all {
+            for key in proxy.leave_all(id) {
+                if !successful.contains(&key.instrument) {
+                    successful.push(key.instrument);
+                }
+            }
+        }
+        for (instrument, mode) in &request.targets {
+            let keys = proxy.keys_of(id, instrument, *mode);
+            if keys.is_empty() {
+                failed.push((instrument, "Not subscribed"));
+                continue;
+            }
+            for key in &keys {
+                proxy.leave(id, key);
+            }
+            if !successful.contains(instrument) {
+                successful.push(instrument.clone());
+            }
+        }
+        failed.extend(request.rejected.iter().map(|(i, why)| (i, why.as_str())));
+        let successful: Vec<&Instrument> = successful.iter().collect();
+        Step::Reply(encode_unsubscribe(
+            proxy.style,
+            &UnsubscribeReply {
+                broker: &proxy.broker,
+                successful: &successful,
+                failed: &failed,
+                request_id: request.request_id.as_ref(),
+            },
+        ))
+    }
+
+    fn broker_info(&self) -> Step {
+        let proxy = self.proxy();
+        let status = proxy.adapter_status();
+        info!(
+            connection = self.sub.id(),
+            adapter_status = status,
+            "get_broker_info"
+        );
+        Step::Reply(encode_broker_info(
+            proxy.style,
+            &BrokerInfo {
+                broker: &proxy.broker,
+                adapter_status: status,
+                user_id: self.user.as_deref().unwrap_or_default(),
+            },
+        ))
+    }
+}
+
+impl Protocol for ProxySession {
+    fn on_message(&mut self, _kind: FrameKind, payload: &[u8], _now: Instant) -> Step {
+        let request = match decode_request(payload, self.user.is_some()) {
+            Ok(request) => request,
+            Err(e) => return self.error(&e),
+        };
+        let style = self.proxy().style;
+        match request {
+            ProxyRequest::Authenticate { api_key } => self.authenticate(&api_key),
+            ProxyRequest::Subscribe(request) => self.subscribe(&request),
+            ProxyRequest::Unsubscribe(request) => self.unsubscribe(&request),
+            ProxyRequest::Ping(ping) => Step::Reply(encode_pong(style, &ping, unix_ms())),
+            ProxyRequest::GetSupportedBrokers => {
+                let brokers: Vec<&str> =
+                    self.proxy().supported.iter().map(String::as_str).collect();
+                Step::Reply(encode_supported_brokers(style, &brokers))
+            }
+            ProxyRequest::GetBrokerInfo => self.broker_info(),
+            // A request kind this gateway does not serve yet.
+            _ => self.error(&ProxyError::InvalidAction {
+                action: "unsupported".into(),
+            }),
+        }
+    }
+
+    /// A client that answers the writer's pings stays connected, however
+    /// quiet (the reference server has no idle limit of its own).
+    fn deadline(&self, activity: &Activity) -> Instant {
+        activity.last_frame + self.shared.config.transport.pong_timeout()
+    }
+
+    fn idle_close(&self) -> (u16, &'static str) {
+        (close_code::POLICY, "keepalive timeout")
+    }
+}
+
+impl Drop for ProxySession {
+    /// A disconnect releases every subscription of the connection.
+    fn drop(&mut self) {
+        let released = self.shared.proxy.leave_all(self.sub.id());
+        if !released.is_empty() {
+            debug!(
+                connection = self.sub.id(),
+                keys = released.len(),
+                "proxy subscriptions released"
+            );
+        }
+    }
+}
+
+/// Whether `path` is one of the polling routes.
+pub(crate) fn serves_rest(path: &str) -> bool {
+    matches!(path, LTP_PATH | QUOTE_PATH | DEPTH_PATH)
+}
+
+/// Answers `GET /api/v1/{ltp,quote,depth}?symbol=&exchange=[&depth=]` from
+/// the cache: the `market_data` message of the mode; 400 on missing or bad
+/// parameters, 401 without a valid key, 403 for a key not allowed on the
+/// proxy, 404 when no data arrived yet.
+pub(crate) fn rest(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
+    if req.method() != Method::GET {
+        return crate::http::method_not_allowed();
+    }
+    let query = req.uri().query().unwrap_or("");
+    let principal = shared.auth.check_bearer(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        query_param(query, "api_key").as_deref(),
+    );
+    match principal {
+        Ok(p) if p.allows(Endpoint::Proxy) => {}
+        Ok(p) => {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                &format!("api key {:?} may not use the proxy", p.user_id),
+            );
+        }
+        Err(KeyRejection::Missing) => {
+            return json_error(StatusCode::UNAUTHORIZED, "missing api key");
+        }
+        Err(KeyRejection::Invalid) => {
+            return json_error(StatusCode::UNAUTHORIZED, "invalid api key");
+        }
+    }
+    let mode = match req.uri().path() {
+        LTP_PATH => Mode::Ltp,
+        QUOTE_PATH => Mode::Quote,
+        _ => Mode::Depth,
+    };
+    let param = |name: &str| query_param(query, name).filter(|v| !v.trim().is_empty());
+    let (Some(symbol), Some(exchange)) = (param("symbol"), param("exchange")) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "the query parameters `symbol` and `exchange` are required",
+        );
+    };
+    let depth = match param("depth") {
+        None => Depth::Five,
+        Some(d) => match d.trim().parse().ok().and_then(Depth::from_levels) {
+            Some(depth) => depth,
+            None => {
+                return json_error(StatusCode::BAD_REQUEST, "`depth` must be 5, 20 or 30");
+            }
+        },
+    };
+    let instrument = Instrument::new(symbol.trim(), exchange.trim());
+    match shared.proxy.poll(&instrument, mode, depth) {
+        Some(body) => json_bytes(StatusCode::OK, body),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no {} data for {instrument} yet",
+                match mode {
+                    Mode::Ltp => "LTP",
+                    Mode::Quote => "quote",
+                    Mode::Depth => "depth",
+                }
+            ),
+        ),
+    }
+}
+
+fn unix_ms() -> i64 {
+    tickwire_json::timestamp::unix_millis(SystemTime::now())
+}
+
+/// Accepts a connection of the proxy's own listener; never completes without one.
+pub(crate) async fn accept(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    // `Jail::expect_with` closures return figment's (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn the_section_reads_from_toml_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tickwire.toml",
+                r#"
+                adapters = ["synthetic", "zmq"]
+
+                [proxy]
+                listen = "127.0.0.1:9765"
+                ltp_throttle_ms = 0
+                brokers = ["zerodha", "angel"]
+
+                [zmq]
+                endpoint = "tcp://127.0.0.1:6555"
+                bind = false
+                "#,
+            )?;
+            jail.set_env("TICKWIRE_PROXY__REPLY_STYLE", "openalgo");
+            let figment = Config::figment(Some(std::path::Path::new("tickwire.toml")));
+            let config = Config::from_figment(&figment).expect("valid");
+            assert_eq!(config.proxy.reply_style, ReplyStyle::Openalgo);
+            assert_eq!(
+                config.proxy.listen,
+                SocketAddr::from(([127, 0, 0, 1], 9765))
+            );
+            assert_eq!(config.proxy.ltp_throttle(), Duration::ZERO);
+            assert!(config.proxy.snapshot_on_subscribe);
+            assert_eq!(config.adapters, ["synthetic", "zmq"]);
+            assert_eq!(config.zmq.endpoint, "tcp://127.0.0.1:6555");
+            assert!(!config.zmq.bind);
+            let proxy = Proxy::new(&config.proxy, &[], AdapterStates::default());
+            assert_eq!(proxy.broker, "zerodha");
+            assert_eq!(proxy.supported, ["zerodha", "angel"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let config = Config::default();
+        assert_eq!(
+            config.proxy.listen,
+            SocketAddr::from(([127, 0, 0, 1], 8765))
+        );
+        assert_eq!(config.proxy.reply_style, ReplyStyle::Documented);
+        assert_eq!(config.proxy.ltp_throttle(), Duration::from_millis(50));
+        assert_eq!(config.adapters, ["replay", "synthetic", "zmq"]);
+        assert_eq!(config.zmq.endpoint, "tcp://127.0.0.1:5555");
+        config.validate().unwrap();
+        for (bad, reason) in [
+            (
+                ProxyConfig {
+                    max_message_bytes: 0,
+                    ..ProxyConfig::default()
+                },
+                "proxy.max_message_bytes",
+            ),
+            (
+                ProxyConfig {
+                    brokers: vec![String::new()],
+                    ..ProxyConfig::default()
+                },
+                "proxy.brokers",
+            ),
+            (
+                ProxyConfig {
+                    listen: config.listen,
+                    ..ProxyConfig::default()
+                },
+                "proxy.listen",
+            ),
+        ] {
+            let config = Config {
+                proxy: bad,
+                ..Config::default()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(reason), "{err}");
+        }
+        let unknown = Config {
+            adapters: vec!["kafka".into()],
+            ..Config::default()
+        };
+        assert!(unknown.validate().is_err());
+    }
+
+    #[test]
+    fn adapters_listing_instruments_carry_only_those() {
+        let listed = Upstream {
+            adapter: Arc::new(tickwire_adapter::MemoryAdapter::new("m")),
+            instruments: [Instrument::new("TCS", "NSE")].into_iter().collect(),
+        };
+        assert!(listed.carries(&Instrument::new("TCS", "NSE")));
+        assert!(!listed.carries(&Instrument::new("INFY", "NSE")));
+        let bus = Upstream {
+            instruments: HashSet::new(),
+            ..listed
+        };
+        assert!(bus.carries(&Instrument::new("INFY", "NSE")));
+    }
+}
