@@ -60,8 +60,8 @@ pub struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// What the subscribers speak.
-    #[arg(long, value_enum)]
-    pub protocol: Protocol,
+    #[arg(long, value_enum, required_unless_present = "worker")]
+    pub protocol: Option<Protocol>,
     /// Subscriber connections to open.
     #[arg(long, default_value_t = 100)]
     pub connections: usize,
@@ -146,7 +146,7 @@ impl Target {
     /// when absent) and resolves it.
     pub fn parse(url: &str) -> Result<Target, Error> {
         let rest = match url.split_once("://") {
-            Some((scheme, rest)) if matches!(scheme, "http" | "ws") => rest,
+            Some(("http" | "ws", rest)) => rest,
             Some((scheme, _)) => {
                 return Err(Error::invalid(format!(
                     "--url: scheme {scheme:?} is not supported (use http:// or ws://; no TLS)"
@@ -158,7 +158,9 @@ impl Target {
         if host.is_empty() {
             return Err(Error::invalid(format!("--url {url:?} names no host")));
         }
-        let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        let with_port = if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
             && !host.ends_with(']')
         {
             host.to_owned()
@@ -223,6 +225,9 @@ pub struct Settings {
 impl Settings {
     /// Checks `args` and fills in the defaults that depend on others.
     pub fn from_args(args: &Args) -> Result<Settings, Error> {
+        let protocol = args
+            .protocol
+            .ok_or_else(|| Error::invalid("--protocol is required"))?;
         let target = Target::parse(&args.url)?;
         let topics = Topics::new(args.topics, args.subscriptions_per_conn)?;
         let positive = |name: &str, v: f64| {
@@ -268,7 +273,7 @@ impl Settings {
             .clone()
             .filter(|k| !k.trim().is_empty())
             .unwrap_or_else(|| api_keys[0].clone());
-        match args.protocol {
+        match protocol {
             Protocol::Ws if args.subscriptions_per_conn > 100 => {
                 return Err(Error::invalid(
                     "/ws allows 100 symbols per connection by default (ws.subscription_limit)",
@@ -291,7 +296,7 @@ impl Settings {
         }
         Ok(Settings {
             target,
-            protocol: args.protocol,
+            protocol,
             connections: args.connections,
             topics,
             rate,
@@ -398,7 +403,7 @@ mod tests {
         for bad in [
             &["--connections", "0"][..],
             &["--rate", "0"],
-            &["--duration", "-1"],
+            &["--duration=-1"],
             &["--topics", "2", "--subscriptions-per-conn", "3"],
             &["--workers", "0"],
             &["--connections", "2", "--workers", "3"],

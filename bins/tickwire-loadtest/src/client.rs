@@ -20,7 +20,9 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
 use hyper::Method;
 use prost::Message as _;
 use serde::Deserialize;
-use tickwire_proto::webpubsub::{DownstreamMessage, UpstreamMessage, downstream_message, upstream_message};
+use tickwire_proto::webpubsub::{
+    DownstreamMessage, UpstreamMessage, downstream_message, upstream_message,
+};
 
 use crate::Error;
 use crate::net::{HttpClient, Prefixed};
@@ -54,7 +56,12 @@ struct NegotiateBody {
 /// Trades `key` for the `state_gex` hub's URL and the group prefix.
 pub async fn negotiate(http: &mut HttpClient, key: &str) -> Result<Negotiated, Error> {
     let answer = http
-        .request(Method::GET, "/negotiate", &format!("Basic {key}"), Bytes::new())
+        .request(
+            Method::GET,
+            "/negotiate",
+            &format!("Basic {key}"),
+            Bytes::new(),
+        )
         .await?;
     if answer.status != 200 {
         return Err(Error::Http {
@@ -265,10 +272,18 @@ async fn send(ws: &mut Ws, frame: Frame<'_>) -> Result<(), String> {
 /// The payload of the next text or binary message; a close is an error.
 async fn next_message(ws: &mut Ws) -> Result<Vec<u8>, String> {
     loop {
-        let frame = ws.read_frame().await.map_err(|e| format!("read failed: {e}"))?;
+        let frame = ws
+            .read_frame()
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
         match frame.opcode {
             OpCode::Text | OpCode::Binary => return Ok(frame.payload.to_vec()),
-            OpCode::Close => return Err(format!("closed by the server: {}", close_reason(&frame.payload))),
+            OpCode::Close => {
+                return Err(format!(
+                    "closed by the server: {}",
+                    close_reason(&frame.payload)
+                ));
+            }
             _ => {}
         }
     }
@@ -327,7 +342,10 @@ mod tests {
                 },
             )),
         };
-        assert_eq!(protobuf_ack(&ack.encode_to_vec()).unwrap(), Some((2, Ok(()))));
+        assert_eq!(
+            protobuf_ack(&ack.encode_to_vec()).unwrap(),
+            Some((2, Ok(())))
+        );
         assert!(protobuf_ack(&[0xff, 0xff]).is_err());
     }
 

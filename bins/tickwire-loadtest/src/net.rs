@@ -269,9 +269,15 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let sender = match &mut self.sender {
-                Some(sender) if sender.ready().await.is_ok() => sender,
-                _ => self.sender.insert(self.open().await?),
+            let alive = match &mut self.sender {
+                Some(sender) => sender.ready().await.is_ok(),
+                None => false,
+            };
+            if !alive {
+                self.sender = Some(open(&self.target).await?);
+            }
+            let Some(sender) = &mut self.sender else {
+                continue;
             };
             let mut request = Request::builder()
                 .method(method.clone())
@@ -309,18 +315,19 @@ impl HttpClient {
             return Ok(Answer { status, body });
         }
     }
+}
 
-    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
-        let what = || format!("connecting to {}", self.target.addr);
-        let stream = connect_tcp(self.target.addr, None)
-            .await
-            .map_err(|e| Error::io(what(), e))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Error::io(what(), io::Error::other(e)))?;
-        tokio::spawn(connection);
-        Ok(sender)
-    }
+/// Opens an HTTP/1.1 connection to `target`; its driver runs as a task.
+async fn open(target: &Target) -> Result<SendRequest<Full<Bytes>>, Error> {
+    let what = || format!("connecting to {}", target.addr);
+    let stream = connect_tcp(target.addr, None)
+        .await
+        .map_err(|e| Error::io(what(), e))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Error::io(what(), io::Error::other(e)))?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 #[cfg(test)]
@@ -391,7 +398,8 @@ mod tests {
             Err(ConnectError::Refused { status: 401, body }) => {
                 assert!(body.starts_with("{\"error\":1}"), "{body}");
             }
-            other => panic!("{other:?}"),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a 401 was taken for a handshake"),
         }
     }
 }

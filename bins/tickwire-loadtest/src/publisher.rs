@@ -172,9 +172,8 @@ impl Publisher {
                     break 'run;
                 }
                 let n = (due - sent).min(self.batch as u64);
-                let body = self.body((sent..sent + n).map(|g| {
-                    ((g % topics) as usize, g / topics + 1)
-                }));
+                let body =
+                    self.body((sent..sent + n).map(|g| ((g % topics) as usize, g / topics + 1)));
                 match self
                     .http
                     .request(Method::POST, PATH, &self.authorization, body)

@@ -195,7 +195,10 @@ impl Report {
                 "shape",
                 format!(
                     "{} topics, {} per connection, {} updates/s per topic, {} B payload",
-                    self.topics, self.subscriptions_per_conn, self.rate_per_topic, self.payload_bytes
+                    self.topics,
+                    self.subscriptions_per_conn,
+                    self.rate_per_topic,
+                    self.payload_bytes
                 ),
             ),
             (

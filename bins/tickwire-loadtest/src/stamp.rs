@@ -253,7 +253,10 @@ mod tests {
     #[test]
     fn integers() {
         assert_eq!(parse_u64(b"0"), Some(0));
-        assert_eq!(parse_u64(b"18446744073709551"), Some(18_446_744_073_709_551));
+        assert_eq!(
+            parse_u64(b"18446744073709551"),
+            Some(18_446_744_073_709_551)
+        );
         assert_eq!(parse_u64(b"12a"), None);
         assert_eq!(parse_u64(b"-1"), None);
         let mut s = String::new();

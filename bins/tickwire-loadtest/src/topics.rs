@@ -81,7 +81,9 @@ impl Topics {
         let total = connections as u128 * self.per_connection as u128;
         let count = self.count as u128;
         (0..count)
-            .map(|t| u64::try_from(total / count + u128::from(t < total % count)).unwrap_or(u64::MAX))
+            .map(|t| {
+                u64::try_from(total / count + u128::from(t < total % count)).unwrap_or(u64::MAX)
+            })
             .collect()
     }
 
@@ -145,7 +147,13 @@ mod tests {
 
     #[test]
     fn assignment_is_even_and_slots_invert_it() {
-        for (n, t, k) in [(20, 5, 1), (20, 5, 3), (7, 3, 3), (1000, 100, 10), (3, 10, 4)] {
+        for (n, t, k) in [
+            (20, 5, 1),
+            (20, 5, 3),
+            (7, 3, 3),
+            (1000, 100, 10),
+            (3, 10, 4),
+        ] {
             let topics = Topics::new(t, k).unwrap();
             let mut counts = vec![0u64; t];
             for conn in 0..n {

@@ -1,0 +1,543 @@
+//! The coordinator: runs the phases of a load test and builds the report.
+//!
+//! 1. Raise the open-file limit; learn the group prefix (pubsub); publish
+//!    sequence number 0 on every topic (checks the publish key, makes the
+//!    symbols known).
+//! 2. Read the server's resident memory (baseline), start the workers and
+//!    wait until each has tried all its connections; read the memory again.
+//! 3. Publish for `duration`, printing progress every second.
+//! 4. Tell the workers the last sequence numbers; they wait for what is
+//!    still on its way (`drain`), add what never came to the drops, and
+//!    send their histograms and counters, which are merged into the report.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+use tokio::process::Child;
+use tokio::sync::mpsc;
+
+use crate::Error;
+use crate::cli::Settings;
+use crate::client;
+use crate::net::HttpClient;
+use crate::publisher::{Published, Publisher};
+use crate::report::{self, ConnectTimes, ErrorSample, Latency, Report};
+use crate::system;
+use crate::worker::{self, Command, Counters, Event, WorkerPlan, WorkerReport};
+
+/// The group prefix when the protocol does not use groups.
+const DEFAULT_PREFIX: &str = "blue";
+/// How long workers get to report after the drain.
+const REPORT_GRACE: Duration = Duration::from_secs(30);
+/// How long a worker process gets to exit after its report.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs one load test and returns its report.
+///
+/// With `settings.workers > 1` the connections are spread over that many
+/// processes started from `settings.worker_exe` (this binary, with
+/// `--worker`); with 1 they run on a thread of this process.
+pub async fn run(settings: Settings) -> Result<Report, Error> {
+    let nofile = system::raise_nofile_limit().unwrap_or(0);
+    let per_process = settings.connections.div_ceil(settings.workers) as u64;
+    if nofile > 0 && per_process + system::RESERVED_FDS > nofile {
+        return Err(Error::invalid(format!(
+            "{per_process} connections in one process need more open files than its limit \
+             ({nofile}); use --workers {}",
+            (settings.connections as u64)
+                .div_ceil(nofile.saturating_sub(system::RESERVED_FDS).max(1))
+        )));
+    }
+    let exe = match (&settings.worker_exe, settings.workers) {
+        (_, 1) => None,
+        (Some(exe), _) => Some(exe.clone()),
+        (None, _) => {
+            return Err(Error::invalid(
+                "--workers above 1 needs the executable to start workers from",
+            ));
+        }
+    };
+
+    let prefix = if settings.protocol.is_pubsub() {
+        let mut http = HttpClient::new(settings.target.clone());
+        client::negotiate(&mut http, &settings.api_keys[0])
+            .await?
+            .prefix
+    } else {
+        DEFAULT_PREFIX.to_owned()
+    };
+    let mut publisher = Publisher::new(
+        settings.target.clone(),
+        &settings.publish_key,
+        settings.protocol,
+        settings.topics.count(),
+        settings.payload,
+        &prefix,
+    );
+    publisher.prime().await?;
+
+    let rss = |pid: Option<u32>| pid.and_then(|pid| system::rss_bytes(pid).ok());
+    let baseline = rss(settings.server_pid);
+    let mut fleet = Fleet::start(&settings, &prefix, exe)?;
+    let connect_start = Instant::now();
+    let mut progress = Progress::new(&settings);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    while !fleet.all(|w| w.connected || w.ended) {
+        tokio::select! {
+            event = fleet.next() => fleet.apply(event)?,
+            _ = ticker.tick() => progress.print(&fleet),
+        }
+    }
+    let connect_phase = connect_start.elapsed();
+    let connected = fleet.totals().connected;
+    if connected == 0 {
+        let samples = fleet
+            .error_samples()
+            .iter()
+            .take(5)
+            .map(|e| format!("{} x {}", e.count, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        fleet.stop().await;
+        return Err(Error::NoConnections { samples });
+    }
+    let subscribed_rss = rss(settings.server_pid);
+
+    let published_count = Arc::new(AtomicU64::new(0));
+    progress.start_publishing(published_count.clone());
+    let mut publishing = tokio::spawn(publisher.run(
+        settings.rate,
+        settings.duration,
+        settings.publish_interval,
+        published_count,
+    ));
+    let published: Published = loop {
+        tokio::select! {
+            done = &mut publishing => break done.map_err(|e| Error::Worker {
+                worker: 0,
+                reason: format!("the publisher failed: {e}"),
+            })?,
+            event = fleet.next() => fleet.apply(event)?,
+            _ = ticker.tick() => progress.print(&fleet),
+        }
+    };
+
+    fleet.send(&Command::Finish {
+        last_seq: published.last_seq.clone(),
+        drain_ms: u64::try_from(settings.drain.as_millis()).unwrap_or(u64::MAX),
+    });
+    let deadline = tokio::time::Instant::now() + settings.drain + REPORT_GRACE;
+    while !fleet.all(|w| w.report.is_some() || w.ended) {
+        tokio::select! {
+            event = fleet.next() => fleet.apply(event)?,
+            _ = ticker.tick() => progress.print(&fleet),
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(Error::Worker {
+                    worker: fleet.workers.iter().position(|w| w.report.is_none()).unwrap_or(0),
+                    reason: "no report after the drain".into(),
+                });
+            }
+        }
+    }
+    let end_rss = rss(settings.server_pid);
+    let reports = fleet.reports()?;
+    fleet.stop().await;
+    Ok(build_report(
+        &settings,
+        &reports,
+        &published,
+        connect_phase,
+        [baseline, subscribed_rss, end_rss],
+        nofile,
+    ))
+}
+
+/// Merges the workers' reports.
+fn build_report(
+    settings: &Settings,
+    reports: &[WorkerReport],
+    published: &Published,
+    connect_phase: Duration,
+    [baseline, subscribed, end]: [Option<u64>; 3],
+    nofile: u64,
+) -> Report {
+    let mut counters = Counters::default();
+    let mut latency = report::new_histogram();
+    let mut connect = report::new_histogram();
+    let mut expected = 0;
+    let mut errors: Vec<ErrorSample> = Vec::new();
+    for r in reports {
+        counters.add(&r.counters);
+        report::add_buckets(&mut latency, &r.latency);
+        report::add_buckets(&mut connect, &r.connect);
+        expected += r.expected;
+        merge_errors(&mut errors, &r.errors);
+    }
+    if let Some(first) = &published.first_error {
+        merge_errors(
+            &mut errors,
+            &[ErrorSample {
+                message: first.clone(),
+                count: published.failed,
+            }],
+        );
+    }
+    errors.sort_by(|a, b| b.count.cmp(&a.count).then(a.message.cmp(&b.message)));
+    let secs = published.elapsed.as_secs_f64().max(1e-9);
+    let rss_per_conn = match (baseline, subscribed) {
+        (Some(before), Some(after)) if counters.connected > 0 => {
+            Some(after.saturating_sub(before) / counters.connected)
+        }
+        _ => None,
+    };
+    Report {
+        protocol: settings.protocol.name().to_owned(),
+        server: settings.target.addr.to_string(),
+        connections: settings.connections,
+        connected: counters.connected,
+        connect_failures: counters.failed,
+        topics: settings.topics.count(),
+        subscriptions_per_conn: settings.topics.per_connection(),
+        rate_per_topic: settings.rate,
+        payload_bytes: settings.payload,
+        workers: settings.workers,
+        connect_phase_s: round(connect_phase.as_secs_f64(), 3),
+        duration_s: round(secs, 3),
+        published: published.accepted,
+        published_per_sec: round(published.accepted as f64 / secs, 1),
+        publish_errors: published.failed,
+        expected,
+        delivered: counters.delivered,
+        delivered_per_sec: round(counters.delivered as f64 / secs, 1),
+        latency_us: Latency::of(&latency),
+        drops: counters.drops,
+        duplicates: counters.duplicates,
+        disconnects: counters.disconnects,
+        errors: counters.errors + u64::from(published.failed > 0),
+        error_samples: errors,
+        connect_ms: ConnectTimes::of(&connect),
+        rss_per_conn_bytes: rss_per_conn,
+        server_rss_bytes: subscribed,
+        server_rss_baseline_bytes: baseline,
+        server_rss_end_bytes: end,
+        client_nofile_limit: nofile,
+    }
+}
+
+fn merge_errors(into: &mut Vec<ErrorSample>, from: &[ErrorSample]) {
+    for sample in from {
+        match into.iter_mut().find(|e| e.message == sample.message) {
+            Some(e) => e.count += sample.count,
+            None => into.push(sample.clone()),
+        }
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
+}
+
+/// A worker as the coordinator follows it.
+#[derive(Debug, Default)]
+struct WorkerState {
+    counters: Counters,
+    errors: Vec<ErrorSample>,
+    connected: bool,
+    report: Option<WorkerReport>,
+    ended: bool,
+}
+
+/// How a worker runs.
+#[derive(Debug)]
+enum Running {
+    Thread(std::thread::JoinHandle<Result<(), Error>>),
+    Process(Child),
+}
+
+/// The workers of a run.
+#[derive(Debug)]
+struct Fleet {
+    workers: Vec<WorkerState>,
+    commands: Vec<mpsc::UnboundedSender<Command>>,
+    running: Vec<Running>,
+    events: mpsc::UnboundedReceiver<(usize, Option<Event>)>,
+}
+
+impl Fleet {
+    /// Starts the workers: connections are split in contiguous ranges.
+    fn start(settings: &Settings, prefix: &str, exe: Option<PathBuf>) -> Result<Fleet, Error> {
+        let (merged, events) = mpsc::unbounded_channel();
+        let n = settings.workers;
+        let mut fleet = Fleet {
+            workers: (0..n).map(|_| WorkerState::default()).collect(),
+            commands: Vec::with_capacity(n),
+            running: Vec::with_capacity(n),
+            events,
+        };
+        let mut first = 0;
+        for w in 0..n {
+            let count = settings.connections / n + usize::from(w < settings.connections % n);
+            let plan = WorkerPlan {
+                worker: w,
+                target: settings.target.clone(),
+                protocol: settings.protocol,
+                topics: settings.topics.count(),
+                per_connection: settings.topics.per_connection(),
+                first,
+                count,
+                connect_rate: settings.connect_rate / n as f64,
+                connect_concurrency: settings.connect_concurrency,
+                connect_timeout_ms: u64::try_from(settings.connect_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
+                api_keys: settings.api_keys.clone(),
+                source_ips: settings.source_ips.clone(),
+                prefix: prefix.to_owned(),
+            };
+            first += count;
+            let (command_tx, command_rx) = mpsc::unbounded_channel();
+            let running = match &exe {
+                None => spawn_thread(plan, command_rx, merged.clone())?,
+                Some(exe) => spawn_process(exe, &plan, command_rx, merged.clone())?,
+            };
+            fleet.commands.push(command_tx);
+            fleet.running.push(running);
+        }
+        Ok(fleet)
+    }
+
+    async fn next(&mut self) -> Option<(usize, Option<Event>)> {
+        self.events.recv().await
+    }
+
+    /// Takes in one event (`None`: every worker link is gone).
+    fn apply(&mut self, event: Option<(usize, Option<Event>)>) -> Result<(), Error> {
+        let Some((w, event)) = event else {
+            for state in &mut self.workers {
+                state.ended = true;
+            }
+            return Ok(());
+        };
+        let Some(state) = self.workers.get_mut(w) else {
+            return Ok(());
+        };
+        match event {
+            Some(Event::Progress { counters }) => state.counters = counters,
+            Some(Event::Connected { counters, errors }) => {
+                state.counters = counters;
+                state.errors = errors;
+                state.connected = true;
+            }
+            Some(Event::Report(report)) => {
+                state.counters = report.counters;
+                state.report = Some(report);
+            }
+            None => {
+                state.ended = true;
+                if state.report.is_none() {
+                    return Err(Error::Worker {
+                        worker: w,
+                        reason: "ended without a report (see its messages above)".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn all(&self, f: impl Fn(&WorkerState) -> bool) -> bool {
+        self.workers.iter().all(f)
+    }
+
+    fn totals(&self) -> Counters {
+        let mut total = Counters::default();
+        for w in &self.workers {
+            total.add(&w.counters);
+        }
+        total
+    }
+
+    fn error_samples(&self) -> Vec<ErrorSample> {
+        let mut errors = Vec::new();
+        for w in &self.workers {
+            merge_errors(&mut errors, &w.errors);
+        }
+        errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+        errors
+    }
+
+    fn send(&self, command: &Command) {
+        for commands in &self.commands {
+            let _ = commands.send(command.clone());
+        }
+    }
+
+    fn reports(&self) -> Result<Vec<WorkerReport>, Error> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(worker, w)| {
+                w.report.clone().ok_or_else(|| Error::Worker {
+                    worker,
+                    reason: "no report".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes the command links (workers that have not reported stop) and
+    /// waits for every worker to end.
+    async fn stop(self) {
+        drop(self.commands);
+        for running in self.running {
+            match running {
+                Running::Thread(handle) => {
+                    let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+                }
+                Running::Process(mut child) => {
+                    if tokio::time::timeout(EXIT_GRACE, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        let _ = child.kill().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn spawn_thread(
+    plan: WorkerPlan,
+    commands: mpsc::UnboundedReceiver<Command>,
+    merged: mpsc::UnboundedSender<(usize, Option<Event>)>,
+) -> Result<Running, Error> {
+    let w = plan.worker;
+    let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+    let handle = std::thread::Builder::new()
+        .name(format!("loadtest-worker-{w}"))
+        .spawn(move || worker::run_blocking(plan, commands, event_tx))
+        .map_err(|e| Error::io("starting a worker thread", e))?;
+    tokio::spawn(async move {
+        while let Some(event) = event_rx.recv().await {
+            let _ = merged.send((w, Some(event)));
+        }
+        let _ = merged.send((w, None));
+    });
+    Ok(Running::Thread(handle))
+}
+
+fn spawn_process(
+    exe: &PathBuf,
+    plan: &WorkerPlan,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    merged: mpsc::UnboundedSender<(usize, Option<Event>)>,
+) -> Result<Running, Error> {
+    let w = plan.worker;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("--worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::io(format!("starting worker process {}", exe.display()), e))?;
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(Error::Worker {
+            worker: w,
+            reason: "no pipes to the worker process".into(),
+        });
+    };
+    let mut plan_line = serde_json::to_vec(plan).map_err(|e| Error::Worker {
+        worker: w,
+        reason: format!("plan: {e}"),
+    })?;
+    plan_line.push(b'\n');
+    tokio::spawn(async move {
+        if stdin.write_all(&plan_line).await.is_err() {
+            return;
+        }
+        while let Some(command) = commands.recv().await {
+            let mut line = serde_json::to_vec(&command).unwrap_or_default();
+            line.push(b'\n');
+            if stdin.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+        // Dropping stdin tells the worker to stop.
+    });
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<Event>(&line) {
+                Ok(event) => {
+                    let _ = merged.send((w, Some(event)));
+                }
+                Err(e) => eprintln!("tickwire-loadtest: worker {w} said something odd: {e}"),
+            }
+        }
+        let _ = merged.send((w, None));
+    });
+    Ok(Running::Process(child))
+}
+
+/// The progress line on stderr.
+#[derive(Debug)]
+struct Progress {
+    enabled: bool,
+    connections: usize,
+    start: Instant,
+    published: Option<Arc<AtomicU64>>,
+    last: (Instant, u64, u64),
+}
+
+impl Progress {
+    fn new(settings: &Settings) -> Progress {
+        let now = Instant::now();
+        Progress {
+            enabled: settings.progress,
+            connections: settings.connections,
+            start: now,
+            published: None,
+            last: (now, 0, 0),
+        }
+    }
+
+    fn start_publishing(&mut self, published: Arc<AtomicU64>) {
+        self.published = Some(published);
+    }
+
+    fn print(&mut self, fleet: &Fleet) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let t = fleet.totals();
+        let published = self
+            .published
+            .as_ref()
+            .map_or(0, |p| p.load(Ordering::Relaxed));
+        let dt = now.duration_since(self.last.0).as_secs_f64().max(1e-3);
+        let pub_rate = (published - self.last.1.min(published)) as f64 / dt;
+        let del_rate = (t.delivered - self.last.2.min(t.delivered)) as f64 / dt;
+        self.last = (now, published, t.delivered);
+        eprintln!(
+            "[{:6.1}s] connected {}/{} ({} failed) | published {} ({:.0}/s) | delivered {} ({:.0}/s) | drops {} | disconnects {} | errors {}",
+            now.duration_since(self.start).as_secs_f64(),
+            t.connected,
+            self.connections,
+            t.failed,
+            published,
+            pub_rate,
+            t.delivered,
+            del_rate,
+            t.drops,
+            t.disconnects,
+            t.errors,
+        );
+    }
+}

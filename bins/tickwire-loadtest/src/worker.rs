@@ -1,0 +1,689 @@
+//! A worker: a share of the connections on one single-threaded runtime.
+//!
+//! Every connection of a worker is a task on one `current_thread` runtime,
+//! so the statistics live in plain cells (no atomics, no locks on the
+//! receive path). A run uses one worker in-process (`--workers 1`) or one
+//! per child process, each a re-execution of the binary with `--worker`
+//! that reads its [`WorkerPlan`] and [`Command`]s as JSON lines on stdin and
+//! writes its [`Event`]s as JSON lines on stdout.
+//!
+//! The receive path of a connection, per WebSocket message: read the frame
+//! (fastwebsockets, one buffer per connection), read the clock, find the
+//! stamp by scanning bytes ([`crate::stamp`]), record the latency in the
+//! worker's HDR histogram and the sequence number in the connection's
+//! [`SeqTracker`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fastwebsockets::OpCode;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::Error;
+use crate::cli::{Protocol, Target};
+use crate::client::{self, Ws};
+use crate::net::{self, HttpClient, Upgrade};
+use crate::report::{self, ErrorSample};
+use crate::seq::{Observation, SeqTracker};
+use crate::stamp;
+use crate::topics::{self, Topics};
+
+/// Distinct error messages kept per worker; others are counted as "other".
+const MAX_ERROR_KINDS: usize = 16;
+/// How often a worker reports its counters.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Access tokens are renewed this often while connecting.
+const RENEGOTIATE_EVERY: Duration = Duration::from_secs(60);
+/// `/ws` closes connections that send nothing for 5 minutes: ping this often.
+const WS_PING_EVERY_US: u64 = 60_000_000;
+/// How often the drain checks whether everything arrived.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// What one worker is to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerPlan {
+    /// The worker's index.
+    pub worker: usize,
+    /// The server.
+    pub target: Target,
+    /// What the subscribers speak.
+    pub protocol: Protocol,
+    /// Topics of the run.
+    pub topics: usize,
+    /// Topics per connection.
+    pub per_connection: usize,
+    /// The first connection (global index) of this worker.
+    pub first: usize,
+    /// How many connections this worker opens.
+    pub count: usize,
+    /// Connections per second (this worker's share).
+    pub connect_rate: f64,
+    /// Handshakes in flight at once.
+    pub connect_concurrency: usize,
+    /// Milliseconds to connect and subscribe.
+    pub connect_timeout_ms: u64,
+    /// Subscribers' keys; connection `i` takes key `i % len`.
+    pub api_keys: Vec<String>,
+    /// Source addresses; connection `i` takes address `i % len`.
+    pub source_ips: Vec<IpAddr>,
+    /// The pubsub group prefix.
+    pub prefix: String,
+}
+
+/// What the coordinator tells a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Publishing is over: wait up to `drain_ms` for the updates up to
+    /// `last_seq` (per topic), then report.
+    Finish {
+        /// The last sequence number published on each topic.
+        last_seq: Vec<u64>,
+        /// The longest wait, milliseconds.
+        drain_ms: u64,
+    },
+}
+
+/// Counters of a worker, cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Connections opened and subscribed.
+    pub connected: u64,
+    /// Connections that failed to open or subscribe.
+    pub failed: u64,
+    /// Stamped updates received.
+    pub delivered: u64,
+    /// Updates never received (gaps; the tail is added at the end).
+    pub drops: u64,
+    /// Updates received twice or out of order.
+    pub duplicates: u64,
+    /// Subscribed connections lost during the run.
+    pub disconnects: u64,
+    /// Errors of every kind.
+    pub errors: u64,
+    /// Messages without a stamp (pongs, status, heartbeats).
+    pub other: u64,
+}
+
+impl Counters {
+    /// Adds `other` to `self`.
+    pub fn add(&mut self, other: &Counters) {
+        self.connected += other.connected;
+        self.failed += other.failed;
+        self.delivered += other.delivered;
+        self.drops += other.drops;
+        self.duplicates += other.duplicates;
+        self.disconnects += other.disconnects;
+        self.errors += other.errors;
+        self.other += other.other;
+    }
+}
+
+/// A worker's final figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// The counters, tail drops included.
+    pub counters: Counters,
+    /// Deliveries the published updates called for on this worker's
+    /// subscribed connections.
+    pub expected: u64,
+    /// Latency histogram buckets (µs, count).
+    pub latency: Vec<(u64, u64)>,
+    /// Connect-time histogram buckets (µs, count).
+    pub connect: Vec<(u64, u64)>,
+    /// Errors by message.
+    pub errors: Vec<ErrorSample>,
+}
+
+/// What a worker tells the coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Every connection has been tried: so many are subscribed.
+    Connected {
+        /// The counters then.
+        counters: Counters,
+        /// Errors so far by message.
+        errors: Vec<ErrorSample>,
+    },
+    /// The counters, once a second.
+    Progress {
+        /// The counters now.
+        counters: Counters,
+    },
+    /// The final figures; the worker stops after it.
+    Report(WorkerReport),
+}
+
+/// The statistics of a worker.
+struct Stats {
+    counters: Counters,
+    latency: Histogram<u64>,
+    connect: Histogram<u64>,
+    errors: HashMap<String, u64>,
+}
+
+impl Stats {
+    fn error(&mut self, message: String) {
+        self.counters.errors += 1;
+        if self.errors.len() < MAX_ERROR_KINDS || self.errors.contains_key(&message) {
+            *self.errors.entry(message).or_insert(0) += 1;
+        } else {
+            *self.errors.entry("other errors".to_owned()).or_insert(0) += 1;
+        }
+    }
+
+    fn error_samples(&self) -> Vec<ErrorSample> {
+        let mut samples: Vec<ErrorSample> = self
+            .errors
+            .iter()
+            .map(|(message, &count)| ErrorSample {
+                message: message.clone(),
+                count,
+            })
+            .collect();
+        samples.sort_by(|a, b| b.count.cmp(&a.count).then(a.message.cmp(&b.message)));
+        samples
+    }
+}
+
+/// One subscribed connection, as the worker sees it.
+struct Conn {
+    index: usize,
+    tracker: RefCell<SeqTracker>,
+    alive: Cell<bool>,
+}
+
+/// The state of a worker, shared by its tasks.
+struct Worker {
+    plan: WorkerPlan,
+    topics: Topics,
+    stats: RefCell<Stats>,
+    conns: RefCell<Vec<Rc<Conn>>>,
+    /// Set once publishing is over: closes after it are not disconnects.
+    finishing: Cell<bool>,
+    /// Per key: the hub path with its token, or why there is none (pubsub).
+    hub_paths: RefCell<Vec<Result<String, String>>>,
+    /// Connection attempts not yet finished.
+    pending: Cell<usize>,
+    attempts_done: Notify,
+}
+
+/// Runs a worker to its end: connects, reports progress, and on
+/// [`Command::Finish`] drains and reports. Must run inside a
+/// [`tokio::task::LocalSet`] on a current-thread runtime.
+pub async fn run(
+    plan: WorkerPlan,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let topics = match Topics::new(plan.topics, plan.per_connection) {
+        Ok(topics) => topics,
+        Err(e) => {
+            // The coordinator checked the shape; report what is left.
+            let _ = events.send(Event::Report(WorkerReport {
+                counters: Counters {
+                    errors: 1,
+                    ..Counters::default()
+                },
+                expected: 0,
+                latency: Vec::new(),
+                connect: Vec::new(),
+                errors: vec![ErrorSample {
+                    message: e.to_string(),
+                    count: 1,
+                }],
+            }));
+            return;
+        }
+    };
+    let worker = Rc::new(Worker {
+        topics,
+        stats: RefCell::new(Stats {
+            counters: Counters::default(),
+            latency: report::new_histogram(),
+            connect: report::new_histogram(),
+            errors: HashMap::new(),
+        }),
+        conns: RefCell::new(Vec::with_capacity(plan.count)),
+        finishing: Cell::new(false),
+        hub_paths: RefCell::new(Vec::new()),
+        pending: Cell::new(plan.count),
+        attempts_done: Notify::new(),
+        plan,
+    });
+    tokio::task::spawn_local(connect_all(worker.clone(), events.clone()));
+    let mut progress = tokio::time::interval(PROGRESS_EVERY);
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Finish { last_seq, drain_ms }) => {
+                    let report = finish(&worker, &last_seq, Duration::from_millis(drain_ms)).await;
+                    let _ = events.send(Event::Report(report));
+                    return;
+                }
+                // The coordinator is gone.
+                None => return,
+            },
+            _ = progress.tick() => {
+                let counters = worker.stats.borrow().counters;
+                if events.send(Event::Progress { counters }).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Opens every connection of the worker at the planned rate, then sends
+/// [`Event::Connected`].
+async fn connect_all(worker: Rc<Worker>, events: mpsc::UnboundedSender<Event>) {
+    let plan = &worker.plan;
+    let mut negotiated_at = None;
+    let start = tokio::time::Instant::now();
+    let gate = Arc::new(Semaphore::new(plan.connect_concurrency));
+    for i in 0..plan.count {
+        if plan.protocol.is_pubsub()
+            && negotiated_at.is_none_or(|at: Instant| at.elapsed() >= RENEGOTIATE_EVERY)
+        {
+            negotiate_all(&worker).await;
+            negotiated_at = Some(Instant::now());
+        }
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / plan.connect_rate))
+            .await;
+        let Ok(permit) = gate.clone().acquire_owned().await else {
+            break;
+        };
+        let worker = worker.clone();
+        tokio::task::spawn_local(connection(worker, i, permit));
+    }
+    while worker.pending.get() > 0 {
+        worker.attempts_done.notified().await;
+    }
+    let stats = worker.stats.borrow();
+    let _ = events.send(Event::Connected {
+        counters: stats.counters,
+        errors: stats.error_samples(),
+    });
+}
+
+/// Negotiates a hub URL for every key.
+async fn negotiate_all(worker: &Worker) {
+    let mut http = HttpClient::new(worker.plan.target.clone());
+    let mut paths = Vec::with_capacity(worker.plan.api_keys.len());
+    for key in &worker.plan.api_keys {
+        paths.push(
+            client::negotiate(&mut http, key)
+                .await
+                .map(|n| n.hub_path)
+                .map_err(|e| e.to_string()),
+        );
+    }
+    *worker.hub_paths.borrow_mut() = paths;
+}
+
+/// One connection, from its handshake to its end.
+async fn connection(worker: Rc<Worker>, local: usize, permit: tokio::sync::OwnedSemaphorePermit) {
+    let index = worker.plan.first + local;
+    let began = Instant::now();
+    let timeout = Duration::from_millis(worker.plan.connect_timeout_ms);
+    let opened = tokio::time::timeout(timeout, open(&worker, index)).await;
+    drop(permit);
+    let ws = match opened {
+        Ok(Ok(ws)) => Some(ws),
+        Ok(Err(why)) => {
+            let mut stats = worker.stats.borrow_mut();
+            stats.counters.failed += 1;
+            stats.error(why);
+            None
+        }
+        Err(_) => {
+            let mut stats = worker.stats.borrow_mut();
+            stats.counters.failed += 1;
+            stats.error(format!(
+                "connect and subscribe took longer than {} ms",
+                timeout.as_millis()
+            ));
+            None
+        }
+    };
+    let conn = ws.map(|ws| {
+        let conn = Rc::new(Conn {
+            index,
+            tracker: RefCell::new(SeqTracker::new(worker.topics.per_connection())),
+            alive: Cell::new(true),
+        });
+        worker.conns.borrow_mut().push(conn.clone());
+        let mut stats = worker.stats.borrow_mut();
+        stats.counters.connected += 1;
+        let us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats.connect.saturating_record(us);
+        (conn, ws)
+    });
+    worker.pending.set(worker.pending.get() - 1);
+    if worker.pending.get() == 0 {
+        worker.attempts_done.notify_one();
+    }
+    let Some((conn, ws)) = conn else {
+        return;
+    };
+    let ended = receive(&worker, &conn, ws).await;
+    conn.alive.set(false);
+    if !worker.finishing.get() {
+        let mut stats = worker.stats.borrow_mut();
+        stats.counters.disconnects += 1;
+        stats.error(format!("disconnected: {ended}"));
+    }
+}
+
+/// Connects connection `index` and subscribes it to its topics.
+async fn open(worker: &Worker, index: usize) -> Result<Ws, String> {
+    let plan = &worker.plan;
+    let source =
+        (!plan.source_ips.is_empty()).then(|| plan.source_ips[index % plan.source_ips.len()]);
+    let key = index % plan.api_keys.len();
+    let stream = net::connect_tcp(plan.target.addr, source)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let topics = worker.topics.of_connection(index);
+    let host = plan.target.host.as_str();
+    let hub_path;
+    let (upgrade, protobuf) = match plan.protocol {
+        Protocol::PubsubProtobuf | Protocol::PubsubJson => {
+            hub_path = worker
+                .hub_paths
+                .borrow()
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| Err("not negotiated".to_owned()))?;
+            let protobuf = plan.protocol == Protocol::PubsubProtobuf;
+            let upgrade = Upgrade {
+                host,
+                path: &hub_path,
+                subprotocol: Some(if protobuf {
+                    client::PROTOBUF_SUBPROTOCOL
+                } else {
+                    client::JSON_SUBPROTOCOL
+                }),
+                bearer: None,
+            };
+            (upgrade, protobuf)
+        }
+        Protocol::Ws => (
+            Upgrade {
+                host,
+                path: "/ws",
+                subprotocol: None,
+                bearer: None,
+            },
+            false,
+        ),
+        Protocol::Stream => (
+            Upgrade {
+                host,
+                path: "/stream",
+                subprotocol: None,
+                bearer: Some(&plan.api_keys[key]),
+            },
+            false,
+        ),
+    };
+    let mut ws = net::handshake(stream, upgrade)
+        .await
+        .map_err(|e| e.to_string())?;
+    match plan.protocol {
+        Protocol::PubsubProtobuf | Protocol::PubsubJson => {
+            let groups: Vec<String> = topics.map(|t| topics::group(&plan.prefix, t)).collect();
+            client::join_groups(&mut ws, protobuf, &groups).await?;
+        }
+        Protocol::Ws => {
+            let symbols: Vec<String> = topics.map(topics::ws_symbol).collect();
+            client::subscribe_ws(&mut ws, &symbols).await?;
+        }
+        Protocol::Stream => {
+            let symbols: Vec<String> = topics.map(topics::stream_symbol).collect();
+            client::subscribe_stream(&mut ws, &symbols).await?;
+        }
+    }
+    Ok(ws)
+}
+
+/// Reads updates until the connection ends; returns why it ended.
+async fn receive(worker: &Worker, conn: &Conn, mut ws: Ws) -> String {
+    let pubsub = worker.plan.protocol.is_pubsub();
+    let pings = worker.plan.protocol == Protocol::Ws;
+    let mut last_ping_us = stamp::now_us();
+    loop {
+        let frame = match ws.read_frame().await {
+            Ok(frame) => frame,
+            Err(e) => return e.to_string(),
+        };
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary => {
+                let now_us = stamp::now_us();
+                let found = if pubsub {
+                    stamp::find_raw(&frame.payload)
+                } else {
+                    stamp::find_tick(&frame.payload)
+                };
+                record(worker, conn, found, now_us);
+                if pings && now_us.saturating_sub(last_ping_us) >= WS_PING_EVERY_US {
+                    last_ping_us = now_us;
+                    if let Err(e) = ws.write_frame(client::ws_ping()).await {
+                        return e.to_string();
+                    }
+                }
+            }
+            OpCode::Close => return format!("closed {}", client::close_reason(&frame.payload)),
+            _ => {}
+        }
+    }
+}
+
+/// Counts one message of `conn`.
+fn record(worker: &Worker, conn: &Conn, found: Option<stamp::Stamp>, now_us: u64) {
+    let mut stats = worker.stats.borrow_mut();
+    let Some(stamp) = found else {
+        stats.counters.other += 1;
+        return;
+    };
+    let Some(slot) = worker.topics.slot(conn.index, stamp.topic) else {
+        stats.error(format!(
+            "an update of topic {} was not subscribed",
+            stamp.topic
+        ));
+        return;
+    };
+    stats
+        .latency
+        .saturating_record(now_us.saturating_sub(stamp.sent_us));
+    stats.counters.delivered += 1;
+    match conn.tracker.borrow_mut().observe(slot, stamp.seq) {
+        Some(Observation::InOrder) | None => {}
+        Some(Observation::Gap(n)) => stats.counters.drops += n,
+        Some(Observation::Stale) => stats.counters.duplicates += 1,
+    }
+}
+
+/// Waits for the updates still on their way (up to `drain`), then adds
+/// the missing tails to the drops and builds the report.
+async fn finish(worker: &Worker, last_seq: &[u64], drain: Duration) -> WorkerReport {
+    let deadline = Instant::now() + drain;
+    let missing = || -> u64 {
+        worker
+            .conns
+            .borrow()
+            .iter()
+            .filter(|c| c.alive.get())
+            .map(|c| {
+                c.tracker.borrow().missing_tail(|slot| {
+                    last_seq
+                        .get(worker.topics.topic(c.index, slot))
+                        .copied()
+                        .unwrap_or(0)
+                })
+            })
+            .sum()
+    };
+    while missing() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    worker.finishing.set(true);
+    let tail = missing();
+    let expected = worker
+        .conns
+        .borrow()
+        .iter()
+        .map(|c| {
+            worker
+                .topics
+                .of_connection(c.index)
+                .map(|t| last_seq.get(t).copied().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum();
+    let mut stats = worker.stats.borrow_mut();
+    stats.counters.drops += tail;
+    WorkerReport {
+        counters: stats.counters,
+        expected,
+        latency: report::to_buckets(&stats.latency),
+        connect: report::to_buckets(&stats.connect),
+        errors: stats.error_samples(),
+    }
+}
+
+/// Runs `plan` on a new current-thread runtime in this thread.
+pub fn run_blocking(
+    plan: WorkerPlan,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting a worker runtime", e))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, run(plan, commands, events));
+    Ok(())
+}
+
+/// The main of a worker process: the plan, then commands, as JSON lines on
+/// stdin; events as JSON lines on stdout.
+pub fn process_main() -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting a worker runtime", e))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let bad = |reason: String| Error::Worker { worker: 0, reason };
+        let first = lines
+            .next_line()
+            .await
+            .map_err(|e| Error::io("reading the plan", e))?
+            .ok_or_else(|| bad("no plan on stdin".into()))?;
+        let plan: WorkerPlan =
+            serde_json::from_str(&first).map_err(|e| bad(format!("bad plan: {e}")))?;
+        let (command_tx, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, mut event_rx) = mpsc::unbounded_channel::<Event>();
+        tokio::task::spawn_local(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<Command>(&line) {
+                    Ok(command) => {
+                        if command_tx.send(command).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => eprintln!("tickwire-loadtest worker: bad command: {e}"),
+                }
+            }
+        });
+        let writer = tokio::task::spawn_local(async move {
+            let mut stdout = tokio::io::stdout();
+            while let Some(event) = event_rx.recv().await {
+                let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                line.push(b'\n');
+                if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        run(plan, command_rx, event_tx).await;
+        let _ = writer.await;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_as_json_lines() {
+        let finish = Command::Finish {
+            last_seq: vec![3, 4],
+            drain_ms: 100,
+        };
+        let line = serde_json::to_string(&finish).unwrap();
+        assert!(line.starts_with(r#"{"cmd":"finish""#), "{line}");
+        assert_eq!(serde_json::from_str::<Command>(&line).unwrap(), finish);
+
+        let report = Event::Report(WorkerReport {
+            counters: Counters {
+                delivered: 5,
+                ..Counters::default()
+            },
+            expected: 5,
+            latency: vec![(10, 5)],
+            connect: vec![(1000, 1)],
+            errors: Vec::new(),
+        });
+        let line = serde_json::to_string(&report).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), report);
+    }
+
+    #[test]
+    fn counters_add_up() {
+        let mut a = Counters {
+            delivered: 1,
+            drops: 2,
+            ..Counters::default()
+        };
+        a.add(&Counters {
+            delivered: 10,
+            errors: 1,
+            ..Counters::default()
+        });
+        assert_eq!((a.delivered, a.drops, a.errors), (11, 2, 1));
+    }
+
+    #[test]
+    fn error_kinds_are_bounded() {
+        let mut stats = Stats {
+            counters: Counters::default(),
+            latency: report::new_histogram(),
+            connect: report::new_histogram(),
+            errors: HashMap::new(),
+        };
+        for i in 0..100 {
+            stats.error(format!("e{}", i % 40));
+        }
+        stats.error("e0".into());
+        assert_eq!(stats.counters.errors, 101);
+        let samples = stats.error_samples();
+        assert_eq!(samples.len(), MAX_ERROR_KINDS + 1);
+        assert_eq!(samples.iter().map(|s| s.count).sum::<u64>(), 101);
+        assert_eq!(samples[0].message, "other errors");
+    }
+}

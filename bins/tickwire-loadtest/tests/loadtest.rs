@@ -1,0 +1,154 @@
+//! A tiny load against an in-process gateway, for every protocol: updates
+//! arrive, none is lost, and the report is well formed. No timing is
+//! asserted.
+
+use std::net::SocketAddr;
+
+use clap::Parser as _;
+use tickwire_gateway::{ApiKey, Config, ROLE_JOIN_LEAVE, ROLE_PUBLISH};
+use tickwire_loadtest::{Args, Report, Settings};
+use tokio::sync::oneshot;
+
+const KEY: &str = "loadtest-key";
+
+/// Starts a gateway with a key that may publish and hold many connections;
+/// dropping the sender stops it.
+async fn gateway() -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = Config {
+        listen: addr,
+        ..Config::default()
+    };
+    config.api_keys.push(ApiKey {
+        roles: vec![ROLE_PUBLISH.to_owned(), ROLE_JOIN_LEAVE.to_owned()],
+        max_connections: 1000,
+        rate_per_minute: 100_000,
+        ..ApiKey::new("loadtest", KEY)
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        tickwire_gateway::run(listener, config, Vec::new(), shutdown)
+            .await
+            .unwrap();
+    });
+    (addr, stop)
+}
+
+fn args(addr: SocketAddr, protocol: &str, extra: &[&str]) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "tickwire-loadtest",
+        "--url",
+        &format!("http://{addr}"),
+        "--protocol",
+        protocol,
+        "--connections",
+        "20",
+        "--topics",
+        "5",
+        "--subscriptions-per-conn",
+        "2",
+        "--rate",
+        "50",
+        "--payload",
+        "64",
+        "--duration",
+        "2",
+        "--drain",
+        "10",
+        "--api-key",
+        KEY,
+        "--publish-key",
+        KEY,
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    argv
+}
+
+fn assert_clean(report: &Report, protocol: &str) {
+    assert_eq!(report.protocol, protocol);
+    assert_eq!(report.connected, 20, "{report:#?}");
+    assert_eq!(report.connect_failures, 0, "{report:#?}");
+    assert!(report.published > 0, "{report:#?}");
+    assert!(report.delivered > 0, "{report:#?}");
+    assert_eq!(report.drops, 0, "{report:#?}");
+    assert_eq!(report.duplicates, 0, "{report:#?}");
+    assert_eq!(report.disconnects, 0, "{report:#?}");
+    assert_eq!(report.errors, 0, "{report:#?}");
+    // Every published update reached each of its topic's subscribers.
+    assert_eq!(report.delivered, report.expected, "{report:#?}");
+    // 20 connections × 2 topics over 5 topics: 8 subscribers per topic.
+    assert_eq!(report.expected, report.published * 8, "{report:#?}");
+    let l = report.latency_us;
+    assert!(l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max);
+    assert!(l.max > 0);
+    assert!(report.connect_ms.p50 > 0.0);
+    assert!(report.delivered_per_sec > 0.0);
+    let json = serde_json::to_value(report).unwrap();
+    for key in [
+        "delivered_per_sec",
+        "latency_us",
+        "drops",
+        "disconnects",
+        "connect_ms",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_delivers_everything_in_process() {
+    let (addr, _stop) = gateway().await;
+    for protocol in ["pubsub-protobuf", "pubsub-json", "ws", "stream"] {
+        let pid = std::process::id().to_string();
+        let argv = args(addr, protocol, &["--server-pid", &pid]);
+        let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
+        let report = tickwire_loadtest::run(settings).await.unwrap();
+        assert_clean(&report, protocol);
+        // The gateway runs in this process: its memory was read.
+        assert!(report.server_rss_bytes.is_some(), "{report:#?}");
+        assert!(report.rss_per_conn_bytes.is_some(), "{report:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_report_json() {
+    let (addr, _stop) = gateway().await;
+    let argv = args(addr, "pubsub-json", &["--workers", "2", "--json"]);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickwire-loadtest"))
+        .args(&argv[1..])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report.workers, 2);
+    assert_clean(&report, "pubsub-json");
+    assert_eq!(report.rss_per_conn_bytes, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_may_not_publish_is_explained() {
+    let (addr, _stop) = gateway().await;
+    let mut argv = args(addr, "ws", &[]);
+    let at = argv.iter().position(|a| a == "--publish-key").unwrap();
+    argv[at + 1] = "tickwire-demo-key".to_owned();
+    let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
+    let err = tickwire_loadtest::run(settings)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP 403"), "{err}");
+    assert!(err.contains("TICKWIRE_API_KEYS"), "{err}");
+}
