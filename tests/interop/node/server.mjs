@@ -1,0 +1,170 @@
+// Shared pieces of the Node interop suite: one tickwire-server process on a free loopback
+// port with a test configuration, `/negotiate`, and bounded waits. Every wait here ends
+// after WAIT_MS; nothing sleeps to assert.
+
+import { spawn } from "node:child_process";
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+
+/** The key every default configuration ships: may join and leave groups, may not publish. */
+export const DEMO_KEY = "tickwire-demo-key";
+/** A key the test configuration adds, allowed to publish to groups as well. */
+export const PUBLISHER_KEY = "tickwire-interop-publisher-key";
+/** Upper bound of every wait of the suite, in milliseconds. */
+export const WAIT_MS = 20_000;
+
+const TEST_CONFIG = `# Written by the interop suite: the demo key plus a key that may publish.
+[[api_keys]]
+name = "demo"
+key = "${DEMO_KEY}"
+roles = ["webpubsub.joinLeaveGroup"]
+
+[[api_keys]]
+name = "interop-publisher"
+key = "${PUBLISHER_KEY}"
+roles = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"]
+`;
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Rejects with `what` when `promise` has not settled within `ms`. */
+export async function within(promise, what, ms = WAIT_MS) {
+  const timeout = new AbortController();
+  try {
+    return await Promise.race([
+      promise,
+      delay(ms, undefined, { signal: timeout.signal }).then(() => {
+        throw new Error(`no ${what} within ${ms} ms`);
+      }),
+    ]);
+  } finally {
+    timeout.abort();
+  }
+}
+
+/** One tickwire-server process on 127.0.0.1, started from the repository root. */
+export class TickwireServer {
+  constructor() {
+    this.workDir = mkdtempSync(join(tmpdir(), "tickwire-interop-node-"));
+    this.logPath = join(this.workDir, "tickwire-server.log");
+    this.child = undefined;
+  }
+
+  async start() {
+    const binary = process.env.TICKWIRE_BIN || join(REPO_ROOT, "target", "debug", "tickwire-server");
+    if (!existsSync(binary)) {
+      throw new Error(`server binary ${binary} not found: run \`cargo build -p tickwire-server\` or set TICKWIRE_BIN`);
+    }
+    this.port = await freePort();
+    this.http = `http://127.0.0.1:${this.port}`;
+    const configPath = join(this.workDir, "tickwire-interop.toml");
+    writeFileSync(configPath, TEST_CONFIG);
+    // The server reads TICKWIRE_* variables as configuration: keep the caller's out.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("TICKWIRE_")));
+    env.RUST_LOG ??= "info";
+    const log = createWriteStream(this.logPath);
+    await new Promise((ok) => log.once("open", ok));
+    this.child = spawn(binary, ["--config", configPath, "--listen", `127.0.0.1:${this.port}`], {
+      cwd: REPO_ROOT,
+      env,
+      stdio: ["ignore", log, log],
+    });
+    this.exited = new Promise((ok) => this.child.once("exit", (code, signal) => ok({ code, signal })));
+    try {
+      await this.#waitReady();
+    } catch (err) {
+      await this.stop({ keepLog: true });
+      throw new Error(`${err.message}\n${this.logTail()}`);
+    }
+  }
+
+  async #waitReady() {
+    const deadline = Date.now() + WAIT_MS;
+    let last = "no answer";
+    let exit;
+    this.exited.then((e) => (exit = e));
+    while (Date.now() < deadline) {
+      if (exit) {
+        throw new Error(`tickwire-server exited (${exit.code ?? exit.signal}) before it was ready`);
+      }
+      try {
+        const resp = await fetch(`${this.http}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (resp.status === 200) {
+          return;
+        }
+        last = `/healthz answered ${resp.status}`;
+      } catch (err) {
+        last = String(err.cause ?? err);
+      }
+      await delay(100); // polling interval of a bounded readiness wait
+    }
+    throw new Error(`tickwire-server not ready within ${WAIT_MS} ms (${last})`);
+  }
+
+  async stop({ keepLog = false } = {}) {
+    const child = this.child;
+    this.child = undefined;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const stopped = await within(this.exited, "server exit", 10_000).then(
+        () => true,
+        () => false,
+      );
+      if (!stopped) {
+        child.kill("SIGKILL");
+        await this.exited;
+      }
+    }
+    if (!keepLog) {
+      rmSync(this.workDir, { recursive: true, force: true });
+    }
+  }
+
+  logTail(lines = 60) {
+    try {
+      return readFileSync(this.logPath, "utf8").split("\n").slice(-lines).join("\n");
+    } catch {
+      return "(no server log)";
+    }
+  }
+
+  /** `GET /negotiate` with `Authorization: Basic <key>`. */
+  async negotiate(key = DEMO_KEY) {
+    const resp = await fetch(`${this.http}/negotiate`, {
+      headers: { Authorization: `Basic ${key}` },
+      signal: AbortSignal.timeout(WAIT_MS),
+    });
+    if (resp.status !== 200) {
+      throw new Error(`/negotiate answered ${resp.status}: ${await resp.text()}`);
+    }
+    const body = await resp.json();
+    return { urls: body.websocket_urls, prefix: body.prefix };
+  }
+
+  /** The SDKs' URL form of a hub: `ws://HOST/client/hubs/HUB?access_token=JWT`. */
+  async clientAccessUrl(hub, key = DEMO_KEY) {
+    const { urls } = await this.negotiate(key);
+    const url = new URL(urls[hub]);
+    const [ws, name] = url.pathname.split("/").filter(Boolean);
+    if (ws !== "ws" || name !== hub) {
+      throw new Error(`unexpected hub URL ${urls[hub]}`);
+    }
+    url.pathname = `/client/hubs/${hub}`;
+    return url.toString();
+  }
+}

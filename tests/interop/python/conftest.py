@@ -1,0 +1,44 @@
+"""Fixtures of the Python interop suite: generated protobuf modules and one server per session."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from interop_support import TickwireServer, generate_protos
+
+# The test modules import the generated `*_pb2` modules at import time, so generate them
+# while this conftest is imported, before collection, into a folder removed at exit.
+_GENERATED = Path(tempfile.mkdtemp(prefix="tickwire-interop-pb2-"))
+generate_protos(_GENERATED)
+
+_SERVERS: list[TickwireServer] = []
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_GENERATED, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TickwireServer]:
+    """A running tickwire-server with the test configuration, stopped after the session."""
+    srv = TickwireServer(tmp_path_factory.mktemp("tickwire-server"))
+    _SERVERS.append(srv)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """On failure, show the end of the server log: it usually says what went wrong."""
+    if exitstatus == 0:
+        return
+    for srv in _SERVERS:
+        terminalreporter.section(f"tickwire-server log ({srv.log_path})")
+        terminalreporter.write_line(srv.log_tail())
