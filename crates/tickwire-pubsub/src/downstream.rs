@@ -16,13 +16,22 @@ use crate::subprotocol::WireFormat;
 use crate::wire::{self, put_base64_str, put_json_str, put_u64};
 use crate::{Downstream, MessageData, MessageFrom};
 
-/// The `from` of every protobuf `DataMessage`.
+/// The `from` of a protobuf `DataMessage`.
 ///
-/// The gateway's reference server sends `DataMessage{from: "server", group, data}` for its
-/// group broadcasts to protobuf clients (while its JSON clients see `"from":"group"`), so
-/// protobuf clients written against it expect `"server"` even for group messages; the group
-/// travels in `group`.
-pub(crate) const PROTOBUF_FROM: &str = "server";
+/// Seed 000: the server's own group broadcasts reach protobuf clients as
+/// `DataMessage{from: "server", group, data}` (while JSON clients see `"from":"group"`), so
+/// protobuf clients written against it expect `"server"` for them; the group travels in
+/// `group`. A message a client published with `sendToGroup` (it has a sender) is `"group"`,
+/// as in the Azure Web PubSub protobuf protocol.
+pub(crate) fn protobuf_from(from: &MessageFrom) -> &'static str {
+    match from {
+        MessageFrom::Group {
+            from_user_id: Some(_),
+            ..
+        } => "group",
+        MessageFrom::Server | MessageFrom::Group { .. } => "server",
+    }
+}
 
 /// Appends `msg` to `out` in `format`, as the payload of one WebSocket frame (text for
 /// [`WireFormat::Json`], binary for [`WireFormat::Protobuf`]).
@@ -217,7 +226,7 @@ fn to_proto(msg: &Downstream) -> pb::DownstreamMessage {
             data,
             sequence_id,
         } => down::Message::DataMessage(down::DataMessage {
-            from: PROTOBUF_FROM.to_owned(),
+            from: protobuf_from(from).to_owned(),
             group: match from {
                 MessageFrom::Server => None,
                 MessageFrom::Group { group, .. } => Some(group.clone()),

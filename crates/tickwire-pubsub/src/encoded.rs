@@ -5,7 +5,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::downstream::{PROTOBUF_FROM, SEQUENCE_ID_KEY, any_len, put_any, put_json_message};
+use crate::downstream::{SEQUENCE_ID_KEY, any_len, protobuf_from, put_any, put_json_message};
 use crate::subprotocol::WireFormat;
 use crate::wire::{
     LEN, VARINT, key, len_field_len, put_len_field, put_u64, put_varint, varint_len,
@@ -84,12 +84,13 @@ pub fn encode_message(
                 MessageFrom::Server => None,
                 MessageFrom::Group { group, .. } => Some(group.as_str()),
             };
-            let body_len = data_message_len(group, data);
+            let sender = protobuf_from(from);
+            let body_len = data_message_len(sender, group, data);
             let body_start = 1 + varint_len(body_len as u64);
             let mut out = BytesMut::with_capacity(body_start + body_len);
             out.put_u8(DATA_MESSAGE_KEY);
             put_varint(&mut out, body_len as u64);
-            put_data_message(&mut out, group, data);
+            put_data_message(&mut out, sender, group, data);
             debug_assert_eq!(out.len(), body_start + body_len);
             Repr::Protobuf {
                 whole: out.freeze(),
@@ -179,8 +180,8 @@ fn decimal_len(n: u64) -> usize {
 }
 
 /// The length of the `DataMessage` body without a sequence id.
-fn data_message_len(group: Option<&str>, data: &MessageData) -> usize {
-    len_field_len(PROTOBUF_FROM.len())
+fn data_message_len(from: &str, group: Option<&str>, data: &MessageData) -> usize {
+    len_field_len(from.len())
         + group.map_or(0, |g| len_field_len(g.len()))
         + len_field_len(message_data_len(data))
 }
@@ -188,8 +189,8 @@ fn data_message_len(group: Option<&str>, data: &MessageData) -> usize {
 /// Appends the `DataMessage` body without a sequence id, fields in number order as prost
 /// writes them: `from = 1`, `group = 2` (explicit presence: written even when empty),
 /// `data = 3`.
-fn put_data_message(out: &mut BytesMut, group: Option<&str>, data: &MessageData) {
-    put_len_field(out, 1, PROTOBUF_FROM.as_bytes());
+fn put_data_message(out: &mut BytesMut, from: &str, group: Option<&str>, data: &MessageData) {
+    put_len_field(out, 1, from.as_bytes());
     if let Some(group) = group {
         put_len_field(out, 2, group.as_bytes());
     }

@@ -274,6 +274,28 @@ fn protobuf_data_messages() {
 }
 
 #[test]
+fn protobuf_from_is_server_for_broadcasts_and_group_for_client_messages() {
+    use pb::downstream_message::Message;
+    let from_of = |from: MessageFrom| {
+        let frame = protobuf(&message(from, MessageData::Text("x".into()), None));
+        match pb::DownstreamMessage::decode(&frame[..]).unwrap().message {
+            Some(Message::DataMessage(data)) => data.from,
+            other => panic!("{other:?}"),
+        }
+    };
+    // Seed 000: the server's group broadcasts say "server".
+    assert_eq!(from_of(MessageFrom::group("g")), "server");
+    assert_eq!(from_of(MessageFrom::Server), "server");
+    assert_eq!(
+        from_of(MessageFrom::Group {
+            group: "g".into(),
+            from_user_id: Some("u1".into()),
+        }),
+        "group"
+    );
+}
+
+#[test]
 fn protobuf_output_decodes_with_prost() {
     use pb::downstream_message::Message;
     let frame = protobuf(&message(
@@ -288,7 +310,8 @@ fn protobuf_output_decodes_with_prost() {
     let Some(Message::DataMessage(data)) = decoded.message else {
         panic!("{decoded:?}");
     };
-    assert_eq!(data.from, "server");
+    // A client's sendToGroup (it has a sender) is `from: "group"`, as in Azure's protocol.
+    assert_eq!(data.from, "group");
     assert_eq!(data.group.as_deref(), Some("g"));
     assert_eq!(data.sequence_id, Some(42));
     assert_eq!(
