@@ -1,5 +1,5 @@
-// Shared pieces of the Node interop suite: one tickwire-server process on a free loopback
-// port with a test configuration, `/negotiate`, and bounded waits. Every wait here ends
+// Shared pieces of the Node interop suite: one tickwire-server process on free loopback
+// ports with a test configuration, `/negotiate`, and bounded waits. Every wait here ends
 // after WAIT_MS; nothing sleeps to assert.
 
 import { spawn } from "node:child_process";
@@ -31,6 +31,23 @@ key = "${PUBLISHER_KEY}"
 roles = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"]
 `;
 
+/**
+ * Short periods, so that what the JSON feeds send every few seconds arrives within a test:
+ * signals of the synthetic market every second, `server_status` on /ws every second, the
+ * automatic `pong` of /stream every second. Tables only: it is appended after the keys.
+ */
+export const FAST_FEEDS_CONFIG = `
+[synthetic]
+signal_interval_ms = 1000
+book_interval_ms = 500
+
+[ws]
+status_interval_secs = 1
+
+[stream]
+heartbeat_secs = 1
+`;
+
 function freePort() {
   return new Promise((resolvePort, reject) => {
     const srv = createServer();
@@ -57,11 +74,20 @@ export async function within(promise, what, ms = WAIT_MS) {
   }
 }
 
-/** One tickwire-server process on 127.0.0.1, started from the repository root. */
+/**
+ * One tickwire-server process on 127.0.0.1, started from the repository root.
+ *
+ * Every listener is on a free loopback port: the main one (`http`, `ws`), the market-data
+ * proxy's own (`proxyWs`, `--proxy-listen`) and the ZeroMQ bus (`zmqEndpoint`,
+ * `--zmq-bind`). `extraConfig` is appended to the test configuration; `env` adds
+ * `TICKWIRE_*` variables (the caller's own are never passed on).
+ */
 export class TickwireServer {
-  constructor() {
+  constructor({ extraConfig = "", env = {} } = {}) {
     this.workDir = mkdtempSync(join(tmpdir(), "tickwire-interop-node-"));
     this.logPath = join(this.workDir, "tickwire-server.log");
+    this.extraConfig = extraConfig;
+    this.extraEnv = env;
     this.child = undefined;
   }
 
@@ -71,15 +97,31 @@ export class TickwireServer {
       throw new Error(`server binary ${binary} not found: run \`cargo build -p tickwire-server\` or set TICKWIRE_BIN`);
     }
     this.port = await freePort();
+    this.proxyPort = await freePort();
+    this.zmqPort = await freePort();
     this.http = `http://127.0.0.1:${this.port}`;
+    this.ws = `ws://127.0.0.1:${this.port}`;
+    this.proxyWs = `ws://127.0.0.1:${this.proxyPort}`;
+    this.zmqEndpoint = `tcp://127.0.0.1:${this.zmqPort}`;
     const configPath = join(this.workDir, "tickwire-interop.toml");
-    writeFileSync(configPath, TEST_CONFIG);
+    writeFileSync(configPath, TEST_CONFIG + this.extraConfig);
     // The server reads TICKWIRE_* variables as configuration: keep the caller's out.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("TICKWIRE_")));
+    Object.assign(env, this.extraEnv);
     env.RUST_LOG ??= "info";
     const log = createWriteStream(this.logPath);
     await new Promise((ok) => log.once("open", ok));
-    this.child = spawn(binary, ["--config", configPath, "--listen", `127.0.0.1:${this.port}`], {
+    const args = [
+      "--config",
+      configPath,
+      "--listen",
+      `127.0.0.1:${this.port}`,
+      "--proxy-listen",
+      `127.0.0.1:${this.proxyPort}`,
+      "--zmq-bind",
+      this.zmqEndpoint,
+    ];
+    this.child = spawn(binary, args, {
       cwd: REPO_ROOT,
       env,
       stdio: ["ignore", log, log],
@@ -167,4 +209,44 @@ export class TickwireServer {
     url.pathname = `/client/hubs/${hub}`;
     return url.toString();
   }
+}
+
+/**
+ * Runs a client script (`clients/NAME`) in its own Node process with `env` added, and
+ * collects its output lines. `until({ stdout, stderr })` is checked after every line; once
+ * it holds, `signal` (if any) is sent. The process must end by itself (or after the signal)
+ * within `ms`; else it is killed and the result says `timedOut`.
+ */
+export async function runClient(name, { env = {}, until = () => false, signal, ms = WAIT_MS } = {}) {
+  const script = join(dirname(fileURLToPath(import.meta.url)), "clients", name);
+  const child = spawn(process.execPath, [script], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const out = { stdout: [], stderr: [] };
+  let signalled = false;
+  const collect = (stream, lines) => {
+    let partial = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk) => {
+      const parts = (partial + chunk).split("\n");
+      partial = parts.pop();
+      lines.push(...parts);
+      if (!signalled && signal && until(out)) {
+        signalled = true;
+        child.kill(signal);
+      }
+    });
+    stream.on("end", () => partial && lines.push(partial));
+  };
+  collect(child.stdout, out.stdout);
+  collect(child.stderr, out.stderr);
+  const exited = new Promise((ok) => child.once("close", (code, sig) => ok({ code, signal: sig })));
+  let timedOut = false;
+  const status = await within(exited, `exit of ${name}`, ms).catch(async () => {
+    timedOut = true;
+    child.kill("SIGKILL");
+    return exited;
+  });
+  return { ...out, ...status, timedOut };
 }

@@ -1,4 +1,4 @@
-"""Fixtures of the Python interop suite: generated protobuf modules and one server per session."""
+"""Fixtures of the Python interop suite: generated protobuf modules and the servers it runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from interop_support import TickwireServer, generate_protos
+from interop_support import FAST_FEEDS_CONFIG, TickwireServer, generate_protos
 
 # The test modules import the generated `*_pb2` modules at import time, so generate them
 # while this conftest is imported, before collection, into a folder removed at exit.
@@ -23,10 +23,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_GENERATED, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TickwireServer]:
-    """A running tickwire-server with the test configuration, stopped after the session."""
-    srv = TickwireServer(tmp_path_factory.mktemp("tickwire-server"))
+def _run_server(work_dir: Path, **kwargs) -> Iterator[TickwireServer]:
+    srv = TickwireServer(work_dir, **kwargs)
     _SERVERS.append(srv)
     srv.start()
     try:
@@ -35,8 +33,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TickwireServer]
         srv.stop()
 
 
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TickwireServer]:
+    """A running tickwire-server with the test configuration, stopped after the session.
+
+    The proxy answers in its default, documented reply style.
+    """
+    yield from _run_server(tmp_path_factory.mktemp("tickwire-server"), extra_config=FAST_FEEDS_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def openalgo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TickwireServer]:
+    """A second server whose proxy answers as the reference server does, for the `openalgo` SDK.
+
+    The reply style is set the way an operator would, through the environment.
+    """
+    yield from _run_server(
+        tmp_path_factory.mktemp("tickwire-server-openalgo"),
+        env={"TICKWIRE_PROXY__REPLY_STYLE": "openalgo"},
+    )
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """On failure, show the end of the server log: it usually says what went wrong."""
+    """On failure, show the end of the server logs: they usually say what went wrong."""
     if exitstatus == 0:
         return
     for srv in _SERVERS:

@@ -102,14 +102,45 @@ key = "{PUBLISHER_KEY}"
 roles = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"]
 """
 
+# Short periods, so that what the JSON feeds send every few seconds arrives within a test:
+# signals of the synthetic market every second, `server_status` on /ws every second, the
+# automatic `pong` of /stream every second. It is appended after the key tables, so it
+# holds tables only (a top-level key there would land in the last table).
+FAST_FEEDS_CONFIG = """
+[synthetic]
+signal_interval_ms = 1000
+book_interval_ms = 500
+
+[ws]
+status_interval_secs = 1
+
+[stream]
+heartbeat_secs = 1
+"""
+
 
 class TickwireServer:
-    """One `tickwire-server` process on 127.0.0.1, started from the repository root."""
+    """One `tickwire-server` process on 127.0.0.1, started from the repository root.
 
-    def __init__(self, work_dir: Path) -> None:
+    Every listener is on a free loopback port: the main one (`http`, `ws`), the market-data
+    proxy's own (`proxy_ws`, `--proxy-listen`) and the ZeroMQ bus the server binds
+    (`zmq_endpoint`, `--zmq-bind`). `extra_config` is appended to the test configuration;
+    `env` adds `TICKWIRE_*` variables (the caller's own are never passed on).
+    """
+
+    def __init__(
+        self, work_dir: Path, extra_config: str = "", env: dict[str, str] | None = None
+    ) -> None:
         self.work_dir = work_dir
+        self.extra_config = extra_config
+        self.extra_env = dict(env or {})
         self.port = free_port()
+        self.proxy_port = free_port()
+        self.zmq_port = free_port()
         self.http = f"http://127.0.0.1:{self.port}"
+        self.ws = f"ws://127.0.0.1:{self.port}"
+        self.proxy_ws = f"ws://127.0.0.1:{self.proxy_port}"
+        self.zmq_endpoint = f"tcp://127.0.0.1:{self.zmq_port}"
         self.log_path = work_dir / "tickwire-server.log"
         self.config_path = work_dir / "tickwire-interop.toml"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -121,9 +152,10 @@ class TickwireServer:
                 f"server binary {binary} not found: run `cargo build -p tickwire-server` "
                 "or set TICKWIRE_BIN"
             )
-        self.config_path.write_text(TEST_CONFIG, encoding="utf-8")
+        self.config_path.write_text(TEST_CONFIG + self.extra_config, encoding="utf-8")
         # The server reads TICKWIRE_* variables as configuration: keep the caller's out.
         env = {k: v for k, v in os.environ.items() if not k.startswith("TICKWIRE_")}
+        env.update(self.extra_env)
         env.setdefault("RUST_LOG", "info")
         cmd = [
             str(binary),
@@ -131,6 +163,10 @@ class TickwireServer:
             str(self.config_path),
             "--listen",
             f"127.0.0.1:{self.port}",
+            "--proxy-listen",
+            f"127.0.0.1:{self.proxy_port}",
+            "--zmq-bind",
+            self.zmq_endpoint,
         ]
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
