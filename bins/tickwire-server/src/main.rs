@@ -13,6 +13,11 @@
 //! stays reachable at `/proxy`; a bus that cannot be bound retries with
 //! backoff, then shows as `failed`, without stopping the server.
 //!
+//! At start it raises its soft open-file limit to the hard one and logs how
+//! many connections that allows; its listeners use an accept backlog of
+//! [`LISTEN_BACKLOG`] (the kernel caps it at `net.core.somaxconn`), so that
+//! bursts of connects are queued rather than dropped.
+//!
 //! Configuration: defaults < `--config` TOML file < `TICKWIRE_*` environment
 //! (`__` between nested keys) < command-line flags. Logs go to stderr; set
 //! `RUST_LOG` (default `info`). SIGINT and SIGTERM shut the server down
@@ -25,8 +30,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use tickwire_gateway::{Config, DEMO_KEY, GatewayError, RunOptions, adapters_from_config};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
+
+/// Pending connections the listeners queue before the server accepts them.
+const LISTEN_BACKLOG: u32 = 4096;
+/// File descriptors kept for everything but client connections (listeners,
+/// the data files of the replay, the bus, logs).
+const RESERVED_FDS: u64 = 64;
 
 /// The tickwire market-data WebSocket gateway.
 #[derive(Debug, Parser)]
@@ -95,9 +106,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Err(e @ GatewayError::DemoKeyOnPublicAddress { .. }) => return Err(e.into()),
         Err(e) => return Err(e).context("loading the configuration"),
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    raise_open_file_limit();
+    let listener = listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;
     info!(listen = %local, "tickwire listening");
     if config.api_keys.iter().any(|k| k.is_demo()) {
@@ -114,7 +124,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             "synthetic market enabled; feeds on ws://{local}/ws and ws://{local}/stream?api_key=<key>"
         );
     }
-    let proxy_listener = match tokio::net::TcpListener::bind(config.proxy.listen).await {
+    let proxy_listener = match listen(config.proxy.listen) {
         Ok(l) => Some(l),
         Err(e) => {
             error!(
@@ -130,6 +140,35 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     tickwire_gateway::run_with(listener, options, config, adapters.list, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Binds `addr` with an accept backlog of [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // A restarted server rebinds at once, as `TcpListener::bind` would.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Raises the soft open-file limit to the hard one and logs how many
+/// connections it allows.
+fn raise_open_file_limit() {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(
+            open_files = limit,
+            raised_from = before.unwrap_or(limit),
+            max_connections = limit.saturating_sub(RESERVED_FDS),
+            "open-file limit: about {} connections",
+            limit.saturating_sub(RESERVED_FDS)
+        ),
+        Err(e) => warn!("cannot read or raise the open-file limit: {e}"),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

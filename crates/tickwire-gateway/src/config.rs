@@ -47,6 +47,7 @@ use sha2::{Digest, Sha256};
 use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
 
 use crate::GatewayError;
+use crate::outbox::SlowConsumer;
 
 /// The name of the built-in demo key.
 pub const DEMO_KEY_NAME: &str = "demo";
@@ -302,6 +303,10 @@ pub struct TransportConfig {
     /// Largest message a client may send, in bytes; larger ones close the
     /// connection with 1009. Default 524288 (512 KB).
     pub max_message_bytes: usize,
+    /// What happens to a client whose send buffer is full: `disconnect`
+    /// (default, the seed's behaviour), `drop_oldest` or `conflate` (keep the
+    /// newest update per topic). Each endpoint may override it.
+    pub slow_consumer: SlowConsumer,
     /// Messages queued per client; a client whose queue is full is dropped.
     /// Default 256.
     pub send_buffer: usize,
@@ -318,6 +323,7 @@ impl Default for TransportConfig {
             ping_interval_secs: 54,
             pong_timeout_secs: 60,
             max_message_bytes: 512 * 1024,
+            slow_consumer: SlowConsumer::Disconnect,
             send_buffer: 256,
             write_timeout_secs: 10,
             max_groups_per_connection: 1000,
@@ -367,6 +373,9 @@ pub struct WsConfig {
     /// Largest client message, in bytes; larger ones close with 1009.
     /// Default 65536.
     pub max_message_bytes: usize,
+    /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_consumer: Option<SlowConsumer>,
 }
 
 impl Default for WsConfig {
@@ -379,6 +388,7 @@ impl Default for WsConfig {
             idle_timeout_secs: 300,
             status_interval_secs: 10,
             max_message_bytes: 64 * 1024,
+            slow_consumer: None,
         }
     }
 }
@@ -399,6 +409,9 @@ pub struct StreamConfig {
     /// Largest client message, in bytes; larger ones close with 1009.
     /// Default 1048576 (1 MB).
     pub max_message_bytes: usize,
+    /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_consumer: Option<SlowConsumer>,
 }
 
 impl Default for StreamConfig {
@@ -408,6 +421,7 @@ impl Default for StreamConfig {
             idle_timeout_secs: 300,
             heartbeat_secs: 30,
             max_message_bytes: 1024 * 1024,
+            slow_consumer: None,
         }
     }
 }
@@ -426,6 +440,9 @@ pub struct FastWsConfig {
     /// Largest client message, in bytes; larger ones close with 1009.
     /// Default 65536.
     pub max_message_bytes: usize,
+    /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_consumer: Option<SlowConsumer>,
 }
 
 impl Default for FastWsConfig {
@@ -434,6 +451,7 @@ impl Default for FastWsConfig {
             heartbeat_secs: 30,
             lifespan_secs: 3600,
             max_message_bytes: 64 * 1024,
+            slow_consumer: None,
         }
     }
 }

@@ -33,38 +33,65 @@ use tickwire_adapter::UpdateStream;
 use tickwire_index::{SubscriptionIndex, TopicId};
 use tickwire_model::{GexRecord, Instrument, RawDataType, RawGroupPayload, Update};
 use tickwire_pubsub::{EncodedMessage, MessageData, MessageFrom, WireFormat, encode_message};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::market::{self, Feed, Market};
+use crate::outbox::{
+    Item, NO_TOPIC, Offered, Outbox, SlowConsumer, SlowConsumerCounts, SlowConsumerStats,
+};
 use crate::writer::Outbound;
+
+/// How often the fan-out logs what the slow-consumer policies did (when
+/// anything changed).
+const SLOW_CONSUMER_LOG: Duration = Duration::from_secs(10);
 
 /// The subscription index of the gateway.
 pub(crate) type Index = SubscriptionIndex<Subscriber>;
 
 /// A connection as the index and the fan-out see it: its id, wire format
-/// and queue. Equal and hashed by connection id.
+/// and [`Outbox`]. Equal and hashed by connection id.
 #[derive(Clone)]
 pub(crate) struct Subscriber(Arc<SubscriberInner>);
 
 struct SubscriberInner {
     id: u64,
     format: WireFormat,
-    queue: mpsc::Sender<Outbound>,
-    dropped: AtomicBool,
-    drop_signal: Notify,
+    /// Whether data messages are sequenced at write time (reliable pubsub).
+    reliable: bool,
+    outbox: Outbox,
+    /// The gateway's counts of slow-consumer decisions.
+    stats: Arc<SlowConsumerStats>,
+    /// Whether a slow-consumer decision was logged for this connection.
+    trimmed: AtomicBool,
     /// [`clock_ms`] of the last data message queued (JSON feeds only).
     last_data_ms: AtomicU64,
 }
 
+/// What a connection's queue is and does when full.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueuePolicy {
+    /// Data items queued at most (`send_buffer`).
+    pub(crate) capacity: usize,
+    /// What a full queue does.
+    pub(crate) slow_consumer: SlowConsumer,
+}
+
 impl Subscriber {
-    pub(crate) fn new(id: u64, format: WireFormat, queue: mpsc::Sender<Outbound>) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        format: WireFormat,
+        reliable: bool,
+        queue: QueuePolicy,
+        stats: Arc<SlowConsumerStats>,
+    ) -> Self {
         Subscriber(Arc::new(SubscriberInner {
             id,
             format,
-            queue,
-            dropped: AtomicBool::new(false),
-            drop_signal: Notify::new(),
+            reliable,
+            outbox: Outbox::new(queue.capacity, queue.slow_consumer),
+            stats,
+            trimmed: AtomicBool::new(false),
             last_data_ms: AtomicU64::new(clock_ms()),
         }))
     }
@@ -74,52 +101,48 @@ impl Subscriber {
         self.0.id
     }
 
+    /// The connection's queues.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.0.outbox
+    }
+
     /// When a data message (not a heartbeat or status) was last queued for
     /// this connection by [`publish_text`].
     pub(crate) fn last_data(&self) -> Instant {
         clock_origin() + Duration::from_millis(self.0.last_data_ms.load(Ordering::Relaxed))
     }
 
-    /// Queues `msg`; a full queue drops the connection (it is too slow).
-    /// Returns whether the queue took it.
-    pub(crate) fn offer(&self, msg: Outbound) -> bool {
-        match self.0.queue.try_send(msg) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.drop_connection() {
-                    warn!(
+    /// Queues `msg`, an update of `topic` ([`NO_TOPIC`] for none); a full
+    /// queue applies the slow-consumer policy. Returns whether the queue took it.
+    pub(crate) fn offer(&self, topic: u32, msg: Outbound) -> bool {
+        match self.0.outbox.offer(Item { topic, out: msg }, &self.0.stats) {
+            Offered::Queued => true,
+            Offered::Trimmed => {
+                if !self.0.trimmed.swap(true, Ordering::Relaxed) {
+                    info!(
                         connection = self.id(),
-                        capacity = self.0.queue.max_capacity(),
-                        "send buffer full; dropping the slow client"
+                        policy = %self.0.outbox.policy(),
+                        "send buffer full; the slow client skips updates from now on"
                     );
                 }
+                true
+            }
+            Offered::Full => {
+                warn!(
+                    connection = self.id(),
+                    capacity = self.0.outbox.capacity(),
+                    "send buffer full; dropping the slow client"
+                );
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Offered::Closed => false,
         }
     }
 
     /// Marks the connection for dropping; the writer stops at once. Returns
     /// whether this call was the first to do so.
     pub(crate) fn drop_connection(&self) -> bool {
-        let first = !self.0.dropped.swap(true, Ordering::AcqRel);
-        if first {
-            // One waiter (the writer); a stored permit covers a writer busy writing.
-            self.0.drop_signal.notify_one();
-        }
-        first
-    }
-
-    /// Whether the connection is being dropped.
-    pub(crate) fn is_dropped(&self) -> bool {
-        self.0.dropped.load(Ordering::Acquire)
-    }
-
-    /// Completes once the connection is to be dropped.
-    pub(crate) async fn dropped(&self) {
-        if !self.is_dropped() {
-            self.0.drop_signal.notified().await;
-        }
+        self.0.outbox.drop_connection()
     }
 }
 
@@ -147,7 +170,9 @@ impl std::fmt::Debug for Subscriber {
 }
 
 /// Delivers one message to every subscriber of `topic` (but `except`),
-/// encoding it at most once per wire format. Returns how many queues took it.
+/// encoding it at most once per wire format, and framing it at most once per
+/// wire format for the connections that do not sequence messages. Returns
+/// how many queues took it.
 pub(crate) fn publish(
     index: &Index,
     topic: TopicId,
@@ -156,23 +181,36 @@ pub(crate) fn publish(
     except: Option<u64>,
 ) -> usize {
     let mut encoded: [Option<EncodedMessage>; 2] = [None, None];
+    let mut framed: [Option<Outbound>; 2] = [None, None];
+    let key = topic_key(topic);
     let mut delivered = 0;
     index.for_each_subscriber(topic, |sub| {
-        if sub.is_dropped() || Some(sub.id()) == except {
+        if Some(sub.id()) == except {
             return;
         }
-        let slot = match sub.0.format {
-            WireFormat::Json => &mut encoded[0],
-            WireFormat::Protobuf => &mut encoded[1],
+        let format = sub.0.format;
+        let slot = match format {
+            WireFormat::Json => 0,
+            WireFormat::Protobuf => 1,
         };
-        let msg = slot
-            .get_or_insert_with(|| encode_message(sub.0.format, from, data))
-            .clone();
-        if sub.offer(Outbound::Message(msg)) {
+        let msg = encoded[slot].get_or_insert_with(|| encode_message(format, from, data));
+        let out = if sub.0.reliable {
+            Outbound::Message(msg.clone())
+        } else {
+            framed[slot]
+                .get_or_insert_with(|| Outbound::unsequenced(msg))
+                .clone()
+        };
+        if sub.offer(key, out) {
             delivered += 1;
         }
     });
     delivered
+}
+
+/// The conflation key of `topic`.
+fn topic_key(topic: TopicId) -> u32 {
+    u32::try_from(topic.index()).unwrap_or(NO_TOPIC)
 }
 
 /// Whether a JSON-feed message is data (it keeps a `/stream` connection from
@@ -186,15 +224,20 @@ pub(crate) enum Kind {
 }
 
 /// Delivers one encoded JSON-feed message to every subscriber of `topic`:
-/// each queue gets a clone of the same `Bytes`. Returns how many took it.
+/// the text frame is built once and each queue gets a clone of the same
+/// `Bytes`. Returns how many took it.
 pub(crate) fn publish_text(index: &Index, topic: TopicId, text: &Bytes, kind: Kind) -> usize {
     let now = (kind == Kind::Data).then(clock_ms);
+    let key = match kind {
+        Kind::Data => topic_key(topic),
+        // Never conflated with (or instead of) the topic's data.
+        Kind::Housekeeping => NO_TOPIC,
+    };
+    let mut frame: Option<Outbound> = None;
     let mut delivered = 0;
     index.for_each_subscriber(topic, |sub| {
-        if sub.is_dropped() {
-            return;
-        }
-        if sub.offer(Outbound::Text(text.clone())) {
+        let out = frame.get_or_insert_with(|| Outbound::text(text)).clone();
+        if sub.offer(key, out) {
             delivered += 1;
             if let Some(now) = now {
                 sub.0.last_data_ms.store(now, Ordering::Relaxed);
@@ -231,6 +274,8 @@ pub(crate) struct FanOut {
     bars: crate::fastws::BarFeed,
     /// The market-data proxy (seed 003), fed with every tick and book.
     proxy: Option<Arc<crate::proxy::Proxy>>,
+    /// What the slow-consumer policies did, logged when it changes.
+    slow_consumers: Arc<SlowConsumerStats>,
 }
 
 impl std::fmt::Debug for FanOut {
@@ -259,7 +304,15 @@ impl FanOut {
             seen: HashSet::new(),
             bars: crate::fastws::BarFeed::new(),
             proxy: None,
+            slow_consumers: Arc::new(SlowConsumerStats::default()),
         }
+    }
+
+    /// Logs, every [`SLOW_CONSUMER_LOG`] while they change, what the
+    /// slow-consumer policies counted in `stats`.
+    pub(crate) fn with_slow_consumer_stats(mut self, stats: Arc<SlowConsumerStats>) -> Self {
+        self.slow_consumers = stats;
+        self
     }
 
     /// Feeds `proxy` with every tick and book too.
@@ -281,10 +334,28 @@ impl FanOut {
             info!("no adapter update streams; serving published updates only");
         }
         let mut updates = futures_util::stream::select_all(streams);
+        let mut report = tokio::time::interval(SLOW_CONSUMER_LOG);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reported = SlowConsumerCounts::default();
         loop {
             tokio::select! {
                 biased;
                 () = crate::shutdown_started(&mut shutdown) => break,
+                _ = report.tick() => {
+                    let now = self.slow_consumers.counts();
+                    if now != reported {
+                        info!(
+                            disconnected = now.disconnected - reported.disconnected,
+                            dropped_oldest = now.dropped_oldest - reported.dropped_oldest,
+                            conflated = now.conflated - reported.conflated,
+                            total_disconnected = now.disconnected,
+                            total_dropped_oldest = now.dropped_oldest,
+                            total_conflated = now.conflated,
+                            "slow consumers since the last report"
+                        );
+                        reported = now;
+                    }
+                }
                 next = injected.recv() => match next {
                     Some(update) => self.handle(update),
                     None => break,

@@ -135,6 +135,11 @@ fn upgrade(req: &mut Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker)
             format: WireFormat::Json,
             reliable: false,
             max_message_bytes: shared.config.fastws.max_message_bytes,
+            slow_consumer: shared
+                .config
+                .fastws
+                .slow_consumer
+                .unwrap_or(shared.config.transport.slow_consumer),
         };
         let make = {
             let shared = shared.clone();

@@ -332,8 +332,13 @@ pub(crate) async fn start_session<P: Protocol>(
             let stream = parts.io.into_inner();
             let _ = stream.set_nodelay(true);
             let (read, write) = stream.into_split();
-            // Bytes hyper read past the request belong to the WebSocket stream.
-            let read = std::io::Cursor::new(parts.read_buf).chain(read);
+            // Bytes hyper read past the request belong to the WebSocket
+            // stream. They are a slice of hyper's whole read buffer (8 KiB or
+            // more): copy them out, so that the buffer is freed now rather
+            // than held for the life of the connection.
+            let early = Bytes::copy_from_slice(&parts.read_buf);
+            drop(parts.read_buf);
+            let read = std::io::Cursor::new(early).chain(read);
             session::run(read, write, shared, transport, make, tracker).await;
         }
         Err(upgraded) => {

@@ -35,29 +35,30 @@
 //!   subscription index: a group nobody is in costs that lookup. Otherwise
 //!   the record is encoded once (JSON → scaled protobuf → zstd, the
 //!   `google.protobuf.Any` value), wrapped lazily once per wire format present
-//!   among the members, and each member's bounded queue (`send_buffer`) gets a
-//!   clone (a reference-count bump) with `try_send`. A full queue drops that
-//!   client; nobody else ever waits for it.
+//!   among the members and, for the members that do not sequence messages,
+//!   framed once as a whole unmasked WebSocket frame. Each member's bounded
+//!   outbox (`send_buffer`) gets a clone (a reference-count bump) without
+//!   waiting; its writer is woken only when the outbox was empty. A full
+//!   outbox applies the endpoint's [`SlowConsumer`] policy (disconnect, drop
+//!   the oldest, or conflate per topic); nobody else ever waits for it.
 //! - **Writer.** One task per connection owns the socket's write half. It
-//!   waits for work, drains up to 64 more queued items without waiting,
-//!   renders them into one buffer as complete, unmasked WebSocket frames
-//!   (RFC 6455 §5.2) and writes the batch with one `write_all` under the write
-//!   timeout. Control items (acks, pongs, closes) go first; WebSocket pings
-//!   (every `ping_interval_secs`) and the shutdown's goodbye go through it
-//!   too. Reliable subprotocols get their `sequenceId` here, at write time,
-//!   and the message stays in the unacked buffer until `sequenceAck` (over
-//!   1000 messages or 16 MB: close 1008).
+//!   waits for work, takes everything queued under one lock, copies the
+//!   pre-built frames into one buffer (a lone frame is written as it is) and
+//!   writes it with one `write` under the write timeout, arming the timer
+//!   only when the socket pushes back. Control items (acks, pongs, closes) go
+//!   first; WebSocket pings (every `ping_interval_secs`) and the shutdown's
+//!   goodbye go through it too. Reliable subprotocols get their `sequenceId`
+//!   here, at write time, and the message stays in the unacked buffer until
+//!   `sequenceAck` (over 1000 messages or 16 MB: close 1008).
 //! - **Reader.** After the upgrade the TCP stream is taken back from hyper
-//!   (keeping bytes hyper already read), `TCP_NODELAY` is set and the stream
-//!   split: fastwebsockets parses the read half (size limit → 1009, automatic
-//!   pongs, close echo), the session decides, replies go to the writer through
-//!   a small bounded control queue. No frame from the client within
-//!   `pong_timeout_secs` closes the connection.
-//! - **Invalid input.** A message that carried an `ackId` is answered with a
-//!   failed ack (`BadRequest`); otherwise a frame of the wrong kind closes with
-//!   1003 and an undecodable one with 1007; a well-formed message of an
-//!   unknown type without `ackId` is logged and ignored. Other connections
-//!   never notice.
+//!   (copying out bytes hyper already read, so its read buffer is freed),
+//!   `TCP_NODELAY` is set and the stream split. The read half is parsed by
+//!   the gateway's own frame reader, whose buffer stays small while the
+//!   client is quiet (size limit → 1009, pongs, close echo); the session
+//!   decides, replies go to the writer through the outbox's small bounded
+//!   control queue. No frame from the client within `pong_timeout_secs`
+//!   closes the connection. An idle subscribed connection costs about 5 KiB
+//!   of server memory: two tasks and their state, no buffers.
 //! - **Endpoints** share all of the above: each supplies only a protocol (its
 //!   parsing and replies, its idle rule) to the one read loop and writer.
 //! - **Shared state** is the subscription indexes (pubsub groups, JSON-feed
@@ -96,11 +97,15 @@ use tracing::{debug, info, warn};
 
 mod adapters;
 mod auth;
+#[doc(hidden)]
+pub mod bench;
 mod config;
 mod fanout;
 mod fastws;
+mod frames;
 mod http;
 mod market;
+mod outbox;
 mod proxy;
 mod publish;
 mod pubsub;
@@ -115,6 +120,7 @@ pub use config::{
     ApiKey, Config, DEMO_KEY, DEMO_KEY_NAME, Endpoint, FastWsConfig, PublishConfig, ROLE_PUBLISH,
     StreamConfig, TransportConfig, WsConfig,
 };
+pub use outbox::SlowConsumer;
 pub use proxy::ProxyConfig;
 pub use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
 pub use tickwire_adapter::{ZmqConfig, ZmqState};
@@ -189,6 +195,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Open WebSocket connections, all endpoints together.
     pub(crate) connections: AtomicU64,
+    /// What the slow-consumer policies did, all connections together.
+    pub(crate) slow_consumers: Arc<outbox::SlowConsumerStats>,
     next_connection: AtomicU64,
 }
 
@@ -257,6 +265,7 @@ pub async fn run_with(
     let feeds = Arc::new(fanout::Index::new());
     let market = Arc::new(market::Market::new());
     let (inject, injected) = mpsc::channel(INJECT_QUEUE);
+    let slow_consumers = Arc::new(outbox::SlowConsumerStats::default());
 
     let proxy = Arc::new(proxy::Proxy::new(
         &config.proxy,
@@ -272,7 +281,8 @@ pub async fn run_with(
         config.prefix.clone(),
         config.zstd_level,
     )
-    .with_proxy(proxy.clone());
+    .with_proxy(proxy.clone())
+    .with_slow_consumer_stats(slow_consumers.clone());
     let mut streams = Vec::with_capacity(adapters.len());
     for adapter in &adapters {
         let stream = adapter.updates().map_err(|source| GatewayError::Adapter {
@@ -312,6 +322,7 @@ pub async fn run_with(
         public_url,
         shutdown: shutdown_rx,
         connections: AtomicU64::new(0),
+        slow_consumers,
         next_connection: AtomicU64::new(1),
     });
     let status = tokio::spawn(ws::status_task(shared.clone()));

@@ -73,6 +73,7 @@ use crate::auth::KeyRejection;
 use crate::config::Endpoint;
 use crate::fanout::Subscriber;
 use crate::http::{Body, json_bytes, json_error, query_param, start_session, upgrade_with};
+use crate::outbox::NO_TOPIC;
 use crate::session::{Activity, Protocol, Step, Transport};
 use crate::writer::{Outbound, close_code};
 use crate::{GatewayError, Shared, Tracker};
@@ -122,6 +123,9 @@ pub struct ProxyConfig {
     /// Largest client message, in bytes; larger ones close with 1009.
     /// Default 65536.
     pub max_message_bytes: usize,
+    /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_consumer: Option<crate::outbox::SlowConsumer>,
 }
 
 impl Default for ProxyConfig {
@@ -133,6 +137,7 @@ impl Default for ProxyConfig {
             snapshot_on_subscribe: true,
             brokers: Vec::new(),
             max_message_bytes: 64 * 1024,
+            slow_consumer: None,
         }
     }
 }
@@ -187,11 +192,12 @@ struct Subs {
 impl Subs {
     /// Queues `bytes` to every subscriber of `key`.
     fn send(&self, key: &SubKey, bytes: &Bytes) {
+        // The text frame is built once for every subscriber of the key.
+        let mut frame: Option<Outbound> = None;
         for id in self.refs.subscribers(key) {
             if let Some(sub) = self.clients.get(id) {
-                if !sub.is_dropped() {
-                    sub.offer(Outbound::Text(bytes.clone()));
-                }
+                let out = frame.get_or_insert_with(|| Outbound::text(bytes)).clone();
+                sub.offer(NO_TOPIC, out);
             }
         }
     }
@@ -567,6 +573,11 @@ pub(crate) fn upgrade(
             format: WireFormat::Json,
             reliable: false,
             max_message_bytes: shared.config.proxy.max_message_bytes,
+            slow_consumer: shared
+                .config
+                .proxy
+                .slow_consumer
+                .unwrap_or(shared.config.transport.slow_consumer),
         };
         let make = {
             let shared = shared.clone();

@@ -47,6 +47,7 @@ impl SessionParams {
             format: self.protocol.format(),
             reliable: self.protocol.is_reliable(),
             max_message_bytes: shared.config.transport.max_message_bytes,
+            slow_consumer: shared.config.transport.slow_consumer,
         }
     }
 }

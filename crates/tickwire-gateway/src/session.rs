@@ -11,18 +11,20 @@
 //! (downcasting the upgraded connection, keeping any bytes hyper had already
 //! read), sets `TCP_NODELAY` and splits it into owned halves:
 //!
-//! - the **read half** goes to fastwebsockets (`WebSocketRead`), which parses
-//!   and unmasks frames, answers pings and echoes closes through a callback,
-//!   and enforces the per-frame size limit; this module reassembles
-//!   fragmented messages under the same limit and hands each message to
-//!   [`Protocol::on_message`];
+//! - the **read half** goes to a [`FrameReader`], which parses and unmasks
+//!   frames with a read buffer that stays small while the client is quiet,
+//!   and enforces the per-frame size limit; this module answers pings,
+//!   echoes closes, reassembles fragmented messages under the same limit and
+//!   hands each message to [`Protocol::on_message`];
 //! - the **write half** goes to the [writer](crate::writer) task, which owns
 //!   every byte written: replies, data, pings, closes.
 //!
-//! The two talk through a small bounded control queue (reader → writer; the
-//! reader waits when it is full, which slows a client that floods requests
-//! without reading answers) and the data queue the fan-out fills (capacity
-//! `send_buffer`; full means the client is dropped).
+//! The two talk through the connection's [outbox](crate::outbox): a small
+//! bounded control queue (reader → writer; the reader waits when it is full,
+//! which slows a client that floods requests without reading answers) and
+//! the data queue the fan-out fills (capacity `send_buffer`; when full, the
+//! endpoint's [`SlowConsumer`] policy decides). Each connection is two tasks:
+//! this read loop and the writer.
 //!
 //! Closing: a close the client starts is echoed and the connection ends. A
 //! close the server starts (bad frame, shutdown, unacked overflow) is written
@@ -37,30 +39,27 @@
 //! passes; it is checked again before closing, so activity the protocol
 //! tracks elsewhere (data sent to a `/stream` client) can move it.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{Frame, OpCode, Role, WebSocketError};
 use futures_util::FutureExt as _;
 use futures_util::future::{Fuse, FusedFuture as _};
 use tickwire_pubsub::{FrameKind, WireFormat};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::fanout::Subscriber;
+use crate::fanout::{QueuePolicy, Subscriber};
+use crate::frames::{FrameError, FrameReader, OpCode};
+use crate::outbox::SlowConsumer;
 use crate::writer::{Control, Writer, WriterConfig, WriterExit, close_code};
 use crate::{Shared, Tracker};
 
 /// How long the reader waits for the client's close frame after the server
 /// sent its own.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
-/// Control items queued from reader to writer.
-const CONTROL_QUEUE: usize = 32;
 
 /// The protocol decisions of one endpoint's connections.
 ///
@@ -110,6 +109,8 @@ pub(crate) struct Transport {
     pub(crate) reliable: bool,
     /// Largest client message, in bytes (larger ones close with 1009).
     pub(crate) max_message_bytes: usize,
+    /// What a full send buffer does.
+    pub(crate) slow_consumer: SlowConsumer,
 }
 
 /// Counts a connection in the gateway's open connections while it lives.
@@ -144,9 +145,17 @@ pub(crate) async fn run<R, W, P>(
 {
     let _counted = Counted::new(shared.clone());
     let id = shared.next_connection_id();
-    let (data_tx, data_rx) = mpsc::channel(shared.config.transport.send_buffer);
-    let (ctrl_tx, ctrl_rx) = mpsc::channel(CONTROL_QUEUE);
-    let sub = Subscriber::new(id, transport.format, data_tx);
+    let queue = QueuePolicy {
+        capacity: shared.config.transport.send_buffer,
+        slow_consumer: transport.slow_consumer,
+    };
+    let sub = Subscriber::new(
+        id,
+        transport.format,
+        transport.reliable,
+        queue,
+        shared.slow_consumers.clone(),
+    );
     let mut protocol = make(sub.clone());
     let writer = Writer::new(
         writer_io,
@@ -158,13 +167,11 @@ pub(crate) async fn run<R, W, P>(
             goodbye: protocol.goodbye(),
         },
         sub.clone(),
-        ctrl_rx,
-        data_rx,
         shared.shutdown.clone(),
     );
     let mut writer = tokio::spawn(writer.run()).fuse();
     if let Some(opening) = protocol.opening() {
-        let _ = ctrl_tx.send(Control::Reply(opening)).await;
+        let _ = sub.outbox().send_control(Control::Reply(opening)).await;
     }
 
     let end = read_loop(
@@ -172,14 +179,13 @@ pub(crate) async fn run<R, W, P>(
         &mut protocol,
         &sub,
         transport.max_message_bytes,
-        &ctrl_tx,
         &mut writer,
     )
     .await;
     shared.index.unsubscribe_all(&sub);
     shared.feeds.unsubscribe_all(&sub);
     // The writer sends what the reader queued (a close echo, say), then stops.
-    drop(ctrl_tx);
+    sub.outbox().reader_gone();
     if end == LoopEnd::Drain {
         drain(&mut reader).await;
     }
@@ -206,28 +212,15 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
     protocol: &mut P,
     sub: &Subscriber,
     max: usize,
-    ctrl: &mpsc::Sender<Control>,
     writer: &mut Fuse<JoinHandle<WriterExit>>,
 ) -> LoopEnd {
-    let (mut ws, _) =
-        fastwebsockets::after_handshake_split(reader, tokio::io::sink(), Role::Server);
-    // fastwebsockets refuses frames of `max_message_size` bytes or more.
-    ws.set_max_message_size(max.saturating_add(1));
-    ws.set_auto_pong(true);
-    ws.set_auto_close(true);
-    let mut obligated = |frame: Frame<'_>| {
-        let payload = Bytes::copy_from_slice(&frame.payload);
-        let item = match frame.opcode {
-            OpCode::Close => Control::CloseEcho(payload),
-            _ => Control::Pong(payload),
-        };
-        let ctrl = ctrl.clone();
-        async move {
-            // A writer that is gone needs no answer.
-            let _ = ctrl.send(item).await;
-            Ok::<(), Infallible>(())
-        }
+    let outbox = sub.outbox();
+    let close = |code: u16, reason: &str| Control::Close {
+        code,
+        reason: reason.into(),
+        last: None,
     };
+    let mut frames = FrameReader::default();
     let mut message = Message::default();
     let mut close_sent = false;
     let now = Instant::now();
@@ -252,7 +245,8 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
                     _ => return LoopEnd::Done,
                 }
             }
-            frame = tokio::time::timeout_at(deadline.into(), ws.read_frame(&mut obligated)) => frame,
+            // fastwebsockets-compatible limit: frames of more than `max` bytes are refused.
+            frame = tokio::time::timeout_at(deadline.into(), frames.read(reader, max.saturating_add(1))) => frame,
         };
         let frame = match frame {
             Err(_elapsed) => {
@@ -266,17 +260,19 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
                 }
                 let (code, reason) = protocol.idle_close();
                 debug!(connection = sub.id(), reason, "closing an idle connection");
-                let _ = ctrl
-                    .send(Control::Close {
-                        code,
-                        reason: reason.into(),
-                        last: None,
-                    })
-                    .await;
+                let _ = outbox.send_control(close(code, reason)).await;
                 return LoopEnd::Done;
             }
             Ok(Err(e)) => {
                 if close_sent {
+                    return LoopEnd::Done;
+                }
+                if let FrameError::InvalidCloseCode(code) = e {
+                    // RFC 6455 §7.4.1: answer an invalid close code with 1002.
+                    debug!(connection = sub.id(), code, "invalid close code");
+                    let _ = outbox
+                        .send_control(close(close_code::PROTOCOL_ERROR, "invalid close code"))
+                        .await;
                     return LoopEnd::Done;
                 }
                 let Some((code, reason)) = close_for(&e) else {
@@ -284,13 +280,7 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
                     return LoopEnd::Done;
                 };
                 warn!(connection = sub.id(), error = %e, code, "bad WebSocket frame; closing");
-                let _ = ctrl
-                    .send(Control::Close {
-                        code,
-                        reason: reason.into(),
-                        last: None,
-                    })
-                    .await;
+                let _ = outbox.send_control(close(code, reason)).await;
                 return LoopEnd::Drain;
             }
             Ok(Ok(frame)) => frame,
@@ -304,9 +294,22 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
         let now = Instant::now();
         activity.last_frame = now;
         let (kind, payload) = match frame.opcode {
-            OpCode::Close => return LoopEnd::Done,
+            OpCode::Close => {
+                // Echo the client's close (RFC 6455 §5.5.1) and end.
+                let _ = outbox
+                    .send_control(Control::CloseEcho(frame.payload.freeze()))
+                    .await;
+                return LoopEnd::Done;
+            }
             OpCode::Ping => {
                 activity.last_message = now;
+                if outbox
+                    .send_control(Control::Pong(frame.payload.freeze()))
+                    .await
+                    .is_err()
+                {
+                    return LoopEnd::Done;
+                }
                 continue;
             }
             OpCode::Pong => continue,
@@ -316,13 +319,7 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
                     Ok(None) => continue,
                     Err((code, reason)) => {
                         warn!(connection = sub.id(), code, reason, "bad message; closing");
-                        let _ = ctrl
-                            .send(Control::Close {
-                                code,
-                                reason: reason.into(),
-                                last: None,
-                            })
-                            .await;
+                        let _ = outbox.send_control(close(code, reason)).await;
                         close_sent = true;
                         continue;
                     }
@@ -341,7 +338,7 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             }
         };
         for item in replies {
-            if ctrl.send(item).await.is_err() {
+            if outbox.send_control(item).await.is_err() {
                 return LoopEnd::Done;
             }
         }
@@ -364,16 +361,12 @@ async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
 
 /// The close code for a frame-level error, or `None` when the connection is
 /// simply gone (EOF, I/O error).
-fn close_for(e: &WebSocketError) -> Option<(u16, &'static str)> {
+fn close_for(e: &FrameError) -> Option<(u16, &'static str)> {
     match e {
-        WebSocketError::FrameTooLarge => Some((close_code::TOO_BIG, "message too big")),
-        WebSocketError::InvalidUTF8 => Some((close_code::INVALID_PAYLOAD, "invalid UTF-8")),
-        WebSocketError::UnexpectedEOF
-        | WebSocketError::IoError(_)
-        | WebSocketError::ConnectionClosed => None,
-        // The close echo of an invalid close code was already sent.
-        WebSocketError::InvalidCloseCode => None,
-        _ => Some((close_code::PROTOCOL_ERROR, "protocol error")),
+        FrameError::TooLarge => Some((close_code::TOO_BIG, "message too big")),
+        FrameError::InvalidUtf8 => Some((close_code::INVALID_PAYLOAD, "invalid UTF-8")),
+        FrameError::Eof | FrameError::Io(_) | FrameError::InvalidCloseCode(_) => None,
+        FrameError::Protocol(_) => Some((close_code::PROTOCOL_ERROR, "protocol error")),
     }
 }
 

@@ -120,6 +120,11 @@ pub(crate) fn upgrade(
             format: WireFormat::Json,
             reliable: false,
             max_message_bytes: shared.config.stream.max_message_bytes,
+            slow_consumer: shared
+                .config
+                .stream
+                .slow_consumer
+                .unwrap_or(shared.config.transport.slow_consumer),
         };
         let make = {
             let shared = shared.clone();

@@ -1,10 +1,13 @@
 //! The write side of a connection: one task owns the socket's write half.
 //!
-//! It waits for work (a control item, a data message, the ping timer, the
-//! gateway's shutdown), then drains up to [`BATCH`] more queued items without
-//! waiting, renders all of them into one buffer as complete WebSocket frames
-//! and writes that buffer with one `write_all` under the write timeout. Server
-//! frames are not masked (RFC 6455 §5.1), so rendering is a header and a copy.
+//! It waits for work (the [outbox](crate::outbox) going non-empty, the ping
+//! timer, the gateway's shutdown), then takes everything queued in one go and
+//! writes it with one `write_all` under the write timeout. Server frames are
+//! not masked (RFC 6455 §5.1), so the fan-out builds each update's whole
+//! frame once per wire format ([`Outbound::Frame`]); the writer copies those
+//! bytes into one buffer, or writes a lone frame as it is, without
+//! re-framing. The buffer exists only while a batch is written: an idle
+//! connection holds none.
 //!
 //! Control items (replies, pongs, closes, sequence acks) come first: an ack
 //! is always written before data of the group it confirmed. Sequence ids of
@@ -13,21 +16,24 @@
 //! stay in the unacked buffer until the client's `sequenceAck`.
 //!
 //! The writer is the same for every endpoint: the pubsub subprotocols queue
-//! [`Outbound::Message`]s, the JSON feeds (`/ws`, `/stream`) complete text
-//! messages ([`Outbound::Text`]). What differs per endpoint is in
+//! [`Outbound::Message`]s when reliable, everything else pre-built frames
+//! ([`Outbound::Frame`]). What differs per endpoint is in
 //! [`WriterConfig`]: the wire format of replies, whether messages are
 //! sequenced, and the goodbye message sent before the shutdown's close frame.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tickwire_pubsub::{EncodedMessage, WireFormat};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::fanout::Subscriber;
+use crate::outbox::{Batch, Outbox};
 
 /// One item of a connection's data queue, as the fan-out leaves it.
 ///
@@ -35,15 +41,38 @@ use crate::fanout::Subscriber;
 /// encodes an update once and every subscriber's queue holds the same bytes.
 #[derive(Debug, Clone)]
 pub(crate) enum Outbound {
-    /// A pubsub data message; reliable subprotocols stamp their `sequenceId`
-    /// on it at write time.
+    /// A complete, unmasked WebSocket frame (header and payload), built once
+    /// per update and wire format and written as it is.
+    Frame(Bytes),
+    /// A pubsub data message for a reliable subprotocol, which stamps its
+    /// `sequenceId` on it at write time.
     Message(EncodedMessage),
-    /// A complete JSON message of a JSON feed, sent as one text frame.
-    Text(Bytes),
 }
 
-/// Queued items rendered into one write, beyond the one that woke the writer.
-pub(crate) const BATCH: usize = 64;
+impl Outbound {
+    /// A text frame carrying `text`, built once for every subscriber.
+    pub(crate) fn text(text: &[u8]) -> Outbound {
+        Outbound::Frame(frame_bytes(OP_TEXT, text))
+    }
+
+    /// The frame of an encoded message for a connection that does not
+    /// sequence messages: text for JSON, binary for protobuf.
+    pub(crate) fn unsequenced(msg: &EncodedMessage) -> Outbound {
+        let op = match msg.format() {
+            WireFormat::Json => OP_TEXT,
+            WireFormat::Protobuf => OP_BINARY,
+        };
+        Outbound::Frame(frame_bytes(op, &msg.unsequenced()))
+    }
+}
+
+/// A whole frame as shared bytes.
+fn frame_bytes(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(10 + payload.len());
+    put_frame(&mut buf, opcode, payload);
+    buf.freeze()
+}
+
 /// Most unacknowledged messages a reliable connection may have (the service's limit).
 pub(crate) const MAX_UNACKED_MESSAGES: usize = 1000;
 /// Most unacknowledged bytes a reliable connection may have (the service's limit).
@@ -129,9 +158,8 @@ pub(crate) struct Writer<W> {
     io: W,
     config: WriterConfig,
     sub: Subscriber,
-    ctrl: mpsc::Receiver<Control>,
-    data: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
+    /// The frames of one batch; empty (unallocated) between batches.
     buf: BytesMut,
     next_sequence_id: u64,
     unacked: Unacked,
@@ -164,18 +192,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         io: W,
         config: WriterConfig,
         sub: Subscriber,
-        ctrl: mpsc::Receiver<Control>,
-        data: mpsc::Receiver<Outbound>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Writer {
             io,
             config,
             sub,
-            ctrl,
-            data,
             shutdown,
-            buf: BytesMut::with_capacity(16 * 1024),
+            buf: BytesMut::new(),
             next_sequence_id: 1,
             unacked: Unacked::default(),
         }
@@ -184,54 +208,84 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// Runs until a close frame is written, the connection fails, or the
     /// reader goes away.
     pub(crate) async fn run(mut self) -> WriterExit {
+        let exit = self.serve().await;
+        self.sub.outbox().writer_gone();
+        exit
+    }
+
+    async fn serve(&mut self) -> WriterExit {
         let start = tokio::time::Instant::now() + self.config.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.config.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutting_down = *self.shutdown.borrow();
+        // One waiter on the gateway-wide shutdown signal for the life of the
+        // connection, not one registration per batch.
+        let mut shutdown_rx = self.shutdown.clone();
+        let shutdown = crate::shutdown_started(&mut shutdown_rx);
+        tokio::pin!(shutdown);
+        let mut batch = Batch::default();
         loop {
-            let work = if shutting_down {
-                Work::Shutdown
-            } else {
+            let mut ping_due = false;
+            if !shutting_down {
+                let outbox = self.sub.outbox();
                 tokio::select! {
                     biased;
-                    () = self.sub.dropped() => return WriterExit::Failed,
-                    c = self.ctrl.recv() => match c {
-                        Some(c) => Work::Ctrl(c),
-                        None => return WriterExit::ReaderGone,
-                    },
-                    changed = self.shutdown.changed() => {
-                        // A dropped sender means the gateway is gone: shut down too.
-                        if changed.is_err() || *self.shutdown.borrow() {
-                            Work::Shutdown
-                        } else {
-                            continue;
-                        }
+                    () = outbox.take(&mut batch) => {}
+                    // Also when the gateway is gone (the sender dropped).
+                    () = &mut shutdown, if !shutting_down => {
+                        shutting_down = true;
+                        continue;
                     }
-                    d = self.data.recv() => match d {
-                        Some(d) => Work::Data(d),
-                        None => return WriterExit::ReaderGone,
-                    },
-                    _ = ping.tick() => Work::Ping,
+                    _ = ping.tick() => ping_due = true,
                 }
-            };
-            shutting_down = false;
-            self.buf.clear();
-            let mut stop = matches!(self.render(work), After::Stop);
-            // Drain what is already queued, control first, without waiting.
-            let mut drained = 0;
-            while !stop && drained < BATCH {
-                let work = if let Ok(c) = self.ctrl.try_recv() {
-                    Work::Ctrl(c)
-                } else if let Ok(d) = self.data.try_recv() {
-                    Work::Data(d)
-                } else {
-                    break;
-                };
-                stop = matches!(self.render(work), After::Stop);
-                drained += 1;
+                if batch.dropped {
+                    return WriterExit::Failed;
+                }
+                if batch.reader_gone {
+                    return WriterExit::ReaderGone;
+                }
             }
-            if !self.buf.is_empty() && !self.flush().await {
-                return WriterExit::Failed;
+            let mut stop = false;
+            // One queued frame and nothing else: write the shared bytes as they are.
+            let single = (batch.ctrl.is_empty() && batch.data.len() == 1 && !ping_due)
+                .then(|| match &batch.data[0].out {
+                    Outbound::Frame(frame) => Some(frame.clone()),
+                    Outbound::Message(_) => None,
+                })
+                .flatten();
+            if let Some(frame) = single {
+                batch.data.clear();
+                if !self.flush(&frame).await {
+                    return WriterExit::Failed;
+                }
+                Outbox::recycle(&mut batch);
+                continue;
+            }
+            if shutting_down {
+                stop = matches!(self.render(Work::Shutdown), After::Stop);
+            }
+            // Control items first: an ack goes before data of the group it confirmed.
+            while let Some(c) = batch.ctrl.pop_front() {
+                if stop {
+                    break;
+                }
+                stop = matches!(self.render(Work::Ctrl(c)), After::Stop);
+            }
+            while let Some(item) = batch.data.pop_front() {
+                if stop {
+                    break;
+                }
+                stop = matches!(self.render(Work::Data(item.out)), After::Stop);
+            }
+            if ping_due && !stop {
+                stop = matches!(self.render(Work::Ping), After::Stop);
+            }
+            Outbox::recycle(&mut batch);
+            if !self.buf.is_empty() {
+                let buf = std::mem::take(&mut self.buf);
+                if !self.flush(&buf).await {
+                    return WriterExit::Failed;
+                }
             }
             if stop {
                 // Half-close: the client sees our close frame, then EOF, and
@@ -242,9 +296,24 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         }
     }
 
-    /// Writes the buffer in one `write_all` under the write timeout.
-    async fn flush(&mut self) -> bool {
-        match tokio::time::timeout(self.config.write_timeout, self.io.write_all(&self.buf)).await {
+    /// Writes `bytes` under the write timeout. Most writes complete at
+    /// once: the timer is armed only when the socket pushes back.
+    async fn flush(&mut self, bytes: &[u8]) -> bool {
+        let io = &mut self.io;
+        let first =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *io).poll_write(cx, bytes))).await;
+        let written = match first {
+            Poll::Ready(Ok(n)) if n == bytes.len() => return true,
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => {
+                debug!(connection = self.sub.id(), error = %e, "write failed");
+                self.sub.drop_connection();
+                return false;
+            }
+            Poll::Pending => 0,
+        };
+        let rest = &bytes[written..];
+        match tokio::time::timeout(self.config.write_timeout, self.io.write_all(rest)).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 debug!(connection = self.sub.id(), error = %e, "write failed");
@@ -270,8 +339,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             WireFormat::Protobuf => OP_BINARY,
         };
         match work {
-            Work::Data(Outbound::Text(text)) => {
-                put_frame(&mut self.buf, OP_TEXT, &text);
+            Work::Data(Outbound::Frame(frame)) => {
+                self.buf.extend_from_slice(&frame);
                 After::Continue
             }
             Work::Data(Outbound::Message(msg)) => {

@@ -108,6 +108,11 @@ pub(crate) fn upgrade(
             format: WireFormat::Json,
             reliable: false,
             max_message_bytes: shared.config.ws.max_message_bytes,
+            slow_consumer: shared
+                .config
+                .ws
+                .slow_consumer
+                .unwrap_or(shared.config.transport.slow_consumer),
         };
         let make = {
             let shared = shared.clone();

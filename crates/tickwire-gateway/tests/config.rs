@@ -7,7 +7,7 @@ use std::path::Path;
 
 use figment::Jail;
 use figment::providers::Serialized;
-use tickwire_gateway::{Config, Endpoint, GatewayError, ReplayMode};
+use tickwire_gateway::{Config, Endpoint, GatewayError, ReplayMode, SlowConsumer};
 
 #[test]
 fn defaults_are_documented_values() {
@@ -242,6 +242,38 @@ fn bad_feed_values_are_refused() {
         // A disabled synthetic market is not checked.
         jail.set_env("TICKWIRE_SYNTHETIC__ENABLED", "false");
         assert!(Config::from_figment(&Config::figment(None)).is_ok());
+        Ok(())
+    });
+}
+
+#[test]
+fn slow_consumer_policies_per_endpoint() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "tickwire.toml",
+            r#"
+                [transport]
+                slow_consumer = "drop_oldest"
+
+                [ws]
+                slow_consumer = "conflate"
+            "#,
+        )?;
+        jail.set_env("TICKWIRE_STREAM__SLOW_CONSUMER", "disconnect");
+        let figment = Config::figment(Some(Path::new("tickwire.toml")));
+        let config = Config::from_figment(&figment).map_err(|e| e.to_string())?;
+        assert_eq!(config.transport.slow_consumer, SlowConsumer::DropOldest);
+        assert_eq!(config.ws.slow_consumer, Some(SlowConsumer::Conflate));
+        assert_eq!(config.stream.slow_consumer, Some(SlowConsumer::Disconnect));
+        assert_eq!(config.fastws.slow_consumer, None);
+        assert_eq!(
+            Config::default().transport.slow_consumer,
+            SlowConsumer::Disconnect
+        );
+
+        jail.set_env("TICKWIRE_TRANSPORT__SLOW_CONSUMER", "wait_forever");
+        let figment = Config::figment(Some(Path::new("tickwire.toml")));
+        assert!(Config::from_figment(&figment).is_err());
         Ok(())
     });
 }

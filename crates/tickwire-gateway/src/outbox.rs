@@ -1,0 +1,482 @@
+//! A connection's outbox: the bounded data queue the fan-out fills, the
+//! control queue the reader fills, and the one waker of the writer task.
+//!
+//! It replaces two `tokio::sync::mpsc` channels with one mutex-protected pair
+//! of `VecDeque`s, for three reasons:
+//!
+//! - **Memory.** An idle connection's outbox allocates nothing: the deques
+//!   grow on first use, and the writer swaps them out whole, so their
+//!   capacity is recycled between batches instead of a channel's fixed
+//!   32-slot blocks per queue.
+//! - **Wake-ups.** The writer is woken only when the outbox goes from empty
+//!   to non-empty; every push while it is busy writing is a lock, a
+//!   `push_back` and an unlock. It then takes *everything* queued under one
+//!   lock ([`Outbox::take`]) and writes it with one `write`.
+//! - **Slow consumers.** A full data queue applies the endpoint's
+//!   [`SlowConsumer`] policy, which needs to reach into the queue: disconnect
+//!   the client, drop its oldest queued update, or conflate (keep only the
+//!   newest queued update of the topic).
+//!
+//! The lock is held for a few instructions and never across an `.await`.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::writer::{Control, Outbound};
+
+/// Control items queued from reader to writer before the reader waits.
+pub(crate) const CONTROL_QUEUE: usize = 32;
+
+/// What happens to a client whose data queue (`send_buffer`) is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// Close the connection (the seed's behaviour): the client reconnects and
+    /// starts again from fresh data.
+    #[default]
+    Disconnect,
+    /// Keep the connection and discard its oldest queued update to make room
+    /// for the new one: the client sees a gap, then the newest updates.
+    DropOldest,
+    /// Keep the connection and, per topic, only the newest queued update: the
+    /// client skips intermediate values but always gets each topic's latest
+    /// (what market-data servers do). When every queued update is of another
+    /// topic the oldest is dropped.
+    Conflate,
+}
+
+impl SlowConsumer {
+    /// The policy's name in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SlowConsumer::Disconnect => "disconnect",
+            SlowConsumer::DropOldest => "drop_oldest",
+            SlowConsumer::Conflate => "conflate",
+        }
+    }
+}
+
+impl std::fmt::Display for SlowConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Gateway-wide counts of what the slow-consumer policies did.
+#[derive(Debug, Default)]
+pub(crate) struct SlowConsumerStats {
+    disconnected: AtomicU64,
+    dropped_oldest: AtomicU64,
+    conflated: AtomicU64,
+}
+
+/// A snapshot of [`SlowConsumerStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SlowConsumerCounts {
+    /// Clients disconnected because their queue was full (`disconnect`).
+    pub(crate) disconnected: u64,
+    /// Queued updates discarded to make room (`drop_oldest`, and `conflate`
+    /// when no update of the same topic was queued).
+    pub(crate) dropped_oldest: u64,
+    /// Queued updates replaced by a newer one of the same topic (`conflate`).
+    pub(crate) conflated: u64,
+}
+
+impl SlowConsumerStats {
+    /// The counts so far.
+    pub(crate) fn counts(&self) -> SlowConsumerCounts {
+        SlowConsumerCounts {
+            disconnected: self.disconnected.load(Ordering::Relaxed),
+            dropped_oldest: self.dropped_oldest.load(Ordering::Relaxed),
+            conflated: self.conflated.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The conflation key of an item that belongs to no topic.
+pub(crate) const NO_TOPIC: u32 = u32::MAX;
+
+/// One queued data item and the topic it updates (for conflation).
+#[derive(Debug)]
+pub(crate) struct Item {
+    pub(crate) topic: u32,
+    pub(crate) out: Outbound,
+}
+
+/// Keeps only the newest queued item of each topic (items of no topic stay),
+/// in queue order.
+fn compact(data: &mut VecDeque<Item>) {
+    let mut seen = HashSet::with_capacity(data.len());
+    let keep: Vec<bool> = data
+        .iter()
+        .rev()
+        .map(|item| item.topic == NO_TOPIC || seen.insert(item.topic))
+        .collect();
+    let mut newest_first = keep.into_iter().rev();
+    data.retain(|_| newest_first.next().unwrap_or(true));
+}
+
+/// What [`Outbox::offer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// Queued.
+    Queued,
+    /// Queued after the policy made room (dropped or conflated older items).
+    Trimmed,
+    /// Not queued: the queue was full and the policy is `disconnect`.
+    Full,
+    /// Not queued: the connection is closing.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    data: VecDeque<Item>,
+    ctrl: VecDeque<Control>,
+    /// The writer, when it waits for work.
+    waker: Option<Waker>,
+    /// The reader side finished: no more control items will come.
+    reader_gone: bool,
+    /// The writer stopped: nothing queued will be written.
+    writer_gone: bool,
+    /// The connection is to be dropped (full queue, failed write).
+    dropped: bool,
+}
+
+/// The queues of one connection (see the [module](self) docs).
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    capacity: usize,
+    policy: SlowConsumer,
+    /// Signalled when the writer took control items (room for the reader).
+    space: Notify,
+}
+
+/// What the writer takes in one go.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) ctrl: VecDeque<Control>,
+    pub(crate) data: VecDeque<Item>,
+    /// The connection is to be dropped: write nothing more.
+    pub(crate) dropped: bool,
+    /// The reader is gone and nothing is queued: stop.
+    pub(crate) reader_gone: bool,
+}
+
+impl Batch {
+    /// Whether the batch carries any item.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ctrl.is_empty() && self.data.is_empty()
+    }
+}
+
+impl Outbox {
+    pub(crate) fn new(capacity: usize, policy: SlowConsumer) -> Self {
+        Outbox {
+            state: Mutex::new(State::default()),
+            capacity: capacity.max(1),
+            policy,
+            space: Notify::new(),
+        }
+    }
+
+    /// The slow-consumer policy.
+    pub(crate) fn policy(&self) -> SlowConsumer {
+        self.policy
+    }
+
+    /// Data items queued at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics under this lock; a poisoned one still holds sane data.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a data item without waiting, applying the slow-consumer policy
+    /// when the queue is full.
+    pub(crate) fn offer(&self, item: Item, stats: &SlowConsumerStats) -> Offered {
+        let mut state = self.lock();
+        if state.dropped || state.writer_gone {
+            return Offered::Closed;
+        }
+        let mut offered = Offered::Queued;
+        if state.data.len() >= self.capacity {
+            match self.policy {
+                SlowConsumer::Disconnect => {
+                    state.dropped = true;
+                    let waker = state.waker.take();
+                    drop(state);
+                    stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                    return Offered::Full;
+                }
+                SlowConsumer::Conflate => {
+                    let before = state.data.len();
+                    if item.topic != NO_TOPIC {
+                        state.data.retain(|queued| queued.topic != item.topic);
+                    }
+                    if state.data.len() == before {
+                        compact(&mut state.data);
+                    }
+                    let conflated = (before - state.data.len()) as u64;
+                    stats.conflated.fetch_add(conflated, Ordering::Relaxed);
+                    if state.data.len() >= self.capacity {
+                        // As many topics as places: nothing left to conflate.
+                        state.data.pop_front();
+                        stats.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                SlowConsumer::DropOldest => {
+                    state.data.pop_front();
+                    stats.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            offered = Offered::Trimmed;
+        }
+        state.data.push_back(item);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        offered
+    }
+
+    /// Queues a control item, waiting while [`CONTROL_QUEUE`] items are
+    /// queued (a client flooding requests without reading answers is slowed
+    /// down). `Err` when the writer is gone.
+    pub(crate) async fn send_control(&self, item: Control) -> Result<(), Control> {
+        loop {
+            let notified = self.space.notified();
+            {
+                let mut state = self.lock();
+                if state.writer_gone {
+                    return Err(item);
+                }
+                if state.ctrl.len() < CONTROL_QUEUE {
+                    state.ctrl.push_back(item);
+                    let waker = state.waker.take();
+                    drop(state);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks the connection for dropping and wakes the writer. Returns
+    /// whether this call was the first to do so.
+    pub(crate) fn drop_connection(&self) -> bool {
+        let mut state = self.lock();
+        let first = !state.dropped;
+        state.dropped = true;
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        first
+    }
+
+    /// Whether the connection is being dropped.
+    #[cfg(test)]
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.lock().dropped
+    }
+
+    /// Tells the writer that no more control items will come.
+    pub(crate) fn reader_gone(&self) {
+        let mut state = self.lock();
+        state.reader_gone = true;
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Marks the writer as stopped: queued and later items are discarded and
+    /// a reader waiting for room is released.
+    pub(crate) fn writer_gone(&self) {
+        let mut state = self.lock();
+        state.writer_gone = true;
+        state.data = VecDeque::new();
+        state.ctrl = VecDeque::new();
+        drop(state);
+        self.space.notify_waiters();
+    }
+
+    /// Takes everything queued into `batch` (whose emptied deques are given
+    /// to the outbox in exchange, so capacity is recycled), or registers the
+    /// writer's waker and returns `Pending` when there is nothing to do.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<()> {
+        debug_assert!(batch.is_empty());
+        let mut state = self.lock();
+        batch.dropped = state.dropped;
+        let nothing = state.ctrl.is_empty() && state.data.is_empty();
+        batch.reader_gone = state.reader_gone && nothing;
+        if batch.dropped || batch.reader_gone {
+            return Poll::Ready(());
+        }
+        if nothing {
+            match &state.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => state.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut state.data, &mut batch.data);
+        let took_ctrl = !state.ctrl.is_empty();
+        std::mem::swap(&mut state.ctrl, &mut batch.ctrl);
+        drop(state);
+        if took_ctrl {
+            self.space.notify_waiters();
+        }
+        Poll::Ready(())
+    }
+
+    /// Takes up to what is queued now (see [`poll_take`](Self::poll_take)).
+    pub(crate) async fn take(&self, batch: &mut Batch) {
+        std::future::poll_fn(|cx| self.poll_take(cx, batch)).await;
+    }
+
+    /// Gives back the deques of a written batch, keeping a small capacity
+    /// for the next one and freeing large ones (an idle connection should
+    /// not hold the memory of its busiest moment).
+    pub(crate) fn recycle(batch: &mut Batch) {
+        const KEEP: usize = 64;
+        batch.data.clear();
+        batch.ctrl.clear();
+        if batch.data.capacity() > KEEP {
+            batch.data = VecDeque::new();
+        }
+        if batch.ctrl.capacity() > KEEP {
+            batch.ctrl = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn item(topic: u32, n: u8) -> Item {
+        Item {
+            topic,
+            out: Outbound::Frame(Bytes::from(vec![n])),
+        }
+    }
+
+    fn payloads(batch: &Batch) -> Vec<(u32, u8)> {
+        batch
+            .data
+            .iter()
+            .map(|i| match &i.out {
+                Outbound::Frame(b) => (i.topic, b[0]),
+                Outbound::Message(_) => (i.topic, 0),
+            })
+            .collect()
+    }
+
+    fn take_now(outbox: &Outbox) -> Batch {
+        let mut batch = Batch::default();
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let _ = outbox.poll_take(&mut cx, &mut batch);
+        batch
+    }
+
+    #[test]
+    fn disconnect_marks_the_connection_dropped() {
+        let stats = SlowConsumerStats::default();
+        let outbox = Outbox::new(2, SlowConsumer::Disconnect);
+        assert_eq!(outbox.offer(item(1, 1), &stats), Offered::Queued);
+        assert_eq!(outbox.offer(item(1, 2), &stats), Offered::Queued);
+        assert_eq!(outbox.offer(item(1, 3), &stats), Offered::Full);
+        assert!(outbox.is_dropped());
+        assert_eq!(outbox.offer(item(1, 4), &stats), Offered::Closed);
+        assert!(take_now(&outbox).dropped);
+        assert_eq!(stats.counts().disconnected, 1);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest() {
+        let stats = SlowConsumerStats::default();
+        let outbox = Outbox::new(3, SlowConsumer::DropOldest);
+        for n in 1..=5 {
+            outbox.offer(item(u32::from(n % 2), n), &stats);
+        }
+        assert_eq!(payloads(&take_now(&outbox)), [(1, 3), (0, 4), (1, 5)]);
+        assert_eq!(stats.counts().dropped_oldest, 2);
+    }
+
+    #[test]
+    fn conflate_keeps_the_latest_per_topic() {
+        let stats = SlowConsumerStats::default();
+        let outbox = Outbox::new(3, SlowConsumer::Conflate);
+        for (topic, n) in [(7, 1), (8, 2), (7, 3), (7, 4), (8, 5), (9, 6)] {
+            outbox.offer(item(topic, n), &stats);
+        }
+        // Full at (7, 4): both queued 7s go. Full at (9, 6), no 9 queued:
+        // the queue is compacted to the newest per topic, (8, 2) goes.
+        assert_eq!(payloads(&take_now(&outbox)), [(7, 4), (8, 5), (9, 6)]);
+        assert_eq!(stats.counts().conflated, 3);
+        assert_eq!(stats.counts().dropped_oldest, 0);
+        // As many topics as places: the oldest is dropped instead.
+        let outbox = Outbox::new(2, SlowConsumer::Conflate);
+        for (topic, n) in [(1, 1), (2, 2), (3, 3)] {
+            outbox.offer(item(topic, n), &stats);
+        }
+        assert_eq!(payloads(&take_now(&outbox)), [(2, 2), (3, 3)]);
+        assert_eq!(stats.counts().dropped_oldest, 1);
+    }
+
+    #[test]
+    fn the_writer_is_woken_once_per_empty_to_full_transition() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let stats = SlowConsumerStats::default();
+        let outbox = Outbox::new(16, SlowConsumer::Disconnect);
+        let mut batch = Batch::default();
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
+        for n in 0..10 {
+            outbox.offer(item(0, n), &stats);
+        }
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        assert_eq!(batch.data.len(), 10);
+        Outbox::recycle(&mut batch);
+        assert!(batch.data.capacity() >= 10);
+        outbox.reader_gone();
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        assert!(batch.reader_gone);
+    }
+}
