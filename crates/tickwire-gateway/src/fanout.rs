@@ -46,6 +46,11 @@ use crate::writer::Outbound;
 /// anything changed).
 const SLOW_CONSUMER_LOG: Duration = Duration::from_secs(10);
 
+/// The most updates handled in one corked burst: enough to turn a publish
+/// batch into one write per connection, few enough (well under a
+/// millisecond of work) that the first update of a burst is not held back.
+const BURST: usize = 128;
+
 /// The subscription index of the gateway.
 pub(crate) type Index = SubscriptionIndex<Subscriber>;
 
@@ -357,11 +362,11 @@ impl FanOut {
                     }
                 }
                 next = injected.recv() => match next {
-                    Some(update) => self.handle(update),
+                    Some(update) => self.handle_burst(update, &mut injected),
                     None => break,
                 },
                 next = updates.next(), if !adapters_done => match next {
-                    Some(update) => self.handle(update),
+                    Some(update) => self.handle_burst(update, &mut injected),
                     None => {
                         info!("every adapter's update stream ended");
                         adapters_done = true;
@@ -372,6 +377,21 @@ impl FanOut {
     }
 
     /// Delivers one update.
+    /// Handles `first` and every published update already waiting behind it
+    /// (at most [`BURST`] in all) as one corked burst: a writer is woken once
+    /// for all the frames the burst gave it (see [`crate::outbox::corked`]).
+    fn handle_burst(&mut self, first: Update, injected: &mut mpsc::Receiver<Update>) {
+        crate::outbox::corked(|| {
+            self.handle(first);
+            for _ in 1..BURST {
+                match injected.try_recv() {
+                    Ok(update) => self.handle(update),
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+
     pub(crate) fn handle(&mut self, update: Update) {
         if let Some(instrument) = update.instrument() {
             if !self.seen.contains(instrument) {

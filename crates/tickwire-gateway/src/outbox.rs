@@ -18,7 +18,15 @@
 //!   newest queued update of the topic).
 //!
 //! The lock is held for a few instructions and never across an `.await`.
+//!
+//! **Corking.** While the fan-out works through a burst of updates it runs
+//! inside [`corked`]: the writers its offers would wake are collected and
+//! woken once, when the burst is done, so a connection that gets five
+//! updates of the burst is written once with all five (one `write` instead
+//! of five), the way uWebSockets corks a socket. A lone update is a burst of
+//! one, so corking adds no latency when the server is quiet.
 
+use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -31,6 +39,55 @@ use crate::writer::{Control, Outbound};
 
 /// Control items queued from reader to writer before the reader waits.
 pub(crate) const CONTROL_QUEUE: usize = 32;
+
+thread_local! {
+    /// The writers to wake when the innermost [`corked`] call on this thread
+    /// returns; `None` outside of one.
+    static CORKED: RefCell<Option<Vec<Waker>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the writer wake-ups of data offers deferred until it
+/// returns (or unwinds): each writer woken inside is woken once, at the end.
+///
+/// `f` is synchronous, so the deferral cannot outlive the task that asked
+/// for it even on a multi-threaded runtime. Nested calls join the outer one.
+pub(crate) fn corked<R>(f: impl FnOnce() -> R) -> R {
+    struct Uncork;
+    impl Drop for Uncork {
+        fn drop(&mut self) {
+            let wakers = CORKED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+    let outermost = CORKED.with(|c| {
+        let mut c = c.borrow_mut();
+        let outermost = c.is_none();
+        if outermost {
+            *c = Some(Vec::new());
+        }
+        outermost
+    });
+    // Not `then_some(Uncork)`: that builds (and so drops, uncorking) a guard
+    // in the nested case too.
+    let _uncork = if outermost { Some(Uncork) } else { None };
+    f()
+}
+
+/// Wakes `waker` now, or at the end of the current [`corked`] call.
+fn wake_data(waker: Waker) {
+    let deferred = CORKED.with(|c| match c.borrow_mut().as_mut() {
+        Some(wakers) => {
+            wakers.push(waker);
+            None
+        }
+        None => Some(waker),
+    });
+    if let Some(waker) = deferred {
+        waker.wake();
+    }
+}
 
 /// What happens to a client whose data queue (`send_buffer`) is full.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -249,7 +306,7 @@ impl Outbox {
         let waker = state.waker.take();
         drop(state);
         if let Some(w) = waker {
-            w.wake();
+            wake_data(w);
         }
         offered
     }
@@ -478,5 +535,60 @@ mod tests {
         outbox.reader_gone();
         assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
         assert!(batch.reader_gone);
+    }
+
+    #[test]
+    fn corked_offers_wake_each_writer_once_at_the_end() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let stats = SlowConsumerStats::default();
+        let counts: Vec<Arc<Count>> = (0..3)
+            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+            .collect();
+        let outboxes: Vec<Outbox> = (0..3)
+            .map(|_| Outbox::new(16, SlowConsumer::Disconnect))
+            .collect();
+        let arm = || {
+            for (outbox, count) in outboxes.iter().zip(&counts) {
+                let waker = Waker::from(count.clone());
+                let mut batch = Batch::default();
+                let pending = outbox.poll_take(&mut Context::from_waker(&waker), &mut batch);
+                assert!(pending.is_pending());
+            }
+        };
+        let woken = || {
+            counts
+                .iter()
+                .map(|c| c.0.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        };
+
+        arm();
+        corked(|| {
+            for n in 0..5 {
+                for outbox in &outboxes {
+                    outbox.offer(item(0, n), &stats);
+                }
+                // Nested corks join the outer one.
+                corked(|| outboxes[0].offer(item(1, n), &stats));
+            }
+            assert_eq!(woken(), [0, 0, 0], "nobody is woken inside the cork");
+        });
+        assert_eq!(woken(), [1, 1, 1], "each writer is woken once at the end");
+        let queued: Vec<usize> = outboxes.iter().map(|o| take_now(o).data.len()).collect();
+        assert_eq!(queued, [10, 5, 5]);
+
+        // Outside a cork an offer wakes at once.
+        arm();
+        outboxes[1].offer(item(0, 9), &stats);
+        assert_eq!(woken(), [1, 2, 1]);
     }
 }
