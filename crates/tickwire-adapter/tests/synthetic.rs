@@ -24,11 +24,18 @@ fn on_grid(x: f64, step: f64) -> bool {
 }
 
 /// Per-instrument figures of the universe, by instrument.
-fn specs(config: &SyntheticConfig) -> HashMap<Instrument, (f64, f64, f64)> {
+/// Tick size, lot size, 24-hour volume and book depth of every instrument.
+fn specs(config: &SyntheticConfig) -> HashMap<Instrument, (f64, f64, f64, usize)> {
     config
         .universe
         .iter()
-        .map(|s| (s.instrument(), (s.tick_size, s.lot_size, s.volume_24h)))
+        .map(|s| {
+            let depth = s.book_depth.unwrap_or(config.book_depth);
+            (
+                s.instrument(),
+                (s.tick_size, s.lot_size, s.volume_24h, depth),
+            )
+        })
         .collect()
 }
 
@@ -143,7 +150,8 @@ type Counts = HashMap<Instrument, [usize; 3]>;
 /// The directions seen per indicator.
 type Directions = HashMap<String, HashSet<&'static str>>;
 
-/// Runs `steps` events of the default universe with books `depth` deep and
+/// Runs `steps` events of the default universe with books `depth` deep (the
+/// crypto pairs; the exchange-listed instruments are 30 deep) and
 /// checks every update; returns the counts of ticks, books and signals per
 /// instrument and the directions seen per indicator.
 fn run_checked(depth: usize, steps: usize) -> (Counts, Directions) {
@@ -167,7 +175,7 @@ fn run_checked(depth: usize, steps: usize) -> (Counts, Directions) {
             let instrument = update
                 .instrument()
                 .expect("market updates name an instrument");
-            let &(tick_size, lot, volume) = &specs[instrument];
+            let &(tick_size, lot, volume, book_depth) = &specs[instrument];
             let count = counts.entry(instrument.clone()).or_default();
             match &update {
                 Update::Tick(tick) => {
@@ -182,7 +190,21 @@ fn run_checked(depth: usize, steps: usize) -> (Counts, Directions) {
                         book.timestamp_ms,
                         START_MS + i64::try_from(offset.as_millis()).unwrap()
                     );
-                    check_book(book, depth, tick_size, lot, quotes.get(instrument).copied());
+                    assert_eq!(
+                        book_depth,
+                        if instrument.exchange.as_ref() == "CRYPTO" {
+                            depth
+                        } else {
+                            30
+                        }
+                    );
+                    check_book(
+                        book,
+                        book_depth,
+                        tick_size,
+                        lot,
+                        quotes.get(instrument).copied(),
+                    );
                 }
                 Update::Signal(signal) => {
                     count[2] += 1;
@@ -388,7 +410,13 @@ async fn the_adapter_emits_ticks_books_and_signals() {
                 ticks.insert(t.instrument);
             }
             Update::Book(b) => {
-                assert_eq!(b.bids.len(), 10);
+                // The market's depth for crypto pairs, 30 for exchange-listed instruments.
+                let depth = if &*b.instrument.exchange == "CRYPTO" {
+                    10
+                } else {
+                    30
+                };
+                assert_eq!((b.bids.len(), b.asks.len()), (depth, depth));
                 books += 1;
             }
             Update::Signal(s) => {

@@ -48,7 +48,8 @@ async fn publish_until_received(
 fn price(update: &Update) -> f64 {
     match update {
         Update::Tick(t) => t.price,
-        other => panic!("tick expected, got {other:?}"),
+        Update::Trade(t) => t.price,
+        other => panic!("tick or trade expected, got {other:?}"),
     }
 }
 

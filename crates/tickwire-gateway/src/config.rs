@@ -14,7 +14,7 @@
 //! key_sha256 = "4c2d…"            # hex SHA-256 of the key; or `key = "…"` in clear
 //! roles = ["webpubsub.joinLeaveGroup"]
 //! endpoints = ["pubsub", "ws", "stream", "proxy"]   # the default: all but "publish"
-//! max_connections = 10            # open /stream (and keyed /ws) connections
+//! max_connections = 10            # open /stream, proxy (and keyed /ws) connections
 //! rate_per_minute = 600           # connections and (un)subscribes, all connections together
 //!
 //! [transport]
@@ -208,8 +208,8 @@ pub struct ApiKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<Endpoint>>,
     /// Most connections the key may hold open at once on the endpoints that
-    /// take keys directly (`/stream`, and `/ws` when it requires a key);
-    /// one more is refused. Default 10 (seed 002).
+    /// take keys directly (`/stream`, the proxy once authenticated, and `/ws`
+    /// when it requires a key); one more is refused. Default 10 (seed 002).
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Requests per minute: connection establishments and subscribe and
@@ -373,6 +373,10 @@ pub struct WsConfig {
     /// Largest client message, in bytes; larger ones close with 1009.
     /// Default 65536.
     pub max_message_bytes: usize,
+    /// Most levels a side of an `orderbook_update`; deeper levels of a book
+    /// (the synthetic market's exchange-listed instruments keep 30 for the
+    /// proxy's Depth mode) are left out. Default 10.
+    pub book_depth: usize,
     /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_consumer: Option<SlowConsumer>,
@@ -388,6 +392,7 @@ impl Default for WsConfig {
             idle_timeout_secs: 300,
             status_interval_secs: 10,
             max_message_bytes: 64 * 1024,
+            book_depth: 10,
             slow_consumer: None,
         }
     }
@@ -577,6 +582,7 @@ impl Config {
             ("ws.idle_timeout_secs", self.ws.idle_timeout_secs),
             ("ws.status_interval_secs", self.ws.status_interval_secs),
             ("ws.max_message_bytes", self.ws.max_message_bytes as u64),
+            ("ws.book_depth", self.ws.book_depth as u64),
             ("stream.max_symbols", self.stream.max_symbols as u64),
             ("stream.idle_timeout_secs", self.stream.idle_timeout_secs),
             ("stream.heartbeat_secs", self.stream.heartbeat_secs),

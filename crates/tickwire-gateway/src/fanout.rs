@@ -279,6 +279,8 @@ pub(crate) struct FanOut {
     bars: crate::fastws::BarFeed,
     /// The market-data proxy (seed 003), fed with every tick and book.
     proxy: Option<Arc<crate::proxy::Proxy>>,
+    /// Most levels a side of a `/ws` `orderbook_update` (`[ws] book_depth`).
+    ws_book_depth: usize,
     /// What the slow-consumer policies did, logged when it changes.
     slow_consumers: Arc<SlowConsumerStats>,
 }
@@ -309,6 +311,7 @@ impl FanOut {
             seen: HashSet::new(),
             bars: crate::fastws::BarFeed::new(),
             proxy: None,
+            ws_book_depth: usize::MAX,
             slow_consumers: Arc::new(SlowConsumerStats::default()),
         }
     }
@@ -317,6 +320,12 @@ impl FanOut {
     /// slow-consumer policies counted in `stats`.
     pub(crate) fn with_slow_consumer_stats(mut self, stats: Arc<SlowConsumerStats>) -> Self {
         self.slow_consumers = stats;
+        self
+    }
+
+    /// Cuts `/ws` `orderbook_update`s to `levels` a side.
+    pub(crate) fn with_ws_book_depth(mut self, levels: usize) -> Self {
+        self.ws_book_depth = levels;
         self
     }
 
@@ -413,9 +422,19 @@ impl FanOut {
                 });
                 self.bars.on_tick(&self.feeds, &tick);
             }
+            Update::Trade(trade) => {
+                self.deliver(Feed::WsPrice, &trade.instrument, || {
+                    tickwire_json::ws::encode_trade(&trade)
+                });
+                self.deliver(Feed::StreamPrice, &trade.instrument, || {
+                    tickwire_json::stream::encode_trade(&trade)
+                });
+                self.bars.on_trade(&self.feeds, &trade);
+            }
             Update::Book(book) => {
+                let levels = self.ws_book_depth;
                 self.deliver(Feed::WsBook, &book.instrument, || {
-                    tickwire_json::ws::encode_book(&book, usize::MAX)
+                    tickwire_json::ws::encode_book(&book, levels)
                 });
             }
             Update::Signal(signal) => {

@@ -60,7 +60,7 @@ use tickwire_fastws::{
     ASYNCAPI_DOCS_PATH, ASYNCAPI_JS_PATH, ASYNCAPI_JSON_PATH, BARS, ClientOp, DOCS_HTML, DOCS_JS,
     Info, Timers, WS_PATH, encode_update,
 };
-use tickwire_model::{Instrument, PriceTick};
+use tickwire_model::{Instrument, PriceTick, Trade};
 use tickwire_pubsub::{FrameKind, WireFormat};
 use tracing::debug;
 
@@ -285,9 +285,34 @@ impl BarFeed {
     /// Applies `tick` and sends every bar it changed to the subscribers of
     /// that bar's topic in `feeds`. Returns how many queues took an update.
     pub(crate) fn on_tick(&mut self, feeds: &Index, tick: &PriceTick) -> usize {
+        let (price, quantity) = (tick.price, tick.last_quantity);
+        self.on_price(feeds, &tick.instrument, price, quantity, tick.timestamp_ms)
+    }
+
+    /// Applies an LTP-only `trade` (its quantity, 0 when unknown, adds to the
+    /// volume) as [`on_tick`](Self::on_tick) does.
+    pub(crate) fn on_trade(&mut self, feeds: &Index, trade: &Trade) -> usize {
+        let quantity = trade.quantity.unwrap_or(0.0);
+        self.on_price(
+            feeds,
+            &trade.instrument,
+            trade.price,
+            quantity,
+            trade.timestamp_ms,
+        )
+    }
+
+    fn on_price(
+        &mut self,
+        feeds: &Index,
+        instrument: &Instrument,
+        price: f64,
+        quantity: f64,
+        ts_ms: i64,
+    ) -> usize {
         let mut delivered = 0;
-        for (resolution, bar) in self.bars.on_price_tick(tick) {
-            bars_topic(&mut self.topic, &tick.instrument, resolution);
+        for (resolution, bar) in self.bars.on_tick(instrument, price, quantity, ts_ms) {
+            bars_topic(&mut self.topic, instrument, resolution);
             let Some(topic) = feeds.lookup(&self.topic) else {
                 continue;
             };

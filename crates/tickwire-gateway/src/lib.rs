@@ -282,6 +282,7 @@ pub async fn run_with(
         config.zstd_level,
     )
     .with_proxy(proxy.clone())
+    .with_ws_book_depth(config.ws.book_depth)
     .with_slow_consumer_stats(slow_consumers.clone());
     let mut streams = Vec::with_capacity(adapters.len());
     for adapter in &adapters {

@@ -6,7 +6,9 @@
 //! the main one. Per connection:
 //!
 //! - `authenticate` checks the API key against the gateway's key ring; the
-//!   key must be allowed on the `proxy` endpoint. Until then, `subscribe`,
+//!   key must be allowed on the `proxy` endpoint and under its
+//!   `max_connections` (an authenticated proxy connection counts against the
+//!   key until it closes, like a `/stream` one). Until then, `subscribe`,
 //!   `unsubscribe` and `get_broker_info` get `NOT_AUTHENTICATED`;
 //! - `subscribe` keys each instrument by (instrument, mode, depth) — a
 //!   [`SubKey`] — in the shared [`UpstreamRefs`]: the first client of a key
@@ -18,10 +20,12 @@
 //! - bad input of any kind is answered with the reference server's error and
 //!   the connection stays usable.
 //!
-//! Fan-out: every tick and book is applied to the instrument's
-//! [`MarketState`] in the cache, then encoded once per topic it feeds that
-//! has subscribers (the higher-mode rule of [`topics_fed`]: a book serves the
-//! Depth topics, a tick the Quote and LTP topics, each with its own `mode`),
+//! Fan-out: every trade, quote and book is merged into the instrument's
+//! [`MarketState`] in the cache (a trade changes the cached quote's price and
+//! time only), then encoded once per topic it feeds that has subscribers (the
+//! higher-mode rule of [`topics_fed`]: a book serves the Depth topics, a quote
+//! the Quote and LTP topics, an LTP-only trade the LTP topic alone, each with
+//! its own `mode`),
 //! and every subscriber's bounded queue gets a clone of the same bytes; a full
 //! queue drops that client, as on every endpoint. LTP topics go through a
 //! conflating [`Throttle`] (`ltp_throttle_ms` per instrument): the first tick
@@ -69,7 +73,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 use crate::adapters::AdapterStates;
-use crate::auth::KeyRejection;
+use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::Endpoint;
 use crate::fanout::Subscriber;
 use crate::http::{Body, json_bytes, json_error, query_param, start_session, upgrade_with};
@@ -284,6 +288,7 @@ impl Proxy {
     pub(crate) fn on_update(&self, update: &Update) {
         let instrument = match update {
             Update::Tick(tick) => &tick.instrument,
+            Update::Trade(trade) => &trade.instrument,
             Update::Book(book) => &book.instrument,
             _ => return,
         };
@@ -593,6 +598,9 @@ pub(crate) struct ProxySession {
     sub: Subscriber,
     /// The user of the key the connection authenticated with.
     user: Option<String>,
+    /// The connection's slot in its key's `max_connections`, held from a
+    /// successful `authenticate` until the connection closes.
+    lease: Option<(Arc<KeyUsage>, Lease)>,
 }
 
 impl std::fmt::Debug for ProxySession {
@@ -611,6 +619,7 @@ impl ProxySession {
             shared,
             sub,
             user: None,
+            lease: None,
         }
     }
 
@@ -634,6 +643,29 @@ impl ProxySession {
             return self.error(&ProxyError::Authentication {
                 message: "API key not allowed on the proxy".into(),
             });
+        }
+        let usage = principal.usage();
+        match &self.lease {
+            // Authenticating again with the key it holds a slot of: keep that slot.
+            Some((held, _)) if Arc::ptr_eq(held, &usage) => {}
+            _ => {
+                let Some(lease) = usage.lease() else {
+                    warn!(
+                        connection = self.sub.id(),
+                        user = usage.name(),
+                        max_connections = usage.max_connections(),
+                        "proxy authentication refused: the key's connection limit is reached"
+                    );
+                    return self.error(&ProxyError::Authentication {
+                        message: format!(
+                            "Connection limit exceeded: at most {} connections per API key",
+                            usage.max_connections()
+                        ),
+                    });
+                };
+                // A slot of another key, if any, is freed as this one is taken.
+                self.lease = Some((usage, lease));
+            }
         }
         let user_id = principal.user_id.to_owned();
         debug!(connection = self.sub.id(), user = %user_id, "proxy client authenticated");

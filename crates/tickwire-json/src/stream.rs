@@ -35,7 +35,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tickwire_model::market::{Instrument, PriceTick};
+use tickwire_model::market::{Instrument, PriceTick, Trade};
 
 use crate::ParseError;
 use crate::error::Clipped;
@@ -346,7 +346,7 @@ pub fn symbol_key(symbol: &str) -> Option<&str> {
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use tickwire_model::market::{Instrument, PriceTick};
+/// # use tickwire_model::market::{Instrument, PriceTick, Trade};
 /// # let tick = PriceTick {
 /// #     instrument: Instrument::crypto("BTC/USD"), price: 45123.5, last_quantity: 0.1,
 /// #     bid: 45123.4, bid_quantity: 1.0, ask: 45123.6, ask_quantity: 1.0, open: 44000.0,
@@ -384,6 +384,39 @@ pub fn write_tick(tick: &PriceTick, out: &mut BytesMut) {
     out.extend_from_slice(br#","source":"#);
     put_str(out, &tick.source);
     out.put_u8(b'}');
+}
+
+/// Encodes the `price_update` of a [`Trade`] (an LTP-only update): the same message as
+/// [`encode_tick`], with `volume` `null` (the trade does not know it).
+///
+/// ```
+/// # use tickwire_model::market::{Instrument, Trade};
+/// let trade = Trade {
+///     instrument: Instrument::new("RELIANCE", "NSE"), price: 2851.5, quantity: Some(10.0),
+///     source: "zmq".into(), timestamp_ms: 1_760_106_600_000,
+/// };
+/// assert_eq!(
+///     &tickwire_json::stream::encode_trade(&trade)[..],
+///     br#"{"type":"price_update","symbol":"RELIANCE","price":2851.5,"volume":null,"timestamp":"2025-10-10T14:30:00.000Z","source":"zmq"}"#
+/// );
+/// ```
+pub fn encode_trade(trade: &Trade) -> Bytes {
+    let mut out = BytesMut::with_capacity(
+        90 + trade.instrument.symbol.len()
+            + trade.source.len()
+            + MAX_NUMBER_LEN
+            + QUOTED_TIMESTAMP_LEN,
+    );
+    out.extend_from_slice(br#"{"type":"price_update","symbol":"#);
+    put_str(&mut out, &trade.instrument.symbol);
+    out.extend_from_slice(br#","price":"#);
+    put_f64(&mut out, trade.price);
+    out.extend_from_slice(br#","volume":null,"timestamp":"#);
+    put_timestamp(&mut out, trade.timestamp_ms);
+    out.extend_from_slice(br#","source":"#);
+    put_str(&mut out, &trade.source);
+    out.put_u8(b'}');
+    out.freeze()
 }
 
 /// Encodes the `subscribed` confirmation: the symbols now subscribed, stamped with the

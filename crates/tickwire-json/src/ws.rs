@@ -67,7 +67,9 @@ use std::ops::{BitOr, BitOrAssign};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tickwire_model::market::{Instrument, Level, OrderBook, PriceTick, ServerStatus, Signal};
+use tickwire_model::market::{
+    Instrument, Level, OrderBook, PriceTick, ServerStatus, Signal, Trade,
+};
 
 use crate::ParseError;
 use crate::error::Clipped;
@@ -544,6 +546,33 @@ pub fn write_tick(tick: &PriceTick, out: &mut BytesMut) {
     out.extend_from_slice(br#","timestamp":"#);
     put_i64(out, tick.timestamp_ms);
     out.put_u8(b'}');
+}
+
+/// Encodes the `price_update` of a [`Trade`] (an LTP-only update): the price and time
+/// with `change_24h` and `volume_24h` `null`, as the trade does not know them (the rule
+/// [`encode_tick`] applies to an unknown volume).
+///
+/// ```
+/// # use tickwire_model::market::{Instrument, Trade};
+/// let trade = Trade {
+///     instrument: Instrument::new("RELIANCE", "NSE"), price: 2851.5, quantity: None,
+///     source: "zmq".into(), timestamp_ms: 1_700_000_000_000,
+/// };
+/// assert_eq!(
+///     &tickwire_json::ws::encode_trade(&trade)[..],
+///     br#"{"type":"price_update","symbol":"reliance","price":2851.5,"change_24h":null,"volume_24h":null,"timestamp":1700000000000}"#
+/// );
+/// ```
+pub fn encode_trade(trade: &Trade) -> Bytes {
+    let mut out = BytesMut::with_capacity(110 + trade.instrument.symbol.len() + 2 * MAX_NUMBER_LEN);
+    out.extend_from_slice(br#"{"type":"price_update","symbol":"#);
+    put_lower_str(&mut out, trade.instrument.base());
+    out.extend_from_slice(br#","price":"#);
+    put_f64(&mut out, trade.price);
+    out.extend_from_slice(br#","change_24h":null,"volume_24h":null,"timestamp":"#);
+    put_i64(&mut out, trade.timestamp_ms);
+    out.put_u8(b'}');
+    out.freeze()
 }
 
 /// Encodes an `orderbook_update` with at most `depth` levels a side (best first, as the

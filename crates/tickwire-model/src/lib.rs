@@ -7,7 +7,7 @@
 //!   records live in, and the [`RecordKind`] they carry;
 //! - [`GroupName`]: a parsed group name, validated against a hub;
 //! - [`market`]: the canonical market events every adapter produces and every
-//!   codec renders (price ticks, order books, signals, server status), keyed by
+//!   codec renders (quotes, LTP-only trades, order books, signals, server status), keyed by
 //!   [`Instrument`];
 //! - [`Update`]: what a broker adapter produces and the gateway fans out.
 //!
@@ -29,7 +29,9 @@ use bytes::Bytes;
 
 pub mod market;
 
-pub use market::{Instrument, Level, OrderBook, PriceTick, ServerStatus, Signal, SignalDirection};
+pub use market::{
+    Instrument, Level, OrderBook, PriceTick, ServerStatus, Signal, SignalDirection, Trade,
+};
 
 /// One of the five GEX hubs (seed 000).
 ///
@@ -233,8 +235,13 @@ impl GexRecord {
 pub enum Update {
     /// A record for one GEX group (seed 000).
     Gex(GexRecord),
-    /// A trade or quote of one instrument.
+    /// A quote of one instrument: its last trade with the bid/ask and session
+    /// figures around it.
     Tick(PriceTick),
+    /// A last traded price of one instrument without a quote (an LTP-only
+    /// update): consumers merge it into the quote they hold rather than
+    /// replace it.
+    Trade(Trade),
     /// An order-book snapshot of one instrument.
     Book(OrderBook),
     /// A trading signal computed for one instrument.
@@ -270,6 +277,7 @@ impl Update {
     pub fn instrument(&self) -> Option<&Instrument> {
         match self {
             Update::Tick(t) => Some(&t.instrument),
+            Update::Trade(t) => Some(&t.instrument),
             Update::Book(b) => Some(&b.instrument),
             Update::Signal(s) => Some(&s.instrument),
             Update::Gex(_) | Update::Raw(_) => None,

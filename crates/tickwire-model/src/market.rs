@@ -89,6 +89,78 @@ pub struct PriceTick {
     pub timestamp_ms: i64,
 }
 
+impl PriceTick {
+    /// Merges a [`Trade`] of the same instrument: the price, the time and, when the
+    /// trade carries one, the last quantity change; the quote and session figures
+    /// (bid/ask, open/high/low, volumes) and the source stay as they are. The 24-hour
+    /// change follows the new price when the previous close is known.
+    ///
+    /// This is how a last-value cache takes an LTP-only update: the quote it holds
+    /// keeps describing the book and the session, with the latest traded price.
+    ///
+    /// ```
+    /// # use tickwire_model::{Instrument, PriceTick, Trade};
+    /// # let mut tick = PriceTick {
+    /// #     instrument: Instrument::new("TCS", "NSE"), price: 4100.0, last_quantity: 5.0,
+    /// #     bid: 4099.95, bid_quantity: 10.0, ask: 4100.05, ask_quantity: 7.0, open: 4050.0,
+    /// #     high: 4120.0, low: 4040.0, prev_close: 4000.0, change_24h_pct: 2.5,
+    /// #     volume_24h: None, session_volume: 1000.0, source: "synthetic".into(),
+    /// #     timestamp_ms: 1,
+    /// # };
+    /// tick.apply_trade(&Trade {
+    ///     instrument: tick.instrument.clone(), price: 4200.0, quantity: None,
+    ///     source: "zmq".into(), timestamp_ms: 2,
+    /// });
+    /// assert_eq!((tick.price, tick.timestamp_ms), (4200.0, 2));
+    /// assert_eq!((tick.bid, tick.open), (4099.95, 4050.0));
+    /// assert_eq!((tick.last_quantity, tick.change_24h_pct), (5.0, 5.0));
+    /// assert_eq!(&*tick.source, "synthetic");
+    /// ```
+    pub fn apply_trade(&mut self, trade: &Trade) {
+        self.price = trade.price;
+        self.timestamp_ms = trade.timestamp_ms;
+        if let Some(quantity) = trade.quantity {
+            self.last_quantity = quantity;
+        }
+        if self.prev_close != 0.0 && self.prev_close.is_finite() {
+            self.change_24h_pct = (self.price - self.prev_close) / self.prev_close * 100.0;
+        }
+    }
+}
+
+/// A last traded price of one instrument and nothing else: what a source that sends
+/// no quote with its trades produces (a bus message of seed 003's LTP mode).
+///
+/// It says only what it carries. Consumers that keep a quote merge it with
+/// [`PriceTick::apply_trade`] instead of replacing the quote, so a trade never
+/// blanks the bid/ask, OHLC or volume they hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trade {
+    /// The instrument traded.
+    pub instrument: Instrument,
+    /// Last traded price.
+    pub price: f64,
+    /// Quantity of the trade, when the source sends it.
+    pub quantity: Option<f64>,
+    /// Where the trade came from: `zmq`, a broker name, ...
+    pub source: Arc<str>,
+    /// Exchange time of the trade, milliseconds since the UNIX epoch.
+    pub timestamp_ms: i64,
+}
+
+impl Trade {
+    /// The trade a full tick implies: its price, last quantity, source and time.
+    pub fn of_tick(tick: &PriceTick) -> Trade {
+        Trade {
+            instrument: tick.instrument.clone(),
+            price: tick.price,
+            quantity: Some(tick.last_quantity),
+            source: Arc::clone(&tick.source),
+            timestamp_ms: tick.timestamp_ms,
+        }
+    }
+}
+
 /// One price level of an order book.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Level {
@@ -180,6 +252,63 @@ mod tests {
         let reliance = Instrument::new("RELIANCE", "NSE");
         assert_eq!(reliance.base(), "RELIANCE");
         assert_eq!(reliance.quote(), None);
+    }
+
+    fn tick() -> PriceTick {
+        PriceTick {
+            instrument: Instrument::new("INFY", "NSE"),
+            price: 1900.0,
+            last_quantity: 3.0,
+            bid: 1899.95,
+            bid_quantity: 40.0,
+            ask: 1900.05,
+            ask_quantity: 60.0,
+            open: 1880.0,
+            high: 1910.0,
+            low: 1875.0,
+            prev_close: 0.0,
+            change_24h_pct: 1.25,
+            volume_24h: Some(7.0e6),
+            session_volume: 120_000.0,
+            source: "synthetic".into(),
+            timestamp_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_trade_changes_only_price_time_and_quantity() {
+        let mut merged = tick();
+        let trade = Trade {
+            instrument: merged.instrument.clone(),
+            price: 777.5,
+            quantity: None,
+            source: "zmq".into(),
+            timestamp_ms: 2_000,
+        };
+        merged.apply_trade(&trade);
+        let expected = PriceTick {
+            price: 777.5,
+            timestamp_ms: 2_000,
+            ..tick()
+        };
+        // No previous close: the change is left as the source gave it.
+        assert_eq!(merged, expected);
+
+        merged.apply_trade(&Trade {
+            quantity: Some(9.0),
+            ..trade
+        });
+        assert_eq!(merged.last_quantity, 9.0);
+        assert_eq!(
+            Trade::of_tick(&merged),
+            Trade {
+                instrument: merged.instrument.clone(),
+                price: 777.5,
+                quantity: Some(9.0),
+                source: "synthetic".into(),
+                timestamp_ms: 2_000,
+            }
+        );
     }
 
     #[test]

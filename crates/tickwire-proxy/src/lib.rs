@@ -8,9 +8,11 @@
 //!   input with a [`ProxyError`] that carries the reference server's error code;
 //! - encodes every reply, byte for byte, in two [`ReplyStyle`]s: as the seed document
 //!   shows (the default) or exactly as the reference server sends (for its Python SDK);
-//! - keeps an instrument's last tick and book ([`MarketState`], the last-value cache)
-//!   and encodes a `market_data` message once per topic ([`encode_market_data`]);
-//! - routes updates to topics with the higher-mode rule ([`topics_fed`]);
+//! - keeps an instrument's last price, quote and book ([`MarketState`], the last-value
+//!   cache), merging an LTP-only trade into the quote rather than replacing it, and
+//!   encodes a `market_data` message once per topic ([`encode_market_data`]);
+//! - routes updates to topics with the higher-mode rule ([`topics_fed`]): a trade feeds
+//!   LTP subscribers only, a quote LTP and Quote, a book the Depth subscribers;
 //! - conflates LTP updates to one per window per instrument ([`Throttle`]), so the last
 //!   tick of a burst always arrives;
 //! - counts subscribers per key so the upstream adapter is subscribed by the first

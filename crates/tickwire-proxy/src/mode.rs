@@ -170,7 +170,9 @@ impl Topic {
 /// What an update changed in an instrument's [`MarketState`](crate::MarketState).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UpdateKind {
-    /// A price tick: a Quote-mode update (LTP, bid/ask, OHLC, volume).
+    /// A last traded price without a quote: an LTP-mode update.
+    Trade,
+    /// A quote: a Quote-mode update (LTP, bid/ask, OHLC, volume).
     Tick,
     /// An order book: a Depth-mode update.
     Book,
@@ -181,6 +183,7 @@ impl UpdateKind {
     /// records, signals, raw group payloads).
     pub fn of(update: &Update) -> Option<UpdateKind> {
         match update {
+            Update::Trade(_) => Some(UpdateKind::Trade),
             Update::Tick(_) => Some(UpdateKind::Tick),
             Update::Book(_) => Some(UpdateKind::Book),
             _ => None,
@@ -190,6 +193,7 @@ impl UpdateKind {
     /// The mode of the data the update carries.
     pub const fn mode(self) -> Mode {
         match self {
+            UpdateKind::Trade => Mode::Ltp,
             UpdateKind::Tick => Mode::Quote,
             UpdateKind::Book => Mode::Depth,
         }
@@ -198,20 +202,26 @@ impl UpdateKind {
 
 /// The topics of an instrument that an update of `kind` feeds: the routing rule.
 ///
-/// A tick is Quote data, and a higher mode also serves lower-mode subscribers (each
-/// with `mode` set to theirs), so a tick feeds the LTP and Quote topics. A book feeds
-/// the three Depth topics. A bus message of mode DEPTH that carries a price as well
-/// arrives as a tick followed by a book, and so reaches all five topics, each exactly
-/// once.
+/// An update reaches the subscribers of its own mode and of the lower ones (seed
+/// 003: "a tick of a higher mode is also delivered to lower-mode subscribers", each
+/// with `mode` set to theirs), never those of a higher mode, as the reference proxy
+/// routes a bus topic's mode. So a trade (an LTP-only update) feeds the LTP topic
+/// alone: Quote and Depth subscribers get nothing from it — their next quote or book
+/// carries the new price, which the cache has merged meanwhile. A quote feeds the
+/// LTP and Quote topics; a book the three Depth topics. A bus message of mode DEPTH
+/// that carries a quote as well arrives as a quote followed by a book, and so
+/// reaches all five topics, each exactly once.
 ///
 /// ```
-/// use tickwire_proxy::{topics_fed, Topic, UpdateKind};
+/// use tickwire_proxy::{topics_fed, Mode, Topic, UpdateKind};
 ///
+/// assert_eq!(topics_fed(UpdateKind::Trade), [Topic::LTP]);
 /// assert_eq!(topics_fed(UpdateKind::Tick), [Topic::LTP, Topic::QUOTE]);
-/// assert!(topics_fed(UpdateKind::Book).iter().all(|t| t.mode() == tickwire_proxy::Mode::Depth));
+/// assert!(topics_fed(UpdateKind::Book).iter().all(|t| t.mode() == Mode::Depth));
 /// ```
 pub const fn topics_fed(kind: UpdateKind) -> &'static [Topic] {
     match kind {
+        UpdateKind::Trade => &[Topic::LTP],
         UpdateKind::Tick => &[Topic::LTP, Topic::QUOTE],
         UpdateKind::Book => &[Topic::DEPTH_5, Topic::DEPTH_20, Topic::DEPTH_30],
     }
@@ -297,11 +307,13 @@ mod tests {
         assert!(!Mode::Ltp.serves(Mode::Quote));
         assert!(!Mode::Quote.serves(Mode::Depth));
         // The routing table follows the rule: every topic fed is served by the kind's mode.
-        for kind in [UpdateKind::Tick, UpdateKind::Book] {
+        for kind in [UpdateKind::Trade, UpdateKind::Tick, UpdateKind::Book] {
             for topic in topics_fed(kind) {
                 assert!(kind.mode().serves(topic.mode()));
             }
         }
+        // A trade never reaches Quote or Depth subscribers.
+        assert_eq!(topics_fed(UpdateKind::Trade), [Topic::LTP]);
         assert_eq!(topics_fed(UpdateKind::Tick), [Topic::LTP, Topic::QUOTE]);
         assert_eq!(
             topics_fed(UpdateKind::Book),

@@ -237,12 +237,6 @@ def test_proxy_is_also_served_on_the_main_listener(server: TickwireServer) -> No
         assert msg["data"]["bid"] < msg["data"]["ask"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server mismatch: a bus message on an _LTP topic (ltp only) reaches Quote "
-    "subscribers as mode 2 with open/high/low/close/bid/ask/volume all 0, and replaces the "
-    "cached quote (GET /api/v1/quote and the subscribe snapshot then show those zeros)",
-)
 def test_an_ltp_bus_message_does_not_become_an_empty_quote(
     server: TickwireServer, publisher
 ) -> None:
@@ -252,6 +246,11 @@ def test_an_ltp_bus_message_does_not_become_an_empty_quote(
         quote_client.authenticate()
         ltp_client.subscribe("INFY", "NSE", "LTP")
         quote_client.subscribe("INFY", "NSE", "Quote")
+        # The synthetic market's first quote of INFY (the snapshot, or its next tick).
+        first = quote_client.recv_json_until(
+            lambda m: m.get("type") == "market_data" and m["symbol"] == "INFY", "a quote of INFY"
+        )
+        assert first["mode"] == 2 and first["data"]["bid"] > 0, first
 
         def ltp(i: int) -> tuple[str, dict]:
             return "NSE_INFY_LTP", {"ltp": round(777.0 + i / 100, 2), "timestamp": now_ms()}

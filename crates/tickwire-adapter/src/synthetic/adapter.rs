@@ -87,7 +87,9 @@ struct State {
 /// from the first tick.
 ///
 /// **Books.** Every `book_interval` each instrument emits an
-/// [`Update::Book`] of `book_depth` levels a side: the best levels are the
+/// [`Update::Book`] of `book_depth` levels a side (the instrument's own
+/// `book_depth` if its spec has one; 30 for the default universe's
+/// exchange-listed instruments): the best levels are the
 /// current quote, deeper bids strictly lower and asks strictly higher,
 /// quantities growing with the distance and changing smoothly, with order
 /// counts.

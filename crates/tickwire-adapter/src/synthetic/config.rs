@@ -39,7 +39,8 @@ pub struct SyntheticConfig {
     /// (default: none, a random seed, which
     /// [`SyntheticMarket::seed`](crate::SyntheticMarket::seed) reports).
     pub seed: Option<u64>,
-    /// Levels a side of the order books, 1–30 (default 10).
+    /// Levels a side of the order books, 1–30 (default 10), for the
+    /// instruments whose spec names no `book_depth` of its own.
     pub book_depth: usize,
     /// Time between two order-book snapshots of one instrument. Written
     /// `book_interval_ms` in config files (default 1000).

@@ -98,7 +98,8 @@ impl MarketSim {
             .iter()
             .map(|spec| {
                 let rng = StdRng::seed_from_u64(master.random());
-                InstrumentMarket::new(spec, rng, start_ms, config.book_depth, config.speed)
+                let depth = spec.book_depth.unwrap_or(config.book_depth);
+                InstrumentMarket::new(spec, rng, start_ms, depth, config.speed)
             })
             .collect();
         let mut sim = MarketSim {

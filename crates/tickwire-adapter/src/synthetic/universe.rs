@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use tickwire_model::Instrument;
 
+use super::config::MAX_BOOK_DEPTH;
 use crate::AdapterError;
 
 /// One instrument of a synthetic market and the figures its simulation follows.
@@ -53,6 +54,12 @@ pub struct InstrumentSpec {
     /// it is never less than one tick.
     #[serde(default = "two")]
     pub spread_bps: f64,
+    /// Levels a side of this instrument's order books, 1–30 (default: the
+    /// market's [`book_depth`](crate::SyntheticConfig::book_depth)). The
+    /// default universe gives its exchange-listed instruments 30, so that a
+    /// proxy Depth subscription of 20 or 30 levels gets them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub book_depth: Option<usize>,
 }
 
 fn crypto() -> String {
@@ -138,6 +145,12 @@ impl InstrumentSpec {
         }
         if !(self.spread_bps.is_finite() && (0.0..=1000.0).contains(&self.spread_bps)) {
             return bad("holds an instrument whose spread_bps is not within 0–1000");
+        }
+        if self
+            .book_depth
+            .is_some_and(|d| !(1..=MAX_BOOK_DEPTH).contains(&d))
+        {
+            return bad("holds an instrument whose book_depth is not within 1–30");
         }
         Ok(())
     }
@@ -262,7 +275,9 @@ const LISTED: [Row; 8] = [
 
 /// The default universe: 22 crypto pairs quoted in USD on `CRYPTO`, AAPL,
 /// GOOGL, MSFT and TSLA on `NASDAQ`, RELIANCE, TCS and INFY on `NSE` and the
-/// NIFTY index on `NSE_INDEX`.
+/// NIFTY index on `NSE_INDEX`. The exchange-listed instruments have books of
+/// [`MAX_BOOK_DEPTH`] (30) levels a side, the depth of seed 003's deepest
+/// subscription; the crypto pairs the market's `book_depth`.
 ///
 /// Prices, volatilities, trade rates, ticks and 24-hour volumes are of the
 /// order of real markets (BTC/USD near 67 000 with 60 % volatility and five
@@ -277,20 +292,24 @@ const LISTED: [Row; 8] = [
 /// assert!(universe.iter().any(|s| s.symbol == "NIFTY" && s.exchange == "NSE_INDEX"));
 /// ```
 pub fn default_universe() -> Vec<InstrumentSpec> {
-    PAIRS
-        .iter()
-        .chain(&LISTED)
+    let pairs = PAIRS.iter().map(|row| (row, None));
+    let listed = LISTED.iter().map(|row| (row, Some(MAX_BOOK_DEPTH)));
+    pairs
+        .chain(listed)
         .map(
-            |&(
-                symbol,
-                exchange,
-                price,
-                volatility,
-                ticks_per_sec,
-                tick_size,
-                lot_size,
-                volume_24h,
-                spread_bps,
+            |(
+                &(
+                    symbol,
+                    exchange,
+                    price,
+                    volatility,
+                    ticks_per_sec,
+                    tick_size,
+                    lot_size,
+                    volume_24h,
+                    spread_bps,
+                ),
+                book_depth,
             )| {
                 InstrumentSpec {
                     symbol: symbol.to_owned(),
@@ -302,6 +321,7 @@ pub fn default_universe() -> Vec<InstrumentSpec> {
                     lot_size,
                     volume_24h,
                     spread_bps,
+                    book_depth,
                 }
             },
         )
@@ -328,6 +348,11 @@ mod tests {
         }
         let btc = universe.iter().find(|s| s.symbol == "BTC/USD").unwrap();
         assert_eq!(btc.price, 67_000.0);
+        // Crypto books follow the market's depth; exchange-listed ones are 30 deep.
+        assert_eq!(btc.book_depth, None);
+        for spec in universe.iter().filter(|s| s.exchange != "CRYPTO") {
+            assert_eq!(spec.book_depth, Some(MAX_BOOK_DEPTH), "{}", spec.symbol);
+        }
     }
 
     #[test]
@@ -346,7 +371,7 @@ mod tests {
     fn bad_specs_are_refused() {
         let good = default_universe().remove(0);
         type Spoil = fn(&mut InstrumentSpec);
-        let cases: [(&str, Spoil); 9] = [
+        let cases: [(&str, Spoil); 11] = [
             ("empty symbol", |s| s.symbol.clear()),
             ("colon", |s| s.symbol = "BTC:USD".into()),
             ("space", |s| s.exchange = "NEW YORK".into()),
@@ -356,6 +381,8 @@ mod tests {
             ("vol", |s| s.volatility = f64::NAN),
             ("rate", |s| s.ticks_per_sec = 0.0),
             ("volume", |s| s.volume_24h = -1.0),
+            ("no depth", |s| s.book_depth = Some(0)),
+            ("deep", |s| s.book_depth = Some(31)),
         ];
         for (what, spoil) in cases {
             let mut spec = good.clone();

@@ -6,8 +6,9 @@
 //! the JSON the adapter's standard fields ([`BusDecoder`]). [`ZmqAdapter`] holds the
 //! SUB end: it binds (the default, `tcp://127.0.0.1:5555`, publishers connect to it)
 //! or connects to a bound publisher, subscribes to every topic (or the configured
-//! prefixes), and turns each message into [`Update::Tick`] and/or [`Update::Book`]
-//! with the broker prefix (else the configured name) as `source`. A malformed message
+//! prefixes), and turns each message into an [`Update::Trade`] (an LTP-only message)
+//! or an [`Update::Tick`] (a quote), and/or an [`Update::Book`], with the broker prefix
+//! (else the configured name) as `source`. A malformed message
 //! is logged at `warn` and skipped; account-event topics sharing the bus are skipped.
 //!
 //! It speaks ZMTP 3 through the pure-Rust `zeromq` crate, so no system libzmq is

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tickwire_model::{Instrument, Level, OrderBook, PriceTick, Update};
+use tickwire_model::{Instrument, Level, OrderBook, PriceTick, Trade, Update};
 
-use super::topic::{BusTopic, parse_topic};
+use super::topic::{BusMode, BusTopic, parse_topic};
 
 /// The most levels a side of a book keeps; deeper levels are ignored.
 pub const MAX_LEVELS: usize = 50;
@@ -26,12 +26,21 @@ pub enum Skipped {
     Malformed(&'static str),
 }
 
-/// Turns bus messages into [`Update`]s, keeping each instrument's last tick so that a
-/// message carrying only some figures (an LTP message) updates those and keeps the
-/// rest. Sans-IO: the caller passes the receive time for payloads without one.
+/// Turns bus messages into [`Update`]s. Sans-IO: the caller passes the receive time
+/// for payloads without one.
 ///
-/// Figures a source never sent are 0 (the model's "unknown"); the change is computed
-/// from the previous close when there is one.
+/// An update says what the message carried:
+///
+/// - a message on an `_LTP` topic, or one that carries a price and no quote figure
+///   (no OHLC, volume, bid/ask or their quantities), is an [`Update::Trade`]: the
+///   price, the trade's quantity if given, and the time. Consumers merge it into the
+///   quote they hold; it never becomes a quote of zeros;
+/// - a message with quote figures is an [`Update::Tick`]. The decoder keeps each
+///   instrument's last quote from the bus, so a message carrying only some figures
+///   updates those and keeps the rest; figures the bus never sent are 0 (the model's
+///   "unknown"), and the change is computed from the previous close when there is one;
+/// - a `depth` object on a `_QUOTE` or `_DEPTH` topic is also an [`Update::Book`]
+///   (after the tick or trade); its best levels stand in for a missing bid/ask.
 #[derive(Debug, Default)]
 pub struct BusDecoder {
     /// The source of updates from topics without a broker prefix.
@@ -132,43 +141,57 @@ impl BusDecoder {
 
         let mut updates = Vec::with_capacity(2);
         let instrument = &topic.instrument;
-        let tick = match (self.ticks.get_mut(instrument), ltp) {
-            // A message changes the figures it carries and keeps the others.
-            (Some(last), _) if ltp.is_some() || fields.any() => {
-                fields.apply(last, ltp, timestamp_ms, &source);
-                Some(last.clone())
-            }
-            (Some(_), _) => None,
-            (None, Some(price)) => {
-                let mut tick = PriceTick {
+        if topic.mode == BusMode::Ltp || !fields.any_quote() {
+            // Only a price (an LTP topic carries nothing else): a trade, which the
+            // consumers merge into the quote they hold, never a quote of zeros.
+            if let Some(price) = ltp {
+                let trade = Trade {
                     instrument: instrument.clone(),
                     price,
-                    last_quantity: 0.0,
-                    bid: 0.0,
-                    bid_quantity: 0.0,
-                    ask: 0.0,
-                    ask_quantity: 0.0,
-                    open: 0.0,
-                    high: 0.0,
-                    low: 0.0,
-                    prev_close: 0.0,
-                    change_24h_pct: 0.0,
-                    volume_24h: None,
-                    session_volume: 0.0,
+                    quantity: fields.last_quantity,
                     source: Arc::clone(&source),
                     timestamp_ms,
                 };
-                fields.apply(&mut tick, Some(price), timestamp_ms, &source);
-                self.ticks.insert(instrument.clone(), tick.clone());
-                Some(tick)
+                if let Some(last) = self.ticks.get_mut(instrument) {
+                    last.apply_trade(&trade);
+                }
+                updates.push(Update::Trade(trade));
             }
-            // No price yet: a book alone, or nothing.
-            (None, None) => None,
-        };
-        if let Some(tick) = tick {
-            updates.push(Update::Tick(tick));
+        } else {
+            // A quote: it changes the figures it carries and keeps the others.
+            let tick = match self.ticks.get_mut(instrument) {
+                Some(last) => {
+                    fields.apply(last, ltp, timestamp_ms, &source);
+                    Some(last.clone())
+                }
+                None => ltp.map(|price| {
+                    let mut tick = PriceTick {
+                        instrument: instrument.clone(),
+                        price,
+                        last_quantity: 0.0,
+                        bid: 0.0,
+                        bid_quantity: 0.0,
+                        ask: 0.0,
+                        ask_quantity: 0.0,
+                        open: 0.0,
+                        high: 0.0,
+                        low: 0.0,
+                        prev_close: 0.0,
+                        change_24h_pct: 0.0,
+                        volume_24h: None,
+                        session_volume: 0.0,
+                        source: Arc::clone(&source),
+                        timestamp_ms,
+                    };
+                    fields.apply(&mut tick, Some(price), timestamp_ms, &source);
+                    self.ticks.insert(instrument.clone(), tick.clone());
+                    tick
+                }),
+            };
+            updates.extend(tick.map(Update::Tick));
         }
-        if let Some(book) = book {
+        // An LTP topic carries no book; the others do when they have a `depth`.
+        if let Some(book) = book.filter(|_| topic.mode != BusMode::Ltp) {
             updates.push(Update::Book(book));
         }
         if updates.is_empty() {
@@ -193,14 +216,15 @@ struct TickFields {
 }
 
 impl TickFields {
-    fn any(&self) -> bool {
+    /// Whether the message carries a quote figure (the last quantity belongs to the
+    /// trade, not to the quote).
+    fn any_quote(&self) -> bool {
         [
             self.open,
             self.high,
             self.low,
             self.close,
             self.volume,
-            self.last_quantity,
             self.bid,
             self.bid_quantity,
             self.ask,
@@ -333,8 +357,53 @@ mod tests {
         assert!((t.change_24h_pct - 0.078_996).abs() < 1e-5);
     }
 
+    fn trade(u: &Update) -> &Trade {
+        match u {
+            Update::Trade(t) => t,
+            other => panic!("trade expected, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn ltp_messages_update_the_price_and_keep_the_rest() {
+    fn ltp_messages_are_trades_not_quotes() {
+        let mut d = BusDecoder::new("zmq");
+        // The first message of an instrument: a price, never a quote of zeros.
+        let updates = decode(
+            &mut d,
+            "zerodha_NSE_TCS_LTP",
+            r#"{"last_price":"10.5","ltt":1748353658,"last_trade_quantity":4}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            updates,
+            [Update::Trade(Trade {
+                instrument: Instrument::new("TCS", "NSE"),
+                price: 10.5,
+                quantity: Some(4.0),
+                // The broker prefix is the source; seconds become milliseconds.
+                source: "zerodha".into(),
+                timestamp_ms: 1_748_353_658_000,
+            })]
+        );
+        // An LTP topic is a trade whatever else the payload holds; no book either.
+        let updates = decode(
+            &mut d,
+            "NSE_TCS_LTP",
+            r#"{"ltp":11,"bid":10.9,"depth":{"buy":[{"price":10.9,"quantity":1}],"sell":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(updates.len(), 1);
+        let t = trade(&updates[0]);
+        assert_eq!((t.price, t.quantity), (11.0, None));
+        // No time in the payload: the receive time.
+        assert_eq!(t.timestamp_ms, 1_000_000_000_000);
+        // A price alone on a QUOTE topic is a trade too.
+        let updates = decode(&mut d, "NSE_INFY_QUOTE", r#"{"ltp":1500.25}"#).unwrap();
+        assert_eq!(trade(&updates[0]).price, 1500.25);
+    }
+
+    #[test]
+    fn quotes_keep_the_figures_a_message_does_not_carry() {
         let mut d = BusDecoder::new("zmq");
         decode(
             &mut d,
@@ -342,12 +411,9 @@ mod tests {
             r#"{"ltp":10,"ohlc":{"open":9,"high":11,"low":8,"close":9.5},"volume_traded":7}"#,
         )
         .unwrap();
-        let updates = decode(
-            &mut d,
-            "zerodha_NSE_TCS_LTP",
-            r#"{"last_price":"10.5","ltt":1748353658}"#,
-        )
-        .unwrap();
+        // A trade in between moves the kept quote's price.
+        decode(&mut d, "NSE_TCS_LTP", r#"{"ltp":10.25}"#).unwrap();
+        let updates = decode(&mut d, "NSE_TCS_QUOTE", r#"{"bid":10.2,"ask":10.3}"#).unwrap();
         let t = tick(&updates[0]);
         assert_eq!(
             (
@@ -358,14 +424,14 @@ mod tests {
                 t.prev_close,
                 t.session_volume
             ),
-            (10.5, 9.0, 11.0, 8.0, 9.5, 7.0)
+            (10.25, 9.0, 11.0, 8.0, 9.5, 7.0)
         );
-        // Seconds become milliseconds; the broker prefix is the source.
-        assert_eq!(t.timestamp_ms, 1_748_353_658_000);
-        assert_eq!(&*t.source, "zerodha");
-        // No time in the payload: the receive time.
-        let updates = decode(&mut d, "NSE_TCS_LTP", r#"{"ltp":11}"#).unwrap();
-        assert_eq!(tick(&updates[0]).timestamp_ms, 1_000_000_000_000);
+        assert_eq!((t.bid, t.ask), (10.2, 10.3));
+        // A quote without any price yet is nothing to show.
+        assert_eq!(
+            decode(&mut d, "NSE_X_QUOTE", r#"{"bid":1}"#),
+            Err(Skipped::Malformed("no price and no depth"))
+        );
     }
 
     #[test]
