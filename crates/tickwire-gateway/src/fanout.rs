@@ -23,17 +23,17 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use tickwire_adapter::UpdateStream;
 use tickwire_index::{SubscriptionIndex, TopicId};
 use tickwire_model::{GexRecord, Instrument, RawDataType, RawGroupPayload, Update};
 use tickwire_pubsub::{EncodedMessage, MessageData, MessageFrom, WireFormat, encode_message};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::market::{self, Feed, Market};
@@ -281,8 +281,6 @@ pub(crate) struct FanOut {
     proxy: Option<Arc<crate::proxy::Proxy>>,
     /// Most levels a side of a `/ws` `orderbook_update` (`[ws] book_depth`).
     ws_book_depth: usize,
-    /// What the slow-consumer policies did, logged when it changes.
-    slow_consumers: Arc<SlowConsumerStats>,
 }
 
 impl std::fmt::Debug for FanOut {
@@ -312,15 +310,7 @@ impl FanOut {
             bars: crate::fastws::BarFeed::new(),
             proxy: None,
             ws_book_depth: usize::MAX,
-            slow_consumers: Arc::new(SlowConsumerStats::default()),
         }
-    }
-
-    /// Logs, every [`SLOW_CONSUMER_LOG`] while they change, what the
-    /// slow-consumer policies counted in `stats`.
-    pub(crate) fn with_slow_consumer_stats(mut self, stats: Arc<SlowConsumerStats>) -> Self {
-        self.slow_consumers = stats;
-        self
     }
 
     /// Cuts `/ws` `orderbook_update`s to `levels` a side.
@@ -335,72 +325,7 @@ impl FanOut {
         self
     }
 
-    /// Consumes every adapter's update stream and the publish API's updates
-    /// until `shutdown` is set.
-    pub(crate) async fn run(
-        mut self,
-        streams: Vec<UpdateStream>,
-        mut injected: mpsc::Receiver<Update>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut adapters_done = streams.is_empty();
-        if adapters_done {
-            info!("no adapter update streams; serving published updates only");
-        }
-        let mut updates = futures_util::stream::select_all(streams);
-        let mut report = tokio::time::interval(SLOW_CONSUMER_LOG);
-        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reported = SlowConsumerCounts::default();
-        loop {
-            tokio::select! {
-                biased;
-                () = crate::shutdown_started(&mut shutdown) => break,
-                _ = report.tick() => {
-                    let now = self.slow_consumers.counts();
-                    if now != reported {
-                        info!(
-                            disconnected = now.disconnected - reported.disconnected,
-                            dropped_oldest = now.dropped_oldest - reported.dropped_oldest,
-                            conflated = now.conflated - reported.conflated,
-                            total_disconnected = now.disconnected,
-                            total_dropped_oldest = now.dropped_oldest,
-                            total_conflated = now.conflated,
-                            "slow consumers since the last report"
-                        );
-                        reported = now;
-                    }
-                }
-                next = injected.recv() => match next {
-                    Some(update) => self.handle_burst(update, &mut injected),
-                    None => break,
-                },
-                next = updates.next(), if !adapters_done => match next {
-                    Some(update) => self.handle_burst(update, &mut injected),
-                    None => {
-                        info!("every adapter's update stream ended");
-                        adapters_done = true;
-                    }
-                },
-            }
-        }
-    }
-
     /// Delivers one update.
-    /// Handles `first` and every published update already waiting behind it
-    /// (at most [`BURST`] in all) as one corked burst: a writer is woken once
-    /// for all the frames the burst gave it (see [`crate::outbox::corked`]).
-    fn handle_burst(&mut self, first: Update, injected: &mut mpsc::Receiver<Update>) {
-        crate::outbox::corked(|| {
-            self.handle(first);
-            for _ in 1..BURST {
-                match injected.try_recv() {
-                    Ok(update) => self.handle(update),
-                    Err(_) => break,
-                }
-            }
-        });
-    }
-
     pub(crate) fn handle(&mut self, update: Update) {
         if let Some(instrument) = update.instrument() {
             if !self.seen.contains(instrument) {
@@ -512,5 +437,87 @@ impl FanOut {
         };
         let from = MessageFrom::group(self.name.clone());
         publish(&self.index, topic, &from, &data, None);
+    }
+}
+
+/// The fan-out state, shared by the adapters' task ([`run`]) and the publish
+/// API ([`deliver_all`]): whoever has updates delivers them itself, under
+/// this lock, so a published update reaches the writers without a hop
+/// through another task.
+pub(crate) type SharedFanOut = Mutex<FanOut>;
+
+fn lock(fan_out: &SharedFanOut) -> MutexGuard<'_, FanOut> {
+    // `handle` leaves the state consistent between updates; a panic in one
+    // update must not stop every later one.
+    fan_out.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Delivers `updates` in corked bursts of at most [`BURST`], taking the
+/// lock once a burst: each writer is woken once for all the frames a burst
+/// gave it (see [`crate::outbox::corked`]), and the adapters' task is never
+/// kept waiting longer than one burst.
+pub(crate) fn deliver_all(fan_out: &SharedFanOut, updates: impl IntoIterator<Item = Update>) {
+    let mut updates = updates.into_iter().peekable();
+    while updates.peek().is_some() {
+        let mut fan_out = lock(fan_out);
+        crate::outbox::corked(|| {
+            for update in updates.by_ref().take(BURST) {
+                fan_out.handle(update);
+            }
+        });
+    }
+}
+
+/// Consumes every adapter's update stream until `shutdown` is set, and logs
+/// what the slow-consumer policies did every [`SLOW_CONSUMER_LOG`].
+///
+/// An update is delivered together with every other one already waiting
+/// in the streams (at most [`BURST`]), as one corked burst.
+pub(crate) async fn run(
+    fan_out: Arc<SharedFanOut>,
+    streams: Vec<UpdateStream>,
+    stats: Arc<SlowConsumerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut adapters_done = streams.is_empty();
+    if adapters_done {
+        info!("no adapter update streams; serving published updates only");
+    }
+    let mut updates = futures_util::stream::select_all(streams);
+    let mut report = tokio::time::interval(SLOW_CONSUMER_LOG);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = SlowConsumerCounts::default();
+    loop {
+        tokio::select! {
+            biased;
+            () = crate::shutdown_started(&mut shutdown) => break,
+            _ = report.tick() => {
+                let now = stats.counts();
+                if now != reported {
+                    info!(
+                        disconnected = now.disconnected - reported.disconnected,
+                        dropped_oldest = now.dropped_oldest - reported.dropped_oldest,
+                        conflated = now.conflated - reported.conflated,
+                        total_disconnected = now.disconnected,
+                        total_dropped_oldest = now.dropped_oldest,
+                        total_conflated = now.conflated,
+                        "slow consumers since the last report"
+                    );
+                    reported = now;
+                }
+            }
+            next = updates.next(), if !adapters_done => match next {
+                Some(first) => {
+                    // What the streams hold already; `now_or_never` polls
+                    // them without waiting.
+                    let mut more = std::iter::from_fn(|| updates.next().now_or_never().flatten());
+                    deliver_all(&fan_out, std::iter::once(first).chain(more.by_ref().take(BURST - 1)));
+                }
+                None => {
+                    info!("every adapter's update stream ended");
+                    adapters_done = true;
+                }
+            },
+        }
     }
 }

@@ -90,7 +90,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tickwire_adapter::{AdapterError, BrokerAdapter};
-use tickwire_model::Update;
+
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -128,8 +128,6 @@ pub use tickwire_proxy::ReplyStyle;
 
 /// How long connections get to say goodbye after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Updates of the publish API queued for the fan-out.
-const INJECT_QUEUE: usize = 1024;
 
 /// Everything that can stop the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -186,8 +184,8 @@ pub(crate) struct Shared {
     pub(crate) feeds: Arc<fanout::Index>,
     /// The instruments known and the figures of `server_status`.
     pub(crate) market: Arc<market::Market>,
-    /// Updates of the publish API, into the fan-out.
-    pub(crate) inject: mpsc::Sender<Update>,
+    /// The fan-out, which the publish API drives itself.
+    pub(crate) fan_out: Arc<fanout::SharedFanOut>,
     /// The market-data proxy's subscriptions and last-value cache (seed 003).
     pub(crate) proxy: Arc<proxy::Proxy>,
     pub(crate) public_url: Option<config::PublicUrl>,
@@ -264,7 +262,6 @@ pub async fn run_with(
     let index = Arc::new(fanout::Index::new());
     let feeds = Arc::new(fanout::Index::new());
     let market = Arc::new(market::Market::new());
-    let (inject, injected) = mpsc::channel(INJECT_QUEUE);
     let slow_consumers = Arc::new(outbox::SlowConsumerStats::default());
 
     let proxy = Arc::new(proxy::Proxy::new(
@@ -282,8 +279,8 @@ pub async fn run_with(
         config.zstd_level,
     )
     .with_proxy(proxy.clone())
-    .with_ws_book_depth(config.ws.book_depth)
-    .with_slow_consumer_stats(slow_consumers.clone());
+    .with_ws_book_depth(config.ws.book_depth);
+    let fan_out = Arc::new(std::sync::Mutex::new(fan_out));
     let mut streams = Vec::with_capacity(adapters.len());
     for adapter in &adapters {
         let stream = adapter.updates().map_err(|source| GatewayError::Adapter {
@@ -310,7 +307,12 @@ pub async fn run_with(
             "adapter connected"
         );
     }
-    let fan_out = tokio::spawn(fan_out.run(streams, injected, shutdown_rx.clone()));
+    let adapters_task = tokio::spawn(fanout::run(
+        fan_out.clone(),
+        streams,
+        slow_consumers.clone(),
+        shutdown_rx.clone(),
+    ));
 
     let shared = Arc::new(Shared {
         config,
@@ -318,7 +320,7 @@ pub async fn run_with(
         index,
         feeds,
         market: market.clone(),
-        inject,
+        fan_out,
         proxy: proxy.clone(),
         public_url,
         shutdown: shutdown_rx,
@@ -383,7 +385,7 @@ pub async fn run_with(
         }
         market.adapter_disconnected();
     }
-    let _ = fan_out.await;
+    let _ = adapters_task.await;
     let _ = status.await;
     let _ = heartbeat.await;
     let _ = throttle.await;

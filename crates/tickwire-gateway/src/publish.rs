@@ -120,15 +120,16 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
         Ok(updates) => updates,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
-    let accepted = updates.len();
-    for update in updates {
-        if shared.inject.send(update).await.is_err() {
-            return json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is shutting down",
-            );
-        }
+    if *shared.shutdown.borrow() {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
     }
+    let accepted = updates.len();
+    // Delivered here, on this request's task: the answer means every
+    // subscriber's outbox has the updates.
+    crate::fanout::deliver_all(&shared.fan_out, updates);
     json(StatusCode::ACCEPTED, &Accepted { accepted })
 }
 
