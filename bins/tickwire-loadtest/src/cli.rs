@@ -29,6 +29,13 @@ pub enum Protocol {
     Ws,
     /// The keyed JSON feed `/stream`, subscribing to symbols (`LT0001/USD`).
     Stream,
+    /// The broker-adapter proxy protocol at `/proxy`: `authenticate` with the
+    /// key, then `subscribe` to instruments (`LT0001/USD` on `CRYPTO`) in
+    /// Quote mode.
+    Proxy,
+    /// The FastWS envelope at `/api/v1/ws`: `bars.subscribe` to the
+    /// 1-minute bars of one symbol (`LT0001/USD`).
+    Fastws,
 }
 
 impl Protocol {
@@ -39,6 +46,8 @@ impl Protocol {
             Protocol::PubsubJson => "pubsub-json",
             Protocol::Ws => "ws",
             Protocol::Stream => "stream",
+            Protocol::Proxy => "proxy",
+            Protocol::Fastws => "fastws",
         }
     }
 
@@ -279,6 +288,24 @@ impl Settings {
                     "/ws allows 100 symbols per connection by default (ws.subscription_limit)",
                 ));
             }
+            // A bar update names no symbol: a connection's updates are all
+            // of its one topic.
+            Protocol::Fastws if args.subscriptions_per_conn != 1 => {
+                return Err(Error::invalid(
+                    "fastws: bar updates do not name their symbol, so each connection \
+                     subscribes to one topic (--subscriptions-per-conn 1)",
+                ));
+            }
+            // Each topic gets about rate × duration updates; the bar price
+            // carries sequence numbers up to BAR_MAX_SEQ.
+            Protocol::Fastws
+                if rate * duration.as_secs_f64() >= crate::stamp::BAR_MAX_SEQ as f64 =>
+            {
+                return Err(Error::invalid(format!(
+                    "fastws: bar prices carry at most {} updates per topic (--rate × --duration)",
+                    crate::stamp::BAR_MAX_SEQ
+                )));
+            }
             _ => {}
         }
         let source_ips = if !args.source_ips.is_empty() {
@@ -338,9 +365,32 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> Result<Settings, Error> {
-        let mut argv = vec!["tickwire-loadtest", "--protocol", "ws"];
+        let mut argv = vec!["tickwire-loadtest"];
+        if !extra.contains(&"--protocol") {
+            argv.extend_from_slice(&["--protocol", "ws"]);
+        }
         argv.extend_from_slice(extra);
-        Settings::from_args(&Args::try_parse_from(argv).unwrap())
+        let args = Args::try_parse_from(argv).map_err(|e| Error::invalid(e.to_string()))?;
+        Settings::from_args(&args)
+    }
+
+    #[test]
+    fn the_protocols_by_name() {
+        for (name, protocol) in [
+            ("pubsub-protobuf", Protocol::PubsubProtobuf),
+            ("pubsub-json", Protocol::PubsubJson),
+            ("ws", Protocol::Ws),
+            ("stream", Protocol::Stream),
+            ("proxy", Protocol::Proxy),
+            ("fastws", Protocol::Fastws),
+        ] {
+            let s = args(&["--protocol", name]).unwrap();
+            assert_eq!(s.protocol, protocol);
+            assert_eq!(protocol.name(), name);
+            assert_eq!(protocol.is_pubsub(), name.starts_with("pubsub"));
+        }
+        let proxy = args(&["--protocol", "proxy", "--subscriptions-per-conn", "5"]).unwrap();
+        assert_eq!(proxy.topics.per_connection(), 5);
     }
 
     #[test]
@@ -411,6 +461,16 @@ mod tests {
             &["--subscriptions-per-conn", "101", "--topics", "200"],
             &["--source-ips", "::1"],
             &["--api-key", ","],
+            &["--protocol", "fastws", "--subscriptions-per-conn", "2"],
+            &[
+                "--protocol",
+                "fastws",
+                "--rate",
+                "1000",
+                "--duration",
+                "10000",
+            ],
+            &["--protocol", "smoke-signals"],
         ] {
             assert!(args(bad).is_err(), "{bad:?}");
         }

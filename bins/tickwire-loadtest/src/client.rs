@@ -11,6 +11,13 @@
 //!   refuses it).
 //! - `/stream`: `subscribe` with at most 10 symbols at a time, each answered
 //!   by `subscribed` listing them.
+//! - `/proxy`: `authenticate` with the key, answered with a `success` status
+//!   (`auth_response`, or `auth` in the `openalgo` reply style), then one
+//!   `subscribe` of every instrument in mode 2 (Quote), answered with status
+//!   `success` (any instrument refused makes it `partial`).
+//! - `/api/v1/ws`: `bars.subscribe` of the one symbol at resolution `1`,
+//!   answered by `bars.subscribe.response` with status `ok`; the same
+//!   message, repeated, is the keepalive FastWS needs every 30 s.
 //!
 //! Confirmations are parsed in full (they happen once per connection); the
 //! updates that follow are not (see [`crate::stamp`]).
@@ -26,7 +33,7 @@ use tickwire_proto::webpubsub::{
 
 use crate::Error;
 use crate::net::{HttpClient, Prefixed};
-use crate::topics::PUBSUB_HUB;
+use crate::topics::{EXCHANGE, PUBSUB_HUB};
 
 /// A subscriber's WebSocket.
 pub type Ws = WebSocket<Prefixed>;
@@ -251,6 +258,103 @@ pub async fn subscribe_stream(ws: &mut Ws, symbols: &[String]) -> Result<(), Str
     Ok(())
 }
 
+/// The proxy's `authenticate` request.
+pub fn proxy_authenticate(key: &str) -> String {
+    serde_json::json!({"action": "authenticate", "api_key": key}).to_string()
+}
+
+/// The proxy's `subscribe` request of `symbols` on [`EXCHANGE`] in mode 2
+/// (Quote: every tick is a message; the LTP throttle of mode 1 conflates).
+pub fn proxy_subscribe(symbols: &[String]) -> String {
+    let symbols: Vec<serde_json::Value> = symbols
+        .iter()
+        .map(|s| serde_json::json!({"symbol": s, "exchange": EXCHANGE}))
+        .collect();
+    serde_json::json!({"action": "subscribe", "symbols": symbols, "mode": 2}).to_string()
+}
+
+/// Authenticates a `/proxy` connection with `key` and subscribes it to
+/// `symbols` in Quote mode, waiting for each reply.
+pub async fn subscribe_proxy(ws: &mut Ws, key: &str, symbols: &[String]) -> Result<(), String> {
+    send(ws, text(proxy_authenticate(key))).await?;
+    while !proxy_reply(
+        &next_message(ws).await?,
+        &["auth_response", "auth"],
+        "authenticate",
+    )? {}
+    send(ws, text(proxy_subscribe(symbols))).await?;
+    while !proxy_reply(
+        &next_message(ws).await?,
+        &["subscribe_response", "subscribe"],
+        "subscribe",
+    )? {}
+    Ok(())
+}
+
+/// Whether `payload` is the successful reply of type `types` (either reply
+/// style's name); `Err` for an error reply (errors of the `openalgo` style
+/// have no `type`), `Ok(false)` for other messages.
+fn proxy_reply(payload: &[u8], types: &[&str], what: &str) -> Result<bool, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("unreadable message: {e}"))?;
+    let status = value["status"].as_str();
+    if status == Some("error") && value.get("code").is_some() {
+        return Err(json_error(&format!("{what} refused"), &value));
+    }
+    if !value["type"].as_str().is_some_and(|t| types.contains(&t)) {
+        return Ok(false);
+    }
+    match status {
+        Some("success") => Ok(true),
+        _ => {
+            // The first instrument refused says why.
+            let refused = value["subscriptions"]
+                .as_array()
+                .and_then(|all| all.iter().find(|s| s["status"] != "success"));
+            let why = refused.map_or(&value["message"], |s| &s["message"]);
+            Err(format!(
+                "{what} refused: {} {}",
+                status.unwrap_or_default(),
+                why.as_str().unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// The FastWS `bars.subscribe` of `symbol`'s 1-minute bars.
+pub fn fastws_subscribe(symbol: &str) -> String {
+    serde_json::json!({
+        "type": "bars.subscribe",
+        "payload": {"symbol": symbol, "params": {"resolution": "1"}},
+    })
+    .to_string()
+}
+
+/// Subscribes an `/api/v1/ws` connection to `symbol`'s 1-minute bars and
+/// waits for the reply.
+pub async fn subscribe_fastws(ws: &mut Ws, symbol: &str) -> Result<(), String> {
+    send(ws, text(fastws_subscribe(symbol))).await?;
+    while !fastws_reply(&next_message(ws).await?)? {}
+    Ok(())
+}
+
+/// Whether `payload` is a successful `bars.subscribe.response`; `Err` for
+/// a refusal, `Ok(false)` for other messages.
+fn fastws_reply(payload: &[u8]) -> Result<bool, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("unreadable message: {e}"))?;
+    if value["type"] != "bars.subscribe.response" {
+        return Ok(false);
+    }
+    match value["payload"]["status"].as_str() {
+        Some("ok") => Ok(true),
+        _ => Err(format!(
+            "bars.subscribe refused: {}",
+            value["payload"]["message"].as_str().unwrap_or_default()
+        )),
+    }
+}
+
 fn json_error(what: &str, value: &serde_json::Value) -> String {
     format!(
         "{what}: {} {}",
@@ -259,7 +363,8 @@ fn json_error(what: &str, value: &serde_json::Value) -> String {
     )
 }
 
-fn text(s: String) -> Frame<'static> {
+/// A text frame of `s`.
+pub fn text(s: String) -> Frame<'static> {
     Frame::text(Payload::Owned(s.into_bytes()))
 }
 
@@ -347,6 +452,99 @@ mod tests {
             Some((2, Ok(())))
         );
         assert!(protobuf_ack(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn proxy_requests() {
+        let auth: serde_json::Value = serde_json::from_str(&proxy_authenticate("k\"1")).unwrap();
+        assert_eq!(
+            auth,
+            serde_json::json!({"action": "authenticate", "api_key": "k\"1"})
+        );
+        let symbols = ["LT0001/USD".to_owned(), "LT0002/USD".to_owned()];
+        let sub: serde_json::Value = serde_json::from_str(&proxy_subscribe(&symbols)).unwrap();
+        assert_eq!(
+            sub,
+            serde_json::json!({"action": "subscribe", "mode": 2, "symbols": [
+                {"symbol": "LT0001/USD", "exchange": "CRYPTO"},
+                {"symbol": "LT0002/USD", "exchange": "CRYPTO"},
+            ]})
+        );
+    }
+
+    #[test]
+    fn proxy_replies_of_both_styles() {
+        let auth = ["auth_response", "auth"];
+        let ok = |p: &str| proxy_reply(p.as_bytes(), &auth, "authenticate");
+        assert_eq!(
+            ok(
+                r#"{"type":"auth_response","status":"success","message":"Authentication successful"}"#
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            ok(
+                r#"{"type":"auth","status":"success","message":"Authentication successful","broker":"b"}"#
+            ),
+            Ok(true)
+        );
+        assert_eq!(ok(r#"{"type":"pong","status":"success"}"#), Ok(false));
+        let refused = ok(
+            r#"{"type":"auth_response","status":"error","code":"AUTHENTICATION_ERROR","message":"Connection limit exceeded: at most 10 connections per API key"}"#,
+        );
+        assert_eq!(
+            refused,
+            Err("authenticate refused: AUTHENTICATION_ERROR Connection limit exceeded: at most 10 connections per API key".to_owned())
+        );
+        assert!(
+            ok(r#"{"status":"error","code":"INVALID_API_KEY","message":"Invalid API key"}"#)
+                .is_err()
+        );
+        assert!(ok("nonsense").is_err());
+
+        let sub = ["subscribe_response", "subscribe"];
+        let subscribed = |p: &str| proxy_reply(p.as_bytes(), &sub, "subscribe");
+        assert_eq!(
+            subscribed(
+                r#"{"type":"subscribe_response","status":"success","subscriptions":[{"symbol":"LT0001/USD","exchange":"CRYPTO","status":"success","mode":"Quote"}],"message":"Subscription processing complete","broker":"tickwire"}"#
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            subscribed(
+                r#"{"type":"subscribe","status":"partial","subscriptions":[{"symbol":"A","exchange":"X","status":"success"},{"symbol":"B","exchange":"X","status":"error","message":"No adapter carries B"}]}"#
+            ),
+            Err("subscribe refused: partial No adapter carries B".to_owned())
+        );
+        // A snapshot arriving first is not the reply.
+        assert_eq!(
+            subscribed(
+                r#"{"type":"market_data","symbol":"LT0001/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":0.0}}"#
+            ),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn fastws_subscription() {
+        let sub: serde_json::Value = serde_json::from_str(&fastws_subscribe("LT0001/USD")).unwrap();
+        assert_eq!(
+            sub,
+            serde_json::json!({"type": "bars.subscribe", "payload": {"symbol": "LT0001/USD", "params": {"resolution": "1"}}})
+        );
+        assert_eq!(
+            fastws_reply(br#"{"type":"bars.subscribe.response","payload":{"status":"ok","symbol":"LT0001/USD","message":"Subscribed to LT0001/USD","topic":"bars:LT0001/USD:1"}}"#),
+            Ok(true)
+        );
+        assert_eq!(
+            fastws_reply(br#"{"type":"bars.subscribe.response","payload":{"status":"error","symbol":"ZZ","message":"Unknown symbol ZZ","topic":"bars:ZZ:1"}}"#),
+            Err("bars.subscribe refused: Unknown symbol ZZ".to_owned())
+        );
+        assert_eq!(
+            fastws_reply(br#"{"type":"bars.update","payload":{"time":1,"close":1.0}}"#),
+            Ok(false)
+        );
+        assert!(fastws_reply(b"").is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! A run opens `N` WebSocket connections at a controlled rate over one of
 //! the server's protocols (the Azure Web PubSub subprotocols in protobuf or
-//! JSON, `/ws`, `/stream`), each subscribed to `K` of `T` synthetic topics
+//! JSON, `/ws`, `/stream`, the market-data proxy at `/proxy`, the FastWS
+//! bars at `/api/v1/ws`), each subscribed to `K` of `T` synthetic topics
 //! of its own (`LT0001/USD`, `blue_LT0001_state_gex_zero`, …). It then
 //! publishes updates to every topic through `POST /api/v1/publish`, each
 //! stamped with its topic, a per-topic sequence number and the send time

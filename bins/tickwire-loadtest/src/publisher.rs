@@ -82,6 +82,14 @@ impl Publisher {
                     topics::group(prefix, topic)
                 ));
                 tails.push("\"}".to_owned());
+            } else if protocol == Protocol::Proxy {
+                // The exchange the proxy subscribers name, explicitly.
+                heads.push(format!(
+                    r#"{{"kind":"tick","symbol":"{}","exchange":"{}","price":"#,
+                    topics::stream_symbol(topic),
+                    topics::EXCHANGE
+                ));
+                tails.push("}".to_owned());
             } else {
                 heads.push(format!(
                     r#"{{"kind":"tick","symbol":"{}","price":"#,
@@ -224,6 +232,9 @@ impl Publisher {
             };
             if self.protocol.is_pubsub() {
                 stamp::push_raw(&mut body, stamp, self.payload);
+            } else if self.protocol == Protocol::Fastws {
+                // A bar keeps only the price: it carries both (see crate::stamp).
+                stamp::push_bar_price(&mut body, seq, sent_us);
             } else {
                 // price = seq, volume = send time (see crate::stamp).
                 stamp::push_u64(&mut body, seq);
@@ -277,6 +288,35 @@ mod tests {
             assert!(item["volume"].as_u64().unwrap() > 1_600_000_000_000_000);
             assert_eq!(item["source"].as_str().map(str::len), source);
         }
+    }
+
+    #[test]
+    fn proxy_items_name_the_exchange() {
+        let p = publisher(Protocol::Proxy, 10);
+        let body = p.body([(2, 9)].into_iter());
+        let items: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let item = &items[0];
+        assert_eq!(item["kind"], "tick");
+        assert_eq!(item["symbol"], "LT0003/USD");
+        assert_eq!(item["exchange"], "CRYPTO");
+        assert_eq!(item["price"], 9);
+        assert!(item["volume"].as_u64().unwrap() > 1_600_000_000_000_000);
+        assert_eq!(item.as_object().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn bar_items_carry_the_stamp_in_the_price() {
+        let p = publisher(Protocol::Fastws, 10);
+        let before = stamp::now_us();
+        let body = p.body([(0, 12)].into_iter());
+        let items: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let item = &items[0];
+        assert_eq!(item["symbol"], "LT0001/USD");
+        assert!(item.get("volume").is_none() && item.get("exchange").is_none());
+        let price = item["price"].as_f64().unwrap();
+        let (seq, sent_us) = stamp::bar_stamp(price, stamp::now_us()).unwrap();
+        assert_eq!(seq, 12);
+        assert!(sent_us >= before && sent_us <= stamp::now_us());
     }
 
     #[test]

@@ -16,6 +16,18 @@
 //!   writes them exactly); the symbol (`lt0001`, `LT0001/USD`) names the
 //!   topic. Receivers read the three numbers by scanning for their keys in
 //!   the fixed key order of a `price_update`.
+//! - **quotes** (`/proxy`, mode 2): the same tick; the `market_data` message
+//!   shows `price` as `ltp` (`7.0`: a whole float, written exactly) and the
+//!   publish item's `volume` as the quote's `volume` (an integer); the symbol
+//!   `LT0001/USD` on exchange `CRYPTO` names the topic.
+//! - **bars** (`/api/v1/ws`): a `bars.update` names no symbol and carries no
+//!   time of its own; only `close`, the price of the last tick, is per tick.
+//!   The tick's price is `{seq}.{sent_us mod 10^8, 8 digits}` (see
+//!   [`push_bar_price`]): at most 15 significant digits, so the `f64` the
+//!   server parses and prints back (shortest round-trip form) reads back to
+//!   the same two integers. The receiver takes the send time as the latest
+//!   instant not after its own clock with those low 8 digits: exact while the
+//!   latency is under 100 s. The topic is the connection's only one.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -109,6 +121,105 @@ pub fn find_tick(frame: &[u8]) -> Option<Stamp> {
     let at = find(frame, VOLUME, at)? + VOLUME.len();
     let colon = at + frame[at..].iter().position(|&b| b == b':')? + 1;
     let (sent_us, _) = take_u64(&frame[colon..])?;
+    Some(Stamp {
+        topic,
+        seq,
+        sent_us,
+    })
+}
+
+/// Quote messages of `/proxy`: `{"type":"market_data","symbol":"LT0042/USD",…,"data":{"ltp":7.0,…,"volume":1763787704123456,…}}`
+/// (mode 2; `ltp` is the sequence number, `volume` the send time), or `None`
+/// for any other message.
+pub fn find_quote(frame: &[u8]) -> Option<Stamp> {
+    const TYPE: &[u8] = br#"{"type":"market_data","symbol":""#;
+    const LTP: &[u8] = br#""ltp":"#;
+    const VOLUME: &[u8] = br#""volume":"#;
+    let ticker = frame.strip_prefix(TYPE)?;
+    if !ticker.get(..2)?.eq_ignore_ascii_case(b"lt") {
+        return None;
+    }
+    let (number, _) = take_u64(&ticker[2..])?;
+    let topic = usize::try_from(number).ok()?.checked_sub(1)?;
+    let at = find(frame, LTP, TYPE.len())? + LTP.len();
+    let (seq, rest) = take_whole(&frame[at..])?;
+    if !rest.starts_with(b",") && !rest.starts_with(b"}") {
+        return None;
+    }
+    let at = find(frame, VOLUME, at)? + VOLUME.len();
+    let (sent_us, rest) = take_u64(&frame[at..])?;
+    if !rest.starts_with(b",") && !rest.starts_with(b"}") {
+        return None;
+    }
+    Some(Stamp {
+        topic,
+        seq,
+        sent_us,
+    })
+}
+
+/// A whole number as an integer or a float with a zero fraction (`7`,
+/// `7.0`) and what follows it.
+fn take_whole(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (n, rest) = take_u64(bytes)?;
+    let Some(fraction) = rest.strip_prefix(b".") else {
+        return Some((n, rest));
+    };
+    let zeros = fraction.iter().take_while(|&&b| b == b'0').count();
+    let rest = &fraction[zeros..];
+    (zeros > 0 && !rest.first().is_some_and(u8::is_ascii_digit)).then_some((n, rest))
+}
+
+/// Decimal places of a bar price: the send time modulo 10^8 µs (100 s).
+const BAR_TIME_DIGITS: usize = 8;
+/// 10^[`BAR_TIME_DIGITS`].
+const BAR_TIME_MODULUS: u64 = 100_000_000;
+/// The largest sequence number a bar price carries: 7 digits, so that with
+/// the 8 of the time the price has at most 15 significant digits and
+/// survives the server's `f64` unchanged.
+pub const BAR_MAX_SEQ: u64 = 9_999_999;
+
+/// Appends the price of a bar-carried stamp: `{seq}.{sent_us mod 10^8}`
+/// with 8 decimals (`7.04123456`). `seq` must be at most [`BAR_MAX_SEQ`].
+pub fn push_bar_price(out: &mut String, seq: u64, sent_us: u64) {
+    push_u64(out, seq);
+    out.push('.');
+    let mut low = String::with_capacity(BAR_TIME_DIGITS);
+    push_u64(&mut low, sent_us % BAR_TIME_MODULUS);
+    out.extend(std::iter::repeat_n('0', BAR_TIME_DIGITS - low.len()));
+    out.push_str(&low);
+}
+
+/// The sequence number and the send time of the bar price `price`, read at
+/// `now_us`: the send time is the latest instant not after `now_us` whose
+/// low 8 digits (µs) are the price's decimals. `None` for a price that no
+/// stamp makes.
+pub fn bar_stamp(price: f64, now_us: u64) -> Option<(u64, u64)> {
+    if !(price.is_finite() && price >= 0.0 && price < (BAR_MAX_SEQ + 1) as f64) {
+        return None;
+    }
+    // Below 10^15 < 2^53 the product is within 0.25 of the integer the
+    // decimals spell, even from an `f64` one unit off: rounding restores it.
+    let n = (price * BAR_TIME_MODULUS as f64).round() as u64;
+    let (seq, low) = (n / BAR_TIME_MODULUS, n % BAR_TIME_MODULUS);
+    let age = (now_us % BAR_TIME_MODULUS + BAR_TIME_MODULUS - low) % BAR_TIME_MODULUS;
+    Some((seq, now_us.checked_sub(age)?))
+}
+
+/// The stamp of a `bars.update` of `/api/v1/ws`
+/// (`{"type":"bars.update","payload":{"time":…,"open":…,"close":7.04123456,…}}`)
+/// on `topic`, read at `now_us`, or `None` for any other message.
+pub fn find_bar(frame: &[u8], topic: usize, now_us: u64) -> Option<Stamp> {
+    const TYPE: &[u8] = br#"{"type":"bars.update","payload":{"#;
+    const CLOSE: &[u8] = br#""close":"#;
+    if !frame.starts_with(TYPE) {
+        return None;
+    }
+    let at = find(frame, CLOSE, TYPE.len())? + CLOSE.len();
+    let rest = &frame[at..];
+    let len = rest.iter().position(|&b| b == b',' || b == b'}')?;
+    let price: f64 = std::str::from_utf8(&rest[..len]).ok()?.parse().ok()?;
+    let (seq, sent_us) = bar_stamp(price, now_us)?;
     Some(Stamp {
         topic,
         seq,
@@ -247,6 +358,110 @@ mod tests {
             b"",
         ] {
             assert_eq!(find_tick(frame), None, "{}", String::from_utf8_lossy(frame));
+        }
+    }
+
+    #[test]
+    fn quotes_of_both_reply_styles() {
+        let documented = br#"{"type":"market_data","symbol":"LT0042/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7.0,"open":7.0,"high":7.0,"low":7.0,"close":7.0,"volume":1763787704123456,"bid":7.0,"ask":7.0,"bid_qty":0,"ask_qty":0,"timestamp":1763787704123}}"#;
+        assert_eq!(find_quote(documented), Some(STAMP));
+        let openalgo = br#"{"type":"market_data","symbol":"LT0042/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7,"open":7,"high":7,"low":7,"close":7,"volume":1763787704123456,"bid":7,"ask":7,"bid_qty":0,"ask_qty":0,"last_trade_quantity":0,"change":0.0,"change_percent":0.0,"timestamp":1},"broker":"publish"}"#;
+        assert_eq!(find_quote(openalgo), Some(STAMP));
+    }
+
+    #[test]
+    fn other_messages_have_no_quote_stamp() {
+        for frame in [
+            &br#"{"type":"auth_response","status":"success","message":"Authentication successful"}"#[..],
+            br#"{"type":"market_data","symbol":"RELIANCE","exchange":"NSE","mode":2,"data":{"ltp":2850.5,"volume":1500000}}"#,
+            br#"{"type":"market_data","symbol":"LT0001/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7.5,"volume":1}}"#,
+            br#"{"type":"market_data","symbol":"LT0001/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7.,"volume":1}}"#,
+            br#"{"type":"market_data","symbol":"LT0001/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7.0,"volume":1.5}}"#,
+            br#"{"type":"market_data","symbol":"LT0001/USD","exchange":"CRYPTO","mode":1,"data":{"ltp":7.0,"timestamp":1}}"#,
+            br#"{"type":"market_data","symbol":"LT0000/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7.0,"volume":1}}"#,
+            br#"{"type":"market_data","symbol":"L"#,
+            b"",
+        ] {
+            assert_eq!(find_quote(frame), None, "{}", String::from_utf8_lossy(frame));
+        }
+    }
+
+    /// What the server does to a published price: parse it into an `f64`
+    /// and print the shortest form that reads back the same.
+    fn through_server(price: &str) -> String {
+        let v: f64 = price.parse().unwrap();
+        serde_json::Number::from_f64(v).unwrap().to_string()
+    }
+
+    #[test]
+    fn bar_prices_survive_the_server_and_decode_exactly() {
+        for (seq, sent_us, latency_us) in [
+            (1, 1_763_787_704_123_456, 0),
+            (7, 1_763_787_704_123_456, 250),
+            (BAR_MAX_SEQ, 1_763_787_704_123_456, 99_999_999),
+            (1_234_567, 1_763_787_799_999_999, 1_000_000),
+            // Low digits all zero: the price is printed as `42.0`.
+            (42, 1_763_787_800_000_000, 31),
+            (3, 1_763_787_800_000_100, 7),
+        ] {
+            let mut price = String::new();
+            push_bar_price(&mut price, seq, sent_us);
+            let (int, frac) = price.split_once('.').unwrap();
+            assert_eq!((int, frac.len()), (seq.to_string().as_str(), 8), "{price}");
+            let echoed = through_server(&price);
+            let frame = format!(
+                r#"{{"type":"bars.update","payload":{{"time":1763787660000,"open":1.0,"high":{echoed},"low":1.0,"close":{echoed},"volume":0}}}}"#
+            );
+            assert_eq!(
+                find_bar(frame.as_bytes(), 3, sent_us + latency_us),
+                Some(Stamp {
+                    topic: 3,
+                    seq,
+                    sent_us
+                }),
+                "{price} -> {echoed}"
+            );
+        }
+    }
+
+    #[test]
+    fn bar_prices_one_unit_off_still_decode() {
+        let mut price = String::new();
+        push_bar_price(&mut price, BAR_MAX_SEQ, 99_999_999);
+        let v: f64 = price.parse().unwrap();
+        for off in [v.next_down(), v, v.next_up()] {
+            assert_eq!(bar_stamp(off, 99_999_999), Some((BAR_MAX_SEQ, 99_999_999)));
+        }
+    }
+
+    #[test]
+    fn bar_times_wrap_every_100_seconds() {
+        let mut price = String::new();
+        push_bar_price(&mut price, 5, 1_700_000_099_999_990);
+        let v: f64 = price.parse().unwrap();
+        // Received 20 µs later, past a multiple of 10^8.
+        assert_eq!(
+            bar_stamp(v, 1_700_000_100_000_010),
+            Some((5, 1_700_000_099_999_990))
+        );
+        // A latency of 100 s or more reads as its remainder: the limit.
+        assert_eq!(
+            bar_stamp(v, 1_700_000_200_000_000),
+            Some((5, 1_700_000_199_999_990))
+        );
+    }
+
+    #[test]
+    fn other_messages_have_no_bar_stamp() {
+        for frame in [
+            &br#"{"type":"bars.subscribe.response","payload":{"status":"ok","symbol":"LT0001/USD","message":"Subscribed to LT0001/USD","topic":"bars:LT0001/USD:1"}}"#[..],
+            br#"{"type":"bars.update","payload":{"time":1,"open":1.0,"high":1.0,"low":1.0,"close":10000000.5,"volume":0}}"#,
+            br#"{"type":"bars.update","payload":{"time":1,"close":-1.0,"volume":0}}"#,
+            br#"{"type":"bars.update","payload":{"time":1,"close":null,"volume":0}}"#,
+            br#"{"type":"bars.update","payload":{"time":1,"close":1.5"#,
+            b"",
+        ] {
+            assert_eq!(find_bar(frame, 0, 1), None, "{}", String::from_utf8_lossy(frame));
         }
     }
 

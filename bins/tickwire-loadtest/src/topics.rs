@@ -1,8 +1,10 @@
 //! The load test's own topics and which connection subscribes to which.
 //!
 //! Topic `i` (0-based) is the synthetic instrument `LT{i+1:04}/USD`: on `/ws`
-//! the symbol `lt0001`, on `/stream` `LT0001/USD`, and on the pubsub hubs the
-//! group `{prefix}_LT0001_state_gex_zero` of the `state_gex` hub. None of them
+//! the symbol `lt0001`, on `/stream` and `/api/v1/ws` `LT0001/USD`, on
+//! `/proxy` the symbol `LT0001/USD` of the exchange `CRYPTO` (where the
+//! publish API puts a `BASE/QUOTE` pair), and on the pubsub hubs the group
+//! `{prefix}_LT0001_state_gex_zero` of the `state_gex` hub. None of them
 //! exists in a fresh server; the load test creates them by publishing.
 //!
 //! Connection `c` subscribes to the `K` consecutive topics starting at
@@ -16,6 +18,9 @@ use crate::Error;
 
 /// The hub whose groups the pubsub protocols join.
 pub const PUBSUB_HUB: &str = "state_gex";
+
+/// The exchange of every topic's instrument, as `/proxy` names it.
+pub const EXCHANGE: &str = "CRYPTO";
 
 /// The topics of a run and their assignment to connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,9 @@
 //! (fastwebsockets, one buffer per connection), read the clock, find the
 //! stamp by scanning bytes ([`crate::stamp`]), record the latency in the
 //! worker's HDR histogram and the sequence number in the connection's
-//! [`SeqTracker`].
+//! [`SeqTracker`]. A FastWS connection is split in two halves: its reader
+//! never waits on a timer (reads are not cancel-safe), and a task of its own
+//! sends the keepalive the server requires every 30 s.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,7 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fastwebsockets::OpCode;
+use fastwebsockets::{Frame, OpCode};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
@@ -43,6 +45,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const RENEGOTIATE_EVERY: Duration = Duration::from_secs(60);
 /// `/ws` closes connections that send nothing for 5 minutes: ping this often.
 const WS_PING_EVERY_US: u64 = 60_000_000;
+/// FastWS closes connections that send nothing for 30 s: repeat the
+/// subscription (a harmless message) this often.
+const FASTWS_HEARTBEAT: Duration = Duration::from_secs(10);
 /// How often the drain checks whether everything arrived.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
@@ -435,6 +440,24 @@ async fn open(worker: &Worker, index: usize) -> Result<Ws, String> {
             },
             false,
         ),
+        Protocol::Proxy => (
+            Upgrade {
+                host,
+                path: "/proxy",
+                subprotocol: None,
+                bearer: None,
+            },
+            false,
+        ),
+        Protocol::Fastws => (
+            Upgrade {
+                host,
+                path: "/api/v1/ws",
+                subprotocol: None,
+                bearer: None,
+            },
+            false,
+        ),
     };
     let mut ws = net::handshake(stream, upgrade)
         .await
@@ -452,14 +475,27 @@ async fn open(worker: &Worker, index: usize) -> Result<Ws, String> {
             let symbols: Vec<String> = topics.map(topics::stream_symbol).collect();
             client::subscribe_stream(&mut ws, &symbols).await?;
         }
+        Protocol::Proxy => {
+            let symbols: Vec<String> = topics.map(topics::stream_symbol).collect();
+            client::subscribe_proxy(&mut ws, &plan.api_keys[key], &symbols).await?;
+        }
+        Protocol::Fastws => {
+            // One topic per connection (checked with the settings).
+            for topic in topics {
+                client::subscribe_fastws(&mut ws, &topics::stream_symbol(topic)).await?;
+            }
+        }
     }
     Ok(ws)
 }
 
 /// Reads updates until the connection ends; returns why it ended.
 async fn receive(worker: &Worker, conn: &Conn, mut ws: Ws) -> String {
-    let pubsub = worker.plan.protocol.is_pubsub();
-    let pings = worker.plan.protocol == Protocol::Ws;
+    let protocol = worker.plan.protocol;
+    if protocol == Protocol::Fastws {
+        return receive_fastws(worker, conn, ws).await;
+    }
+    let pings = protocol == Protocol::Ws;
     let mut last_ping_us = stamp::now_us();
     loop {
         let frame = match ws.read_frame().await {
@@ -469,10 +505,13 @@ async fn receive(worker: &Worker, conn: &Conn, mut ws: Ws) -> String {
         match frame.opcode {
             OpCode::Text | OpCode::Binary => {
                 let now_us = stamp::now_us();
-                let found = if pubsub {
-                    stamp::find_raw(&frame.payload)
-                } else {
-                    stamp::find_tick(&frame.payload)
+                let found = match protocol {
+                    Protocol::PubsubProtobuf | Protocol::PubsubJson => {
+                        stamp::find_raw(&frame.payload)
+                    }
+                    Protocol::Ws | Protocol::Stream => stamp::find_tick(&frame.payload),
+                    Protocol::Proxy => stamp::find_quote(&frame.payload),
+                    Protocol::Fastws => None,
                 };
                 record(worker, conn, found, now_us);
                 if pings && now_us.saturating_sub(last_ping_us) >= WS_PING_EVERY_US {
@@ -488,10 +527,63 @@ async fn receive(worker: &Worker, conn: &Conn, mut ws: Ws) -> String {
     }
 }
 
+/// [`receive`] for FastWS: the reader on one half of the socket, the
+/// keepalive (the subscription, repeated) on the other, from a task of its
+/// own. Bar updates name no topic: they are of the connection's only one.
+async fn receive_fastws(worker: &Worker, conn: &Conn, ws: Ws) -> String {
+    let topic = worker.topics.topic(conn.index, 0);
+    let (mut reader, writer) = ws.split(tokio::io::split);
+    let writer = Rc::new(tokio::sync::Mutex::new(writer));
+    let keepalive = tokio::task::spawn_local({
+        let writer = writer.clone();
+        let subscribe = client::fastws_subscribe(&topics::stream_symbol(topic));
+        async move {
+            let start = tokio::time::Instant::now() + FASTWS_HEARTBEAT;
+            let mut every = tokio::time::interval_at(start, FASTWS_HEARTBEAT);
+            loop {
+                every.tick().await;
+                let frame = client::text(subscribe.clone());
+                if writer.lock().await.write_frame(frame).await.is_err() {
+                    // The reader sees the connection end.
+                    return;
+                }
+            }
+        }
+    });
+    // Pongs and the close reply the reader owes go out on the writer.
+    let mut obligated = |frame: Frame<'static>| {
+        let writer = writer.clone();
+        async move { writer.lock().await.write_frame(frame).await }
+    };
+    let ended = loop {
+        let frame = match reader.read_frame(&mut obligated).await {
+            Ok(frame) => frame,
+            Err(e) => break e.to_string(),
+        };
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary => {
+                let now_us = stamp::now_us();
+                record(
+                    worker,
+                    conn,
+                    stamp::find_bar(&frame.payload, topic, now_us),
+                    now_us,
+                );
+            }
+            OpCode::Close => break format!("closed {}", client::close_reason(&frame.payload)),
+            _ => {}
+        }
+    };
+    keepalive.abort();
+    ended
+}
+
 /// Counts one message of `conn`.
 fn record(worker: &Worker, conn: &Conn, found: Option<stamp::Stamp>, now_us: u64) {
     let mut stats = worker.stats.borrow_mut();
-    let Some(stamp) = found else {
+    // Sequence number 0 is the priming update, which a subscription's
+    // snapshot (`/proxy`) may repeat: not part of the measurement.
+    let Some(stamp) = found.filter(|s| s.seq > 0) else {
         stats.counters.other += 1;
         return;
     };

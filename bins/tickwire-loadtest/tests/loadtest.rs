@@ -3,8 +3,10 @@
 //! asserted.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use clap::Parser as _;
+use tickwire_adapter::{BrokerAdapter, MemoryAdapter};
 use tickwire_gateway::{ApiKey, Config, ROLE_JOIN_LEAVE, ROLE_PUBLISH};
 use tickwire_loadtest::{Args, Report, Settings};
 use tokio::sync::oneshot;
@@ -20,6 +22,8 @@ async fn gateway() -> (SocketAddr, oneshot::Sender<()>) {
         listen: addr,
         ..Config::default()
     };
+    // The proxy's own listener is not used: `/proxy` of the main one is.
+    config.proxy.listen = "127.0.0.1:0".parse().unwrap();
     config.api_keys.push(ApiKey {
         roles: vec![ROLE_PUBLISH.to_owned(), ROLE_JOIN_LEAVE.to_owned()],
         max_connections: 1000,
@@ -31,7 +35,10 @@ async fn gateway() -> (SocketAddr, oneshot::Sender<()>) {
         let shutdown = async {
             let _ = stopped.await;
         };
-        tickwire_gateway::run(listener, config, Vec::new(), shutdown)
+        // The proxy subscribes instruments through an adapter that may
+        // carry them: one that lists none carries any.
+        let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(MemoryAdapter::new("memory"))];
+        tickwire_gateway::run(listener, config, adapters, shutdown)
             .await
             .unwrap();
     });
@@ -50,7 +57,8 @@ fn args(addr: SocketAddr, protocol: &str, extra: &[&str]) -> Vec<String> {
         "--topics",
         "5",
         "--subscriptions-per-conn",
-        "2",
+        // A FastWS bar names no symbol: one topic per connection.
+        if protocol == "fastws" { "1" } else { "2" },
         "--rate",
         "50",
         "--payload",
@@ -84,8 +92,14 @@ fn assert_clean(report: &Report, protocol: &str) {
     assert_eq!(report.errors, 0, "{report:#?}");
     // Every published update reached each of its topic's subscribers.
     assert_eq!(report.delivered, report.expected, "{report:#?}");
-    // 20 connections × 2 topics over 5 topics: 8 subscribers per topic.
-    assert_eq!(report.expected, report.published * 8, "{report:#?}");
+    // 20 connections × 2 topics (1 for fastws) over 5 topics: 8 (4)
+    // subscribers per topic.
+    let subscribers = if protocol == "fastws" { 4 } else { 8 };
+    assert_eq!(
+        report.expected,
+        report.published * subscribers,
+        "{report:#?}"
+    );
     let l = report.latency_us;
     assert!(l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max);
     assert!(l.max > 0);
@@ -106,7 +120,14 @@ fn assert_clean(report: &Report, protocol: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protocol_delivers_everything_in_process() {
     let (addr, _stop) = gateway().await;
-    for protocol in ["pubsub-protobuf", "pubsub-json", "ws", "stream"] {
+    for protocol in [
+        "pubsub-protobuf",
+        "pubsub-json",
+        "ws",
+        "stream",
+        "proxy",
+        "fastws",
+    ] {
         let pid = std::process::id().to_string();
         let argv = args(addr, protocol, &["--server-pid", &pid]);
         let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
