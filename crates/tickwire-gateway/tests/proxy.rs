@@ -6,43 +6,42 @@
 //! Every wait is bounded by [`PATIENCE`], only reached when something is broken;
 //! nothing asserts on durations.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{DEMO, PATIENCE, ProxyGateway, http_get_bearer};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use tickwire_adapter::{AdapterCall, BrokerAdapter, MemoryAdapter, MemoryHandle, ZmqAdapter};
-use tickwire_gateway::{
-    AdapterStates, ApiKey, Config, Endpoint, GatewayError, ReplyStyle, RunOptions, ZmqConfig,
-    ZmqState,
-};
+use tickwire_gateway::{AdapterStates, ApiKey, Config, Endpoint, ReplyStyle, ZmqConfig, ZmqState};
 use tickwire_model::{Instrument, Level, OrderBook, PriceTick, Update};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use zeromq::{PubSocket, Socket as _, SocketSend as _, ZmqMessage};
 
-/// Upper bound of any single wait.
-const PATIENCE: Duration = Duration::from_secs(20);
-const DEMO: &str = "tickwire-demo-key";
 /// A key that may use `/stream` only.
 const STREAM_ONLY: &str = "stream-only-key";
 
 // --- Harness ------------------------------------------------------------------------------
 
-/// A gateway with the proxy on its own listener, fed by a `MemoryAdapter`.
+/// A [`ProxyGateway`] fed by a `MemoryAdapter`, with that adapter's handle.
 struct Gateway {
-    addr: SocketAddr,
-    proxy_addr: SocketAddr,
+    gateway: ProxyGateway,
     feed: MemoryHandle,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), GatewayError>>>,
+}
+
+impl Deref for Gateway {
+    type Target = ProxyGateway;
+
+    fn deref(&self) -> &ProxyGateway {
+        &self.gateway
+    }
 }
 
 fn config(style: ReplyStyle, throttle_ms: u64) -> Config {
@@ -70,31 +69,8 @@ impl Gateway {
         adapter_states: AdapterStates,
         feed: MemoryHandle,
     ) -> Gateway {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let proxy_addr = proxy_listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let options = RunOptions {
-            proxy_listener: Some(proxy_listener),
-            adapter_states,
-        };
-        let task = tokio::spawn(tickwire_gateway::run_with(
-            listener,
-            options,
-            config,
-            adapters,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Gateway {
-            addr,
-            proxy_addr,
-            feed,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        let gateway = ProxyGateway::start(config, adapters, adapter_states).await;
+        Gateway { gateway, feed }
     }
 
     /// A client on the proxy listener, at `/`.
@@ -142,20 +118,11 @@ impl Gateway {
 
     /// `GET path` on the main listener: status and body.
     async fn get(&self, path: &str, auth: Option<&str>) -> (u16, String) {
-        http_get(self.addr, path, auth).await
+        http_get_bearer(self.addr, path, auth).await
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task)
-                .await
-                .expect("the gateway stops")
-                .unwrap()
-                .unwrap();
-        }
+    async fn stop(self) {
+        self.gateway.stop().await;
     }
 }
 
@@ -235,28 +202,6 @@ impl Client {
         })
         .await;
     }
-}
-
-/// One HTTP/1.1 GET with `Connection: close`: status and body.
-async fn http_get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let auth = auth
-        .map(|key| format!("Authorization: Bearer {key}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
-        .await
-        .expect("the response arrives")
-        .unwrap();
-    let response = String::from_utf8(response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 // --- Fixtures -----------------------------------------------------------------------------
@@ -870,7 +815,7 @@ async fn the_proxy_answers_on_any_path_of_its_listener_and_at_proxy() {
         c.close().await;
     }
     // Not an upgrade: refused, on either listener.
-    assert_eq!(http_get(gw.proxy_addr, "/", None).await.0, 400);
+    assert_eq!(http_get_bearer(gw.proxy_addr, "/", None).await.0, 400);
     assert_eq!(gw.get("/proxy", None).await.0, 400);
     gw.stop().await;
 }

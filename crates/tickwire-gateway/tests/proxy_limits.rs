@@ -8,96 +8,25 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{DEMO, FeedClient, PATIENCE};
+use common::{DEMO, FeedClient, PATIENCE, ProxyGateway, ask, authenticate};
 use serde_json::Value;
 use tickwire_adapter::{BrokerAdapter, MemoryAdapter};
-use tickwire_gateway::{AdapterStates, ApiKey, Config, GatewayError, RunOptions};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tickwire_gateway::{AdapterStates, ApiKey, Config};
 
 const LIMITED: &str = "limited-key-of-two";
 
-struct Gateway {
-    addr: SocketAddr,
-    proxy_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), GatewayError>>,
-}
-
-impl Gateway {
-    async fn start() -> Gateway {
-        let mut config = Config::default();
-        config.api_keys.push(ApiKey {
-            max_connections: 2,
-            ..ApiKey::new("limited", LIMITED)
-        });
-        let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(MemoryAdapter::new("memory"))];
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let proxy_addr = proxy_listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let options = RunOptions {
-            proxy_listener: Some(proxy_listener),
-            adapter_states: AdapterStates::default(),
-        };
-        let task = tokio::spawn(tickwire_gateway::run_with(
-            listener,
-            options,
-            config,
-            adapters,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Gateway {
-            addr,
-            proxy_addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// A client on the proxy's own listener.
-    async fn own(&self) -> FeedClient {
-        FeedClient::connect(self.proxy_addr, "/", &[])
-            .await
-            .unwrap()
-    }
-
-    /// A client at `/proxy` of the main listener.
-    async fn main(&self) -> FeedClient {
-        FeedClient::connect(self.addr, "/proxy", &[]).await.unwrap()
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("the gateway stops")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn ask(client: &mut FeedClient, request: &str) -> Value {
-    client.send(request).await;
-    client.json().await
-}
-
-async fn authenticate(client: &mut FeedClient, key: &str) -> Value {
-    ask(
-        client,
-        &format!(r#"{{"action":"authenticate","api_key":"{key}"}}"#),
-    )
-    .await
+/// A gateway where the `LIMITED` key may hold two connections.
+async fn gateway() -> ProxyGateway {
+    let mut config = Config::default();
+    config.api_keys.push(ApiKey {
+        max_connections: 2,
+        ..ApiKey::new("limited", LIMITED)
+    });
+    let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(MemoryAdapter::new("memory"))];
+    ProxyGateway::start(config, adapters, AdapterStates::default()).await
 }
 
 async fn subscribe(client: &mut FeedClient) -> Value {
@@ -110,7 +39,7 @@ async fn subscribe(client: &mut FeedClient) -> Value {
 
 #[tokio::test]
 async fn a_key_holds_at_most_its_max_connections_on_the_proxy() {
-    let gw = Gateway::start().await;
+    let gw = gateway().await;
     // Two connections of the key, one on each listener.
     let mut first = gw.own().await;
     assert_eq!(authenticate(&mut first, LIMITED).await["status"], "success");

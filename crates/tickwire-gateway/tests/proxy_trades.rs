@@ -52,27 +52,14 @@ async fn server() -> Server {
     Server::start_with(Config::default(), instruments).await
 }
 
-/// A proxy client on `/proxy` of the main listener, authenticated.
-async fn proxy_client(server: &Server) -> FeedClient {
-    let mut client = FeedClient::connect(server.addr, "/proxy", &[])
-        .await
-        .unwrap();
-    client
-        .send(&format!(
-            r#"{{"action":"authenticate","api_key":"{DEMO}"}}"#
-        ))
-        .await;
-    assert_eq!(client.json().await["status"], "success");
-    client
-}
-
 async fn subscribe(client: &mut FeedClient, mode: &str) {
-    client
-        .send(&format!(
+    let reply = ask(
+        client,
+        &format!(
             r#"{{"action":"subscribe","symbols":[{{"symbol":"INFY","exchange":"NSE"}}],"mode":"{mode}"}}"#
-        ))
-        .await;
-    let reply = client.json().await;
+        ),
+    )
+    .await;
     assert_eq!(reply["type"], "subscribe_response", "{reply}");
     assert_eq!(reply["status"], "success", "{reply}");
 }
@@ -85,23 +72,30 @@ async fn market_data(client: &mut FeedClient) -> serde_json::Value {
 }
 
 async fn poll(server: &Server, mode: &str) -> serde_json::Value {
-    let (status, _, body) = http_get(
+    let (status, body) = http_get_bearer(
         server.addr,
         &format!("/api/v1/{mode}?symbol=INFY&exchange=NSE"),
-        &[("Authorization", &format!("Bearer {DEMO}"))],
+        Some(DEMO),
     )
     .await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
 
-#[tokio::test]
-async fn a_trade_reaches_ltp_subscribers_only_and_merges_into_the_quote() {
+/// A server with two authenticated proxy clients of INFY, one in LTP mode and one
+/// in Quote mode.
+async fn with_ltp_and_quote_subscribers() -> (Server, FeedClient, FeedClient) {
     let server = server().await;
-    let mut ltp = proxy_client(&server).await;
-    let mut quoted = proxy_client(&server).await;
+    let mut ltp = proxy_client(server.addr).await;
+    let mut quoted = proxy_client(server.addr).await;
     subscribe(&mut ltp, "LTP").await;
     subscribe(&mut quoted, "Quote").await;
+    (server, ltp, quoted)
+}
+
+#[tokio::test]
+async fn a_trade_reaches_ltp_subscribers_only_and_merges_into_the_quote() {
+    let (server, mut ltp, mut quoted) = with_ltp_and_quote_subscribers().await;
 
     server.feed.push(Update::Tick(quote(1900.0))).await.unwrap();
     assert_eq!(market_data(&mut ltp).await["data"]["ltp"], 1900.0);
@@ -139,7 +133,7 @@ async fn a_trade_reaches_ltp_subscribers_only_and_merges_into_the_quote() {
     assert_eq!(poll(&server, "ltp").await["data"]["ltp"], 777.25);
 
     // A new Quote subscriber's snapshot is that merged quote.
-    let mut late = proxy_client(&server).await;
+    let mut late = proxy_client(server.addr).await;
     subscribe(&mut late, "Quote").await;
     let snapshot = market_data(&mut late).await;
     assert_eq!(snapshot["data"]["ltp"], 777.25);
@@ -155,11 +149,7 @@ async fn a_trade_reaches_ltp_subscribers_only_and_merges_into_the_quote() {
 
 #[tokio::test]
 async fn a_trade_alone_is_no_quote() {
-    let server = server().await;
-    let mut ltp = proxy_client(&server).await;
-    let mut quoted = proxy_client(&server).await;
-    subscribe(&mut ltp, "LTP").await;
-    subscribe(&mut quoted, "Quote").await;
+    let (server, mut ltp, mut quoted) = with_ltp_and_quote_subscribers().await;
     server
         .feed
         .push(Update::Trade(trade(infy(), 1500.5)))
@@ -168,10 +158,10 @@ async fn a_trade_alone_is_no_quote() {
     assert_eq!(market_data(&mut ltp).await["data"]["ltp"], 1500.5);
     // The price is known, a quote is not.
     assert_eq!(poll(&server, "ltp").await["data"]["ltp"], 1500.5);
-    let (status, _, body) = http_get(
+    let (status, body) = http_get_bearer(
         server.addr,
         "/api/v1/quote?symbol=INFY&exchange=NSE",
-        &[("Authorization", &format!("Bearer {DEMO}"))],
+        Some(DEMO),
     )
     .await;
     assert_eq!(status, 404, "{body}");

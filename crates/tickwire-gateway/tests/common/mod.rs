@@ -1,6 +1,7 @@
 //! Helpers of the integration tests: a gateway on 127.0.0.1:0 fed by a
-//! `MemoryAdapter`, a raw HTTP client, and a WebSocket client (tokio-tungstenite)
-//! that speaks both wire formats.
+//! `MemoryAdapter`, a gateway with the market-data proxy on a listener of its own,
+//! a raw HTTP client, and a WebSocket client (tokio-tungstenite) that speaks both
+//! wire formats.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -12,10 +13,11 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
+use serde_json::Value;
 use tickwire_adapter::{
     AdapterError, BoxFuture, BrokerAdapter, MemoryAdapter, MemoryHandle, UpdateStream,
 };
-use tickwire_gateway::{Config, GatewayError};
+use tickwire_gateway::{AdapterStates, Config, GatewayError, RunOptions};
 use tickwire_model::{
     GexRecord, Hub, Instrument, Level, OrderBook, PriceTick, Signal, SignalDirection, Update,
 };
@@ -348,6 +350,108 @@ impl FeedClient {
             before.push(v);
         }
     }
+}
+
+/// A running gateway with the market-data proxy (seed 003) on a listener of its
+/// own as well as at `/proxy` of the main one.
+pub struct ProxyGateway {
+    /// The main listener.
+    pub addr: SocketAddr,
+    /// The proxy's own listener (every path upgrades).
+    pub proxy_addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), GatewayError>>,
+}
+
+impl ProxyGateway {
+    /// Serves `config` with `adapters`, whose states `get_broker_info` reports
+    /// from `adapter_states`.
+    pub async fn start(
+        config: Config,
+        adapters: Vec<Arc<dyn BrokerAdapter>>,
+        adapter_states: AdapterStates,
+    ) -> ProxyGateway {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let proxy_addr = proxy_listener.local_addr().unwrap();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let options = RunOptions {
+            proxy_listener: Some(proxy_listener),
+            adapter_states,
+        };
+        let task = tokio::spawn(tickwire_gateway::run_with(
+            listener,
+            options,
+            config,
+            adapters,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        ProxyGateway {
+            addr,
+            proxy_addr,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A client on the proxy's own listener, at `/`.
+    pub async fn own(&self) -> FeedClient {
+        FeedClient::connect(self.proxy_addr, "/", &[])
+            .await
+            .unwrap()
+    }
+
+    /// A client at `/proxy` of the main listener.
+    pub async fn main(&self) -> FeedClient {
+        FeedClient::connect(self.addr, "/proxy", &[]).await.unwrap()
+    }
+
+    /// Shuts the gateway down and waits for `run_with` to return `Ok`.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("the gateway stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// A client at `/proxy` of the main listener `addr`, authenticated with the demo key.
+pub async fn proxy_client(addr: SocketAddr) -> FeedClient {
+    let mut client = FeedClient::connect(addr, "/proxy", &[]).await.unwrap();
+    assert_eq!(authenticate(&mut client, DEMO).await["status"], "success");
+    client
+}
+
+/// Sends the proxy `request` and returns the next message, parsed.
+pub async fn ask(client: &mut FeedClient, request: &str) -> Value {
+    client.send(request).await;
+    client.json().await
+}
+
+/// Sends the proxy's `authenticate` with `key` and returns the reply.
+pub async fn authenticate(client: &mut FeedClient, key: &str) -> Value {
+    ask(
+        client,
+        &format!(r#"{{"action":"authenticate","api_key":"{key}"}}"#),
+    )
+    .await
+}
+
+/// A raw HTTP/1.1 GET with `Authorization: Bearer <key>` when `key` is given;
+/// returns status and body.
+pub async fn http_get_bearer(addr: SocketAddr, path: &str, key: Option<&str>) -> (u16, String) {
+    let authorization = key.map(|key| format!("Bearer {key}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .iter()
+        .map(|value| ("Authorization", value.as_str()))
+        .collect();
+    let (status, _, body) = http_get(addr, path, &headers).await;
+    (status, body)
 }
 
 /// A raw HTTP/1.1 request with a body; returns status, raw head and body.
