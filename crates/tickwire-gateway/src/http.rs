@@ -23,6 +23,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::Full;
@@ -111,7 +112,7 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         (crate::proxy::PATH, _) if get => crate::proxy::upgrade(req, &shared, &tracker),
         (p, _) if crate::proxy::serves_rest(p) => crate::proxy::rest(&req, &shared),
         ("/negotiate", _) if get => negotiate(&req, &shared),
-        ("/healthz", _) if get => json(StatusCode::OK, &Status { status: "ok" }),
+        ("/healthz", _) if get => health(&shared),
         (
             "/negotiate" | "/healthz" | crate::ws::PATH | crate::stream::PATH | crate::proxy::PATH,
             _,
@@ -120,9 +121,24 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
     }
 }
 
+/// `GET /healthz`: liveness, with the open WebSocket connections and what
+/// the slow-consumer policies have done since the start.
 #[derive(Serialize)]
-struct Status {
+struct Health {
     status: &'static str,
+    connections: u64,
+    slow_consumers: crate::outbox::SlowConsumerCounts,
+}
+
+fn health(shared: &Shared) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &Health {
+            status: "ok",
+            connections: shared.connections.load(Ordering::Relaxed),
+            slow_consumers: shared.slow_consumers.counts(),
+        },
+    )
 }
 
 #[derive(Serialize)]

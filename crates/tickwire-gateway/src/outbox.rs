@@ -134,7 +134,7 @@ pub(crate) struct SlowConsumerStats {
 }
 
 /// A snapshot of [`SlowConsumerStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct SlowConsumerCounts {
     /// Clients disconnected because their queue was full (`disconnect`).
     pub(crate) disconnected: u64,

@@ -130,4 +130,11 @@ async fn a_client_that_never_reads_is_dropped_and_others_get_everything() {
         Down::Data { payload, .. } => assert_eq!(payload.record().timestamp(), 999_999),
         other => panic!("{other:?}"),
     }
+
+    // `/healthz` counts the disconnection: one client, by the policy.
+    let (status, _, body) = http_get(server.addr, "/healthz", &[]).await;
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["slow_consumers"]["disconnected"], 1, "{body}");
+    assert_eq!(health["slow_consumers"]["dropped_oldest"], 0, "{body}");
 }

@@ -100,7 +100,12 @@ async fn negotiate_refuses_missing_and_wrong_keys() {
 #[tokio::test]
 async fn healthz_and_unknown_paths() {
     let server = Server::default().await;
-    assert_eq!(http_get(server.addr, "/healthz", &[]).await.0, 200);
+    let (status, _, body) = http_get(server.addr, "/healthz", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        r#"{"status":"ok","connections":0,"slow_consumers":{"disconnected":0,"dropped_oldest":0,"conflated":0}}"#
+    );
     assert_eq!(http_get(server.addr, "/nope", &[]).await.0, 404);
 }
 

@@ -108,6 +108,12 @@ async fn drop_oldest_keeps_the_client_and_delivers_the_newest() {
         received < pushed,
         "some were dropped: {received} of {pushed}"
     );
+    // Every update the stalled client missed was the policy's doing, and
+    // `/healthz` counts it.
+    let counts = slow_consumers(&server).await;
+    assert_eq!(counts["dropped_oldest"], (pushed - received) as u64);
+    assert_eq!(counts["conflated"], 0);
+    assert_eq!(counts["disconnected"], 0);
 }
 
 #[tokio::test]
@@ -121,4 +127,19 @@ async fn conflate_delivers_the_latest_of_every_topic() {
         received < pushed,
         "some were conflated: {received} of {pushed}"
     );
+    let counts = slow_consumers(&server).await;
+    assert!(counts["conflated"] > 0, "{counts:?}");
+    assert_eq!(
+        counts["conflated"] + counts["dropped_oldest"],
+        (pushed - received) as u64
+    );
+    assert_eq!(counts["disconnected"], 0);
+}
+
+/// The `slow_consumers` counts of `GET /healthz`.
+async fn slow_consumers(server: &Server) -> HashMap<String, u64> {
+    let (status, _, body) = http_get(server.addr, "/healthz", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    serde_json::from_value(health["slow_consumers"].clone()).unwrap()
 }
