@@ -149,7 +149,37 @@ struct Context<'a> {
 }
 
 /// Parses a body into updates, or says what is wrong with it.
+///
+/// A well-formed body is deserialized straight into [`Item`]s, in one pass;
+/// only a body that fails goes through a [`serde_json::Value`] as well
+/// ([`explain`]), to say which item is wrong and why.
 fn parse(body: &[u8], cx: &Context<'_>) -> Result<Vec<Update>, String> {
+    let typed = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice::<Vec<Item>>(body)
+            .ok()
+            .filter(|items| !items.is_empty())
+            .map(|items| (items, true)),
+        Some(b'{') => serde_json::from_slice::<Item>(body)
+            .ok()
+            .map(|item| (vec![item], false)),
+        _ => None,
+    };
+    let Some((items, batch)) = typed else {
+        return explain(body, cx);
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.into_update(cx)
+                .map_err(|e| if batch { format!("item {i}: {e}") } else { e })
+        })
+        .collect()
+}
+
+/// [`parse`] for a body that does not deserialize as it stands: the same
+/// result, with an error naming the item at fault.
+fn explain(body: &[u8], cx: &Context<'_>) -> Result<Vec<Update>, String> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let item = |value: serde_json::Value| -> Result<Update, String> {
@@ -426,6 +456,31 @@ mod tests {
             now: 1_700_000_000_000,
         };
         parse(body.as_bytes(), &cx)
+    }
+
+    #[test]
+    fn the_one_pass_parse_and_the_explaining_one_agree() {
+        let market = Market::new();
+        let cx = Context {
+            prefix: "blue",
+            market: &market,
+            now: 1_700_000_000_000,
+        };
+        for body in [
+            r#"{"kind":"tick","symbol":"BTC/USD","price":10.5,"volume":7}"#,
+            r#" [{"kind":"tick","symbol":"ETH/USD","price":1,"bid":0.5,"ask":1.5},
+                 {"kind":"book","symbol":"ETH/USD","bids":[[1,2]],"asks":[[3,4]]},
+                 {"kind":"signal","symbol":"ETH/USD","indicator":"RSI","signal":"buy","value":28.5},
+                 {"kind":"raw","group":"blue_SPX_state_gex_zero","data_type":"text","data":"x"}]"#,
+            r#"[{"kind":"tick","symbol":"BTC/USD","price":1,"bid":2,"ask":1}]"#,
+            r#"{"kind":"tick","symbol":"BTC/USD","price":1,"bid":2,"ask":1}"#,
+            r#"[{"kind":"tick","symbol":"BTC/USD","price":1},{"kind":"tick"}]"#,
+            "[]",
+        ] {
+            let one_pass = parse(body.as_bytes(), &cx);
+            let explained = explain(body.as_bytes(), &cx);
+            assert_eq!(format!("{one_pass:?}"), format!("{explained:?}"), "{body}");
+        }
     }
 
     #[test]
