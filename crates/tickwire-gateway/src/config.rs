@@ -291,6 +291,9 @@ impl ApiKey {
     }
 }
 
+/// Largest [`TransportConfig::write_delay_ms`].
+const MAX_WRITE_DELAY_MS: u64 = 1000;
+
 /// WebSocket transport limits (seed 000: "Keepalive" and "Buffer Limits").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -312,6 +315,14 @@ pub struct TransportConfig {
     pub send_buffer: usize,
     /// Seconds one socket write may take before the client is dropped. Default 10.
     pub write_timeout_secs: u64,
+    /// Least milliseconds between two data writes to one connection (write
+    /// coalescing, at most 1000). An update that comes sooner after a write
+    /// waits out the rest, and what else is queued for the connection by
+    /// then goes out in the same `write`: fewer system calls for busy
+    /// connections, at most this much more latency for them. An update to a
+    /// connection that was not written to that recently goes out at once.
+    /// 0 turns it off. Default 0.
+    pub write_delay_ms: u64,
     /// Groups one connection may be in at once; joins beyond are refused.
     /// Default 1000.
     pub max_groups_per_connection: usize,
@@ -326,6 +337,7 @@ impl Default for TransportConfig {
             slow_consumer: SlowConsumer::Disconnect,
             send_buffer: 256,
             write_timeout_secs: 10,
+            write_delay_ms: 0,
             max_groups_per_connection: 1000,
         }
     }
@@ -345,6 +357,11 @@ impl TransportConfig {
     /// [`write_timeout_secs`](Self::write_timeout_secs) as a duration.
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// [`write_delay_ms`](Self::write_delay_ms) as a duration.
+    pub fn write_delay(&self) -> Duration {
+        Duration::from_millis(self.write_delay_ms)
     }
 }
 
@@ -561,6 +578,12 @@ impl Config {
             return invalid("token_secret is empty; remove it or set a long random value".into());
         }
         let t = &self.transport;
+        if t.write_delay_ms > MAX_WRITE_DELAY_MS {
+            return invalid(format!(
+                "transport.write_delay_ms is {}; at most {MAX_WRITE_DELAY_MS}",
+                t.write_delay_ms
+            ));
+        }
         for (name, value) in [
             ("token_ttl_secs", self.token_ttl_secs),
             ("transport.ping_interval_secs", t.ping_interval_secs),
@@ -753,6 +776,17 @@ mod tests {
         let mut config = Config::default();
         config.stream.max_symbols = 0;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn write_delay_is_bounded() {
+        let mut config = Config::default();
+        config.transport.write_delay_ms = 1000;
+        assert!(config.validate().is_ok());
+        assert_eq!(config.transport.write_delay(), Duration::from_secs(1));
+        config.transport.write_delay_ms = 1001;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("transport.write_delay_ms"), "{err}");
     }
 
     fn hex(bytes: &[u8]) -> String {

@@ -407,6 +407,24 @@ impl Outbox {
         Poll::Ready(())
     }
 
+    /// Appends to `batch` whatever was queued since it was taken, without
+    /// waiting (the writer's write delay: what arrives while it waits joins
+    /// the same `write`).
+    pub(crate) fn take_more(&self, batch: &mut Batch) {
+        let mut state = self.lock();
+        batch.dropped = state.dropped;
+        if batch.dropped {
+            return;
+        }
+        batch.data.append(&mut state.data);
+        let took_ctrl = !state.ctrl.is_empty();
+        batch.ctrl.append(&mut state.ctrl);
+        drop(state);
+        if took_ctrl {
+            self.space.notify_waiters();
+        }
+    }
+
     /// Takes up to what is queued now (see [`poll_take`](Self::poll_take)).
     pub(crate) async fn take(&self, batch: &mut Batch) {
         std::future::poll_fn(|cx| self.poll_take(cx, batch)).await;

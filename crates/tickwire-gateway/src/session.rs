@@ -164,6 +164,7 @@ pub(crate) async fn run<R, W, P>(
             reliable: transport.reliable,
             ping_interval: shared.config.transport.ping_interval(),
             write_timeout: shared.config.transport.write_timeout(),
+            write_delay: shared.config.transport.write_delay(),
             goodbye: protocol.goodbye(),
         },
         sub.clone(),

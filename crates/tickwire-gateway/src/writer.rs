@@ -148,6 +148,11 @@ pub(crate) struct WriterConfig {
     pub(crate) ping_interval: Duration,
     /// Longest a single write may take.
     pub(crate) write_timeout: Duration,
+    /// Least time between two data writes (zero: none). Data that comes
+    /// sooner after a write waits out the rest of it, and everything queued
+    /// meanwhile goes out in the same `write`; data that comes later goes
+    /// out at once.
+    pub(crate) write_delay: Duration,
     /// A message sent before the close frame when the gateway shuts down
     /// (the pubsub `disconnected` system message).
     pub(crate) goodbye: Option<Bytes>,
@@ -224,6 +229,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         let shutdown = crate::shutdown_started(&mut shutdown_rx);
         tokio::pin!(shutdown);
         let mut batch = Batch::default();
+        // When data was last written: the write delay is counted from it.
+        let mut last_data_write: Option<tokio::time::Instant> = None;
         loop {
             let mut ping_due = false;
             if !shutting_down {
@@ -244,7 +251,30 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 if batch.reader_gone {
                     return WriterExit::ReaderGone;
                 }
+                // Write coalescing: data alone, soon after the last data
+                // write, waits for the rest of the delay, and what the
+                // fan-out queues meanwhile joins the batch (one `write`
+                // instead of several). Control items and pings do not wait.
+                let waits = !self.config.write_delay.is_zero()
+                    && batch.ctrl.is_empty()
+                    && !batch.data.is_empty()
+                    && !ping_due;
+                if let Some(until) = last_data_write
+                    .map(|at| at + self.config.write_delay)
+                    .filter(|until| waits && *until > tokio::time::Instant::now())
+                {
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => shutting_down = true,
+                        () = tokio::time::sleep_until(until) => {}
+                    }
+                    self.sub.outbox().take_more(&mut batch);
+                    if batch.dropped {
+                        return WriterExit::Failed;
+                    }
+                }
             }
+            let has_data = !batch.data.is_empty();
             let mut stop = false;
             // One queued frame and nothing else: write the shared bytes as they are.
             let single = (batch.ctrl.is_empty() && batch.data.len() == 1 && !ping_due)
@@ -258,6 +288,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 if !self.flush(&frame).await {
                     return WriterExit::Failed;
                 }
+                last_data_write = Some(tokio::time::Instant::now());
                 Outbox::recycle(&mut batch);
                 continue;
             }
@@ -285,6 +316,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 let buf = std::mem::take(&mut self.buf);
                 if !self.flush(&buf).await {
                     return WriterExit::Failed;
+                }
+                if has_data {
+                    last_data_write = Some(tokio::time::Instant::now());
                 }
             }
             if stop {
@@ -478,6 +512,152 @@ pub(crate) fn put_close(buf: &mut BytesMut, code: u16, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::{Arc, Mutex};
+
+    use crate::fanout::QueuePolicy;
+    use crate::outbox::{SlowConsumer, SlowConsumerStats};
+
+    /// One write a [`Recorder`] took: when, and the bytes.
+    type Write = (tokio::time::Instant, Vec<u8>);
+
+    /// A socket that takes every write whole and records it with the time.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Write>>>);
+
+    impl Recorder {
+        fn writes(&self) -> Vec<(Duration, Vec<u8>)> {
+            let writes = self.0.lock().unwrap();
+            let start = writes.first().map(|w| w.0);
+            writes
+                .iter()
+                .map(|(at, bytes)| (*at - start.unwrap_or(*at), bytes.clone()))
+                .collect()
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let now = tokio::time::Instant::now();
+            self.0.lock().unwrap().push((now, buf.to_vec()));
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A writer over a [`Recorder`] with `write_delay`, and its subscriber.
+    fn recorded_writer(write_delay: Duration) -> (Subscriber, Recorder, watch::Sender<bool>) {
+        let sub = Subscriber::new(
+            1,
+            WireFormat::Json,
+            false,
+            QueuePolicy {
+                capacity: 16,
+                slow_consumer: SlowConsumer::Disconnect,
+            },
+            Arc::new(SlowConsumerStats::default()),
+        );
+        let recorder = Recorder::default();
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let config = WriterConfig {
+            format: WireFormat::Json,
+            reliable: false,
+            ping_interval: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(10),
+            write_delay,
+            goodbye: None,
+        };
+        let writer = Writer::new(recorder.clone(), config, sub.clone(), shutdown);
+        tokio::spawn(writer.run());
+        (sub, recorder, shutdown_tx)
+    }
+
+    /// Lets the writer task run without moving the (paused) clock.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn offer_at(sub: &Subscriber, after: Duration, text: &[u8]) {
+        tokio::time::sleep(after).await;
+        assert!(sub.offer(0, Outbound::text(text)));
+        settle().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn data_soon_after_a_write_waits_for_the_delay_and_goes_in_one_write() {
+        let ms = Duration::from_millis;
+        let (sub, recorder, _shutdown) = recorded_writer(ms(10));
+        offer_at(&sub, ms(0), b"a").await;
+        // 1 ms and 4 ms after the first write: both wait for 10 ms.
+        offer_at(&sub, ms(1), b"b").await;
+        offer_at(&sub, ms(3), b"c").await;
+        assert_eq!(recorder.writes().len(), 1, "b and c wait");
+        // Long after the last write: at once.
+        offer_at(&sub, ms(100), b"d").await;
+        let writes = recorder.writes();
+        assert_eq!(
+            writes,
+            [
+                (ms(0), b"\x81\x01a".to_vec()),
+                (ms(10), b"\x81\x01b\x81\x01c".to_vec()),
+                (ms(104), b"\x81\x01d".to_vec()),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_delay_every_batch_is_written_at_once() {
+        let ms = Duration::from_millis;
+        let (sub, recorder, _shutdown) = recorded_writer(Duration::ZERO);
+        offer_at(&sub, ms(0), b"a").await;
+        offer_at(&sub, ms(1), b"b").await;
+        offer_at(&sub, ms(3), b"c").await;
+        assert_eq!(
+            recorder.writes(),
+            [
+                (ms(0), b"\x81\x01a".to_vec()),
+                (ms(1), b"\x81\x01b".to_vec()),
+                (ms(4), b"\x81\x01c".to_vec()),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replies_do_not_wait_for_the_write_delay() {
+        let ms = Duration::from_millis;
+        let (sub, recorder, _shutdown) = recorded_writer(ms(50));
+        offer_at(&sub, ms(0), b"a").await;
+        tokio::time::sleep(ms(1)).await;
+        sub.outbox()
+            .send_control(Control::Reply(Bytes::from_static(b"r")))
+            .await
+            .unwrap();
+        settle().await;
+        assert_eq!(
+            recorder.writes(),
+            [
+                (ms(0), b"\x81\x01a".to_vec()),
+                (ms(1), b"\x81\x01r".to_vec())
+            ]
+        );
+    }
 
     #[test]
     fn frame_headers_use_the_shortest_length() {
