@@ -57,6 +57,12 @@ struct Args {
     /// Messages queued per connection before updates to it are dropped.
     #[arg(long, default_value_t = 4096)]
     queue: usize,
+    /// tungstenite's `read_buffer_size` in bytes (default: tungstenite's own,
+    /// 128 KiB). tungstenite 0.28 zero-fills up to this much of its read
+    /// buffer on every read attempt, so the size sets much of the cost of
+    /// each wake-up of a connection.
+    #[arg(long)]
+    read_buffer: Option<usize>,
 }
 
 #[tokio::main]
@@ -71,6 +77,7 @@ async fn main() -> std::io::Result<()> {
         registry: Registry::default(),
         authorization: format!("Bearer {}", args.publish_key),
         queue: args.queue.max(1),
+        read_buffer: args.read_buffer,
     });
     let ids = AtomicU64::new(0);
     loop {

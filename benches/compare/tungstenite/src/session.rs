@@ -19,8 +19,9 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as WsRequest};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{WebSocketStream, accept_hdr_async};
+use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
 use crate::feed::{self, ConnId, Registry};
 
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) authorization: String,
     /// Outgoing queue capacity per connection, in messages.
     pub(crate) queue: usize,
+    /// tungstenite's read buffer size; `None`: its default.
+    pub(crate) read_buffer: Option<usize>,
 }
 
 /// Serves one accepted connection to its end.
@@ -153,7 +156,10 @@ async fn websocket(stream: TcpStream, shared: Arc<Shared>, id: ConnId) {
             Err(refusal)
         }
     };
-    let Ok(ws) = accept_hdr_async(stream, route).await else {
+    let config = shared
+        .read_buffer
+        .map(|size| WebSocketConfig::default().read_buffer_size(size));
+    let Ok(ws) = accept_hdr_async_with_config(stream, route, config).await else {
         return;
     };
     let (tx, rx) = mpsc::channel(shared.queue);
@@ -293,6 +299,7 @@ mod tests {
             registry: Registry::default(),
             authorization: "Bearer k".to_owned(),
             queue: 8,
+            read_buffer: None,
         });
         let session = Session {
             id: 1,
