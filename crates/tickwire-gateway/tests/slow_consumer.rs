@@ -21,6 +21,10 @@ async fn server(policy: SlowConsumer) -> Server {
         transport: TransportConfig {
             send_buffer: 8,
             slow_consumer: policy,
+            // The stalled client's socket stays full for the whole flood, which
+            // takes longer than the default 10 s on a slow (debug) build: the
+            // policy is under test here, not the write timeout.
+            write_timeout_secs: 120,
             ..TransportConfig::default()
         },
         ..Config::default()
