@@ -198,12 +198,31 @@ struct State {
     ctrl: VecDeque<Control>,
     /// The writer, when it waits for work.
     waker: Option<Waker>,
+    /// The writer, when it waits out its write delay: woken by what must not
+    /// wait for it (control items, a dropped connection, the reader gone),
+    /// not by data.
+    urgent: Option<Waker>,
     /// The reader side finished: no more control items will come.
     reader_gone: bool,
     /// The writer stopped: nothing queued will be written.
     writer_gone: bool,
     /// The connection is to be dropped (full queue, failed write).
     dropped: bool,
+}
+
+impl State {
+    /// Takes the writer's wakers for news that must not wait: a control
+    /// item, a dropped connection, the reader gone.
+    fn urgent_wakers(&mut self) -> [Option<Waker>; 2] {
+        [self.waker.take(), self.urgent.take()]
+    }
+}
+
+/// Wakes what [`State::urgent_wakers`] took (after the lock is released).
+fn wake_all(wakers: [Option<Waker>; 2]) {
+    for waker in wakers.into_iter().flatten() {
+        waker.wake();
+    }
 }
 
 /// The queues of one connection (see the [module](self) docs).
@@ -271,12 +290,10 @@ impl Outbox {
             match self.policy {
                 SlowConsumer::Disconnect => {
                     state.dropped = true;
-                    let waker = state.waker.take();
+                    let wakers = state.urgent_wakers();
                     drop(state);
                     stats.disconnected.fetch_add(1, Ordering::Relaxed);
-                    if let Some(w) = waker {
-                        w.wake();
-                    }
+                    wake_all(wakers);
                     return Offered::Full;
                 }
                 SlowConsumer::Conflate => {
@@ -324,11 +341,9 @@ impl Outbox {
                 }
                 if state.ctrl.len() < CONTROL_QUEUE {
                     state.ctrl.push_back(item);
-                    let waker = state.waker.take();
+                    let wakers = state.urgent_wakers();
                     drop(state);
-                    if let Some(w) = waker {
-                        w.wake();
-                    }
+                    wake_all(wakers);
                     return Ok(());
                 }
             }
@@ -342,11 +357,9 @@ impl Outbox {
         let mut state = self.lock();
         let first = !state.dropped;
         state.dropped = true;
-        let waker = state.waker.take();
+        let wakers = state.urgent_wakers();
         drop(state);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        wake_all(wakers);
         first
     }
 
@@ -360,11 +373,9 @@ impl Outbox {
     pub(crate) fn reader_gone(&self) {
         let mut state = self.lock();
         state.reader_gone = true;
-        let waker = state.waker.take();
+        let wakers = state.urgent_wakers();
         drop(state);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        wake_all(wakers);
     }
 
     /// Marks the writer as stopped: queued and later items are discarded and
@@ -405,6 +416,21 @@ impl Outbox {
             self.space.notify_waiters();
         }
         Poll::Ready(())
+    }
+
+    /// `Ready` once there is news that must not wait for the writer's write
+    /// delay (a control item, a dropped connection, the reader gone);
+    /// otherwise registers the writer to be woken by it, and by it only.
+    pub(crate) fn poll_urgent(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if !state.ctrl.is_empty() || state.dropped || state.reader_gone {
+            return Poll::Ready(());
+        }
+        match &state.urgent {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => state.urgent = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Appends to `batch` whatever was queued since it was taken, without

@@ -229,7 +229,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         let shutdown = crate::shutdown_started(&mut shutdown_rx);
         tokio::pin!(shutdown);
         let mut batch = Batch::default();
-        // When data was last written: the write delay is counted from it.
+        let coalescing = !self.config.write_delay.is_zero();
+        // When data was last written (kept only when coalescing): the write
+        // delay is counted from it.
         let mut last_data_write: Option<tokio::time::Instant> = None;
         loop {
             let mut ping_due = false;
@@ -254,18 +256,18 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 // Write coalescing: data alone, soon after the last data
                 // write, waits for the rest of the delay, and what the
                 // fan-out queues meanwhile joins the batch (one `write`
-                // instead of several). Control items and pings do not wait.
-                let waits = !self.config.write_delay.is_zero()
-                    && batch.ctrl.is_empty()
-                    && !batch.data.is_empty()
-                    && !ping_due;
+                // instead of several). A control item, or one that comes
+                // during the wait, goes out at once (with the data).
+                let waits = batch.ctrl.is_empty() && !batch.data.is_empty() && !ping_due;
                 if let Some(until) = last_data_write
                     .map(|at| at + self.config.write_delay)
                     .filter(|until| waits && *until > tokio::time::Instant::now())
                 {
+                    let outbox = self.sub.outbox();
                     tokio::select! {
                         biased;
                         () = &mut shutdown => shutting_down = true,
+                        () = std::future::poll_fn(|cx| outbox.poll_urgent(cx)) => {}
                         () = tokio::time::sleep_until(until) => {}
                     }
                     self.sub.outbox().take_more(&mut batch);
@@ -288,7 +290,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 if !self.flush(&frame).await {
                     return WriterExit::Failed;
                 }
-                last_data_write = Some(tokio::time::Instant::now());
+                if coalescing {
+                    last_data_write = Some(tokio::time::Instant::now());
+                }
                 Outbox::recycle(&mut batch);
                 continue;
             }
@@ -317,7 +321,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 if !self.flush(&buf).await {
                     return WriterExit::Failed;
                 }
-                if has_data {
+                if coalescing && has_data {
                     last_data_write = Some(tokio::time::Instant::now());
                 }
             }
@@ -655,6 +659,29 @@ mod tests {
             [
                 (ms(0), b"\x81\x01a".to_vec()),
                 (ms(1), b"\x81\x01r".to_vec())
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_during_the_wait_goes_out_at_once_with_the_waiting_data() {
+        let ms = Duration::from_millis;
+        let (sub, recorder, _shutdown) = recorded_writer(ms(50));
+        offer_at(&sub, ms(0), b"a").await;
+        // Waits until 50 ms...
+        offer_at(&sub, ms(1), b"b").await;
+        tokio::time::sleep(ms(1)).await;
+        // ...until a reply comes at 2 ms: both go then, the reply first.
+        sub.outbox()
+            .send_control(Control::Reply(Bytes::from_static(b"r")))
+            .await
+            .unwrap();
+        settle().await;
+        assert_eq!(
+            recorder.writes(),
+            [
+                (ms(0), b"\x81\x01a".to_vec()),
+                (ms(2), b"\x81\x01r\x81\x01b".to_vec())
             ]
         );
     }
