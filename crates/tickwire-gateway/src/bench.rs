@@ -38,9 +38,10 @@ impl FanOutBench {
         let queue = QueuePolicy {
             capacity,
             slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
         };
         let subscribers: Vec<Subscriber> = (0..n as u64)
-            .map(|id| Subscriber::new(id, format, false, queue, stats.clone()))
+            .map(|id| Subscriber::new(id, format, false, queue.clone(), stats.clone()))
             .collect();
         for sub in &subscribers {
             index.subscribe(group, sub.clone());

@@ -315,13 +315,16 @@ pub struct TransportConfig {
     pub send_buffer: usize,
     /// Seconds one socket write may take before the client is dropped. Default 10.
     pub write_timeout_secs: u64,
-    /// Least milliseconds between two data writes to one connection (write
-    /// coalescing, at most 1000). An update that comes sooner after a write
-    /// waits out the rest, and what else is queued for the connection by
-    /// then goes out in the same `write`: fewer system calls for busy
-    /// connections, at most this much more latency for them. An update to a
-    /// connection that was not written to that recently goes out at once.
-    /// 0 turns it off. Default 0.
+    /// Write pacing, in milliseconds (at most 1000): time is cut into
+    /// periods of this length and each connection gets at most one data
+    /// write per period. An update to a connection already written to in
+    /// the current period waits for the next one, and everything queued for
+    /// the connection by then goes out in the same `write`: one system call
+    /// per period for a busy connection instead of one per update, at most
+    /// one period more latency for it. An update to a connection not written
+    /// to in the current period goes out at once; replies, pongs and closes
+    /// never wait. One timer serves the whole gateway. 0 turns it off.
+    /// Default 0.
     pub write_delay_ms: u64,
     /// Groups one connection may be in at once; joins beyond are refused.
     /// Default 1000.

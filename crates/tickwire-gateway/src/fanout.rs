@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::market::{self, Feed, Market};
 use crate::outbox::{
-    Item, NO_TOPIC, Offered, Outbox, SlowConsumer, SlowConsumerCounts, SlowConsumerStats,
+    Item, NO_TOPIC, Offered, Outbox, Pacer, SlowConsumer, SlowConsumerCounts, SlowConsumerStats,
 };
 use crate::writer::Outbound;
 
@@ -73,13 +73,16 @@ struct SubscriberInner {
     last_data_ms: AtomicU64,
 }
 
-/// What a connection's queue is and does when full.
-#[derive(Debug, Clone, Copy)]
+/// What a connection's queue is, does when full, and how its data writes
+/// are paced.
+#[derive(Debug, Clone)]
 pub(crate) struct QueuePolicy {
     /// Data items queued at most (`send_buffer`).
     pub(crate) capacity: usize,
     /// What a full queue does.
     pub(crate) slow_consumer: SlowConsumer,
+    /// The gateway's write pacing (`write_delay_ms`), when on.
+    pub(crate) pacer: Option<Arc<Pacer>>,
 }
 
 impl Subscriber {
@@ -94,7 +97,7 @@ impl Subscriber {
             id,
             format,
             reliable,
-            outbox: Outbox::new(queue.capacity, queue.slow_consumer),
+            outbox: Outbox::new(queue.capacity, queue.slow_consumer, queue.pacer),
             stats,
             trimmed: AtomicBool::new(false),
             last_data_ms: AtomicU64::new(clock_ms()),

@@ -195,6 +195,8 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicU64,
     /// What the slow-consumer policies did, all connections together.
     pub(crate) slow_consumers: Arc<outbox::SlowConsumerStats>,
+    /// The write pacing of every connection (`transport.write_delay_ms`).
+    pub(crate) pacer: Option<Arc<outbox::Pacer>>,
     next_connection: AtomicU64,
 }
 
@@ -263,6 +265,11 @@ pub async fn run_with(
     let feeds = Arc::new(fanout::Index::new());
     let market = Arc::new(market::Market::new());
     let slow_consumers = Arc::new(outbox::SlowConsumerStats::default());
+    let write_delay = config.transport.write_delay();
+    let pacer = (!write_delay.is_zero()).then(|| outbox::Pacer::new(write_delay));
+    if let Some(pacer) = &pacer {
+        tokio::spawn(outbox::Pacer::run(Arc::downgrade(pacer)));
+    }
 
     let proxy = Arc::new(proxy::Proxy::new(
         &config.proxy,
@@ -326,6 +333,7 @@ pub async fn run_with(
         shutdown: shutdown_rx,
         connections: AtomicU64::new(0),
         slow_consumers,
+        pacer,
         next_connection: AtomicU64::new(1),
     });
     let status = tokio::spawn(ws::status_task(shared.clone()));

@@ -25,12 +25,26 @@
 //! updates of the burst is written once with all five (one `write` instead
 //! of five), the way uWebSockets corks a socket. A lone update is a burst of
 //! one, so corking adds no latency when the server is quiet.
+//!
+//! **Pacing** (`transport.write_delay_ms`, off by default). Corking merges
+//! the updates of one burst; a [`Pacer`] merges those of a time window. Time
+//! is cut into periods of the write delay. A connection's data is taken
+//! at most once per period: data that finds the connection already written
+//! to in the current period waits for the next one, when one gateway-wide
+//! timer wakes every writer that has data waiting, and everything queued by
+//! then goes in one `write`. A connection that was not written to in the
+//! current period is woken at once, so a quiet client sees no added latency;
+//! a busy one gets one `write` per period instead of one per update, and at
+//! most one period more latency. Control items (replies, pongs, closes)
+//! never wait. There is no timer per connection: the cost of pacing is one
+//! lock and one `Waker` clone per deferred wake-up.
 
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -156,6 +170,81 @@ impl SlowConsumerStats {
     }
 }
 
+/// The write pacing of a gateway (see the [module](self) docs): a period
+/// counter and the writers to wake when the next period starts.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    period: Duration,
+    /// The current period. Written only under the `due` lock, so a writer
+    /// registered for "the next period" can never miss its tick.
+    epoch: AtomicU64,
+    /// The writers with data waiting for the next period.
+    due: Mutex<Vec<Waker>>,
+}
+
+impl Pacer {
+    /// A pacer with periods of `period` (not zero); [`Pacer::run`] drives it.
+    pub(crate) fn new(period: Duration) -> Arc<Self> {
+        debug_assert!(!period.is_zero());
+        Arc::new(Pacer {
+            period,
+            epoch: AtomicU64::new(0),
+            due: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The current period.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn due(&self) -> MutexGuard<'_, Vec<Waker>> {
+        self.due.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Has `waker` woken when the period after `epoch` starts; gives it
+    /// back when that period has already started.
+    fn defer(&self, waker: Waker, epoch: u64) -> Result<(), Waker> {
+        let mut due = self.due();
+        if self.epoch() != epoch {
+            return Err(waker);
+        }
+        due.push(waker);
+        Ok(())
+    }
+
+    /// Starts the next period: wakes every writer whose data waited for it.
+    /// `spare` is an empty vector to swap in, so that the lists' capacity
+    /// is recycled from tick to tick; it is left empty.
+    pub(crate) fn tick(&self, spare: &mut Vec<Waker>) {
+        {
+            let mut due = self.due();
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            std::mem::swap(&mut *due, spare);
+        }
+        for waker in spare.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Ticks every period until the pacer is dropped.
+    pub(crate) async fn run(pacer: Weak<Pacer>) {
+        let Some(period) = pacer.upgrade().map(|p| p.period) else {
+            return;
+        };
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut spare = Vec::new();
+        loop {
+            every.tick().await;
+            let Some(pacer) = pacer.upgrade() else {
+                return;
+            };
+            pacer.tick(&mut spare);
+        }
+    }
+}
+
 /// The conflation key of an item that belongs to no topic.
 pub(crate) const NO_TOPIC: u32 = u32::MAX;
 
@@ -192,16 +281,18 @@ pub(crate) enum Offered {
     Closed,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     data: VecDeque<Item>,
     ctrl: VecDeque<Control>,
     /// The writer, when it waits for work.
     waker: Option<Waker>,
-    /// The writer, when it waits out its write delay: woken by what must not
-    /// wait for it (control items, a dropped connection, the reader gone),
-    /// not by data.
-    urgent: Option<Waker>,
+    /// The pacer's period in which data was last taken (pacing only;
+    /// `u64::MAX`: never).
+    taken_epoch: u64,
+    /// The writer is registered with the pacer for the next period: data
+    /// needs no wake-up of its own.
+    paced: bool,
     /// The reader side finished: no more control items will come.
     reader_gone: bool,
     /// The writer stopped: nothing queued will be written.
@@ -210,18 +301,33 @@ struct State {
     dropped: bool,
 }
 
-impl State {
-    /// Takes the writer's wakers for news that must not wait: a control
-    /// item, a dropped connection, the reader gone.
-    fn urgent_wakers(&mut self) -> [Option<Waker>; 2] {
-        [self.waker.take(), self.urgent.take()]
+impl Default for State {
+    fn default() -> Self {
+        State {
+            data: VecDeque::new(),
+            ctrl: VecDeque::new(),
+            waker: None,
+            taken_epoch: u64::MAX,
+            paced: false,
+            reader_gone: false,
+            writer_gone: false,
+            dropped: false,
+        }
     }
 }
 
-/// Wakes what [`State::urgent_wakers`] took (after the lock is released).
-fn wake_all(wakers: [Option<Waker>; 2]) {
-    for waker in wakers.into_iter().flatten() {
+/// Wakes the writer (after the lock is released), if it was waiting.
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
         waker.wake();
+    }
+}
+
+/// Keeps the waker of `cx` in `slot` (unless the one there wakes the same task).
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
     }
 }
 
@@ -233,6 +339,8 @@ pub(crate) struct Outbox {
     policy: SlowConsumer,
     /// Signalled when the writer took control items (room for the reader).
     space: Notify,
+    /// The write pacing, when on.
+    pacer: Option<Arc<Pacer>>,
 }
 
 /// What the writer takes in one go.
@@ -254,12 +362,13 @@ impl Batch {
 }
 
 impl Outbox {
-    pub(crate) fn new(capacity: usize, policy: SlowConsumer) -> Self {
+    pub(crate) fn new(capacity: usize, policy: SlowConsumer, pacer: Option<Arc<Pacer>>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             capacity: capacity.max(1),
             policy,
             space: Notify::new(),
+            pacer,
         }
     }
 
@@ -290,10 +399,10 @@ impl Outbox {
             match self.policy {
                 SlowConsumer::Disconnect => {
                     state.dropped = true;
-                    let wakers = state.urgent_wakers();
+                    let waker = state.waker.take();
                     drop(state);
                     stats.disconnected.fetch_add(1, Ordering::Relaxed);
-                    wake_all(wakers);
+                    wake(waker);
                     return Offered::Full;
                 }
                 SlowConsumer::Conflate => {
@@ -320,7 +429,20 @@ impl Outbox {
             offered = Offered::Trimmed;
         }
         state.data.push_back(item);
-        let waker = state.waker.take();
+        if state.paced {
+            // The writer is woken at the next period anyway.
+            return offered;
+        }
+        let mut waker = state.waker.take();
+        if let (Some(pacer), Some(w)) = (&self.pacer, &waker) {
+            // Written to in this period already: the next one takes it. The
+            // waker stays for a control item that must not wait.
+            let epoch = pacer.epoch();
+            if state.taken_epoch == epoch && pacer.defer(w.clone(), epoch).is_ok() {
+                state.paced = true;
+                state.waker = waker.take();
+            }
+        }
         drop(state);
         if let Some(w) = waker {
             wake_data(w);
@@ -341,9 +463,9 @@ impl Outbox {
                 }
                 if state.ctrl.len() < CONTROL_QUEUE {
                     state.ctrl.push_back(item);
-                    let wakers = state.urgent_wakers();
+                    let waker = state.waker.take();
                     drop(state);
-                    wake_all(wakers);
+                    wake(waker);
                     return Ok(());
                 }
             }
@@ -357,9 +479,9 @@ impl Outbox {
         let mut state = self.lock();
         let first = !state.dropped;
         state.dropped = true;
-        let wakers = state.urgent_wakers();
+        let waker = state.waker.take();
         drop(state);
-        wake_all(wakers);
+        wake(waker);
         first
     }
 
@@ -373,9 +495,9 @@ impl Outbox {
     pub(crate) fn reader_gone(&self) {
         let mut state = self.lock();
         state.reader_gone = true;
-        let wakers = state.urgent_wakers();
+        let waker = state.waker.take();
         drop(state);
-        wake_all(wakers);
+        wake(waker);
     }
 
     /// Marks the writer as stopped: queued and later items are discarded and
@@ -402,11 +524,25 @@ impl Outbox {
             return Poll::Ready(());
         }
         if nothing {
-            match &state.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => state.waker = Some(cx.waker().clone()),
-            }
+            register(&mut state.waker, cx);
             return Poll::Pending;
+        }
+        if let Some(pacer) = &self.pacer {
+            let epoch = pacer.epoch();
+            if state.ctrl.is_empty() && state.taken_epoch == epoch {
+                // Data only, and this period had its write: wait for the next.
+                let same = matches!(&state.waker, Some(w) if w.will_wake(cx.waker()));
+                register(&mut state.waker, cx);
+                if (state.paced && same) || pacer.defer(cx.waker().clone(), epoch).is_ok() {
+                    state.paced = true;
+                    return Poll::Pending;
+                }
+                // The next period has just begun: take it now.
+            }
+            if !state.data.is_empty() {
+                state.taken_epoch = pacer.epoch();
+                state.paced = false;
+            }
         }
         std::mem::swap(&mut state.data, &mut batch.data);
         let took_ctrl = !state.ctrl.is_empty();
@@ -416,39 +552,6 @@ impl Outbox {
             self.space.notify_waiters();
         }
         Poll::Ready(())
-    }
-
-    /// `Ready` once there is news that must not wait for the writer's write
-    /// delay (a control item, a dropped connection, the reader gone);
-    /// otherwise registers the writer to be woken by it, and by it only.
-    pub(crate) fn poll_urgent(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = self.lock();
-        if !state.ctrl.is_empty() || state.dropped || state.reader_gone {
-            return Poll::Ready(());
-        }
-        match &state.urgent {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.urgent = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-
-    /// Appends to `batch` whatever was queued since it was taken, without
-    /// waiting (the writer's write delay: what arrives while it waits joins
-    /// the same `write`).
-    pub(crate) fn take_more(&self, batch: &mut Batch) {
-        let mut state = self.lock();
-        batch.dropped = state.dropped;
-        if batch.dropped {
-            return;
-        }
-        batch.data.append(&mut state.data);
-        let took_ctrl = !state.ctrl.is_empty();
-        batch.ctrl.append(&mut state.ctrl);
-        drop(state);
-        if took_ctrl {
-            self.space.notify_waiters();
-        }
     }
 
     /// Takes up to what is queued now (see [`poll_take`](Self::poll_take)).
@@ -507,7 +610,7 @@ mod tests {
     #[test]
     fn disconnect_marks_the_connection_dropped() {
         let stats = SlowConsumerStats::default();
-        let outbox = Outbox::new(2, SlowConsumer::Disconnect);
+        let outbox = Outbox::new(2, SlowConsumer::Disconnect, None);
         assert_eq!(outbox.offer(item(1, 1), &stats), Offered::Queued);
         assert_eq!(outbox.offer(item(1, 2), &stats), Offered::Queued);
         assert_eq!(outbox.offer(item(1, 3), &stats), Offered::Full);
@@ -520,7 +623,7 @@ mod tests {
     #[test]
     fn drop_oldest_keeps_the_newest() {
         let stats = SlowConsumerStats::default();
-        let outbox = Outbox::new(3, SlowConsumer::DropOldest);
+        let outbox = Outbox::new(3, SlowConsumer::DropOldest, None);
         for n in 1..=5 {
             outbox.offer(item(u32::from(n % 2), n), &stats);
         }
@@ -531,7 +634,7 @@ mod tests {
     #[test]
     fn conflate_keeps_the_latest_per_topic() {
         let stats = SlowConsumerStats::default();
-        let outbox = Outbox::new(3, SlowConsumer::Conflate);
+        let outbox = Outbox::new(3, SlowConsumer::Conflate, None);
         for (topic, n) in [(7, 1), (8, 2), (7, 3), (7, 4), (8, 5), (9, 6)] {
             outbox.offer(item(topic, n), &stats);
         }
@@ -541,7 +644,7 @@ mod tests {
         assert_eq!(stats.counts().conflated, 3);
         assert_eq!(stats.counts().dropped_oldest, 0);
         // As many topics as places: the oldest is dropped instead.
-        let outbox = Outbox::new(2, SlowConsumer::Conflate);
+        let outbox = Outbox::new(2, SlowConsumer::Conflate, None);
         for (topic, n) in [(1, 1), (2, 2), (3, 3)] {
             outbox.offer(item(topic, n), &stats);
         }
@@ -565,7 +668,7 @@ mod tests {
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         let stats = SlowConsumerStats::default();
-        let outbox = Outbox::new(16, SlowConsumer::Disconnect);
+        let outbox = Outbox::new(16, SlowConsumer::Disconnect, None);
         let mut batch = Batch::default();
         assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
         for n in 0..10 {
@@ -598,7 +701,7 @@ mod tests {
             .map(|_| Arc::new(Count(AtomicUsize::new(0))))
             .collect();
         let outboxes: Vec<Outbox> = (0..3)
-            .map(|_| Outbox::new(16, SlowConsumer::Disconnect))
+            .map(|_| Outbox::new(16, SlowConsumer::Disconnect, None))
             .collect();
         let arm = || {
             for (outbox, count) in outboxes.iter().zip(&counts) {
@@ -634,5 +737,71 @@ mod tests {
         arm();
         outboxes[1].offer(item(0, 9), &stats);
         assert_eq!(woken(), [1, 2, 1]);
+    }
+
+    #[tokio::test]
+    async fn paced_data_waits_for_the_next_period_and_control_does_not() {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let woken = || count.0.load(Ordering::Relaxed);
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let stats = SlowConsumerStats::default();
+        // Ticked by hand: the periods are whatever lies between two ticks.
+        let pacer = Pacer::new(Duration::from_millis(10));
+        let mut spare = Vec::new();
+        let outbox = Outbox::new(16, SlowConsumer::Disconnect, Some(pacer.clone()));
+        let mut batch = Batch::default();
+
+        // Nothing written in this period: the first update wakes at once.
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
+        outbox.offer(item(0, 1), &stats);
+        assert_eq!(woken(), 1);
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        Outbox::recycle(&mut batch);
+
+        // Written in this period: later updates wait for the next one.
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
+        outbox.offer(item(0, 2), &stats);
+        outbox.offer(item(0, 3), &stats);
+        assert_eq!(woken(), 1, "no wake-up within the period");
+        assert!(
+            outbox.poll_take(&mut cx, &mut batch).is_pending(),
+            "a spurious poll takes nothing either"
+        );
+        pacer.tick(&mut spare);
+        assert_eq!(woken(), 2, "one wake-up at the next period");
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        assert_eq!(payloads(&batch), [(0, 2), (0, 3)]);
+        Outbox::recycle(&mut batch);
+
+        // Data waiting for the next period, then a reply: both go at once.
+        outbox.offer(item(0, 4), &stats);
+        assert_eq!(woken(), 2);
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
+        outbox
+            .send_control(Control::Reply(bytes::Bytes::from_static(b"r")))
+            .await
+            .unwrap();
+        assert_eq!(woken(), 3, "a control item wakes at once");
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        assert_eq!((batch.ctrl.len(), payloads(&batch)), (1, vec![(0, 4)]));
+        Outbox::recycle(&mut batch);
+
+        // A period with no write: the next update goes at once again.
+        pacer.tick(&mut spare);
+        pacer.tick(&mut spare);
+        let before = woken();
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
+        outbox.offer(item(0, 5), &stats);
+        assert_eq!(woken(), before + 1);
     }
 }

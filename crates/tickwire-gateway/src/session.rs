@@ -148,6 +148,7 @@ pub(crate) async fn run<R, W, P>(
     let queue = QueuePolicy {
         capacity: shared.config.transport.send_buffer,
         slow_consumer: transport.slow_consumer,
+        pacer: shared.pacer.clone(),
     };
     let sub = Subscriber::new(
         id,
@@ -164,7 +165,6 @@ pub(crate) async fn run<R, W, P>(
             reliable: transport.reliable,
             ping_interval: shared.config.transport.ping_interval(),
             write_timeout: shared.config.transport.write_timeout(),
-            write_delay: shared.config.transport.write_delay(),
             goodbye: protocol.goodbye(),
         },
         sub.clone(),

@@ -148,11 +148,6 @@ pub(crate) struct WriterConfig {
     pub(crate) ping_interval: Duration,
     /// Longest a single write may take.
     pub(crate) write_timeout: Duration,
-    /// Least time between two data writes (zero: none). Data that comes
-    /// sooner after a write waits out the rest of it, and everything queued
-    /// meanwhile goes out in the same `write`; data that comes later goes
-    /// out at once.
-    pub(crate) write_delay: Duration,
     /// A message sent before the close frame when the gateway shuts down
     /// (the pubsub `disconnected` system message).
     pub(crate) goodbye: Option<Bytes>,
@@ -229,10 +224,6 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         let shutdown = crate::shutdown_started(&mut shutdown_rx);
         tokio::pin!(shutdown);
         let mut batch = Batch::default();
-        let coalescing = !self.config.write_delay.is_zero();
-        // When data was last written (kept only when coalescing): the write
-        // delay is counted from it.
-        let mut last_data_write: Option<tokio::time::Instant> = None;
         loop {
             let mut ping_due = false;
             if !shutting_down {
@@ -253,30 +244,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 if batch.reader_gone {
                     return WriterExit::ReaderGone;
                 }
-                // Write coalescing: data alone, soon after the last data
-                // write, waits for the rest of the delay, and what the
-                // fan-out queues meanwhile joins the batch (one `write`
-                // instead of several). A control item, or one that comes
-                // during the wait, goes out at once (with the data).
-                let waits = batch.ctrl.is_empty() && !batch.data.is_empty() && !ping_due;
-                if let Some(until) = last_data_write
-                    .map(|at| at + self.config.write_delay)
-                    .filter(|until| waits && *until > tokio::time::Instant::now())
-                {
-                    let outbox = self.sub.outbox();
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => shutting_down = true,
-                        () = std::future::poll_fn(|cx| outbox.poll_urgent(cx)) => {}
-                        () = tokio::time::sleep_until(until) => {}
-                    }
-                    self.sub.outbox().take_more(&mut batch);
-                    if batch.dropped {
-                        return WriterExit::Failed;
-                    }
-                }
             }
-            let has_data = !batch.data.is_empty();
             let mut stop = false;
             // One queued frame and nothing else: write the shared bytes as they are.
             let single = (batch.ctrl.is_empty() && batch.data.len() == 1 && !ping_due)
@@ -289,9 +257,6 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 batch.data.clear();
                 if !self.flush(&frame).await {
                     return WriterExit::Failed;
-                }
-                if coalescing {
-                    last_data_write = Some(tokio::time::Instant::now());
                 }
                 Outbox::recycle(&mut batch);
                 continue;
@@ -320,9 +285,6 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 let buf = std::mem::take(&mut self.buf);
                 if !self.flush(&buf).await {
                     return WriterExit::Failed;
-                }
-                if coalescing && has_data {
-                    last_data_write = Some(tokio::time::Instant::now());
                 }
             }
             if stop {
@@ -520,7 +482,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use crate::fanout::QueuePolicy;
-    use crate::outbox::{SlowConsumer, SlowConsumerStats};
+    use crate::outbox::{Pacer, SlowConsumer, SlowConsumerStats};
 
     /// One write a [`Recorder`] took: when, and the bytes.
     type Write = (tokio::time::Instant, Vec<u8>);
@@ -564,8 +526,13 @@ mod tests {
         }
     }
 
-    /// A writer over a [`Recorder`] with `write_delay`, and its subscriber.
+    /// A writer over a [`Recorder`], its data paced in periods of
+    /// `write_delay` (none when zero), and its subscriber.
     fn recorded_writer(write_delay: Duration) -> (Subscriber, Recorder, watch::Sender<bool>) {
+        let pacer = (!write_delay.is_zero()).then(|| Pacer::new(write_delay));
+        if let Some(pacer) = &pacer {
+            tokio::spawn(Pacer::run(Arc::downgrade(pacer)));
+        }
         let sub = Subscriber::new(
             1,
             WireFormat::Json,
@@ -573,6 +540,7 @@ mod tests {
             QueuePolicy {
                 capacity: 16,
                 slow_consumer: SlowConsumer::Disconnect,
+                pacer: pacer.clone(),
             },
             Arc::new(SlowConsumerStats::default()),
         );
@@ -583,11 +551,14 @@ mod tests {
             reliable: false,
             ping_interval: Duration::from_secs(3600),
             write_timeout: Duration::from_secs(10),
-            write_delay,
             goodbye: None,
         };
         let writer = Writer::new(recorder.clone(), config, sub.clone(), shutdown);
-        tokio::spawn(writer.run());
+        tokio::spawn(async move {
+            // The pacer lives as long as the writer, as the gateway's does.
+            let _pacer = pacer;
+            writer.run().await
+        });
         (sub, recorder, shutdown_tx)
     }
 
@@ -605,15 +576,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn data_soon_after_a_write_waits_for_the_delay_and_goes_in_one_write() {
+    async fn data_in_a_period_already_written_waits_for_the_next_in_one_write() {
         let ms = Duration::from_millis;
+        // Periods start at 0, 10, 20, ... ms.
         let (sub, recorder, _shutdown) = recorded_writer(ms(10));
         offer_at(&sub, ms(0), b"a").await;
-        // 1 ms and 4 ms after the first write: both wait for 10 ms.
+        // 1 ms and 4 ms: the period of `a` had its write, both wait for 10 ms.
         offer_at(&sub, ms(1), b"b").await;
         offer_at(&sub, ms(3), b"c").await;
         assert_eq!(recorder.writes().len(), 1, "b and c wait");
-        // Long after the last write: at once.
+        // At 12 ms: the period from 10 had its write (b and c), so 20 ms.
+        offer_at(&sub, ms(8), b"e").await;
+        // At 112 ms, in a period without a write: at once.
         offer_at(&sub, ms(100), b"d").await;
         let writes = recorder.writes();
         assert_eq!(
@@ -621,7 +595,8 @@ mod tests {
             [
                 (ms(0), b"\x81\x01a".to_vec()),
                 (ms(10), b"\x81\x01b\x81\x01c".to_vec()),
-                (ms(104), b"\x81\x01d".to_vec()),
+                (ms(20), b"\x81\x01e".to_vec()),
+                (ms(112), b"\x81\x01d".to_vec()),
             ]
         );
     }
