@@ -32,7 +32,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The marker that starts a raw stamp.
-const RAW_MARKER: &[u8] = b"lt:";
+const RAW_MARKER: &[u8; 3] = b"lt:";
 
 /// What a receiver reads off an update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,20 +100,30 @@ fn parse_raw_fields(rest: &[u8]) -> Option<Stamp> {
 /// or `None` for any other message.
 pub fn find_tick(frame: &[u8]) -> Option<Stamp> {
     const TYPE: &[u8] = br#"{"type":"price_update","#;
-    const SYMBOL: &[u8] = br#""symbol":""#;
-    const PRICE: &[u8] = br#""price":"#;
-    const VOLUME: &[u8] = br#""volume"#;
-    if !frame.starts_with(TYPE) {
-        return None;
-    }
-    let at = find(frame, SYMBOL, TYPE.len())? + SYMBOL.len();
+    const SYMBOL: &[u8; 10] = br#""symbol":""#;
+    const PRICE: &[u8; 8] = br#""price":"#;
+    /// The symbol's end and the price's key, as `/ws` writes them.
+    const TO_PRICE: &[u8] = br#"","price":"#;
+    const VOLUME: &[u8; 7] = br#""volume"#;
+    let body = frame.strip_prefix(TYPE)?;
+    // Where the keys are where tickwire writes them, take them there
+    // (this runs once per delivery); search for them otherwise.
+    let at = if body.starts_with(SYMBOL) {
+        TYPE.len() + SYMBOL.len()
+    } else {
+        find(frame, SYMBOL, TYPE.len())? + SYMBOL.len()
+    };
     let ticker = frame.get(at..)?;
     if !ticker.get(..2)?.eq_ignore_ascii_case(b"lt") {
         return None;
     }
-    let (number, _) = take_u64(&ticker[2..])?;
+    let (number, after) = take_u64(&ticker[2..])?;
     let topic = usize::try_from(number).ok()?.checked_sub(1)?;
-    let at = find(frame, PRICE, at)? + PRICE.len();
+    let at = if after.starts_with(TO_PRICE) {
+        frame.len() - after.len() + TO_PRICE.len()
+    } else {
+        find(frame, PRICE, at)? + PRICE.len()
+    };
     let (seq, rest) = take_u64(&frame[at..])?;
     if !rest.starts_with(b",") {
         return None;
@@ -133,8 +143,8 @@ pub fn find_tick(frame: &[u8]) -> Option<Stamp> {
 /// for any other message.
 pub fn find_quote(frame: &[u8]) -> Option<Stamp> {
     const TYPE: &[u8] = br#"{"type":"market_data","symbol":""#;
-    const LTP: &[u8] = br#""ltp":"#;
-    const VOLUME: &[u8] = br#""volume":"#;
+    const LTP: &[u8; 6] = br#""ltp":"#;
+    const VOLUME: &[u8; 9] = br#""volume":"#;
     let ticker = frame.strip_prefix(TYPE)?;
     if !ticker.get(..2)?.eq_ignore_ascii_case(b"lt") {
         return None;
@@ -211,7 +221,7 @@ pub fn bar_stamp(price: f64, now_us: u64) -> Option<(u64, u64)> {
 /// on `topic`, read at `now_us`, or `None` for any other message.
 pub fn find_bar(frame: &[u8], topic: usize, now_us: u64) -> Option<Stamp> {
     const TYPE: &[u8] = br#"{"type":"bars.update","payload":{"#;
-    const CLOSE: &[u8] = br#""close":"#;
+    const CLOSE: &[u8; 8] = br#""close":"#;
     if !frame.starts_with(TYPE) {
         return None;
     }
@@ -237,24 +247,34 @@ pub fn parse_u64(digits: &[u8]) -> Option<u64> {
 
 /// The leading decimal integer of `bytes` and what follows it.
 fn take_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let len = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    if len == 0 || len > 19 {
-        return None;
+    // One pass: digits are read and counted together.
+    let mut n = 0u64;
+    let mut len = 0;
+    for &b in bytes {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        if len == 19 {
+            return None;
+        }
+        n = n * 10 + u64::from(digit);
+        len += 1;
     }
-    let n = bytes[..len]
-        .iter()
-        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-    Some((n, &bytes[len..]))
+    (len > 0).then(|| (n, &bytes[len..]))
 }
 
-/// The first position of `needle` in `haystack` at or after `from`.
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+/// The first position of `needle` in `haystack` at or after `from`. The
+/// needle's length is a constant, so each candidate is compared inline
+/// rather than by a `memcmp` call.
+fn find<const N: usize>(haystack: &[u8], needle: &[u8; N], from: usize) -> Option<usize> {
     let first = *needle.first()?;
     let mut at = from;
-    while at + needle.len() <= haystack.len() {
+    while at + N <= haystack.len() {
         let offset = haystack[at..].iter().position(|&b| b == first)?;
         at += offset;
-        if haystack.get(at..at + needle.len())? == needle {
+        let window: &[u8; N] = haystack.get(at..at + N)?.try_into().ok()?;
+        if window == needle {
             return Some(at);
         }
         at += 1;
