@@ -265,11 +265,7 @@ pub async fn run_with(
     let feeds = Arc::new(fanout::Index::new());
     let market = Arc::new(market::Market::new());
     let slow_consumers = Arc::new(outbox::SlowConsumerStats::default());
-    let write_delay = config.transport.write_delay();
-    let pacer = (!write_delay.is_zero()).then(|| outbox::Pacer::new(write_delay));
-    if let Some(pacer) = &pacer {
-        tokio::spawn(outbox::Pacer::run(Arc::downgrade(pacer)));
-    }
+    let pacer = outbox::Pacer::start(config.transport.write_delay());
 
     let proxy = Arc::new(proxy::Proxy::new(
         &config.proxy,

@@ -227,8 +227,19 @@ impl Pacer {
         }
     }
 
+    /// A pacer with periods of `period`, ticked by a task of its own until
+    /// it is dropped; `None` for a zero period (pacing off).
+    pub(crate) fn start(period: Duration) -> Option<Arc<Self>> {
+        if period.is_zero() {
+            return None;
+        }
+        let pacer = Pacer::new(period);
+        tokio::spawn(Pacer::run(Arc::downgrade(&pacer)));
+        Some(pacer)
+    }
+
     /// Ticks every period until the pacer is dropped.
-    pub(crate) async fn run(pacer: Weak<Pacer>) {
+    async fn run(pacer: Weak<Pacer>) {
         let Some(period) = pacer.upgrade().map(|p| p.period) else {
             return;
         };
@@ -429,20 +440,20 @@ impl Outbox {
             offered = Offered::Trimmed;
         }
         state.data.push_back(item);
-        if state.paced {
-            // The writer is woken at the next period anyway.
+        // Written to in this period already: the next one takes it, and the
+        // waker stays for a control item that must not wait.
+        let paced = state.paced
+            || match (&self.pacer, &state.waker) {
+                (Some(pacer), Some(w)) if state.taken_epoch == pacer.epoch() => {
+                    pacer.defer(w.clone(), state.taken_epoch).is_ok()
+                }
+                _ => false,
+            };
+        if paced {
+            state.paced = true;
             return offered;
         }
-        let mut waker = state.waker.take();
-        if let (Some(pacer), Some(w)) = (&self.pacer, &waker) {
-            // Written to in this period already: the next one takes it. The
-            // waker stays for a control item that must not wait.
-            let epoch = pacer.epoch();
-            if state.taken_epoch == epoch && pacer.defer(w.clone(), epoch).is_ok() {
-                state.paced = true;
-                state.waker = waker.take();
-            }
-        }
+        let waker = state.waker.take();
         drop(state);
         if let Some(w) = waker {
             wake_data(w);
@@ -528,7 +539,7 @@ impl Outbox {
             return Poll::Pending;
         }
         if let Some(pacer) = &self.pacer {
-            let epoch = pacer.epoch();
+            let mut epoch = pacer.epoch();
             if state.ctrl.is_empty() && state.taken_epoch == epoch {
                 // Data only, and this period had its write: wait for the next.
                 let same = matches!(&state.waker, Some(w) if w.will_wake(cx.waker()));
@@ -538,9 +549,10 @@ impl Outbox {
                     return Poll::Pending;
                 }
                 // The next period has just begun: take it now.
+                epoch = pacer.epoch();
             }
             if !state.data.is_empty() {
-                state.taken_epoch = pacer.epoch();
+                state.taken_epoch = epoch;
                 state.paced = false;
             }
         }
@@ -597,6 +609,15 @@ mod tests {
                 Outbound::Message(_) => (i.topic, 0),
             })
             .collect()
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn take_now(outbox: &Outbox) -> Batch {
@@ -656,14 +677,6 @@ mod tests {
     fn the_writer_is_woken_once_per_empty_to_full_transition() {
         use std::sync::Arc;
         use std::sync::atomic::AtomicUsize;
-        use std::task::Wake;
-
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
@@ -688,14 +701,6 @@ mod tests {
     fn corked_offers_wake_each_writer_once_at_the_end() {
         use std::sync::Arc;
         use std::sync::atomic::AtomicUsize;
-        use std::task::Wake;
-
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
         let stats = SlowConsumerStats::default();
         let counts: Vec<Arc<Count>> = (0..3)
             .map(|_| Arc::new(Count(AtomicUsize::new(0))))
@@ -742,14 +747,6 @@ mod tests {
     #[tokio::test]
     async fn paced_data_waits_for_the_next_period_and_control_does_not() {
         use std::sync::atomic::AtomicUsize;
-        use std::task::Wake;
-
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let woken = || count.0.load(Ordering::Relaxed);
         let waker = Waker::from(count.clone());

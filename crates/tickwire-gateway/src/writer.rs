@@ -529,10 +529,7 @@ mod tests {
     /// A writer over a [`Recorder`], its data paced in periods of
     /// `write_delay` (none when zero), and its subscriber.
     fn recorded_writer(write_delay: Duration) -> (Subscriber, Recorder, watch::Sender<bool>) {
-        let pacer = (!write_delay.is_zero()).then(|| Pacer::new(write_delay));
-        if let Some(pacer) = &pacer {
-            tokio::spawn(Pacer::run(Arc::downgrade(pacer)));
-        }
+        let pacer = Pacer::start(write_delay);
         let sub = Subscriber::new(
             1,
             WireFormat::Json,
@@ -572,6 +569,13 @@ mod tests {
     async fn offer_at(sub: &Subscriber, after: Duration, text: &[u8]) {
         tokio::time::sleep(after).await;
         assert!(sub.offer(0, Outbound::text(text)));
+        settle().await;
+    }
+
+    /// Queues the reply `r` and lets the writer run.
+    async fn reply_r(sub: &Subscriber) {
+        let reply = Control::Reply(Bytes::from_static(b"r"));
+        assert!(sub.outbox().send_control(reply).await.is_ok());
         settle().await;
     }
 
@@ -624,11 +628,7 @@ mod tests {
         let (sub, recorder, _shutdown) = recorded_writer(ms(50));
         offer_at(&sub, ms(0), b"a").await;
         tokio::time::sleep(ms(1)).await;
-        sub.outbox()
-            .send_control(Control::Reply(Bytes::from_static(b"r")))
-            .await
-            .unwrap();
-        settle().await;
+        reply_r(&sub).await;
         assert_eq!(
             recorder.writes(),
             [
@@ -647,11 +647,7 @@ mod tests {
         offer_at(&sub, ms(1), b"b").await;
         tokio::time::sleep(ms(1)).await;
         // ...until a reply comes at 2 ms: both go then, the reply first.
-        sub.outbox()
-            .send_control(Control::Reply(Bytes::from_static(b"r")))
-            .await
-            .unwrap();
-        settle().await;
+        reply_r(&sub).await;
         assert_eq!(
             recorder.writes(),
             [
