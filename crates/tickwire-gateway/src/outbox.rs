@@ -26,6 +26,22 @@
 //! of five), the way uWebSockets corks a socket. A lone update is a burst of
 //! one, so corking adds no latency when the server is quiet.
 //!
+//! **Fair wake-ups.** A burst that wakes many writers (more than
+//! [`WAKE_HANDOFF`]) hands their wake-ups to a thread of its own instead of
+//! waking them from the runtime worker that ran the fan-out. The reason is
+//! the order in which tokio then runs them. A wake-up from a worker goes
+//! into that worker's local queue, which holds 256 tasks and pushes the
+//! overflow into the runtime's global queue; the worker keeps running its
+//! local queue and looks at the global one only every few dozen tasks. When
+//! the server is saturated, every burst wakes thousands of writers, so those
+//! of the latest bursts, in the local queue, ran before the older ones
+//! waiting in the global queue: some connections were written several times
+//! per round while others waited several rounds, which is what set the
+//! latency's tail. A wake-up from outside the workers goes to the global
+//! queue, so writers run in the order they were woken, each once per round.
+//! A burst that wakes few writers (the quiet case) wakes them at once, on
+//! the spot, with no hop to another thread.
+//!
 //! **Pacing** (`transport.write_delay_ms`, off by default). Corking merges
 //! the updates of one burst; a [`Pacer`] merges those of a time window. Time
 //! is cut into periods of the write delay. A connection's data is taken
@@ -42,7 +58,7 @@
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -70,9 +86,7 @@ pub(crate) fn corked<R>(f: impl FnOnce() -> R) -> R {
     impl Drop for Uncork {
         fn drop(&mut self) {
             let wakers = CORKED.with(|c| c.borrow_mut().take()).unwrap_or_default();
-            for waker in wakers {
-                waker.wake();
-            }
+            wake_all(wakers);
         }
     }
     let outermost = CORKED.with(|c| {
@@ -87,6 +101,58 @@ pub(crate) fn corked<R>(f: impl FnOnce() -> R) -> R {
     // in the nested case too.
     let _uncork = if outermost { Some(Uncork) } else { None };
     f()
+}
+
+/// Bursts that wake more writers than this wake them from the wake-up
+/// thread, in order (see the [module](self) docs); smaller ones wake them at
+/// once. Well under the 256 tasks of a tokio worker's local queue.
+pub(crate) const WAKE_HANDOFF: usize = 64;
+
+/// The name of the thread that wakes the writers of large bursts.
+pub(crate) const WAKE_THREAD: &str = "tickwire-wake";
+
+/// Wakes every writer of `wakers`: at once when they are few, else from the
+/// wake-up thread, so that the runtime runs them in this order (see the
+/// [module](self) docs). Falls back to waking them here when that thread
+/// cannot be had.
+fn wake_all(wakers: Vec<Waker>) {
+    if wakers.len() <= WAKE_HANDOFF {
+        wakers.into_iter().for_each(Waker::wake);
+        return;
+    }
+    match wake_thread() {
+        Some(tx) => {
+            if let Err(std::sync::mpsc::SendError(wakers)) = tx.send(wakers) {
+                wakers.into_iter().for_each(Waker::wake);
+            }
+        }
+        None => wakers.into_iter().for_each(Waker::wake),
+    }
+}
+
+/// The wake-up thread's queue, started on first use and kept for the life
+/// of the process (it sleeps while there is nothing to wake); `None` when
+/// the thread could not be started.
+fn wake_thread() -> Option<&'static mpsc::Sender<Vec<Waker>>> {
+    static TX: OnceLock<Option<mpsc::Sender<Vec<Waker>>>> = OnceLock::new();
+    TX.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Vec<Waker>>();
+        let spawned = std::thread::Builder::new()
+            .name(WAKE_THREAD.to_owned())
+            .spawn(move || {
+                for wakers in rx {
+                    wakers.into_iter().for_each(Waker::wake);
+                }
+            });
+        match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the wake-up thread; waking in place");
+                None
+            }
+        }
+    })
+    .as_ref()
 }
 
 /// Wakes `waker` now, or at the end of the current [`corked`] call.
@@ -213,18 +279,15 @@ impl Pacer {
         Ok(())
     }
 
-    /// Starts the next period: wakes every writer whose data waited for it.
-    /// `spare` is an empty vector to swap in, so that the lists' capacity
-    /// is recycled from tick to tick; it is left empty.
-    pub(crate) fn tick(&self, spare: &mut Vec<Waker>) {
-        {
+    /// Starts the next period: wakes every writer whose data waited for it
+    /// (many from the wake-up thread, see the [module](self) docs).
+    pub(crate) fn tick(&self) {
+        let wakers = {
             let mut due = self.due();
             self.epoch.fetch_add(1, Ordering::AcqRel);
-            std::mem::swap(&mut *due, spare);
-        }
-        for waker in spare.drain(..) {
-            waker.wake();
-        }
+            std::mem::take(&mut *due)
+        };
+        wake_all(wakers);
     }
 
     /// A pacer with periods of `period`, ticked by a task of its own until
@@ -245,13 +308,12 @@ impl Pacer {
         };
         let mut every = tokio::time::interval(period);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut spare = Vec::new();
         loop {
             every.tick().await;
             let Some(pacer) = pacer.upgrade() else {
                 return;
             };
-            pacer.tick(&mut spare);
+            pacer.tick();
         }
     }
 }
@@ -744,6 +806,86 @@ mod tests {
         assert_eq!(woken(), [1, 2, 1]);
     }
 
+    /// A waker that records the name of the thread that woke it.
+    struct WokenOn(std::sync::Mutex<Vec<Option<String>>>);
+
+    impl std::task::Wake for WokenOn {
+        fn wake(self: std::sync::Arc<Self>) {
+            let name = std::thread::current().name().map(str::to_owned);
+            self.0.lock().unwrap().push(name);
+        }
+    }
+
+    /// Arms `n` writers, offers each one update inside one cork, and
+    /// returns the names of the threads that woke them, once all are woken.
+    fn burst_woken_on(n: usize) -> Vec<Option<String>> {
+        let stats = SlowConsumerStats::default();
+        let woken = Arc::new(WokenOn(std::sync::Mutex::new(Vec::new())));
+        let waker = Waker::from(woken.clone());
+        let outboxes: Vec<Outbox> = (0..n)
+            .map(|_| Outbox::new(4, SlowConsumer::Disconnect, None))
+            .collect();
+        for outbox in &outboxes {
+            let mut batch = Batch::default();
+            assert!(
+                outbox
+                    .poll_take(&mut Context::from_waker(&waker), &mut batch)
+                    .is_pending()
+            );
+        }
+        corked(|| {
+            for outbox in &outboxes {
+                outbox.offer(item(0, 1), &stats);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while woken.0.lock().unwrap().len() < n {
+            assert!(std::time::Instant::now() < deadline, "writers not woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        woken.0.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_small_burst_wakes_its_writers_in_place() {
+        let here = std::thread::current().name().map(str::to_owned);
+        let woken = burst_woken_on(WAKE_HANDOFF);
+        assert!(woken.iter().all(|name| *name == here), "{woken:?}");
+    }
+
+    #[test]
+    fn a_large_burst_hands_its_wake_ups_to_the_wake_up_thread() {
+        let woken = burst_woken_on(WAKE_HANDOFF + 1);
+        assert_eq!(woken.len(), WAKE_HANDOFF + 1);
+        assert!(
+            woken
+                .iter()
+                .all(|name| name.as_deref() == Some(WAKE_THREAD)),
+            "{woken:?}"
+        );
+    }
+
+    #[test]
+    fn a_pacer_tick_with_many_writers_wakes_them_from_the_wake_up_thread() {
+        let woken = Arc::new(WokenOn(std::sync::Mutex::new(Vec::new())));
+        let pacer = Pacer::new(Duration::from_millis(10));
+        for _ in 0..=WAKE_HANDOFF {
+            let epoch = pacer.epoch();
+            assert!(pacer.defer(Waker::from(woken.clone()), epoch).is_ok());
+        }
+        pacer.tick();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while woken.0.lock().unwrap().len() <= WAKE_HANDOFF {
+            assert!(std::time::Instant::now() < deadline, "writers not woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let names = woken.0.lock().unwrap().clone();
+        assert!(
+            names.iter().all(|n| n.as_deref() == Some(WAKE_THREAD)),
+            "{names:?}"
+        );
+    }
+
     #[tokio::test]
     async fn paced_data_waits_for_the_next_period_and_control_does_not() {
         use std::sync::atomic::AtomicUsize;
@@ -754,7 +896,6 @@ mod tests {
         let stats = SlowConsumerStats::default();
         // Ticked by hand: the periods are whatever lies between two ticks.
         let pacer = Pacer::new(Duration::from_millis(10));
-        let mut spare = Vec::new();
         let outbox = Outbox::new(16, SlowConsumer::Disconnect, Some(pacer.clone()));
         let mut batch = Batch::default();
 
@@ -774,7 +915,7 @@ mod tests {
             outbox.poll_take(&mut cx, &mut batch).is_pending(),
             "a spurious poll takes nothing either"
         );
-        pacer.tick(&mut spare);
+        pacer.tick();
         assert_eq!(woken(), 2, "one wake-up at the next period");
         assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
         assert_eq!(payloads(&batch), [(0, 2), (0, 3)]);
@@ -794,8 +935,8 @@ mod tests {
         Outbox::recycle(&mut batch);
 
         // A period with no write: the next update goes at once again.
-        pacer.tick(&mut spare);
-        pacer.tick(&mut spare);
+        pacer.tick();
+        pacer.tick();
         let before = woken();
         assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
         outbox.offer(item(0, 5), &stats);
