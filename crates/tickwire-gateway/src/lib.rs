@@ -42,8 +42,8 @@
 //!   outbox applies the endpoint's [`SlowConsumer`] policy (disconnect, drop
 //!   the oldest, or conflate per topic); nobody else ever waits for it.
 //!   The writers a burst of updates wakes are woken once, at its end; when
-//!   they are many, from one thread of the gateway's own (`tickwire-wake`,
-//!   started on first use), so that the runtime runs them in the order they
+//!   they are many, from one thread (`tickwire-wake`, started on first use
+//!   and shared by every gateway of the process), so that the runtime runs them in the order they
 //!   were woken, each once per round, rather than the latest first.
 //! - **Writer.** One task per connection owns the socket's write half. It
 //!   waits for work, takes everything queued under one lock, copies the

@@ -116,18 +116,14 @@ pub(crate) const WAKE_THREAD: &str = "tickwire-wake";
 /// [module](self) docs). Falls back to waking them here when that thread
 /// cannot be had.
 fn wake_all(wakers: Vec<Waker>) {
-    if wakers.len() <= WAKE_HANDOFF {
-        wakers.into_iter().for_each(Waker::wake);
-        return;
-    }
-    match wake_thread() {
-        Some(tx) => {
-            if let Err(std::sync::mpsc::SendError(wakers)) = tx.send(wakers) {
-                wakers.into_iter().for_each(Waker::wake);
-            }
-        }
-        None => wakers.into_iter().for_each(Waker::wake),
-    }
+    let here = match wake_thread() {
+        Some(tx) if wakers.len() > WAKE_HANDOFF => match tx.send(wakers) {
+            Ok(()) => return,
+            Err(mpsc::SendError(wakers)) => wakers,
+        },
+        _ => wakers,
+    };
+    here.into_iter().for_each(Waker::wake);
 }
 
 /// The wake-up thread's queue, started on first use and kept for the life
@@ -807,12 +803,25 @@ mod tests {
     }
 
     /// A waker that records the name of the thread that woke it.
-    struct WokenOn(std::sync::Mutex<Vec<Option<String>>>);
+    #[derive(Default)]
+    struct WokenOn(Mutex<Vec<Option<String>>>);
 
     impl std::task::Wake for WokenOn {
-        fn wake(self: std::sync::Arc<Self>) {
+        fn wake(self: Arc<Self>) {
             let name = std::thread::current().name().map(str::to_owned);
             self.0.lock().unwrap().push(name);
+        }
+    }
+
+    impl WokenOn {
+        /// The names of the threads that woke it, once it was woken `n` times.
+        fn wait_for(&self, n: usize) -> Vec<Option<String>> {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while self.0.lock().unwrap().len() < n {
+                assert!(std::time::Instant::now() < deadline, "writers not woken");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.0.lock().unwrap().clone()
         }
     }
 
@@ -820,7 +829,7 @@ mod tests {
     /// returns the names of the threads that woke them, once all are woken.
     fn burst_woken_on(n: usize) -> Vec<Option<String>> {
         let stats = SlowConsumerStats::default();
-        let woken = Arc::new(WokenOn(std::sync::Mutex::new(Vec::new())));
+        let woken = Arc::new(WokenOn::default());
         let waker = Waker::from(woken.clone());
         let outboxes: Vec<Outbox> = (0..n)
             .map(|_| Outbox::new(4, SlowConsumer::Disconnect, None))
@@ -838,12 +847,7 @@ mod tests {
                 outbox.offer(item(0, 1), &stats);
             }
         });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while woken.0.lock().unwrap().len() < n {
-            assert!(std::time::Instant::now() < deadline, "writers not woken");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        woken.0.lock().unwrap().clone()
+        woken.wait_for(n)
     }
 
     #[test]
@@ -867,19 +871,14 @@ mod tests {
 
     #[test]
     fn a_pacer_tick_with_many_writers_wakes_them_from_the_wake_up_thread() {
-        let woken = Arc::new(WokenOn(std::sync::Mutex::new(Vec::new())));
+        let woken = Arc::new(WokenOn::default());
         let pacer = Pacer::new(Duration::from_millis(10));
         for _ in 0..=WAKE_HANDOFF {
             let epoch = pacer.epoch();
             assert!(pacer.defer(Waker::from(woken.clone()), epoch).is_ok());
         }
         pacer.tick();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while woken.0.lock().unwrap().len() <= WAKE_HANDOFF {
-            assert!(std::time::Instant::now() < deadline, "writers not woken");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let names = woken.0.lock().unwrap().clone();
+        let names = woken.wait_for(WAKE_HANDOFF + 1);
         assert!(
             names.iter().all(|n| n.as_deref() == Some(WAKE_THREAD)),
             "{names:?}"
