@@ -90,7 +90,8 @@ pub struct Args {
     /// Seconds to publish for.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// The server's process id: report its resident memory per connection.
+    /// The server's process id: report its resident memory per connection and its
+    /// CPU time while publishing.
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// Print the report as JSON instead of a table.

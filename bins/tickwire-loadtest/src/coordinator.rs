@@ -106,6 +106,9 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
         return Err(Error::NoConnections { samples });
     }
     let subscribed_rss = rss(settings.server_pid);
+    let cpu = |pid: Option<u32>| pid.and_then(|pid| system::cpu_seconds(pid).ok());
+    let load = system::load_average().ok();
+    let (server_cpu, machine) = (cpu(settings.server_pid), system::MachineCpu::now().ok());
 
     let published_count = Arc::new(AtomicU64::new(0));
     progress.start_publishing(published_count.clone());
@@ -126,6 +129,16 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
         }
     };
 
+    let host = Host {
+        server_cpu_s: server_cpu
+            .zip(cpu(settings.server_pid))
+            .map(|(before, after)| round(after - before, 3)),
+        load_avg_1m: load.map(|l| round(l, 2)),
+        host_steal_pct: machine
+            .zip(system::MachineCpu::now().ok())
+            .and_then(|(before, after)| after.steal_pct_since(before))
+            .map(|pct| round(pct, 2)),
+    };
     fleet.send(&Command::Finish {
         last_seq: published.last_seq.clone(),
         drain_ms: u64::try_from(settings.drain.as_millis()).unwrap_or(u64::MAX),
@@ -153,7 +166,15 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
         connect_phase,
         [baseline, subscribed_rss, end_rss],
         nofile,
+        host,
     ))
+}
+
+/// The machine and the server while publishing.
+struct Host {
+    server_cpu_s: Option<f64>,
+    load_avg_1m: Option<f64>,
+    host_steal_pct: Option<f64>,
 }
 
 /// Merges the workers' reports.
@@ -164,6 +185,7 @@ fn build_report(
     connect_phase: Duration,
     [baseline, subscribed, end]: [Option<u64>; 3],
     nofile: u64,
+    host: Host,
 ) -> Report {
     let mut counters = Counters::default();
     let mut latency = report::new_histogram();
@@ -225,6 +247,9 @@ fn build_report(
         server_rss_baseline_bytes: baseline,
         server_rss_end_bytes: end,
         client_nofile_limit: nofile,
+        server_cpu_s: host.server_cpu_s,
+        load_avg_1m: host.load_avg_1m,
+        host_steal_pct: host.host_steal_pct,
     }
 }
 

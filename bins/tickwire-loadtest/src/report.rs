@@ -166,6 +166,15 @@ pub struct Report {
     pub server_rss_end_bytes: Option<u64>,
     /// The load generator's open-file limit (per process).
     pub client_nofile_limit: u64,
+    /// The server's CPU time (user and system) while publishing, seconds;
+    /// `null` without `--server-pid`.
+    pub server_cpu_s: Option<f64>,
+    /// The machine's one-minute load average when publishing began.
+    pub load_avg_1m: Option<f64>,
+    /// The share of the machine's CPU time while publishing that the host
+    /// gave to other machines (steal), percent: on a shared host, what
+    /// makes runs noisy.
+    pub host_steal_pct: Option<f64>,
 }
 
 impl Report {
@@ -179,7 +188,7 @@ impl Report {
             "tickwire-loadtest: {} against {}, {} workers",
             self.protocol, self.server, self.workers
         );
-        let rows: [(&str, String); 15] = [
+        let rows: [(&str, String); 17] = [
             (
                 "connections",
                 format!(
@@ -235,6 +244,26 @@ impl Report {
                 ),
             ),
             ("nofile limit", self.client_nofile_limit.to_string()),
+            (
+                "server cpu",
+                match self.server_cpu_s {
+                    None => "-".to_owned(),
+                    Some(s) => format!(
+                        "{s:.2} s while publishing ({:.2} cores)",
+                        s / self.duration_s.max(1e-9)
+                    ),
+                },
+            ),
+            (
+                "machine",
+                format!(
+                    "load {} at the start, steal {} while publishing",
+                    self.load_avg_1m
+                        .map_or("-".to_owned(), |l| format!("{l:.2}")),
+                    self.host_steal_pct
+                        .map_or("-".to_owned(), |p| format!("{p:.1}%"))
+                ),
+            ),
         ];
         for (name, value) in rows {
             let _ = writeln!(t, "  {name:<14}{value}");
@@ -303,6 +332,9 @@ pub(crate) mod tests {
             server_rss_baseline_bytes: Some(10 << 20),
             server_rss_end_bytes: None,
             client_nofile_limit: 20_000,
+            server_cpu_s: Some(0.5),
+            load_avg_1m: Some(1.25),
+            host_steal_pct: Some(3.0),
         }
     }
 
@@ -320,6 +352,9 @@ pub(crate) mod tests {
             "errors",
             "expected",
             "delivered",
+            "server_cpu_s",
+            "load_avg_1m",
+            "host_steal_pct",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
@@ -358,7 +393,15 @@ pub(crate) mod tests {
     #[test]
     fn the_table_names_every_figure() {
         let t = sample().table();
-        for needle in ["delivered/s", "p99.9 999", "rss/conn", "4096 B", "1 x boom"] {
+        for needle in [
+            "delivered/s",
+            "p99.9 999",
+            "rss/conn",
+            "4096 B",
+            "1 x boom",
+            "0.50 s while publishing (0.50 cores)",
+            "load 1.25 at the start, steal 3.0% while publishing",
+        ] {
             assert!(t.contains(needle), "{needle} in\n{t}");
         }
     }

@@ -136,6 +136,12 @@ async fn every_protocol_delivers_everything_in_process() {
         // The gateway runs in this process: its memory was read.
         assert!(report.server_rss_bytes.is_some(), "{report:#?}");
         assert!(report.rss_per_conn_bytes.is_some(), "{report:#?}");
+        // ... and its CPU time while publishing: this process published and
+        // received, so it used some.
+        assert!(report.server_cpu_s.is_some_and(|s| s > 0.0), "{report:#?}");
+        assert!(report.load_avg_1m.is_some(), "{report:#?}");
+        let steal = report.host_steal_pct.expect("read from /proc/stat");
+        assert!((0.0..=100.0).contains(&steal), "{report:#?}");
     }
 }
 
@@ -157,6 +163,9 @@ async fn worker_processes_report_json() {
     assert_eq!(report.workers, 2);
     assert_clean(&report, "pubsub-json");
     assert_eq!(report.rss_per_conn_bytes, None);
+    // Without a pid no server CPU; the machine's figures all the same.
+    assert_eq!(report.server_cpu_s, None);
+    assert!(report.host_steal_pct.is_some(), "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
