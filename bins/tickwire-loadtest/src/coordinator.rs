@@ -106,9 +106,7 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
         return Err(Error::NoConnections { samples });
     }
     let subscribed_rss = rss(settings.server_pid);
-    let cpu = |pid: Option<u32>| pid.and_then(|pid| system::cpu_seconds(pid).ok());
-    let load = system::load_average().ok();
-    let (server_cpu, machine) = (cpu(settings.server_pid), system::MachineCpu::now().ok());
+    let host = HostWindow::open(settings.server_pid);
 
     let published_count = Arc::new(AtomicU64::new(0));
     progress.start_publishing(published_count.clone());
@@ -129,16 +127,7 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
         }
     };
 
-    let host = Host {
-        server_cpu_s: server_cpu
-            .zip(cpu(settings.server_pid))
-            .map(|(before, after)| round(after - before, 3)),
-        load_avg_1m: load.map(|l| round(l, 2)),
-        host_steal_pct: machine
-            .zip(system::MachineCpu::now().ok())
-            .and_then(|(before, after)| after.steal_pct_since(before))
-            .map(|pct| round(pct, 2)),
-    };
+    let host = host.close();
     fleet.send(&Command::Finish {
         last_seq: published.last_seq.clone(),
         drain_ms: u64::try_from(settings.drain.as_millis()).unwrap_or(u64::MAX),
@@ -170,11 +159,48 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
     ))
 }
 
-/// The machine and the server while publishing.
+/// The machine and the server while publishing; each figure `None` when
+/// `/proc` (or the server's pid) did not give it.
 struct Host {
     server_cpu_s: Option<f64>,
     load_avg_1m: Option<f64>,
     host_steal_pct: Option<f64>,
+}
+
+/// What [`Host`] is measured from: the readings when publishing began.
+struct HostWindow {
+    server_pid: Option<u32>,
+    server_cpu: Option<f64>,
+    machine: Option<system::MachineCpu>,
+    load_avg_1m: Option<f64>,
+}
+
+impl HostWindow {
+    fn server_cpu(pid: Option<u32>) -> Option<f64> {
+        pid.and_then(|pid| system::cpu_seconds(pid).ok())
+    }
+
+    fn open(server_pid: Option<u32>) -> HostWindow {
+        HostWindow {
+            server_pid,
+            server_cpu: Self::server_cpu(server_pid),
+            machine: system::MachineCpu::now().ok(),
+            load_avg_1m: system::load_average().ok(),
+        }
+    }
+
+    /// What happened since [`HostWindow::open`].
+    fn close(self) -> Host {
+        let server_cpu = self.server_cpu.zip(Self::server_cpu(self.server_pid));
+        let machine = self.machine.zip(system::MachineCpu::now().ok());
+        Host {
+            server_cpu_s: server_cpu.map(|(before, after)| round(after - before, 3)),
+            load_avg_1m: self.load_avg_1m.map(|l| round(l, 2)),
+            host_steal_pct: machine
+                .and_then(|(before, after)| after.steal_pct_since(before))
+                .map(|pct| round(pct, 2)),
+        }
+    }
 }
 
 /// Merges the workers' reports.

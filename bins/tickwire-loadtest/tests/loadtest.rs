@@ -139,6 +139,13 @@ async fn every_protocol_delivers_everything_in_process() {
         // ... and its CPU time while publishing: this process published and
         // received, so it used some.
         assert!(report.server_cpu_s.is_some_and(|s| s > 0.0), "{report:#?}");
+        // Only while publishing: less than all this process has used, which
+        // includes connecting and the protocols before.
+        let all = tickwire_loadtest::system::cpu_seconds(std::process::id()).unwrap();
+        assert!(
+            report.server_cpu_s.is_some_and(|s| s < all),
+            "{all} {report:#?}"
+        );
         assert!(report.load_avg_1m.is_some(), "{report:#?}");
         let steal = report.host_steal_pct.expect("read from /proc/stat");
         assert!((0.0..=100.0).contains(&steal), "{report:#?}");
