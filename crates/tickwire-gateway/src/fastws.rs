@@ -61,11 +61,15 @@ use tickwire_fastws::{
     Info, Timers, WS_PATH, encode_update,
 };
 use tickwire_model::{Instrument, PriceTick, Trade};
-use tickwire_pubsub::{FrameKind, WireFormat};
+use tickwire_pubsub::WireFormat;
+use tickwire_websocket::MessageKind;
 use tracing::debug;
 
 use crate::fanout::{Index, Kind, Subscriber, publish_text};
-use crate::http::{Body, json_bytes, json_error, method_not_allowed, start_session, upgrade_with};
+use crate::http::{
+    Body, handshake, handshake_refusal, json_bytes, json_error, method_not_allowed, start_session,
+    upgrade_with,
+};
 use crate::session::{Activity, Protocol, Step, Transport};
 use crate::{Shared, Tracker};
 
@@ -130,7 +134,11 @@ fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
 fn upgrade(req: &mut Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker) -> Response<Body> {
     let shared = shared.clone();
     let tracker = tracker.clone();
-    upgrade_with(req, move |upgraded| async move {
+    let handshake = match handshake(req) {
+        Ok(h) => h,
+        Err(e) => return handshake_refusal(&e),
+    };
+    upgrade_with(req, handshake, move |upgraded| async move {
         let transport = Transport {
             format: WireFormat::Json,
             reliable: false,
@@ -222,12 +230,12 @@ impl FastWsSession {
 }
 
 impl Protocol for FastWsSession {
-    fn on_message(&mut self, kind: FrameKind, payload: &[u8], now: Instant) -> Step {
+    fn on_message(&mut self, kind: MessageKind, payload: &[u8], now: Instant) -> Step {
         // FastWS: any message received resets the heartbeat, valid or not.
         self.timers.on_receive(now);
         let kind = match kind {
-            FrameKind::Text => tickwire_fastws::FrameKind::Text,
-            FrameKind::Binary => tickwire_fastws::FrameKind::Binary,
+            MessageKind::Text => tickwire_fastws::FrameKind::Text,
+            MessageKind::Binary => tickwire_fastws::FrameKind::Binary,
         };
         match BARS.decode(kind, payload) {
             Ok(op) => match self.apply(&op) {

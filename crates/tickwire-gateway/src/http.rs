@@ -42,8 +42,10 @@ use crate::config::Endpoint;
 use crate::fanout::Subscriber;
 use crate::pubsub::{Session, SessionParams};
 use crate::session::{self, Protocol, Transport};
-use crate::writer::{close_code, put_close, put_frame_header};
 use crate::{Shared, Tracker};
+use tickwire_websocket::HandshakeError;
+use tickwire_websocket::close_code;
+use tickwire_websocket::frame::{OpCode, put_close, put_frame};
 
 /// The body of every response the gateway writes.
 pub(crate) type Body = Full<Bytes>;
@@ -251,12 +253,10 @@ fn websocket(
             None => return json_error(StatusCode::UNAUTHORIZED, "invalid or expired access token"),
         }
     };
-    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "expected a WebSocket upgrade request",
-        );
-    }
+    let handshake = match handshake(&req) {
+        Ok(h) => h,
+        Err(e) => return handshake_refusal(&e),
+    };
     let offered: Vec<&str> = req
         .headers()
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -267,29 +267,10 @@ fn websocket(
         Ok(n) => n,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
-        Ok(pair) => pair,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let mut response = response.map(|_| Body::new(Bytes::new()));
-    if let Some(echo) = negotiated.echo {
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(echo),
-        );
-    }
     let shared = shared.clone();
     let tracker = tracker.clone();
     let protocol = negotiated.protocol;
-    tokio::spawn(async move {
-        let ws = match upgrade.await {
-            Ok(ws) => ws,
-            Err(e) => {
-                debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        let upgraded = ws.into_inner().into_inner();
+    let mut response = upgrade_with(&mut req, handshake, move |upgraded| async move {
         match claims {
             None => {
                 debug!(%protocol, "recovery attempt refused");
@@ -318,6 +299,12 @@ fn websocket(
             }
         }
     });
+    if let Some(echo) = negotiated.echo {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(echo),
+        );
+    }
     response
 }
 
@@ -364,31 +351,53 @@ pub(crate) async fn start_session<P: Protocol>(
     }
 }
 
-/// Answers a WebSocket upgrade request with 101 and runs `then` on the
-/// upgraded connection in a task of its own; a request that is not a valid
-/// upgrade gets 400.
-pub(crate) fn upgrade_with<F, Fut>(req: &mut Request<Incoming>, then: F) -> Response<Body>
+/// A checked WebSocket upgrade request: the value of its
+/// `Sec-WebSocket-Accept`.
+#[derive(Debug)]
+pub(crate) struct Handshake(HeaderValue);
+
+/// Checks that `req` is a WebSocket upgrade request a server may accept
+/// (RFC 6455 §4.2.1, by the codec); [`handshake_refusal`] answers an error.
+pub(crate) fn handshake(req: &Request<Incoming>) -> Result<Handshake, HandshakeError> {
+    tickwire_websocket::handshake::check(req.method(), req.headers())
+        .map(Handshake)
+        .inspect_err(|e| debug!(path = req.uri().path(), error = %e, "WebSocket handshake refused"))
+}
+
+/// The answer to a refused handshake: 400 naming what is wrong, with
+/// `Sec-WebSocket-Version: 13` when the client asked for another version
+/// (§4.4).
+pub(crate) fn handshake_refusal(e: &HandshakeError) -> Response<Body> {
+    let mut refusal = json_error(StatusCode::BAD_REQUEST, &e.to_string());
+    if *e == HandshakeError::WrongVersion {
+        refusal.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static(tickwire_websocket::handshake::VERSION),
+        );
+    }
+    refusal
+}
+
+/// Answers a checked upgrade request with 101 and runs `then` on the
+/// upgraded connection in a task of its own.
+pub(crate) fn upgrade_with<F, Fut>(
+    req: &mut Request<Incoming>,
+    handshake: Handshake,
+    then: F,
+) -> Response<Body>
 where
     F: FnOnce(hyper::upgrade::Upgraded) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    if !fastwebsockets::upgrade::is_upgrade_request(req) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "expected a WebSocket upgrade request",
-        );
-    }
-    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(req) {
-        Ok(pair) => pair,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
+    let upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(ws) => then(ws.into_inner().into_inner()).await,
+            Ok(upgraded) => then(upgraded).await,
             Err(e) => debug!(error = %e, "upgrade failed"),
         }
     });
-    response.map(|_| Body::new(Bytes::new()))
+    tickwire_websocket::handshake::switching_protocols(handshake.0)
+        .map(|()| Body::new(Bytes::new()))
 }
 
 /// The API key of a JSON-feed handshake: `Authorization: Bearer <key>`, or
@@ -421,8 +430,7 @@ pub(crate) async fn refuse(
     let mut buf = BytesMut::new();
     if let Some(message) = message {
         // RFC 6455 §5.6: a text frame.
-        put_frame_header(&mut buf, 0x1, message.len());
-        buf.extend_from_slice(&message);
+        put_frame(&mut buf, OpCode::Text, &message);
     }
     put_close(&mut buf, code, reason);
     let write = async {

@@ -1,7 +1,8 @@
 //! The tickwire runtime: an Azure Web PubSub–compatible WebSocket gateway
 //! that fans market-data updates out to subscribed clients.
 //!
-//! It serves, over HTTP/1.1 (hyper) and WebSocket (fastwebsockets):
+//! It serves, over HTTP/1.1 (hyper) and WebSocket (the sans-IO codec of
+//! `tickwire-websocket`):
 //!
 //! - `GET /negotiate` (`Authorization: Basic <API_KEY>`): one access URL per
 //!   hub, each with a short-lived HS256 access token, and the group prefix;
@@ -56,11 +57,12 @@
 //!   `sequenceAck` (over 1000 messages or 16 MB: close 1008).
 //! - **Reader.** After the upgrade the TCP stream is taken back from hyper
 //!   (copying out bytes hyper already read, so its read buffer is freed),
-//!   `TCP_NODELAY` is set and the stream split. The read half is parsed by
-//!   the gateway's own frame reader, whose buffer stays small while the
-//!   client is quiet (size limit → 1009, pongs, close echo); the session
-//!   decides, replies go to the writer through the outbox's small bounded
-//!   control queue. No frame from the client within `pong_timeout_secs`
+//!   `TCP_NODELAY` is set and the stream split. The read loop moves the
+//!   read half's bytes into a buffer that stays small while the client is
+//!   quiet and hands them to the sans-IO codec of `tickwire-websocket`,
+//!   which applies RFC 6455 (masking, limits before allocation, reassembly,
+//!   fail-fast UTF-8, close codes); the session decides, replies go to the
+//!   writer through the outbox's small bounded control queue. No frame from the client within `pong_timeout_secs`
 //!   closes the connection. An idle subscribed connection costs about 5 KiB
 //!   of server memory: two tasks and their state, no buffers.
 //! - **Endpoints** share all of the above: each supplies only a protocol (its
@@ -106,7 +108,6 @@ pub mod bench;
 mod config;
 mod fanout;
 mod fastws;
-mod frames;
 mod http;
 mod market;
 mod outbox;

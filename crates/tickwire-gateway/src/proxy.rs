@@ -67,7 +67,8 @@ use tickwire_proxy::{
     encode_broker_info, encode_error, encode_market_data, encode_pong, encode_subscribe,
     encode_supported_brokers, encode_unsubscribe, topics_fed,
 };
-use tickwire_pubsub::{FrameKind, WireFormat};
+use tickwire_pubsub::WireFormat;
+use tickwire_websocket::MessageKind;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
@@ -76,11 +77,15 @@ use crate::adapters::AdapterStates;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::Endpoint;
 use crate::fanout::Subscriber;
-use crate::http::{Body, json_bytes, json_error, query_param, start_session, upgrade_with};
+use crate::http::{
+    Body, handshake, handshake_refusal, json_bytes, json_error, query_param, start_session,
+    upgrade_with,
+};
 use crate::outbox::NO_TOPIC;
 use crate::session::{Activity, Protocol, Step, Transport};
-use crate::writer::{Outbound, close_code};
+use crate::writer::Outbound;
 use crate::{GatewayError, Shared, Tracker};
+use tickwire_websocket::close_code;
 
 /// The proxy's route on the main listener.
 pub(crate) const PATH: &str = "/proxy";
@@ -573,7 +578,11 @@ pub(crate) fn upgrade(
 ) -> Response<Body> {
     let shared = shared.clone();
     let tracker = tracker.clone();
-    upgrade_with(&mut req, move |upgraded| async move {
+    let handshake = match handshake(&req) {
+        Ok(h) => h,
+        Err(e) => return handshake_refusal(&e),
+    };
+    upgrade_with(&mut req, handshake, move |upgraded| async move {
         let transport = Transport {
             format: WireFormat::Json,
             reliable: false,
@@ -770,7 +779,7 @@ impl ProxySession {
 }
 
 impl Protocol for ProxySession {
-    fn on_message(&mut self, _kind: FrameKind, payload: &[u8], _now: Instant) -> Step {
+    fn on_message(&mut self, _kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
         let request = match decode_request(payload, self.user.is_some()) {
             Ok(request) => request,
             Err(e) => return self.error(&e),

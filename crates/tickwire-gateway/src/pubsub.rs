@@ -18,13 +18,14 @@ use tickwire_model::{GroupName, Hub};
 use tickwire_pubsub::{
     AckError, Downstream, Error as CodecError, FrameKind, MessageFrom, Subprotocol, Upstream,
 };
+use tickwire_websocket::MessageKind;
 use tracing::{debug, warn};
 
 use crate::Shared;
 use crate::auth::Permissions;
 use crate::fanout::{Subscriber, publish};
 use crate::session::{Activity, Protocol, Step, Transport};
-use crate::writer::close_code;
+use tickwire_websocket::close_code;
 
 /// Successful ack ids remembered per connection for `Duplicate` answers.
 const ACK_IDS_KEPT: usize = 4096;
@@ -312,7 +313,11 @@ impl Protocol for Session {
         }))
     }
 
-    fn on_message(&mut self, kind: FrameKind, payload: &[u8], _now: Instant) -> Step {
+    fn on_message(&mut self, kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
+        let kind = match kind {
+            MessageKind::Text => FrameKind::Text,
+            MessageKind::Binary => FrameKind::Binary,
+        };
         self.handle(kind, payload)
     }
 

@@ -11,11 +11,15 @@
 //! (downcasting the upgraded connection, keeping any bytes hyper had already
 //! read), sets `TCP_NODELAY` and splits it into owned halves:
 //!
-//! - the **read half** goes to a [`FrameReader`], which parses and unmasks
-//!   frames with a read buffer that stays small while the client is quiet,
-//!   and enforces the per-frame size limit; this module answers pings,
-//!   echoes closes, reassembles fragmented messages under the same limit and
-//!   hands each message to [`Protocol::on_message`];
+//! - the **read half** stays here: the loop only moves bytes from it into a
+//!   buffer sized to what the next frame needs (small while the client is
+//!   quiet) and hands them to the codec's [`Reader`] (`tickwire-websocket`),
+//!   which applies every rule of RFC 6455 to them (masking, reserved bits,
+//!   opcodes, control frames, the message size limit before anything is
+//!   allocated for it, reassembly, UTF-8 as it arrives) and says what came:
+//!   this module answers pings, echoes closes, and hands each message to
+//!   [`Protocol::on_message`]; an error of the codec is answered with the
+//!   close code it names;
 //! - the **write half** goes to the [writer](crate::writer) task, which owns
 //!   every byte written: replies, data, pings, closes.
 //!
@@ -31,8 +35,8 @@
 //! by the writer, which then half-closes the socket; the reader keeps reading
 //! for a short while for the client's close frame, so the client reads our
 //! close frame before the socket goes away. When the stream cannot be parsed
-//! any further (an oversized frame), the reader instead discards bytes until
-//! EOF or that short while ends.
+//! any further (the codec refused what the client sent), the reader instead
+//! discards bytes until EOF or that short while ends.
 //!
 //! Idle connections: the protocol names a deadline from what the loop last
 //! saw (any frame, or a data message or ping) and the close to send once it
@@ -46,15 +50,15 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use futures_util::future::{Fuse, FusedFuture as _};
-use tickwire_pubsub::{FrameKind, WireFormat};
+use tickwire_pubsub::WireFormat;
+use tickwire_websocket::{Event, MessageKind, Reader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::fanout::{QueuePolicy, Subscriber};
-use crate::frames::{FrameError, FrameReader, OpCode};
 use crate::outbox::SlowConsumer;
-use crate::writer::{Control, Writer, WriterConfig, WriterExit, close_code};
+use crate::writer::{Control, Writer, WriterConfig, WriterExit};
 use crate::{Shared, Tracker};
 
 /// How long the reader waits for the client's close frame after the server
@@ -80,7 +84,7 @@ pub(crate) trait Protocol: Send {
     }
 
     /// Handles one complete client message that arrived at `now`.
-    fn on_message(&mut self, kind: FrameKind, payload: &[u8], now: Instant) -> Step;
+    fn on_message(&mut self, kind: MessageKind, payload: &[u8], now: Instant) -> Step;
 
     /// When the connection is to be closed for inactivity, given what was
     /// last seen of it.
@@ -207,7 +211,15 @@ enum LoopEnd {
     Drain,
 }
 
-/// Reads messages until the connection ends.
+/// Bytes reserved to wait for the next frame: an idle connection's whole
+/// read buffer.
+const MIN_READ: usize = 256;
+/// An empty read buffer larger than this (left by a large message) is freed.
+const KEEP_READ: usize = 4096;
+
+/// Reads messages until the connection ends: moves bytes from the socket
+/// into the codec's [`Reader`], which decides what they are, and acts on
+/// its events.
 async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
     reader: &mut R,
     protocol: &mut P,
@@ -221,8 +233,8 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
         reason: reason.into(),
         last: None,
     };
-    let mut frames = FrameReader::default();
-    let mut message = Message::default();
+    let mut frames = Reader::new(max);
+    let mut buf = BytesMut::new();
     let mut close_sent = false;
     let now = Instant::now();
     let mut activity = Activity {
@@ -230,102 +242,95 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
         last_message: now,
     };
     loop {
-        let deadline = if close_sent {
-            Instant::now() + CLOSE_LINGER
-        } else {
-            protocol.deadline(&activity)
-        };
-        let frame = tokio::select! {
-            biased;
-            exit = &mut *writer, if !writer.is_terminated() => {
-                match exit {
-                    Ok(WriterExit::CloseSent) => {
-                        close_sent = true;
-                        continue;
-                    }
-                    _ => return LoopEnd::Done,
-                }
-            }
-            // fastwebsockets-compatible limit: frames of more than `max` bytes are refused.
-            frame = tokio::time::timeout_at(deadline.into(), frames.read(reader, max.saturating_add(1))) => frame,
-        };
-        let frame = match frame {
-            Err(_elapsed) => {
+        let seen = frames.frames();
+        let event = match frames.read(&mut buf) {
+            Ok(event) => event,
+            Err(e) => {
                 if close_sent {
                     return LoopEnd::Done;
                 }
-                // Activity the protocol tracks elsewhere (data sent) may have
-                // moved the deadline.
-                if protocol.deadline(&activity) > Instant::now() {
-                    continue;
-                }
-                let (code, reason) = protocol.idle_close();
-                debug!(connection = sub.id(), reason, "closing an idle connection");
-                let _ = outbox.send_control(close(code, reason)).await;
-                return LoopEnd::Done;
-            }
-            Ok(Err(e)) => {
-                if close_sent {
-                    return LoopEnd::Done;
-                }
-                if let FrameError::InvalidCloseCode(code) = e {
-                    // RFC 6455 §7.4.1: answer an invalid close code with 1002.
-                    debug!(connection = sub.id(), code, "invalid close code");
-                    let _ = outbox
-                        .send_control(close(close_code::PROTOCOL_ERROR, "invalid close code"))
-                        .await;
-                    return LoopEnd::Done;
-                }
-                let Some((code, reason)) = close_for(&e) else {
-                    debug!(connection = sub.id(), error = %e, "connection ended");
-                    return LoopEnd::Done;
-                };
-                warn!(connection = sub.id(), error = %e, code, "bad WebSocket frame; closing");
-                let _ = outbox.send_control(close(code, reason)).await;
+                warn!(connection = sub.id(), error = %e, code = e.close_code(), "bad WebSocket frame; closing");
+                let _ = outbox
+                    .send_control(close(e.close_code(), e.close_reason()))
+                    .await;
                 return LoopEnd::Drain;
             }
-            Ok(Ok(frame)) => frame,
+        };
+        let now = Instant::now();
+        if frames.frames() != seen {
+            activity.last_frame = now;
+        }
+        let Some(event) = event else {
+            // Nothing whole yet: read more, into a buffer sized to what the
+            // frame needs (small while the client is quiet).
+            if buf.is_empty() && buf.capacity() > KEEP_READ {
+                buf = BytesMut::new();
+            }
+            let wanted = frames.wanted(&buf).saturating_sub(buf.len());
+            buf.reserve(wanted.max(MIN_READ));
+            let deadline = if close_sent {
+                now + CLOSE_LINGER
+            } else {
+                protocol.deadline(&activity)
+            };
+            let read = tokio::select! {
+                biased;
+                exit = &mut *writer, if !writer.is_terminated() => {
+                    match exit {
+                        Ok(WriterExit::CloseSent) => {
+                            close_sent = true;
+                            continue;
+                        }
+                        _ => return LoopEnd::Done,
+                    }
+                }
+                read = tokio::time::timeout_at(deadline.into(), reader.read_buf(&mut buf)) => read,
+            };
+            match read {
+                Ok(Ok(0)) => {
+                    debug!(connection = sub.id(), "connection ended");
+                    return LoopEnd::Done;
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => {
+                    debug!(connection = sub.id(), error = %e, "connection ended");
+                    return LoopEnd::Done;
+                }
+                Err(_elapsed) if close_sent => return LoopEnd::Done,
+                Err(_elapsed) => {
+                    // Activity the protocol tracks elsewhere (data sent) may
+                    // have moved the deadline.
+                    if protocol.deadline(&activity) > Instant::now() {
+                        continue;
+                    }
+                    let (code, reason) = protocol.idle_close();
+                    debug!(connection = sub.id(), reason, "closing an idle connection");
+                    let _ = outbox.send_control(close(code, reason)).await;
+                    return LoopEnd::Done;
+                }
+            }
         };
         if close_sent {
-            if frame.opcode == OpCode::Close {
+            if matches!(event, Event::Close(_)) {
                 return LoopEnd::Done;
             }
             continue;
         }
-        let now = Instant::now();
-        activity.last_frame = now;
-        let (kind, payload) = match frame.opcode {
-            OpCode::Close => {
+        let (kind, payload) = match event {
+            Event::Close(payload) => {
                 // Echo the client's close (RFC 6455 §5.5.1) and end.
-                let _ = outbox
-                    .send_control(Control::CloseEcho(frame.payload.freeze()))
-                    .await;
+                let _ = outbox.send_control(Control::CloseEcho(payload)).await;
                 return LoopEnd::Done;
             }
-            OpCode::Ping => {
+            Event::Ping(payload) => {
                 activity.last_message = now;
-                if outbox
-                    .send_control(Control::Pong(frame.payload.freeze()))
-                    .await
-                    .is_err()
-                {
+                if outbox.send_control(Control::Pong(payload)).await.is_err() {
                     return LoopEnd::Done;
                 }
                 continue;
             }
-            OpCode::Pong => continue,
-            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                match message.push(frame.opcode, frame.fin, &frame.payload, max) {
-                    Ok(Some(done)) => done,
-                    Ok(None) => continue,
-                    Err((code, reason)) => {
-                        warn!(connection = sub.id(), code, reason, "bad message; closing");
-                        let _ = outbox.send_control(close(code, reason)).await;
-                        close_sent = true;
-                        continue;
-                    }
-                }
-            }
+            Event::Pong(_) => continue,
+            Event::Message { kind, payload } => (kind, payload),
         };
         activity.last_message = now;
         let replies = match protocol.on_message(kind, &payload, now) {
@@ -360,59 +365,6 @@ async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
     .await;
 }
 
-/// The close code for a frame-level error, or `None` when the connection is
-/// simply gone (EOF, I/O error).
-fn close_for(e: &FrameError) -> Option<(u16, &'static str)> {
-    match e {
-        FrameError::TooLarge => Some((close_code::TOO_BIG, "message too big")),
-        FrameError::InvalidUtf8 => Some((close_code::INVALID_PAYLOAD, "invalid UTF-8")),
-        FrameError::Eof | FrameError::Io(_) | FrameError::InvalidCloseCode(_) => None,
-        FrameError::Protocol(_) => Some((close_code::PROTOCOL_ERROR, "protocol error")),
-    }
-}
-
-/// A message being reassembled from fragments (RFC 6455 §5.4).
-#[derive(Default)]
-struct Message {
-    kind: Option<FrameKind>,
-    buf: BytesMut,
-}
-
-impl Message {
-    /// Adds a data frame; returns the complete message on its last frame.
-    fn push(
-        &mut self,
-        opcode: OpCode,
-        fin: bool,
-        payload: &[u8],
-        max: usize,
-    ) -> Result<Option<(FrameKind, Bytes)>, (u16, &'static str)> {
-        let kind = match (opcode, self.kind) {
-            (OpCode::Text, None) => FrameKind::Text,
-            (OpCode::Binary, None) => FrameKind::Binary,
-            (OpCode::Continuation, Some(kind)) => kind,
-            _ => return Err((close_code::PROTOCOL_ERROR, "unexpected continuation frame")),
-        };
-        if self.buf.len() + payload.len() > max {
-            return Err((close_code::TOO_BIG, "message too big"));
-        }
-        if fin && self.kind.is_none() {
-            return Ok(Some((kind, Bytes::copy_from_slice(payload))));
-        }
-        self.buf.extend_from_slice(payload);
-        if !fin {
-            self.kind = Some(kind);
-            return Ok(None);
-        }
-        self.kind = None;
-        let whole = self.buf.split().freeze();
-        if kind == FrameKind::Text && std::str::from_utf8(&whole).is_err() {
-            return Err((close_code::INVALID_PAYLOAD, "invalid UTF-8"));
-        }
-        Ok(Some((kind, whole)))
-    }
-}
-
 /// What the loop does after a message.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -433,38 +385,4 @@ pub(crate) enum Step {
         /// A message to send before the close frame.
         last: Option<Bytes>,
     },
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fragments_are_reassembled_under_the_limit() {
-        let mut m = Message::default();
-        assert_eq!(m.push(OpCode::Text, false, b"{\"ty", 100), Ok(None));
-        assert_eq!(
-            m.push(OpCode::Continuation, true, b"pe\":1}", 100),
-            Ok(Some((FrameKind::Text, Bytes::from_static(b"{\"type\":1}"))))
-        );
-        assert_eq!(
-            m.push(OpCode::Binary, true, b"ab", 100),
-            Ok(Some((FrameKind::Binary, Bytes::from_static(b"ab"))))
-        );
-        assert_eq!(m.push(OpCode::Binary, false, &[0; 60], 100), Ok(None));
-        assert_eq!(
-            m.push(OpCode::Continuation, false, &[0; 60], 100),
-            Err((close_code::TOO_BIG, "message too big"))
-        );
-        let mut m = Message::default();
-        assert!(m.push(OpCode::Continuation, true, b"x", 100).is_err());
-        assert_eq!(m.push(OpCode::Text, false, b"x", 100), Ok(None));
-        assert!(m.push(OpCode::Text, true, b"x", 100).is_err());
-        let mut m = Message::default();
-        assert_eq!(m.push(OpCode::Text, false, &[0xc3], 100), Ok(None));
-        assert_eq!(
-            m.push(OpCode::Continuation, true, &[0x28], 100),
-            Err((close_code::INVALID_PAYLOAD, "invalid UTF-8"))
-        );
-    }
 }

@@ -43,17 +43,20 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tickwire_json::stream::{self as codec, Limits, StreamCommand, StreamError};
 use tickwire_model::Instrument;
-use tickwire_pubsub::{FrameKind, WireFormat};
+use tickwire_pubsub::WireFormat;
+use tickwire_websocket::MessageKind;
 use tracing::debug;
 
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, StreamConfig};
 use crate::fanout::{Kind, Subscriber, publish_text};
-use crate::http::{Body, feed_key, json_bytes, refuse, start_session, upgrade_with};
+use crate::http::{
+    Body, feed_key, handshake, handshake_refusal, json_bytes, refuse, start_session, upgrade_with,
+};
 use crate::market::{Feed, STREAM_HEARTBEAT, topic_of};
 use crate::session::{Activity, Protocol, Step, Transport};
-use crate::writer::close_code;
 use crate::{Shared, Tracker};
+use tickwire_websocket::close_code;
 
 /// The route.
 pub(crate) const PATH: &str = codec::PATH;
@@ -87,12 +90,10 @@ pub(crate) fn upgrade(
         return unauthorized(StatusCode::FORBIDDEN);
     }
     let usage = principal.usage();
-    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        return crate::http::json_error(
-            StatusCode::BAD_REQUEST,
-            "expected a WebSocket upgrade request",
-        );
-    }
+    let handshake = match handshake(&req) {
+        Ok(h) => h,
+        Err(e) => return handshake_refusal(&e),
+    };
     if !usage.take(Instant::now()) {
         return json_bytes(
             StatusCode::TOO_MANY_REQUESTS,
@@ -102,7 +103,7 @@ pub(crate) fn upgrade(
     let lease = usage.lease();
     let shared = shared.clone();
     let tracker = tracker.clone();
-    upgrade_with(&mut req, move |upgraded| async move {
+    upgrade_with(&mut req, handshake, move |upgraded| async move {
         let Some(lease) = lease else {
             debug!(
                 user = usage.name(),
@@ -270,7 +271,7 @@ impl StreamSession {
 }
 
 impl Protocol for StreamSession {
-    fn on_message(&mut self, _kind: FrameKind, payload: &[u8], now: Instant) -> Step {
+    fn on_message(&mut self, _kind: MessageKind, payload: &[u8], now: Instant) -> Step {
         let now_ms = unix_ms();
         let limits = Limits {
             max_message_bytes: self.config().max_message_bytes,

@@ -26,14 +26,26 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tickwire_pubsub::{EncodedMessage, WireFormat};
+use tickwire_websocket::close_code;
+use tickwire_websocket::frame::{
+    OpCode, frame, header_len, put_close, put_control, put_frame, put_header,
+};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::fanout::Subscriber;
 use crate::outbox::{Batch, Outbox};
+
+/// The opcode of `format`'s data frames: text for JSON, binary for protobuf.
+fn opcode_of(format: WireFormat) -> OpCode {
+    match format {
+        WireFormat::Json => OpCode::Text,
+        WireFormat::Protobuf => OpCode::Binary,
+    }
+}
 
 /// One item of a connection's data queue, as the fan-out leaves it.
 ///
@@ -52,56 +64,20 @@ pub(crate) enum Outbound {
 impl Outbound {
     /// A text frame carrying `text`, built once for every subscriber.
     pub(crate) fn text(text: &[u8]) -> Outbound {
-        Outbound::Frame(frame_bytes(OP_TEXT, text))
+        Outbound::Frame(frame(OpCode::Text, text))
     }
 
     /// The frame of an encoded message for a connection that does not
     /// sequence messages: text for JSON, binary for protobuf.
     pub(crate) fn unsequenced(msg: &EncodedMessage) -> Outbound {
-        let op = match msg.format() {
-            WireFormat::Json => OP_TEXT,
-            WireFormat::Protobuf => OP_BINARY,
-        };
-        Outbound::Frame(frame_bytes(op, &msg.unsequenced()))
+        Outbound::Frame(frame(opcode_of(msg.format()), &msg.unsequenced()))
     }
-}
-
-/// A whole frame as shared bytes.
-fn frame_bytes(opcode: u8, payload: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(10 + payload.len());
-    put_frame(&mut buf, opcode, payload);
-    buf.freeze()
 }
 
 /// Most unacknowledged messages a reliable connection may have (the service's limit).
 pub(crate) const MAX_UNACKED_MESSAGES: usize = 1000;
 /// Most unacknowledged bytes a reliable connection may have (the service's limit).
 pub(crate) const MAX_UNACKED_BYTES: usize = 16 << 20;
-
-/// RFC 6455 §5.2 opcodes.
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
-/// RFC 6455 §7.4.1 close codes the gateway sends.
-pub(crate) mod close_code {
-    /// Normal closure (an idle connection).
-    pub(crate) const NORMAL: u16 = 1000;
-    /// The server is going away (shutdown).
-    pub(crate) const GOING_AWAY: u16 = 1001;
-    /// A frame kind the subprotocol does not use.
-    pub(crate) const UNSUPPORTED_DATA: u16 = 1003;
-    /// A payload that cannot be decoded.
-    pub(crate) const INVALID_PAYLOAD: u16 = 1007;
-    /// Policy violation; for Azure Web PubSub clients: the session is gone.
-    pub(crate) const POLICY: u16 = 1008;
-    /// A message larger than the configured maximum.
-    pub(crate) const TOO_BIG: u16 = 1009;
-    /// A protocol error (RFC 6455 framing).
-    pub(crate) const PROTOCOL_ERROR: u16 = 1002;
-}
 
 /// Work for the writer from the connection's reader side.
 #[derive(Debug)]
@@ -334,10 +310,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Renders one item into the buffer.
     fn render(&mut self, work: Work) -> After {
-        let op = match self.config.format {
-            WireFormat::Json => OP_TEXT,
-            WireFormat::Protobuf => OP_BINARY,
-        };
+        let op = opcode_of(self.config.format);
         match work {
             Work::Data(Outbound::Frame(frame)) => {
                 self.buf.extend_from_slice(&frame);
@@ -348,7 +321,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     let seq = self.next_sequence_id;
                     self.next_sequence_id += 1;
                     let len = msg.encoded_len(Some(seq));
-                    put_frame_header(&mut self.buf, op, len);
+                    self.buf.reserve(header_len(len) + len);
+                    put_header(&mut self.buf, op, len);
                     msg.write_to(Some(seq), &mut self.buf);
                     if !self.unacked.push(seq, len, msg) {
                         warn!(
@@ -375,7 +349,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 After::Continue
             }
             Work::Ctrl(Control::Pong(payload)) => {
-                put_frame(&mut self.buf, OP_PONG, &payload[..payload.len().min(125)]);
+                put_control(&mut self.buf, OpCode::Pong, &payload);
                 After::Continue
             }
             Work::Ctrl(Control::SequenceAck(id)) => {
@@ -390,11 +364,11 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 After::Stop
             }
             Work::Ctrl(Control::CloseEcho(payload)) => {
-                put_frame(&mut self.buf, OP_CLOSE, &payload[..payload.len().min(125)]);
+                put_control(&mut self.buf, OpCode::Close, &payload);
                 After::Stop
             }
             Work::Ping => {
-                put_frame(&mut self.buf, OP_PING, b"");
+                put_frame(&mut self.buf, OpCode::Ping, b"");
                 After::Continue
             }
             Work::Shutdown => {
@@ -437,42 +411,6 @@ impl Unacked {
             self.messages.pop_front();
         }
     }
-}
-
-/// Appends a frame header: FIN, `opcode`, no mask, 7/16/64-bit payload length
-/// (RFC 6455 §5.2).
-pub(crate) fn put_frame_header(buf: &mut BytesMut, opcode: u8, len: usize) {
-    buf.reserve(10 + len);
-    buf.put_u8(0x80 | opcode);
-    if len < 126 {
-        // Fits the 7-bit length.
-        buf.put_u8(len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        buf.put_u8(126);
-        buf.put_u16(len);
-    } else {
-        buf.put_u8(127);
-        buf.put_u64(len as u64);
-    }
-}
-
-/// Appends a whole unmasked frame.
-pub(crate) fn put_frame(buf: &mut BytesMut, opcode: u8, payload: &[u8]) {
-    put_frame_header(buf, opcode, payload.len());
-    buf.extend_from_slice(payload);
-}
-
-/// Appends a close frame with `code` and as much of `reason` as fits a control
-/// frame (125 bytes in all, RFC 6455 §5.5), cut at a character boundary.
-pub(crate) fn put_close(buf: &mut BytesMut, code: u16, reason: &str) {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let reason = &reason.as_bytes()[..end];
-    put_frame_header(buf, OP_CLOSE, 2 + reason.len());
-    buf.put_u16(code);
-    buf.extend_from_slice(reason);
 }
 
 #[cfg(test)]
@@ -655,38 +593,6 @@ mod tests {
                 (ms(2), b"\x81\x01r\x81\x01b".to_vec())
             ]
         );
-    }
-
-    #[test]
-    fn frame_headers_use_the_shortest_length() {
-        let mut buf = BytesMut::new();
-        put_frame(&mut buf, OP_TEXT, b"hi");
-        assert_eq!(&buf[..], b"\x81\x02hi");
-
-        buf.clear();
-        put_frame_header(&mut buf, OP_BINARY, 126);
-        assert_eq!(&buf[..], b"\x82\x7e\x00\x7e");
-
-        buf.clear();
-        put_frame_header(&mut buf, OP_BINARY, 65_535);
-        assert_eq!(&buf[..], b"\x82\x7e\xff\xff");
-
-        buf.clear();
-        put_frame_header(&mut buf, OP_BINARY, 65_536);
-        assert_eq!(&buf[..], b"\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00");
-    }
-
-    #[test]
-    fn close_frames_carry_code_and_a_bounded_reason() {
-        let mut buf = BytesMut::new();
-        put_close(&mut buf, 1001, "bye");
-        assert_eq!(&buf[..], b"\x88\x05\x03\xe9bye");
-
-        buf.clear();
-        put_close(&mut buf, 1000, &"é".repeat(100));
-        // 2 code bytes + 122 bytes of whole characters.
-        assert_eq!(buf[1], 124);
-        assert!(std::str::from_utf8(&buf[4..]).is_ok());
     }
 
     #[test]

@@ -34,17 +34,20 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tickwire_json::ws::{self as codec, Channels, WsCommand, WsError};
 use tickwire_model::Instrument;
-use tickwire_pubsub::{FrameKind, WireFormat};
+use tickwire_pubsub::WireFormat;
+use tickwire_websocket::MessageKind;
 use tracing::{debug, warn};
 
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, WsConfig};
 use crate::fanout::{Kind, Subscriber, publish_text};
-use crate::http::{Body, feed_key, json_error, start_session, upgrade_with};
+use crate::http::{
+    Body, feed_key, handshake, handshake_refusal, json_error, start_session, upgrade_with,
+};
 use crate::market::{Feed, WS_STATUS, topic_of};
 use crate::session::{Activity, Protocol, Step, Transport};
-use crate::writer::close_code;
 use crate::{Shared, Tracker};
+use tickwire_websocket::close_code;
 
 /// The route.
 pub(crate) const PATH: &str = codec::PATH;
@@ -55,7 +58,7 @@ pub(crate) fn upgrade(
     shared: &Arc<Shared>,
     tracker: &Tracker,
 ) -> Response<Body> {
-    let keyed = if shared.config.ws.require_key {
+    let (keyed, handshake) = if shared.config.ws.require_key {
         let principal = match feed_key(&req, shared) {
             Ok(p) => p,
             Err(KeyRejection::Missing) => {
@@ -75,12 +78,10 @@ pub(crate) fn upgrade(
             );
         }
         let usage = principal.usage();
-        if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "expected a WebSocket upgrade request",
-            );
-        }
+        let handshake = match handshake(&req) {
+            Ok(h) => h,
+            Err(e) => return handshake_refusal(&e),
+        };
         if !usage.take(Instant::now()) {
             return json_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -97,13 +98,16 @@ pub(crate) fn upgrade(
                 ),
             );
         };
-        Some((usage, lease))
+        (Some((usage, lease)), handshake)
     } else {
-        None
+        match handshake(&req) {
+            Ok(h) => (None, h),
+            Err(e) => return handshake_refusal(&e),
+        }
     };
     let shared = shared.clone();
     let tracker = tracker.clone();
-    upgrade_with(&mut req, move |upgraded| async move {
+    upgrade_with(&mut req, handshake, move |upgraded| async move {
         let transport = Transport {
             format: WireFormat::Json,
             reliable: false,
@@ -268,7 +272,7 @@ fn replies(mut all: Vec<Bytes>) -> Step {
 }
 
 impl Protocol for WsSession {
-    fn on_message(&mut self, _kind: FrameKind, payload: &[u8], now: Instant) -> Step {
+    fn on_message(&mut self, _kind: MessageKind, payload: &[u8], now: Instant) -> Step {
         match self.rate.check(now) {
             Rate::Within => {}
             Rate::Over => {
