@@ -47,7 +47,7 @@ use sha2::{Digest, Sha256};
 use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
 
 use crate::GatewayError;
-use crate::outbox::SlowConsumer;
+use tickwire_core::SlowConsumer;
 
 /// The name of the built-in demo key.
 pub const DEMO_KEY_NAME: &str = "demo";

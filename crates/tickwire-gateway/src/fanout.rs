@@ -21,26 +21,22 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use futures_util::{FutureExt as _, StreamExt as _};
 use tickwire_adapter::UpdateStream;
-use tickwire_index::{SubscriptionIndex, TopicId};
+use tickwire_core::outbox::{SlowConsumerCounts, SlowConsumerStats};
+use tickwire_core::{Index, Kind, publish_text};
 use tickwire_model::{GexRecord, Instrument, RawDataType, RawGroupPayload, Update};
-use tickwire_pubsub::{EncodedMessage, MessageData, MessageFrom, WireFormat, encode_message};
+use tickwire_pubsub::{MessageData, MessageFrom};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::market::{self, Feed, Market};
-use crate::outbox::{
-    Item, NO_TOPIC, Offered, Outbox, Pacer, SlowConsumer, SlowConsumerCounts, SlowConsumerStats,
-};
-use crate::writer::Outbound;
+use crate::pubsub::publish;
 
 /// How often the fan-out logs what the slow-consumer policies did (when
 /// anything changed).
@@ -50,221 +46,6 @@ const SLOW_CONSUMER_LOG: Duration = Duration::from_secs(10);
 /// batch into one write per connection, few enough (well under a
 /// millisecond of work) that the first update of a burst is not held back.
 const BURST: usize = 128;
-
-/// The subscription index of the gateway.
-pub(crate) type Index = SubscriptionIndex<Subscriber>;
-
-/// A connection as the index and the fan-out see it: its id, wire format
-/// and [`Outbox`]. Equal and hashed by connection id.
-#[derive(Clone)]
-pub(crate) struct Subscriber(Arc<SubscriberInner>);
-
-struct SubscriberInner {
-    id: u64,
-    format: WireFormat,
-    /// Whether data messages are sequenced at write time (reliable pubsub).
-    reliable: bool,
-    outbox: Outbox,
-    /// The gateway's counts of slow-consumer decisions.
-    stats: Arc<SlowConsumerStats>,
-    /// Whether a slow-consumer decision was logged for this connection.
-    trimmed: AtomicBool,
-    /// [`clock_ms`] of the last data message queued (JSON feeds only).
-    last_data_ms: AtomicU64,
-}
-
-/// What a connection's queue is, does when full, and how its data writes
-/// are paced.
-#[derive(Debug, Clone)]
-pub(crate) struct QueuePolicy {
-    /// Data items queued at most (`send_buffer`).
-    pub(crate) capacity: usize,
-    /// What a full queue does.
-    pub(crate) slow_consumer: SlowConsumer,
-    /// The gateway's write pacing (`write_delay_ms`), when on.
-    pub(crate) pacer: Option<Arc<Pacer>>,
-}
-
-impl Subscriber {
-    pub(crate) fn new(
-        id: u64,
-        format: WireFormat,
-        reliable: bool,
-        queue: QueuePolicy,
-        stats: Arc<SlowConsumerStats>,
-    ) -> Self {
-        Subscriber(Arc::new(SubscriberInner {
-            id,
-            format,
-            reliable,
-            outbox: Outbox::new(queue.capacity, queue.slow_consumer, queue.pacer),
-            stats,
-            trimmed: AtomicBool::new(false),
-            last_data_ms: AtomicU64::new(clock_ms()),
-        }))
-    }
-
-    /// The connection id.
-    pub(crate) fn id(&self) -> u64 {
-        self.0.id
-    }
-
-    /// The connection's queues.
-    pub(crate) fn outbox(&self) -> &Outbox {
-        &self.0.outbox
-    }
-
-    /// When a data message (not a heartbeat or status) was last queued for
-    /// this connection by [`publish_text`].
-    pub(crate) fn last_data(&self) -> Instant {
-        clock_origin() + Duration::from_millis(self.0.last_data_ms.load(Ordering::Relaxed))
-    }
-
-    /// Queues `msg`, an update of `topic` ([`NO_TOPIC`] for none); a full
-    /// queue applies the slow-consumer policy. Returns whether the queue took it.
-    pub(crate) fn offer(&self, topic: u32, msg: Outbound) -> bool {
-        match self.0.outbox.offer(Item { topic, out: msg }, &self.0.stats) {
-            Offered::Queued => true,
-            Offered::Trimmed => {
-                if !self.0.trimmed.swap(true, Ordering::Relaxed) {
-                    info!(
-                        connection = self.id(),
-                        policy = %self.0.outbox.policy(),
-                        "send buffer full; the slow client skips updates from now on"
-                    );
-                }
-                true
-            }
-            Offered::Full => {
-                warn!(
-                    connection = self.id(),
-                    capacity = self.0.outbox.capacity(),
-                    "send buffer full; dropping the slow client"
-                );
-                false
-            }
-            Offered::Closed => false,
-        }
-    }
-
-    /// Marks the connection for dropping; the writer stops at once. Returns
-    /// whether this call was the first to do so.
-    pub(crate) fn drop_connection(&self) -> bool {
-        self.0.outbox.drop_connection()
-    }
-}
-
-impl PartialEq for Subscriber {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for Subscriber {}
-
-impl Hash for Subscriber {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.id.hash(state);
-    }
-}
-
-impl std::fmt::Debug for Subscriber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber")
-            .field("id", &self.0.id)
-            .field("format", &self.0.format)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Delivers one message to every subscriber of `topic` (but `except`),
-/// encoding it at most once per wire format, and framing it at most once per
-/// wire format for the connections that do not sequence messages. Returns
-/// how many queues took it.
-pub(crate) fn publish(
-    index: &Index,
-    topic: TopicId,
-    from: &MessageFrom,
-    data: &MessageData,
-    except: Option<u64>,
-) -> usize {
-    let mut encoded: [Option<EncodedMessage>; 2] = [None, None];
-    let mut framed: [Option<Outbound>; 2] = [None, None];
-    let key = topic_key(topic);
-    let mut delivered = 0;
-    index.for_each_subscriber(topic, |sub| {
-        if Some(sub.id()) == except {
-            return;
-        }
-        let format = sub.0.format;
-        let slot = match format {
-            WireFormat::Json => 0,
-            WireFormat::Protobuf => 1,
-        };
-        let msg = encoded[slot].get_or_insert_with(|| encode_message(format, from, data));
-        let out = if sub.0.reliable {
-            Outbound::Message(msg.clone())
-        } else {
-            framed[slot]
-                .get_or_insert_with(|| Outbound::unsequenced(msg))
-                .clone()
-        };
-        if sub.offer(key, out) {
-            delivered += 1;
-        }
-    });
-    delivered
-}
-
-/// The conflation key of `topic`.
-fn topic_key(topic: TopicId) -> u32 {
-    u32::try_from(topic.index()).unwrap_or(NO_TOPIC)
-}
-
-/// Whether a JSON-feed message is data (it keeps a `/stream` connection from
-/// being idle) or housekeeping (heartbeats, status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// Market data.
-    Data,
-    /// A heartbeat or status message.
-    Housekeeping,
-}
-
-/// Delivers one encoded JSON-feed message to every subscriber of `topic`:
-/// the text frame is built once and each queue gets a clone of the same
-/// `Bytes`. Returns how many took it.
-pub(crate) fn publish_text(index: &Index, topic: TopicId, text: &Bytes, kind: Kind) -> usize {
-    let now = (kind == Kind::Data).then(clock_ms);
-    let key = match kind {
-        Kind::Data => topic_key(topic),
-        // Never conflated with (or instead of) the topic's data.
-        Kind::Housekeeping => NO_TOPIC,
-    };
-    let mut frame: Option<Outbound> = None;
-    let mut delivered = 0;
-    index.for_each_subscriber(topic, |sub| {
-        let out = frame.get_or_insert_with(|| Outbound::text(text)).clone();
-        if sub.offer(key, out) {
-            delivered += 1;
-            if let Some(now) = now {
-                sub.0.last_data_ms.store(now, Ordering::Relaxed);
-            }
-        }
-    });
-    delivered
-}
-
-/// The instant [`clock_ms`] counts from.
-fn clock_origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
-}
-
-/// Milliseconds since [`clock_origin`]: a monotonic stamp that fits an atomic.
-fn clock_ms() -> u64 {
-    u64::try_from(clock_origin().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// The fan-out task's state.
 pub(crate) struct FanOut {
@@ -457,13 +238,13 @@ fn lock(fan_out: &SharedFanOut) -> MutexGuard<'_, FanOut> {
 
 /// Delivers `updates` in corked bursts of at most [`BURST`], taking the
 /// lock once a burst: each writer is woken once for all the frames a burst
-/// gave it (see [`crate::outbox::corked`]), and the adapters' task is never
+/// gave it (see [`tickwire_core::corked`]), and the adapters' task is never
 /// kept waiting longer than one burst.
 pub(crate) fn deliver_all(fan_out: &SharedFanOut, updates: impl IntoIterator<Item = Update>) {
     let mut updates = updates.into_iter().peekable();
     while updates.peek().is_some() {
         let mut fan_out = lock(fan_out);
-        crate::outbox::corked(|| {
+        tickwire_core::corked(|| {
             for update in updates.by_ref().take(BURST) {
                 fan_out.handle(update);
             }
@@ -493,7 +274,7 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             biased;
-            () = crate::shutdown_started(&mut shutdown) => break,
+            () = tickwire_core::shutdown_started(&mut shutdown) => break,
             _ = report.tick() => {
                 let now = stats.counts();
                 if now != reported {

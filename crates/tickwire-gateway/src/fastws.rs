@@ -61,17 +61,17 @@ use tickwire_fastws::{
     Info, Timers, WS_PATH, encode_update,
 };
 use tickwire_model::{Instrument, PriceTick, Trade};
-use tickwire_pubsub::WireFormat;
-use tickwire_websocket::MessageKind;
+use tickwire_websocket::{MessageKind, OpCode};
 use tracing::debug;
 
-use crate::fanout::{Index, Kind, Subscriber, publish_text};
-use crate::http::{
+use crate::Shared;
+use tickwire_core::Tracker;
+use tickwire_core::http::{
     Body, handshake, handshake_refusal, json_bytes, json_error, method_not_allowed, start_session,
     upgrade_with,
 };
-use crate::session::{Activity, Protocol, Step, Transport};
-use crate::{Shared, Tracker};
+use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::{Index, Kind, Subscriber, publish_text};
 
 /// Whether `path` is one of this module's routes: the WebSocket endpoint and
 /// the three routes of its documentation.
@@ -140,8 +140,8 @@ fn upgrade(req: &mut Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker)
     };
     upgrade_with(req, handshake, move |upgraded| async move {
         let transport = Transport {
-            format: WireFormat::Json,
-            reliable: false,
+            variant: 0,
+            reply_opcode: OpCode::Text,
             max_message_bytes: shared.config.fastws.max_message_bytes,
             slow_consumer: shared
                 .config
@@ -153,7 +153,14 @@ fn upgrade(req: &mut Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker)
             let shared = shared.clone();
             move |sub| FastWsSession::new(shared, sub, Instant::now())
         };
-        start_session(upgraded, shared, transport, make, tracker).await;
+        start_session(
+            upgraded,
+            shared.connections.clone(),
+            transport,
+            make,
+            tracker,
+        )
+        .await;
     })
 }
 
@@ -267,6 +274,10 @@ impl Protocol for FastWsSession {
             tickwire_fastws::CLOSE_UNSUPPORTED_DATA,
             self.timers.reason(),
         )
+    }
+
+    fn on_close(&mut self) {
+        self.shared.feeds.unsubscribe_all(&self.sub);
     }
 }
 

@@ -2,8 +2,8 @@
 //! hubs. The other endpoints have their own modules: `/ws` in [`crate::ws`],
 //! `/stream` in [`crate::stream`], `POST /api/v1/publish` in
 //! [`crate::publish`], `/api/v1/ws` and its AsyncAPI routes in
-//! [`crate::fastws`], `/proxy` and its polls in [`crate::proxy`]; they share
-//! [`start_session`] and [`refuse`] from here.
+//! [`crate::fastws`], `/proxy` and its polls in [`crate::proxy`]. Every one
+//! of them upgrades and runs its sessions with [`tickwire_core::http`].
 //!
 //! The handshake of a hub route is checked in this order, so that every
 //! refusal is an HTTP answer the client can read before any upgrade:
@@ -20,76 +20,42 @@
 //! The chosen subprotocol is echoed in `Sec-WebSocket-Protocol`.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
+use tickwire_core::Tracker;
+use tickwire_core::http::{
+    Body, handshake, handshake_refusal, json, json_error, method_not_allowed, refuse,
+    serve_connection, start_session, upgrade_with,
+};
 use tickwire_model::Hub;
-use tokio::io::AsyncWriteExt;
+use tickwire_websocket::close_code;
 use tokio::net::TcpStream;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::Shared;
 use crate::auth::KeyRejection;
 use crate::config::Endpoint;
-use crate::fanout::Subscriber;
 use crate::pubsub::{Session, SessionParams};
-use crate::session::{self, Protocol, Transport};
-use crate::{Shared, Tracker};
-use tickwire_websocket::HandshakeError;
-use tickwire_websocket::close_code;
-use tickwire_websocket::frame::{OpCode, put_close, put_frame};
 
-/// The body of every response the gateway writes.
-pub(crate) type Body = Full<Bytes>;
-
-/// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Serves one HTTP/1.1 connection (and hands upgraded ones to a session).
+/// Serves one HTTP/1.1 connection of the main listener (and hands upgraded
+/// ones to a session).
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     tracker: Tracker,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(%peer, error = %e, "TCP_NODELAY failed");
-    }
-    let mut shutdown = shared.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     let service = {
-        let shared = shared.clone();
         let tracker = tracker.clone();
-        hyper::service::service_fn(move |req| {
-            let shared = shared.clone();
-            let tracker = tracker.clone();
-            async move { Ok::<_, Infallible>(route(req, shared, tracker).await) }
-        })
+        move |req| route(req, shared.clone(), tracker.clone())
     };
-    let conn = hyper::server::conn::http1::Builder::new()
-        // A client gets this long to send a request head (slow-loris guard).
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = crate::shutdown_started(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        debug!(%peer, error = %e, "HTTP connection ended with an error");
-    }
+    serve_connection(stream, peer, shutdown, service).await;
     drop(tracker);
 }
 
@@ -129,7 +95,7 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
 struct Health {
     status: &'static str,
     connections: u64,
-    slow_consumers: crate::outbox::SlowConsumerCounts,
+    slow_consumers: tickwire_core::SlowConsumerCounts,
 }
 
 fn health(shared: &Shared) -> Response<Body> {
@@ -137,15 +103,10 @@ fn health(shared: &Shared) -> Response<Body> {
         StatusCode::OK,
         &Health {
             status: "ok",
-            connections: shared.connections.load(Ordering::Relaxed),
-            slow_consumers: shared.slow_consumers.counts(),
+            connections: shared.connections.open(),
+            slow_consumers: shared.connections.slow_consumers(),
         },
     )
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
 }
 
 /// The `/negotiate` answer (seed 000).
@@ -295,7 +256,8 @@ fn websocket(
                     let shared = shared.clone();
                     move |sub| Session::new(shared, sub, params)
                 };
-                start_session(upgraded, shared, transport, make, tracker).await;
+                let connections = shared.connections.clone();
+                start_session(upgraded, connections, transport, make, tracker).await;
             }
         }
     });
@@ -320,86 +282,6 @@ fn access_token<'q>(req: &Request<Incoming>, query: &'q str) -> Option<Cow<'q, s
     })
 }
 
-/// Takes the TCP stream back from hyper and runs the session on its halves;
-/// any other transport runs on a generic split.
-pub(crate) async fn start_session<P: Protocol>(
-    upgraded: hyper::upgrade::Upgraded,
-    shared: Arc<Shared>,
-    transport: Transport,
-    make: impl FnOnce(Subscriber) -> P,
-    tracker: Tracker,
-) {
-    use tokio::io::AsyncReadExt as _;
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            let stream = parts.io.into_inner();
-            let _ = stream.set_nodelay(true);
-            let (read, write) = stream.into_split();
-            // Bytes hyper read past the request belong to the WebSocket
-            // stream. They are a slice of hyper's whole read buffer (8 KiB or
-            // more): copy them out, so that the buffer is freed now rather
-            // than held for the life of the connection.
-            let early = Bytes::copy_from_slice(&parts.read_buf);
-            drop(parts.read_buf);
-            let read = std::io::Cursor::new(early).chain(read);
-            session::run(read, write, shared, transport, make, tracker).await;
-        }
-        Err(upgraded) => {
-            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            session::run(read, write, shared, transport, make, tracker).await;
-        }
-    }
-}
-
-/// A checked WebSocket upgrade request: the value of its
-/// `Sec-WebSocket-Accept`.
-#[derive(Debug)]
-pub(crate) struct Handshake(HeaderValue);
-
-/// Checks that `req` is a WebSocket upgrade request a server may accept
-/// (RFC 6455 §4.2.1, by the codec); [`handshake_refusal`] answers an error.
-pub(crate) fn handshake(req: &Request<Incoming>) -> Result<Handshake, HandshakeError> {
-    tickwire_websocket::handshake::check(req.method(), req.headers())
-        .map(Handshake)
-        .inspect_err(|e| debug!(path = req.uri().path(), error = %e, "WebSocket handshake refused"))
-}
-
-/// The answer to a refused handshake: 400 naming what is wrong, with
-/// `Sec-WebSocket-Version: 13` when the client asked for another version
-/// (§4.4).
-pub(crate) fn handshake_refusal(e: &HandshakeError) -> Response<Body> {
-    let mut refusal = json_error(StatusCode::BAD_REQUEST, &e.to_string());
-    if *e == HandshakeError::WrongVersion {
-        refusal.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static(tickwire_websocket::handshake::VERSION),
-        );
-    }
-    refusal
-}
-
-/// Answers a checked upgrade request with 101 and runs `then` on the
-/// upgraded connection in a task of its own.
-pub(crate) fn upgrade_with<F, Fut>(
-    req: &mut Request<Incoming>,
-    handshake: Handshake,
-    then: F,
-) -> Response<Body>
-where
-    F: FnOnce(hyper::upgrade::Upgraded) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => then(upgraded).await,
-            Err(e) => debug!(error = %e, "upgrade failed"),
-        }
-    });
-    tickwire_websocket::handshake::switching_protocols(handshake.0)
-        .map(|()| Body::new(Bytes::new()))
-}
-
 /// The API key of a JSON-feed handshake: `Authorization: Bearer <key>`, or
 /// else the `api_key` query parameter (seed 002).
 pub(crate) fn feed_key<'s>(
@@ -414,40 +296,6 @@ pub(crate) fn feed_key<'s>(
             .map(HeaderValue::as_bytes),
         api_key.as_deref(),
     )
-}
-
-/// Refuses an upgraded connection: writes `message` (a text frame) if any
-/// and a close frame, then lets the client read them before the socket
-/// goes away.
-pub(crate) async fn refuse(
-    upgraded: hyper::upgrade::Upgraded,
-    message: Option<Bytes>,
-    code: u16,
-    reason: &str,
-    tracker: Tracker,
-) {
-    let mut io = TokioIo::new(upgraded);
-    let mut buf = BytesMut::new();
-    if let Some(message) = message {
-        // RFC 6455 §5.6: a text frame.
-        put_frame(&mut buf, OpCode::Text, &message);
-    }
-    put_close(&mut buf, code, reason);
-    let write = async {
-        io.write_all(&buf).await?;
-        io.shutdown().await
-    };
-    if let Err(e) = tokio::time::timeout(std::time::Duration::from_secs(5), write).await {
-        warn!(error = %e, "refusal not written");
-    }
-    // Give the client a moment to read the close before the socket goes away.
-    let mut sink = [0u8; 1024];
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        use tokio::io::AsyncReadExt as _;
-        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
-    drop(tracker);
 }
 
 /// The percent-decoded value of the first `name=` parameter of `query`.
@@ -483,38 +331,6 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
         i += 1;
     }
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// A JSON response.
-pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
-    json_bytes(
-        status,
-        Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
-    )
-}
-
-/// A JSON `{"error": ...}` response.
-pub(crate) fn json_error(status: StatusCode, error: &str) -> Response<Body> {
-    json(status, &ErrorBody { error })
-}
-
-/// A JSON response of `body` (already encoded).
-pub(crate) fn json_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Body::new(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-pub(crate) fn method_not_allowed() -> Response<Body> {
-    let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    response
 }
 
 #[cfg(test)]

@@ -92,31 +92,25 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tickwire_adapter::{AdapterError, BrokerAdapter};
-
+use tickwire_core::{ConnectionSettings, Connections};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 mod adapters;
 mod auth;
-#[doc(hidden)]
-pub mod bench;
 mod config;
 mod fanout;
 mod fastws;
 mod http;
 mod market;
-mod outbox;
 mod proxy;
 mod publish;
 mod pubsub;
-mod session;
 mod stream;
-mod writer;
 mod ws;
 
 pub use adapters::{ADAPTER_NAMES, AdapterStates, Adapters, RunOptions, adapters_from_config};
@@ -125,10 +119,10 @@ pub use config::{
     ApiKey, Config, DEMO_KEY, DEMO_KEY_NAME, Endpoint, FastWsConfig, PublishConfig, ROLE_PUBLISH,
     StreamConfig, TransportConfig, WsConfig,
 };
-pub use outbox::SlowConsumer;
 pub use proxy::ProxyConfig;
 pub use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
 pub use tickwire_adapter::{ZmqConfig, ZmqState};
+pub use tickwire_core::SlowConsumer;
 pub use tickwire_proxy::ReplyStyle;
 
 /// How long connections get to say goodbye after shutdown starts.
@@ -184,9 +178,9 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) auth: auth::Auth,
     /// The pubsub groups (seed 000).
-    pub(crate) index: Arc<fanout::Index>,
+    pub(crate) index: Arc<tickwire_core::Index>,
     /// The JSON feeds' topics (`ws:price:CRYPTO:BTC/USD`, ...).
-    pub(crate) feeds: Arc<fanout::Index>,
+    pub(crate) feeds: Arc<tickwire_core::Index>,
     /// The instruments known and the figures of `server_status`.
     pub(crate) market: Arc<market::Market>,
     /// The fan-out, which the publish API drives itself.
@@ -196,13 +190,8 @@ pub(crate) struct Shared {
     pub(crate) public_url: Option<config::PublicUrl>,
     /// Becomes `true` when the gateway shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
-    /// Open WebSocket connections, all endpoints together.
-    pub(crate) connections: AtomicU64,
-    /// What the slow-consumer policies did, all connections together.
-    pub(crate) slow_consumers: Arc<outbox::SlowConsumerStats>,
-    /// The write pacing of every connection (`transport.write_delay_ms`).
-    pub(crate) pacer: Option<Arc<outbox::Pacer>>,
-    next_connection: AtomicU64,
+    /// The WebSocket connections of every endpoint: settings, counts, pacing.
+    pub(crate) connections: Arc<Connections>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -212,23 +201,6 @@ impl std::fmt::Debug for Shared {
             .finish_non_exhaustive()
     }
 }
-
-impl Shared {
-    pub(crate) fn next_connection_id(&self) -> u64 {
-        self.next_connection.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// Completes once the gateway shuts down (or is gone).
-pub(crate) async fn shutdown_started(rx: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns must not live across an await.
-    let _ = rx.wait_for(|&s| s).await.map(|_| ());
-}
-
-/// Held by every connection task; the gateway waits for all of them to be
-/// dropped when it shuts down.
-#[derive(Debug, Clone)]
-pub(crate) struct Tracker(#[allow(dead_code)] mpsc::Sender<()>);
 
 /// Serves `listener` until `shutdown` completes.
 ///
@@ -266,11 +238,18 @@ pub async fn run_with(
         .map(config::PublicUrl::parse)
         .transpose()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let index = Arc::new(fanout::Index::new());
-    let feeds = Arc::new(fanout::Index::new());
+    let index = Arc::new(tickwire_core::Index::new());
+    let feeds = Arc::new(tickwire_core::Index::new());
     let market = Arc::new(market::Market::new());
-    let slow_consumers = Arc::new(outbox::SlowConsumerStats::default());
-    let pacer = outbox::Pacer::start(config.transport.write_delay());
+    let connections = Connections::new(
+        ConnectionSettings {
+            send_buffer: config.transport.send_buffer,
+            ping_interval: config.transport.ping_interval(),
+            write_timeout: config.transport.write_timeout(),
+            write_delay: config.transport.write_delay(),
+        },
+        shutdown_rx.clone(),
+    );
 
     let proxy = Arc::new(proxy::Proxy::new(
         &config.proxy,
@@ -318,7 +297,7 @@ pub async fn run_with(
     let adapters_task = tokio::spawn(fanout::run(
         fan_out.clone(),
         streams,
-        slow_consumers.clone(),
+        connections.slow_consumer_stats().clone(),
         shutdown_rx.clone(),
     ));
 
@@ -332,10 +311,7 @@ pub async fn run_with(
         proxy: proxy.clone(),
         public_url,
         shutdown: shutdown_rx,
-        connections: AtomicU64::new(0),
-        slow_consumers,
-        pacer,
-        next_connection: AtomicU64::new(1),
+        connections,
     });
     let status = tokio::spawn(ws::status_task(shared.clone()));
     let heartbeat = tokio::spawn(stream::heartbeat_task(shared.clone()));
@@ -344,8 +320,7 @@ pub async fn run_with(
     if let Some(addr) = proxy_listener.as_ref().and_then(|l| l.local_addr().ok()) {
         info!(listen = %addr, "proxy listening");
     }
-    let (tracker_tx, mut tracker_rx) = mpsc::channel::<()>(1);
-    let tracker = Tracker(tracker_tx);
+    let (tracker, mut drained) = tickwire_core::tracker();
 
     tokio::pin!(shutdown);
     loop {
@@ -381,8 +356,7 @@ pub async fn run_with(
     let _ = shutdown_tx.send(true);
     drop(tracker);
     drop(shared);
-    // `recv` returns `None` once every connection has dropped its tracker.
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker_rx.recv())
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained.wait())
         .await
         .is_err()
     {

@@ -43,7 +43,6 @@
 //! the only nesting is subscriptions → cache shard (read), in that order.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -56,7 +55,6 @@ use futures_util::FutureExt as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tickwire_adapter::{AdapterError, BrokerAdapter};
 use tickwire_model::{Instrument, Update};
@@ -67,8 +65,7 @@ use tickwire_proxy::{
     encode_broker_info, encode_error, encode_market_data, encode_pong, encode_subscribe,
     encode_supported_brokers, encode_unsubscribe, topics_fed,
 };
-use tickwire_pubsub::WireFormat;
-use tickwire_websocket::MessageKind;
+use tickwire_websocket::{MessageKind, OpCode};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
@@ -76,15 +73,17 @@ use tracing::{debug, info, warn};
 use crate::adapters::AdapterStates;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::Endpoint;
-use crate::fanout::Subscriber;
-use crate::http::{
-    Body, handshake, handshake_refusal, json_bytes, json_error, query_param, start_session,
+use crate::http::query_param;
+use crate::{GatewayError, Shared};
+use tickwire_core::Outbound;
+use tickwire_core::Subscriber;
+use tickwire_core::Tracker;
+use tickwire_core::http::{
+    Body, handshake, handshake_refusal, json_bytes, json_error, serve_connection, start_session,
     upgrade_with,
 };
-use crate::outbox::NO_TOPIC;
-use crate::session::{Activity, Protocol, Step, Transport};
-use crate::writer::Outbound;
-use crate::{GatewayError, Shared, Tracker};
+use tickwire_core::outbox::NO_TOPIC;
+use tickwire_core::session::{Activity, Protocol, Step, Transport};
 use tickwire_websocket::close_code;
 
 /// The proxy's route on the main listener.
@@ -95,8 +94,6 @@ const QUOTE_PATH: &str = "/api/v1/quote";
 const DEPTH_PATH: &str = "/api/v1/depth";
 /// The broker name replies carry when [`ProxyConfig::brokers`] is empty.
 const DEFAULT_BROKER: &str = "tickwire";
-/// How long a client may take to send its request head on the proxy listener.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The market-data proxy (seed 003): `[proxy]` in the configuration.
 ///
@@ -134,7 +131,7 @@ pub struct ProxyConfig {
     pub max_message_bytes: usize,
     /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slow_consumer: Option<crate::outbox::SlowConsumer>,
+    pub slow_consumer: Option<tickwire_core::SlowConsumer>,
 }
 
 impl Default for ProxyConfig {
@@ -517,7 +514,7 @@ pub(crate) async fn throttle_task(proxy: Arc<Proxy>, mut shutdown: watch::Receiv
             }
         };
         tokio::select! {
-            () = crate::shutdown_started(&mut shutdown) => return,
+            () = tickwire_core::shutdown_started(&mut shutdown) => return,
             () = proxy.parked.notified() => continue,
             () = due => {}
         }
@@ -535,38 +532,19 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     tracker: Tracker,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(%peer, error = %e, "TCP_NODELAY failed");
-    }
-    let mut shutdown = shared.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     let service = {
-        let shared = shared.clone();
         let tracker = tracker.clone();
-        hyper::service::service_fn(move |req| {
+        move |req: Request<Incoming>| {
             let response = if req.method() == Method::GET {
                 upgrade(req, &shared, &tracker)
             } else {
-                crate::http::method_not_allowed()
+                tickwire_core::http::method_not_allowed()
             };
-            std::future::ready(Ok::<_, Infallible>(response))
-        })
-    };
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = crate::shutdown_started(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            std::future::ready(response)
         }
     };
-    if let Err(e) = result {
-        debug!(%peer, error = %e, "proxy HTTP connection ended with an error");
-    }
+    serve_connection(stream, peer, shutdown, service).await;
     drop(tracker);
 }
 
@@ -584,8 +562,8 @@ pub(crate) fn upgrade(
     };
     upgrade_with(&mut req, handshake, move |upgraded| async move {
         let transport = Transport {
-            format: WireFormat::Json,
-            reliable: false,
+            variant: 0,
+            reply_opcode: OpCode::Text,
             max_message_bytes: shared.config.proxy.max_message_bytes,
             slow_consumer: shared
                 .config
@@ -597,7 +575,14 @@ pub(crate) fn upgrade(
             let shared = shared.clone();
             move |sub| ProxySession::new(shared, sub)
         };
-        start_session(upgraded, shared, transport, make, tracker).await;
+        start_session(
+            upgraded,
+            shared.connections.clone(),
+            transport,
+            make,
+            tracker,
+        )
+        .await;
     })
 }
 
@@ -812,11 +797,15 @@ impl Protocol for ProxySession {
     fn idle_close(&self) -> (u16, &'static str) {
         (close_code::POLICY, "keepalive timeout")
     }
+
+    fn on_close(&mut self) {
+        self.release();
+    }
 }
 
-impl Drop for ProxySession {
+impl ProxySession {
     /// A disconnect releases every subscription of the connection.
-    fn drop(&mut self) {
+    fn release(&mut self) {
         let released = self.shared.proxy.leave_all(self.sub.id());
         if !released.is_empty() {
             debug!(
@@ -839,7 +828,7 @@ pub(crate) fn serves_rest(path: &str) -> bool {
 /// proxy, 404 when no data arrived yet.
 pub(crate) fn rest(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
     if req.method() != Method::GET {
-        return crate::http::method_not_allowed();
+        return tickwire_core::http::method_not_allowed();
     }
     let query = req.uri().query().unwrap_or("");
     let principal = shared.auth.check_bearer(

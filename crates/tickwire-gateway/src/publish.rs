@@ -42,8 +42,8 @@ use tracing::debug;
 
 use crate::Shared;
 use crate::auth::KeyRejection;
-use crate::http::{Body, json, json_error};
 use crate::market::Market;
+use tickwire_core::http::{Body, json, json_error};
 
 /// The route of the publish API.
 pub(crate) const PATH: &str = "/api/v1/publish";

@@ -8,24 +8,32 @@
 //! message of an unknown type or with a bad field and no `ackId` is logged and
 //! ignored, so newer clients do not lose their session over it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::{Index, Outbound, SequencedMessage, Sequencer, Subscriber};
 use tickwire_index::TopicId;
 use tickwire_model::{GroupName, Hub};
 use tickwire_pubsub::{
-    AckError, Downstream, Error as CodecError, FrameKind, MessageFrom, Subprotocol, Upstream,
+    AckError, Downstream, EncodedMessage, Error as CodecError, FrameKind, MessageData, MessageFrom,
+    Subprotocol, Upstream, WireFormat, encode_message,
 };
 use tickwire_websocket::MessageKind;
+use tickwire_websocket::OpCode;
+use tickwire_websocket::frame::{frame, header_len, put_header};
 use tracing::{debug, warn};
 
 use crate::Shared;
 use crate::auth::Permissions;
-use crate::fanout::{Subscriber, publish};
-use crate::session::{Activity, Protocol, Step, Transport};
 use tickwire_websocket::close_code;
+
+/// Most unacknowledged messages a reliable connection may have (the service's limit).
+const MAX_UNACKED_MESSAGES: usize = 1000;
+/// Most unacknowledged bytes a reliable connection may have (the service's limit).
+const MAX_UNACKED_BYTES: usize = 16 << 20;
 
 /// Successful ack ids remembered per connection for `Duplicate` answers.
 const ACK_IDS_KEPT: usize = 4096;
@@ -45,10 +53,134 @@ impl SessionParams {
     /// The transport of a pubsub connection.
     pub(crate) fn transport(&self, shared: &Shared) -> Transport {
         Transport {
-            format: self.protocol.format(),
-            reliable: self.protocol.is_reliable(),
+            variant: variant(self.protocol),
+            reply_opcode: opcode_of(self.protocol.format()),
             max_message_bytes: shared.config.transport.max_message_bytes,
             slow_consumer: shared.config.transport.slow_consumer,
+        }
+    }
+}
+
+/// The subscriber variant of a connection speaking `protocol`: bit 0 is the
+/// wire format (protobuf), bit 1 whether data messages are sequenced.
+fn variant(protocol: Subprotocol) -> u8 {
+    u8::from(protocol.format() == WireFormat::Protobuf) | (u8::from(protocol.is_reliable()) << 1)
+}
+
+/// The opcode of `format`'s frames: text for JSON, binary for protobuf.
+fn opcode_of(format: WireFormat) -> OpCode {
+    match format {
+        WireFormat::Json => OpCode::Text,
+        WireFormat::Protobuf => OpCode::Binary,
+    }
+}
+
+/// Delivers one data message to every member of `topic` (but `except`):
+/// encoded at most once per wire format present among them, framed once per
+/// wire format for the members that do not sequence messages, and shared as
+/// one [`SequencedMessage`] per wire format by those that do. Returns how
+/// many queues took it.
+pub(crate) fn publish(
+    index: &Index,
+    topic: TopicId,
+    from: &MessageFrom,
+    data: &MessageData,
+    except: Option<u64>,
+) -> usize {
+    let mut encoded: [Option<EncodedMessage>; 2] = [None, None];
+    tickwire_core::publish(index, topic, except, |variant| {
+        let format = if variant & 1 == 1 {
+            WireFormat::Protobuf
+        } else {
+            WireFormat::Json
+        };
+        let msg = encoded[usize::from(variant & 1)]
+            .get_or_insert_with(|| encode_message(format, from, data));
+        if variant & 2 == 0 {
+            Outbound::Frame(frame(opcode_of(format), &msg.unsequenced()))
+        } else {
+            Outbound::Sequenced(Arc::new(Sequenced(msg.clone())))
+        }
+    })
+}
+
+/// A data message of a reliable subprotocol, stamped with its `sequenceId`
+/// when written.
+#[derive(Debug)]
+struct Sequenced(EncodedMessage);
+
+impl SequencedMessage for Sequenced {
+    fn write_frame(&self, sequence_id: u64, buf: &mut BytesMut) -> usize {
+        let len = self.0.encoded_len(Some(sequence_id));
+        buf.reserve(header_len(len) + len);
+        put_header(buf, opcode_of(self.0.format()), len);
+        self.0.write_to(Some(sequence_id), buf);
+        header_len(len) + len
+    }
+}
+
+/// The sequencing of a reliable connection: gap-free ids from 1, and the
+/// written messages kept until the client's `sequenceAck` (at most
+/// [`MAX_UNACKED_MESSAGES`] and [`MAX_UNACKED_BYTES`]; beyond, close 1008).
+#[derive(Debug)]
+struct Reliable {
+    next_sequence_id: u64,
+    unacked: Unacked,
+}
+
+impl Default for Reliable {
+    fn default() -> Self {
+        Reliable {
+            next_sequence_id: 1,
+            unacked: Unacked::default(),
+        }
+    }
+}
+
+impl Sequencer for Reliable {
+    fn write(&mut self, msg: &Arc<dyn SequencedMessage>, buf: &mut BytesMut) -> Result<(), String> {
+        let seq = self.next_sequence_id;
+        self.next_sequence_id += 1;
+        let len = msg.write_frame(seq, buf);
+        if self.unacked.push(seq, len, msg.clone()) {
+            return Ok(());
+        }
+        warn!(
+            messages = self.unacked.messages.len(),
+            bytes = self.unacked.bytes,
+            "too many unacknowledged messages"
+        );
+        Err("too many unacknowledged messages".to_owned())
+    }
+
+    fn ack(&mut self, sequence_id: u64) {
+        self.unacked.ack(sequence_id);
+    }
+}
+
+/// The unacknowledged messages of a reliable connection, oldest first.
+#[derive(Debug, Default)]
+struct Unacked {
+    messages: VecDeque<(u64, usize, Arc<dyn SequencedMessage>)>,
+    bytes: usize,
+}
+
+impl Unacked {
+    /// Keeps a written message; false when the buffer is over its limits.
+    fn push(&mut self, seq: u64, len: usize, msg: Arc<dyn SequencedMessage>) -> bool {
+        self.messages.push_back((seq, len, msg));
+        self.bytes += len;
+        self.messages.len() <= MAX_UNACKED_MESSAGES && self.bytes <= MAX_UNACKED_BYTES
+    }
+
+    /// Forgets every message up to and including `seq` (acks are cumulative).
+    fn ack(&mut self, seq: u64) {
+        while let Some(&(s, len, _)) = self.messages.front() {
+            if s > seq {
+                break;
+            }
+            self.bytes -= len;
+            self.messages.pop_front();
         }
     }
 }
@@ -162,7 +294,7 @@ impl Session {
             }
             Upstream::SequenceAck { sequence_id } => {
                 if self.protocol.is_reliable() {
-                    Step::SequenceAck(sequence_id)
+                    Step::Ack(sequence_id)
                 } else {
                     debug!(
                         connection = self.sub.id(),
@@ -313,6 +445,12 @@ impl Protocol for Session {
         }))
     }
 
+    fn sequencer(&mut self) -> Option<Box<dyn Sequencer>> {
+        self.protocol
+            .is_reliable()
+            .then(|| Box::new(Reliable::default()) as Box<dyn Sequencer>)
+    }
+
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
         let kind = match kind {
             MessageKind::Text => FrameKind::Text,
@@ -328,5 +466,73 @@ impl Protocol for Session {
 
     fn idle_close(&self) -> (u16, &'static str) {
         (close_code::POLICY, "keepalive timeout")
+    }
+
+    fn on_close(&mut self) {
+        self.shared.index.unsubscribe_all(&self.sub);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Arc<dyn SequencedMessage> {
+        Arc::new(Sequenced(encode_message(
+            WireFormat::Json,
+            &MessageFrom::group("g"),
+            &MessageData::Text("x".into()),
+        )))
+    }
+
+    #[test]
+    fn unacked_messages_are_trimmed_cumulatively() {
+        let mut unacked = Unacked::default();
+        for seq in 1..=5 {
+            assert!(unacked.push(seq, 10, message()));
+        }
+        unacked.ack(3);
+        assert_eq!(unacked.messages.len(), 2);
+        assert_eq!(unacked.bytes, 20);
+        unacked.ack(2);
+        assert_eq!(unacked.messages.len(), 2);
+        unacked.ack(u64::MAX);
+        assert_eq!((unacked.messages.len(), unacked.bytes), (0, 0));
+
+        for seq in 1..=MAX_UNACKED_MESSAGES as u64 {
+            assert!(unacked.push(seq, 1, message()));
+        }
+        assert!(!unacked.push(1001, 1, message()));
+    }
+
+    #[test]
+    fn the_sequencer_stamps_gap_free_ids_and_refuses_past_the_limit() {
+        let mut reliable = Reliable::default();
+        let mut buf = BytesMut::new();
+        for _ in 0..3 {
+            reliable.write(&message(), &mut buf).unwrap();
+        }
+        let text = String::from_utf8_lossy(&buf);
+        for id in 1..=3 {
+            assert!(text.contains(&format!("\"sequenceId\":{id}")), "{text}");
+        }
+        reliable.ack(3);
+        assert!(reliable.unacked.messages.is_empty());
+        for _ in 0..MAX_UNACKED_MESSAGES {
+            reliable.write(&message(), &mut buf).unwrap();
+        }
+        assert!(reliable.write(&message(), &mut buf).is_err());
+    }
+
+    #[test]
+    fn variants_tell_format_and_sequencing_apart() {
+        let all: Vec<u8> = tickwire_pubsub::Subprotocol::ALL
+            .iter()
+            .map(|p| variant(*p))
+            .collect();
+        let mut distinct = all.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), all.len());
     }
 }

@@ -43,19 +43,20 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tickwire_json::stream::{self as codec, Limits, StreamCommand, StreamError};
 use tickwire_model::Instrument;
-use tickwire_pubsub::WireFormat;
-use tickwire_websocket::MessageKind;
+use tickwire_websocket::{MessageKind, OpCode};
 use tracing::debug;
 
+use crate::Shared;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, StreamConfig};
-use crate::fanout::{Kind, Subscriber, publish_text};
-use crate::http::{
-    Body, feed_key, handshake, handshake_refusal, json_bytes, refuse, start_session, upgrade_with,
-};
+use crate::http::feed_key;
 use crate::market::{Feed, STREAM_HEARTBEAT, topic_of};
-use crate::session::{Activity, Protocol, Step, Transport};
-use crate::{Shared, Tracker};
+use tickwire_core::Tracker;
+use tickwire_core::http::{
+    Body, handshake, handshake_refusal, json_bytes, refuse, start_session, upgrade_with,
+};
+use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::{Kind, Subscriber, publish_text};
 use tickwire_websocket::close_code;
 
 /// The route.
@@ -118,8 +119,8 @@ pub(crate) fn upgrade(
             return;
         };
         let transport = Transport {
-            format: WireFormat::Json,
-            reliable: false,
+            variant: 0,
+            reply_opcode: OpCode::Text,
             max_message_bytes: shared.config.stream.max_message_bytes,
             slow_consumer: shared
                 .config
@@ -131,7 +132,14 @@ pub(crate) fn upgrade(
             let shared = shared.clone();
             move |sub| StreamSession::new(shared, sub, usage, lease)
         };
-        start_session(upgraded, shared, transport, make, tracker).await;
+        start_session(
+            upgraded,
+            shared.connections.clone(),
+            transport,
+            make,
+            tracker,
+        )
+        .await;
     })
 }
 
@@ -144,7 +152,7 @@ pub(crate) async fn heartbeat_task(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
-            () = crate::shutdown_started(&mut shutdown) => return,
+            () = tickwire_core::shutdown_started(&mut shutdown) => return,
             _ = ticks.tick() => {}
         }
         let Some(topic) = shared.feeds.lookup(STREAM_HEARTBEAT) else {
@@ -313,6 +321,10 @@ impl Protocol for StreamSession {
 
     fn idle_close(&self) -> (u16, &'static str) {
         (close_code::NORMAL, "idle timeout")
+    }
+
+    fn on_close(&mut self) {
+        self.shared.feeds.unsubscribe_all(&self.sub);
     }
 }
 

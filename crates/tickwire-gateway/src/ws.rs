@@ -34,19 +34,20 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tickwire_json::ws::{self as codec, Channels, WsCommand, WsError};
 use tickwire_model::Instrument;
-use tickwire_pubsub::WireFormat;
-use tickwire_websocket::MessageKind;
+use tickwire_websocket::{MessageKind, OpCode};
 use tracing::{debug, warn};
 
+use crate::Shared;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, WsConfig};
-use crate::fanout::{Kind, Subscriber, publish_text};
-use crate::http::{
-    Body, feed_key, handshake, handshake_refusal, json_error, start_session, upgrade_with,
-};
+use crate::http::feed_key;
 use crate::market::{Feed, WS_STATUS, topic_of};
-use crate::session::{Activity, Protocol, Step, Transport};
-use crate::{Shared, Tracker};
+use tickwire_core::Tracker;
+use tickwire_core::http::{
+    Body, handshake, handshake_refusal, json_error, start_session, upgrade_with,
+};
+use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::{Kind, Subscriber, publish_text};
 use tickwire_websocket::close_code;
 
 /// The route.
@@ -109,8 +110,8 @@ pub(crate) fn upgrade(
     let tracker = tracker.clone();
     upgrade_with(&mut req, handshake, move |upgraded| async move {
         let transport = Transport {
-            format: WireFormat::Json,
-            reliable: false,
+            variant: 0,
+            reply_opcode: OpCode::Text,
             max_message_bytes: shared.config.ws.max_message_bytes,
             slow_consumer: shared
                 .config
@@ -122,7 +123,14 @@ pub(crate) fn upgrade(
             let shared = shared.clone();
             move |sub| WsSession::new(shared, sub, keyed)
         };
-        start_session(upgraded, shared, transport, make, tracker).await;
+        start_session(
+            upgraded,
+            shared.connections.clone(),
+            transport,
+            make,
+            tracker,
+        )
+        .await;
     })
 }
 
@@ -135,7 +143,7 @@ pub(crate) async fn status_task(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
-            () = crate::shutdown_started(&mut shutdown) => return,
+            () = tickwire_core::shutdown_started(&mut shutdown) => return,
             _ = ticks.tick() => {}
         }
         let Some(topic) = shared.feeds.lookup(WS_STATUS) else {
@@ -144,9 +152,7 @@ pub(crate) async fn status_task(shared: Arc<Shared>) {
         if shared.feeds.subscriber_count(topic) == 0 {
             continue;
         }
-        let connections = shared
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let connections = shared.connections.open();
         let status = codec::encode_status(&shared.market.status(connections));
         publish_text(&shared.feeds, topic, &status, Kind::Housekeeping);
     }
@@ -327,6 +333,10 @@ impl Protocol for WsSession {
 
     fn idle_close(&self) -> (u16, &'static str) {
         (close_code::NORMAL, "idle timeout")
+    }
+
+    fn on_close(&mut self) {
+        self.shared.feeds.unsubscribe_all(&self.sub);
     }
 }
 

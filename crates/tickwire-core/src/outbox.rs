@@ -68,7 +68,7 @@ use tokio::sync::Notify;
 use crate::writer::{Control, Outbound};
 
 /// Control items queued from reader to writer before the reader waits.
-pub(crate) const CONTROL_QUEUE: usize = 32;
+pub const CONTROL_QUEUE: usize = 32;
 
 thread_local! {
     /// The writers to wake when the innermost [`corked`] call on this thread
@@ -81,7 +81,7 @@ thread_local! {
 ///
 /// `f` is synchronous, so the deferral cannot outlive the task that asked
 /// for it even on a multi-threaded runtime. Nested calls join the outer one.
-pub(crate) fn corked<R>(f: impl FnOnce() -> R) -> R {
+pub fn corked<R>(f: impl FnOnce() -> R) -> R {
     struct Uncork;
     impl Drop for Uncork {
         fn drop(&mut self) {
@@ -106,10 +106,10 @@ pub(crate) fn corked<R>(f: impl FnOnce() -> R) -> R {
 /// Bursts that wake more writers than this wake them from the wake-up
 /// thread, in order (see the [module](self) docs); smaller ones wake them at
 /// once. Well under the 256 tasks of a tokio worker's local queue.
-pub(crate) const WAKE_HANDOFF: usize = 64;
+pub const WAKE_HANDOFF: usize = 64;
 
 /// The name of the thread that wakes the writers of large bursts.
-pub(crate) const WAKE_THREAD: &str = "tickwire-wake";
+pub const WAKE_THREAD: &str = "tickwire-wake";
 
 /// Wakes every writer of `wakers`: at once when they are few, else from the
 /// wake-up thread, so that the runtime runs them in this order (see the
@@ -203,7 +203,7 @@ impl std::fmt::Display for SlowConsumer {
 
 /// Gateway-wide counts of what the slow-consumer policies did.
 #[derive(Debug, Default)]
-pub(crate) struct SlowConsumerStats {
+pub struct SlowConsumerStats {
     disconnected: AtomicU64,
     dropped_oldest: AtomicU64,
     conflated: AtomicU64,
@@ -211,19 +211,19 @@ pub(crate) struct SlowConsumerStats {
 
 /// A snapshot of [`SlowConsumerStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub(crate) struct SlowConsumerCounts {
+pub struct SlowConsumerCounts {
     /// Clients disconnected because their queue was full (`disconnect`).
-    pub(crate) disconnected: u64,
+    pub disconnected: u64,
     /// Queued updates discarded to make room (`drop_oldest`, and `conflate`
     /// when no update of the same topic was queued).
-    pub(crate) dropped_oldest: u64,
+    pub dropped_oldest: u64,
     /// Queued updates replaced by a newer one of the same topic (`conflate`).
-    pub(crate) conflated: u64,
+    pub conflated: u64,
 }
 
 impl SlowConsumerStats {
     /// The counts so far.
-    pub(crate) fn counts(&self) -> SlowConsumerCounts {
+    pub fn counts(&self) -> SlowConsumerCounts {
         SlowConsumerCounts {
             disconnected: self.disconnected.load(Ordering::Relaxed),
             dropped_oldest: self.dropped_oldest.load(Ordering::Relaxed),
@@ -235,7 +235,7 @@ impl SlowConsumerStats {
 /// The write pacing of a gateway (see the [module](self) docs): a period
 /// counter and the writers to wake when the next period starts.
 #[derive(Debug)]
-pub(crate) struct Pacer {
+pub struct Pacer {
     period: Duration,
     /// The current period. Written only under the `due` lock, so a writer
     /// registered for "the next period" can never miss its tick.
@@ -245,8 +245,9 @@ pub(crate) struct Pacer {
 }
 
 impl Pacer {
-    /// A pacer with periods of `period` (not zero); [`Pacer::run`] drives it.
-    pub(crate) fn new(period: Duration) -> Arc<Self> {
+    /// A pacer with periods of `period` (not zero), ticked by hand with
+    /// [`tick`](Pacer::tick); [`Pacer::start`] makes one that ticks itself.
+    pub fn new(period: Duration) -> Arc<Self> {
         debug_assert!(!period.is_zero());
         Arc::new(Pacer {
             period,
@@ -277,7 +278,7 @@ impl Pacer {
 
     /// Starts the next period: wakes every writer whose data waited for it
     /// (many from the wake-up thread, see the [module](self) docs).
-    pub(crate) fn tick(&self) {
+    pub fn tick(&self) {
         let wakers = {
             let mut due = self.due();
             self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -288,7 +289,7 @@ impl Pacer {
 
     /// A pacer with periods of `period`, ticked by a task of its own until
     /// it is dropped; `None` for a zero period (pacing off).
-    pub(crate) fn start(period: Duration) -> Option<Arc<Self>> {
+    pub fn start(period: Duration) -> Option<Arc<Self>> {
         if period.is_zero() {
             return None;
         }
@@ -315,13 +316,13 @@ impl Pacer {
 }
 
 /// The conflation key of an item that belongs to no topic.
-pub(crate) const NO_TOPIC: u32 = u32::MAX;
+pub const NO_TOPIC: u32 = u32::MAX;
 
 /// One queued data item and the topic it updates (for conflation).
 #[derive(Debug)]
-pub(crate) struct Item {
-    pub(crate) topic: u32,
-    pub(crate) out: Outbound,
+pub struct Item {
+    pub topic: u32,
+    pub out: Outbound,
 }
 
 /// Keeps only the newest queued item of each topic (items of no topic stay),
@@ -339,7 +340,7 @@ fn compact(data: &mut VecDeque<Item>) {
 
 /// What [`Outbox::offer`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Offered {
+pub enum Offered {
     /// Queued.
     Queued,
     /// Queued after the policy made room (dropped or conflated older items).
@@ -402,7 +403,7 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
 
 /// The queues of one connection (see the [module](self) docs).
 #[derive(Debug)]
-pub(crate) struct Outbox {
+pub struct Outbox {
     state: Mutex<State>,
     capacity: usize,
     policy: SlowConsumer,
@@ -414,24 +415,24 @@ pub(crate) struct Outbox {
 
 /// What the writer takes in one go.
 #[derive(Debug, Default)]
-pub(crate) struct Batch {
-    pub(crate) ctrl: VecDeque<Control>,
-    pub(crate) data: VecDeque<Item>,
+pub struct Batch {
+    pub ctrl: VecDeque<Control>,
+    pub data: VecDeque<Item>,
     /// The connection is to be dropped: write nothing more.
-    pub(crate) dropped: bool,
+    pub dropped: bool,
     /// The reader is gone and nothing is queued: stop.
-    pub(crate) reader_gone: bool,
+    pub reader_gone: bool,
 }
 
 impl Batch {
     /// Whether the batch carries any item.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.ctrl.is_empty() && self.data.is_empty()
     }
 }
 
 impl Outbox {
-    pub(crate) fn new(capacity: usize, policy: SlowConsumer, pacer: Option<Arc<Pacer>>) -> Self {
+    pub fn new(capacity: usize, policy: SlowConsumer, pacer: Option<Arc<Pacer>>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             capacity: capacity.max(1),
@@ -442,12 +443,12 @@ impl Outbox {
     }
 
     /// The slow-consumer policy.
-    pub(crate) fn policy(&self) -> SlowConsumer {
+    pub fn policy(&self) -> SlowConsumer {
         self.policy
     }
 
     /// Data items queued at most.
-    pub(crate) fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.capacity
     }
 
@@ -458,7 +459,7 @@ impl Outbox {
 
     /// Queues a data item without waiting, applying the slow-consumer policy
     /// when the queue is full.
-    pub(crate) fn offer(&self, item: Item, stats: &SlowConsumerStats) -> Offered {
+    pub fn offer(&self, item: Item, stats: &SlowConsumerStats) -> Offered {
         let mut state = self.lock();
         if state.dropped || state.writer_gone {
             return Offered::Closed;
@@ -522,7 +523,7 @@ impl Outbox {
     /// Queues a control item, waiting while [`CONTROL_QUEUE`] items are
     /// queued (a client flooding requests without reading answers is slowed
     /// down). `Err` when the writer is gone.
-    pub(crate) async fn send_control(&self, item: Control) -> Result<(), Control> {
+    pub async fn send_control(&self, item: Control) -> Result<(), Control> {
         loop {
             let notified = self.space.notified();
             {
@@ -544,7 +545,7 @@ impl Outbox {
 
     /// Marks the connection for dropping and wakes the writer. Returns
     /// whether this call was the first to do so.
-    pub(crate) fn drop_connection(&self) -> bool {
+    pub fn drop_connection(&self) -> bool {
         let mut state = self.lock();
         let first = !state.dropped;
         state.dropped = true;
@@ -556,12 +557,12 @@ impl Outbox {
 
     /// Whether the connection is being dropped.
     #[cfg(test)]
-    pub(crate) fn is_dropped(&self) -> bool {
+    pub(crate) fn is_dropped_for_tests(&self) -> bool {
         self.lock().dropped
     }
 
     /// Tells the writer that no more control items will come.
-    pub(crate) fn reader_gone(&self) {
+    pub fn reader_gone(&self) {
         let mut state = self.lock();
         state.reader_gone = true;
         let waker = state.waker.take();
@@ -571,7 +572,7 @@ impl Outbox {
 
     /// Marks the writer as stopped: queued and later items are discarded and
     /// a reader waiting for room is released.
-    pub(crate) fn writer_gone(&self) {
+    pub fn writer_gone(&self) {
         let mut state = self.lock();
         state.writer_gone = true;
         state.data = VecDeque::new();
@@ -583,7 +584,7 @@ impl Outbox {
     /// Takes everything queued into `batch` (whose emptied deques are given
     /// to the outbox in exchange, so capacity is recycled), or registers the
     /// writer's waker and returns `Pending` when there is nothing to do.
-    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<()> {
+    pub fn poll_take(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<()> {
         debug_assert!(batch.is_empty());
         let mut state = self.lock();
         batch.dropped = state.dropped;
@@ -625,14 +626,14 @@ impl Outbox {
     }
 
     /// Takes up to what is queued now (see [`poll_take`](Self::poll_take)).
-    pub(crate) async fn take(&self, batch: &mut Batch) {
+    pub async fn take(&self, batch: &mut Batch) {
         std::future::poll_fn(|cx| self.poll_take(cx, batch)).await;
     }
 
     /// Gives back the deques of a written batch, keeping a small capacity
     /// for the next one and freeing large ones (an idle connection should
     /// not hold the memory of its busiest moment).
-    pub(crate) fn recycle(batch: &mut Batch) {
+    pub fn recycle(batch: &mut Batch) {
         const KEEP: usize = 64;
         batch.data.clear();
         batch.ctrl.clear();
@@ -664,7 +665,7 @@ mod tests {
             .iter()
             .map(|i| match &i.out {
                 Outbound::Frame(b) => (i.topic, b[0]),
-                Outbound::Message(_) => (i.topic, 0),
+                Outbound::Sequenced(_) => (i.topic, 0),
             })
             .collect()
     }
@@ -693,7 +694,7 @@ mod tests {
         assert_eq!(outbox.offer(item(1, 1), &stats), Offered::Queued);
         assert_eq!(outbox.offer(item(1, 2), &stats), Offered::Queued);
         assert_eq!(outbox.offer(item(1, 3), &stats), Offered::Full);
-        assert!(outbox.is_dropped());
+        assert!(outbox.is_dropped_for_tests());
         assert_eq!(outbox.offer(item(1, 4), &stats), Offered::Closed);
         assert!(take_now(&outbox).dropped);
         assert_eq!(stats.counts().disconnected, 1);

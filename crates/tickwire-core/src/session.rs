@@ -2,8 +2,9 @@
 //! writer task, the queues, idle handling and closing.
 //!
 //! Each endpoint supplies a [`Protocol`]: the decisions of its dialect
-//! (pubsub subprotocols in [`crate::pubsub`], the JSON feeds in
-//! [`crate::ws`] and [`crate::stream`]). Everything else is here, once.
+//! (what a message means, what to answer, when an idle connection closes,
+//! what to release when it ends, and optionally a [`Sequencer`]).
+//! Everything else is here, once, and knows no endpoint.
 //!
 //! # Design
 //!
@@ -44,22 +45,20 @@
 //! tracks elsewhere (data sent to a `/stream` client) can move it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use futures_util::future::{Fuse, FusedFuture as _};
-use tickwire_pubsub::WireFormat;
-use tickwire_websocket::{Event, MessageKind, Reader};
+use tickwire_websocket::{Event, MessageKind, OpCode, Reader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::fanout::{QueuePolicy, Subscriber};
+use crate::connections::{Connections, Tracker};
 use crate::outbox::SlowConsumer;
-use crate::writer::{Control, Writer, WriterConfig, WriterExit};
-use crate::{Shared, Tracker};
+use crate::subscriber::{QueuePolicy, Subscriber};
+use crate::writer::{Control, Sequencer, Writer, WriterConfig, WriterExit};
 
 /// How long the reader waits for the client's close frame after the server
 /// sent its own.
@@ -72,7 +71,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// with its bounded queue, slow-consumer disconnect, pings, idle handling and
 /// shutdown. What an endpoint decides is here. Implementations do no I/O:
 /// they take a message and the time, and say what to send.
-pub(crate) trait Protocol: Send {
+pub trait Protocol: Send {
     /// The message sent right after the upgrade, if any.
     fn opening(&mut self) -> Option<Bytes> {
         None
@@ -80,6 +79,12 @@ pub(crate) trait Protocol: Send {
 
     /// The message sent before the close frame when the gateway shuts down.
     fn goodbye(&self) -> Option<Bytes> {
+        None
+    }
+
+    /// The connection's [`Sequencer`], for a protocol whose data messages
+    /// carry a per-connection sequence number; asked once, at the start.
+    fn sequencer(&mut self) -> Option<Box<dyn Sequencer>> {
         None
     }
 
@@ -93,52 +98,40 @@ pub(crate) trait Protocol: Send {
     /// The close frame sent once [`deadline`](Protocol::deadline) passed
     /// (the reason may be built from the configuration, hence borrowed).
     fn idle_close(&self) -> (u16, &str);
+
+    /// The connection ended, however it ended: release what it holds
+    /// (subscriptions, upstream keys). Called once, after the last message.
+    fn on_close(&mut self) {}
 }
 
 /// What the read loop last saw of a connection.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Activity {
+pub struct Activity {
     /// Any frame from the client, control frames included.
-    pub(crate) last_frame: Instant,
+    pub last_frame: Instant,
     /// A data message or a WebSocket ping from the client (not a pong).
-    pub(crate) last_message: Instant,
+    pub last_message: Instant,
 }
 
-/// The transport settings of one connection.
+/// The transport settings of one connection, chosen by its endpoint.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Transport {
-    /// The wire format of replies.
-    pub(crate) format: WireFormat,
-    /// Whether pubsub data messages are sequenced (reliable subprotocols).
-    pub(crate) reliable: bool,
+pub struct Transport {
+    /// The endpoint's [variant](Subscriber::variant) of the connection.
+    pub variant: u8,
+    /// The opcode of replies: text or binary.
+    pub reply_opcode: OpCode,
     /// Largest client message, in bytes (larger ones close with 1009).
-    pub(crate) max_message_bytes: usize,
+    pub max_message_bytes: usize,
     /// What a full send buffer does.
-    pub(crate) slow_consumer: SlowConsumer,
-}
-
-/// Counts a connection in the gateway's open connections while it lives.
-struct Counted(Arc<Shared>);
-
-impl Counted {
-    fn new(shared: Arc<Shared>) -> Counted {
-        shared.connections.fetch_add(1, AtomicOrdering::Relaxed);
-        Counted(shared)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, AtomicOrdering::Relaxed);
-    }
+    pub slow_consumer: SlowConsumer,
 }
 
 /// Runs one connection to its end: `make` builds the endpoint's protocol
 /// around the connection's [`Subscriber`].
-pub(crate) async fn run<R, W, P>(
+pub async fn run<R, W, P>(
     mut reader: R,
     writer_io: W,
-    shared: Arc<Shared>,
+    connections: Arc<Connections>,
     transport: Transport,
     make: impl FnOnce(Subscriber) -> P,
     _tracker: Tracker,
@@ -147,32 +140,32 @@ pub(crate) async fn run<R, W, P>(
     W: AsyncWrite + Unpin + Send + 'static,
     P: Protocol,
 {
-    let _counted = Counted::new(shared.clone());
-    let id = shared.next_connection_id();
+    let _open = connections.opened();
+    let id = connections.next_id();
+    let settings = connections.settings();
     let queue = QueuePolicy {
-        capacity: shared.config.transport.send_buffer,
+        capacity: settings.send_buffer,
         slow_consumer: transport.slow_consumer,
-        pacer: shared.pacer.clone(),
+        pacer: connections.pacer().cloned(),
     };
     let sub = Subscriber::new(
         id,
-        transport.format,
-        transport.reliable,
+        transport.variant,
         queue,
-        shared.slow_consumers.clone(),
+        connections.slow_consumer_stats().clone(),
     );
     let mut protocol = make(sub.clone());
     let writer = Writer::new(
         writer_io,
         WriterConfig {
-            format: transport.format,
-            reliable: transport.reliable,
-            ping_interval: shared.config.transport.ping_interval(),
-            write_timeout: shared.config.transport.write_timeout(),
+            reply_opcode: transport.reply_opcode,
+            ping_interval: settings.ping_interval,
+            write_timeout: settings.write_timeout,
             goodbye: protocol.goodbye(),
         },
         sub.clone(),
-        shared.shutdown.clone(),
+        connections.shutdown(),
+        protocol.sequencer(),
     );
     let mut writer = tokio::spawn(writer.run()).fuse();
     if let Some(opening) = protocol.opening() {
@@ -187,8 +180,7 @@ pub(crate) async fn run<R, W, P>(
         &mut writer,
     )
     .await;
-    shared.index.unsubscribe_all(&sub);
-    shared.feeds.unsubscribe_all(&sub);
+    protocol.on_close();
     // The writer sends what the reader queued (a close echo, say), then stops.
     sub.outbox().reader_gone();
     if end == LoopEnd::Drain {
@@ -337,7 +329,8 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             Step::Nothing => Vec::new(),
             Step::Reply(bytes) => vec![Control::Reply(bytes)],
             Step::Replies(all) => all.into_iter().map(Control::Reply).collect(),
-            Step::SequenceAck(id) => vec![Control::SequenceAck(id)],
+            Step::Frame(frame) => vec![Control::Frame(frame)],
+            Step::Ack(id) => vec![Control::Ack(id)],
             Step::Close { code, reason, last } => {
                 close_sent = true;
                 vec![Control::Close { code, reason, last }]
@@ -367,15 +360,17 @@ async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
 
 /// What the loop does after a message.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Step {
+pub enum Step {
     /// Nothing.
     Nothing,
     /// Send this encoded message.
     Reply(Bytes),
     /// Send these encoded messages, in order.
     Replies(Vec<Bytes>),
-    /// Trim the unacked buffer.
-    SequenceAck(u64),
+    /// Send this whole frame as it is (an echo of the client's opcode).
+    Frame(Bytes),
+    /// Pass an acknowledgement to the connection's [`Sequencer`].
+    Ack(u64),
     /// Close the connection (after sending `last`, if any).
     Close {
         /// RFC 6455 §7.4 status code.

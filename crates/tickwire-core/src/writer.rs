@@ -9,85 +9,100 @@
 //! re-framing. The buffer exists only while a batch is written: an idle
 //! connection holds none.
 //!
-//! Control items (replies, pongs, closes, sequence acks) come first: an ack
-//! is always written before data of the group it confirmed. Sequence ids of
-//! the reliable subprotocols are assigned here, at write time, so they are
-//! gap-free per connection whatever the fan-out did; the written messages
-//! stay in the unacked buffer until the client's `sequenceAck`.
+//! Control items (replies, pongs, closes, acknowledgements) come first: a
+//! reply is always written before data queued after it was decided.
 //!
-//! The writer is the same for every endpoint: the pubsub subprotocols queue
-//! [`Outbound::Message`]s when reliable, everything else pre-built frames
-//! ([`Outbound::Frame`]). What differs per endpoint is in
-//! [`WriterConfig`]: the wire format of replies, whether messages are
-//! sequenced, and the goodbye message sent before the shutdown's close frame.
+//! The writer is the same for every endpoint and knows none of their
+//! protocols. Most data is pre-built frames ([`Outbound::Frame`]). An
+//! endpoint whose messages carry a per-connection sequence number (the
+//! reliable Azure Web PubSub subprotocols) queues [`Outbound::Sequenced`]
+//! messages instead and gives the connection a [`Sequencer`]: the hook that
+//! stamps each one at write time, so that numbers are gap-free per
+//! connection whatever the fan-out or the slow-consumer policy dropped, and
+//! keeps it until the client acknowledges it. What else differs per
+//! endpoint is in [`WriterConfig`]: the opcode of replies and the goodbye
+//! message sent before the shutdown's close frame.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
-use tickwire_pubsub::{EncodedMessage, WireFormat};
 use tickwire_websocket::close_code;
-use tickwire_websocket::frame::{
-    OpCode, frame, header_len, put_close, put_control, put_frame, put_header,
-};
+use tickwire_websocket::frame::{OpCode, frame, put_close, put_control, put_frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::fanout::Subscriber;
 use crate::outbox::{Batch, Outbox};
-
-/// The opcode of `format`'s data frames: text for JSON, binary for protobuf.
-fn opcode_of(format: WireFormat) -> OpCode {
-    match format {
-        WireFormat::Json => OpCode::Text,
-        WireFormat::Protobuf => OpCode::Binary,
-    }
-}
+use crate::subscriber::Subscriber;
 
 /// One item of a connection's data queue, as the fan-out leaves it.
 ///
 /// Cloning either variant is a reference-count increment: the fan-out
 /// encodes an update once and every subscriber's queue holds the same bytes.
 #[derive(Debug, Clone)]
-pub(crate) enum Outbound {
+pub enum Outbound {
     /// A complete, unmasked WebSocket frame (header and payload), built once
     /// per update and wire format and written as it is.
     Frame(Bytes),
-    /// A pubsub data message for a reliable subprotocol, which stamps its
-    /// `sequenceId` on it at write time.
-    Message(EncodedMessage),
+    /// A message the connection's [`Sequencer`] stamps with its sequence
+    /// number at write time.
+    Sequenced(Arc<dyn SequencedMessage>),
+}
+
+/// A data message whose bytes depend on the connection it is written to: a
+/// sequence number is part of it (see [`Sequencer`]). Shared by every
+/// subscriber of an update, as a pre-built frame is.
+pub trait SequencedMessage: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends the message's whole frame (header and payload), stamped with
+    /// `sequence_id`, and returns how many bytes it appended.
+    fn write_frame(&self, sequence_id: u64, buf: &mut BytesMut) -> usize;
+}
+
+/// A connection's sequencing: the hook a reliable protocol supplies (see
+/// [`Protocol::sequencer`](crate::session::Protocol::sequencer)).
+///
+/// The writer calls [`write`](Sequencer::write) for every
+/// [`Outbound::Sequenced`] it writes, in order, and
+/// [`ack`](Sequencer::ack) for every [`Step::Ack`](crate::session::Step::Ack)
+/// the protocol returns. It runs on the writer task; it need not be `Sync`.
+pub trait Sequencer: Send + 'static {
+    /// Stamps `msg` with the connection's next sequence number, writes it
+    /// into `buf` and keeps it until acknowledged; `Err` with a reason when
+    /// the connection must be closed instead (1008: too much unacknowledged).
+    fn write(&mut self, msg: &Arc<dyn SequencedMessage>, buf: &mut BytesMut) -> Result<(), String>;
+
+    /// The client acknowledged every message up to `sequence_id`.
+    fn ack(&mut self, sequence_id: u64);
 }
 
 impl Outbound {
     /// A text frame carrying `text`, built once for every subscriber.
-    pub(crate) fn text(text: &[u8]) -> Outbound {
+    pub fn text(text: &[u8]) -> Outbound {
         Outbound::Frame(frame(OpCode::Text, text))
     }
 
-    /// The frame of an encoded message for a connection that does not
-    /// sequence messages: text for JSON, binary for protobuf.
-    pub(crate) fn unsequenced(msg: &EncodedMessage) -> Outbound {
-        Outbound::Frame(frame(opcode_of(msg.format()), &msg.unsequenced()))
+    /// A binary frame carrying `bytes`, built once for every subscriber.
+    pub fn binary(bytes: &[u8]) -> Outbound {
+        Outbound::Frame(frame(OpCode::Binary, bytes))
     }
 }
 
-/// Most unacknowledged messages a reliable connection may have (the service's limit).
-pub(crate) const MAX_UNACKED_MESSAGES: usize = 1000;
-/// Most unacknowledged bytes a reliable connection may have (the service's limit).
-pub(crate) const MAX_UNACKED_BYTES: usize = 16 << 20;
-
 /// Work for the writer from the connection's reader side.
 #[derive(Debug)]
-pub(crate) enum Control {
-    /// An encoded protocol message (connected, ack, pong) to send as a data frame.
+pub enum Control {
+    /// An encoded protocol message (connected, ack, pong) to send as a data
+    /// frame of the connection's reply opcode.
     Reply(Bytes),
+    /// A whole frame to write as it is.
+    Frame(Bytes),
     /// A WebSocket pong answering the client's ping (RFC 6455 §5.5.3).
     Pong(Bytes),
-    /// The client's `sequenceAck`: forget messages up to and including this id.
-    SequenceAck(u64),
+    /// An acknowledgement for the connection's [`Sequencer`].
+    Ack(u64),
     /// Send a close frame (after an optional last message) and stop.
     Close {
         /// RFC 6455 §7.4 status code.
@@ -104,7 +119,7 @@ pub(crate) enum Control {
 
 /// How the writer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriterExit {
+pub enum WriterExit {
     /// A close frame was written; the reader may wait for the client's.
     CloseSent,
     /// The connection failed or was dropped (write error, timeout, full queue).
@@ -115,37 +130,34 @@ pub(crate) enum WriterExit {
 
 /// The writer's settings.
 #[derive(Debug, Clone)]
-pub(crate) struct WriterConfig {
-    /// The wire format of replies: JSON in text frames, protobuf in binary ones.
-    pub(crate) format: WireFormat,
-    /// Whether [`Outbound::Message`]s get a `sequenceId` and are kept until acked.
-    pub(crate) reliable: bool,
+pub struct WriterConfig {
+    /// The opcode of replies ([`Control::Reply`]) and goodbyes: text or binary.
+    pub reply_opcode: OpCode,
     /// Time between two WebSocket pings.
-    pub(crate) ping_interval: Duration,
+    pub ping_interval: Duration,
     /// Longest a single write may take.
-    pub(crate) write_timeout: Duration,
+    pub write_timeout: Duration,
     /// A message sent before the close frame when the gateway shuts down
     /// (the pubsub `disconnected` system message).
-    pub(crate) goodbye: Option<Bytes>,
+    pub goodbye: Option<Bytes>,
 }
 
 /// The writer task's state.
-pub(crate) struct Writer<W> {
+pub struct Writer<W> {
     io: W,
     config: WriterConfig,
     sub: Subscriber,
     shutdown: watch::Receiver<bool>,
     /// The frames of one batch; empty (unallocated) between batches.
     buf: BytesMut,
-    next_sequence_id: u64,
-    unacked: Unacked,
+    sequencer: Option<Box<dyn Sequencer>>,
 }
 
 impl<W> std::fmt::Debug for Writer<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
             .field("connection", &self.sub.id())
-            .field("next_sequence_id", &self.next_sequence_id)
+            .field("sequenced", &self.sequencer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -164,11 +176,12 @@ enum Work {
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
-    pub(crate) fn new(
+    pub fn new(
         io: W,
         config: WriterConfig,
         sub: Subscriber,
         shutdown: watch::Receiver<bool>,
+        sequencer: Option<Box<dyn Sequencer>>,
     ) -> Self {
         Writer {
             io,
@@ -176,14 +189,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             sub,
             shutdown,
             buf: BytesMut::new(),
-            next_sequence_id: 1,
-            unacked: Unacked::default(),
+            sequencer,
         }
     }
 
     /// Runs until a close frame is written, the connection fails, or the
     /// reader goes away.
-    pub(crate) async fn run(mut self) -> WriterExit {
+    pub async fn run(mut self) -> WriterExit {
         let exit = self.serve().await;
         self.sub.outbox().writer_gone();
         exit
@@ -226,7 +238,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             let single = (batch.ctrl.is_empty() && batch.data.len() == 1 && !ping_due)
                 .then(|| match &batch.data[0].out {
                     Outbound::Frame(frame) => Some(frame.clone()),
-                    Outbound::Message(_) => None,
+                    Outbound::Sequenced(_) => None,
                 })
                 .flatten();
             if let Some(frame) = single {
@@ -310,39 +322,28 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Renders one item into the buffer.
     fn render(&mut self, work: Work) -> After {
-        let op = opcode_of(self.config.format);
+        let op = self.config.reply_opcode;
         match work {
             Work::Data(Outbound::Frame(frame)) => {
                 self.buf.extend_from_slice(&frame);
                 After::Continue
             }
-            Work::Data(Outbound::Message(msg)) => {
-                if self.config.reliable {
-                    let seq = self.next_sequence_id;
-                    self.next_sequence_id += 1;
-                    let len = msg.encoded_len(Some(seq));
-                    self.buf.reserve(header_len(len) + len);
-                    put_header(&mut self.buf, op, len);
-                    msg.write_to(Some(seq), &mut self.buf);
-                    if !self.unacked.push(seq, len, msg) {
-                        warn!(
-                            connection = self.sub.id(),
-                            messages = self.unacked.messages.len(),
-                            bytes = self.unacked.bytes,
-                            "too many unacknowledged messages; closing"
-                        );
-                        put_close(
-                            &mut self.buf,
-                            close_code::POLICY,
-                            "too many unacknowledged messages",
-                        );
-                        return After::Stop;
+            Work::Data(Outbound::Sequenced(msg)) => {
+                let Some(sequencer) = self.sequencer.as_mut() else {
+                    warn!(
+                        connection = self.sub.id(),
+                        "sequenced message for a connection without a sequencer; skipped"
+                    );
+                    return After::Continue;
+                };
+                match sequencer.write(&msg, &mut self.buf) {
+                    Ok(()) => After::Continue,
+                    Err(reason) => {
+                        warn!(connection = self.sub.id(), reason, "closing");
+                        put_close(&mut self.buf, close_code::POLICY, &reason);
+                        After::Stop
                     }
-                } else {
-                    let bytes = msg.unsequenced();
-                    put_frame(&mut self.buf, op, &bytes);
                 }
-                After::Continue
             }
             Work::Ctrl(Control::Reply(bytes)) => {
                 put_frame(&mut self.buf, op, &bytes);
@@ -352,8 +353,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 put_control(&mut self.buf, OpCode::Pong, &payload);
                 After::Continue
             }
-            Work::Ctrl(Control::SequenceAck(id)) => {
-                self.unacked.ack(id);
+            Work::Ctrl(Control::Frame(frame)) => {
+                self.buf.extend_from_slice(&frame);
+                After::Continue
+            }
+            Work::Ctrl(Control::Ack(id)) => {
+                if let Some(sequencer) = self.sequencer.as_mut() {
+                    sequencer.ack(id);
+                }
                 After::Continue
             }
             Work::Ctrl(Control::Close { code, reason, last }) => {
@@ -386,41 +393,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 }
 
-/// The reliable subprotocols' unacknowledged messages, oldest first.
-#[derive(Default)]
-struct Unacked {
-    messages: VecDeque<(u64, usize, EncodedMessage)>,
-    bytes: usize,
-}
-
-impl Unacked {
-    /// Keeps a written message; false when the buffer is over its limits.
-    fn push(&mut self, seq: u64, len: usize, msg: EncodedMessage) -> bool {
-        self.messages.push_back((seq, len, msg));
-        self.bytes += len;
-        self.messages.len() <= MAX_UNACKED_MESSAGES && self.bytes <= MAX_UNACKED_BYTES
-    }
-
-    /// Forgets every message up to and including `seq` (acks are cumulative).
-    fn ack(&mut self, seq: u64) {
-        while let Some(&(s, len, _)) = self.messages.front() {
-            if s > seq {
-                break;
-            }
-            self.bytes -= len;
-            self.messages.pop_front();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use std::sync::{Arc, Mutex};
 
-    use crate::fanout::QueuePolicy;
     use crate::outbox::{Pacer, SlowConsumer, SlowConsumerStats};
+    use crate::subscriber::QueuePolicy;
 
     /// One write a [`Recorder`] took: when, and the bytes.
     type Write = (tokio::time::Instant, Vec<u8>);
@@ -470,8 +450,7 @@ mod tests {
         let pacer = Pacer::start(write_delay);
         let sub = Subscriber::new(
             1,
-            WireFormat::Json,
-            false,
+            0,
             QueuePolicy {
                 capacity: 16,
                 slow_consumer: SlowConsumer::Disconnect,
@@ -482,13 +461,12 @@ mod tests {
         let recorder = Recorder::default();
         let (shutdown_tx, shutdown) = watch::channel(false);
         let config = WriterConfig {
-            format: WireFormat::Json,
-            reliable: false,
+            reply_opcode: OpCode::Text,
             ping_interval: Duration::from_secs(3600),
             write_timeout: Duration::from_secs(10),
             goodbye: None,
         };
-        let writer = Writer::new(recorder.clone(), config, sub.clone(), shutdown);
+        let writer = Writer::new(recorder.clone(), config, sub.clone(), shutdown, None);
         tokio::spawn(async move {
             // The pacer lives as long as the writer, as the gateway's does.
             let _pacer = pacer;
@@ -593,31 +571,5 @@ mod tests {
                 (ms(2), b"\x81\x01r\x81\x01b".to_vec())
             ]
         );
-    }
-
-    #[test]
-    fn unacked_messages_are_trimmed_cumulatively() {
-        use tickwire_pubsub::{MessageData, MessageFrom, encode_message};
-        let msg = encode_message(
-            WireFormat::Json,
-            &MessageFrom::group("g"),
-            &MessageData::Text("x".into()),
-        );
-        let mut unacked = Unacked::default();
-        for seq in 1..=5 {
-            assert!(unacked.push(seq, 10, msg.clone()));
-        }
-        unacked.ack(3);
-        assert_eq!(unacked.messages.len(), 2);
-        assert_eq!(unacked.bytes, 20);
-        unacked.ack(2);
-        assert_eq!(unacked.messages.len(), 2);
-        unacked.ack(u64::MAX);
-        assert_eq!((unacked.messages.len(), unacked.bytes), (0, 0));
-
-        for seq in 1..=MAX_UNACKED_MESSAGES as u64 {
-            assert!(unacked.push(seq, 1, msg.clone()));
-        }
-        assert!(!unacked.push(1001, 1, msg));
     }
 }

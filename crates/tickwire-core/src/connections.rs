@@ -1,0 +1,182 @@
+//! What every connection of a server shares: its settings, its counters, its
+//! write pacing and its shutdown signal, and the tracker the server waits on
+//! when it stops.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::outbox::{Pacer, SlowConsumerCounts, SlowConsumerStats};
+
+/// The transport settings every connection of a server shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// Data items queued per connection (`send_buffer`).
+    pub send_buffer: usize,
+    /// Time between two WebSocket pings the server sends.
+    pub ping_interval: Duration,
+    /// Longest a single socket write may take before the client is dropped.
+    pub write_timeout: Duration,
+    /// Write pacing: at most one data write per connection per period
+    /// (zero: off; see [`Pacer`]).
+    pub write_delay: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            send_buffer: 256,
+            ping_interval: Duration::from_secs(54),
+            write_timeout: Duration::from_secs(10),
+            write_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The connections of one server (see the [module](self) docs).
+///
+/// Holds no lock; the counters are atomics.
+#[derive(Debug)]
+pub struct Connections {
+    settings: ConnectionSettings,
+    pacer: Option<Arc<Pacer>>,
+    slow_consumers: Arc<SlowConsumerStats>,
+    open: AtomicU64,
+    next_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Connections {
+    /// The connections of a server that shuts down when `shutdown` becomes
+    /// `true` (or its sender is dropped). With a write delay, starts the
+    /// pacer's timer task, so it must be called within a tokio runtime.
+    pub fn new(settings: ConnectionSettings, shutdown: watch::Receiver<bool>) -> Arc<Connections> {
+        let pacer = Pacer::start(settings.write_delay);
+        Arc::new(Connections {
+            settings,
+            pacer,
+            slow_consumers: Arc::new(SlowConsumerStats::default()),
+            open: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+            shutdown,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ConnectionSettings {
+        &self.settings
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// What the slow-consumer policies did so far, all connections together.
+    pub fn slow_consumers(&self) -> SlowConsumerCounts {
+        self.slow_consumers.counts()
+    }
+
+    /// The counters the slow-consumer policies update.
+    pub fn slow_consumer_stats(&self) -> &Arc<SlowConsumerStats> {
+        &self.slow_consumers
+    }
+
+    /// The write pacing, when on.
+    pub fn pacer(&self) -> Option<&Arc<Pacer>> {
+        self.pacer.as_ref()
+    }
+
+    /// A receiver of the shutdown signal.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A new connection id, unique within the server.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a connection as open until the returned guard is dropped.
+    pub fn opened(self: &Arc<Self>) -> Open {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Open(self.clone())
+    }
+}
+
+/// One open connection, counted until dropped ([`Connections::opened`]).
+#[derive(Debug)]
+pub struct Open(Arc<Connections>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Held by every connection task; [`Drained::wait`] returns once all of
+/// them are dropped.
+#[derive(Debug, Clone)]
+pub struct Tracker(#[allow(dead_code)] mpsc::Sender<()>);
+
+/// The other end of the [`Tracker`]s.
+#[derive(Debug)]
+pub struct Drained(mpsc::Receiver<()>);
+
+/// A tracker and the way to wait for all of its clones to be dropped.
+pub fn tracker() -> (Tracker, Drained) {
+    let (tx, rx) = mpsc::channel(1);
+    (Tracker(tx), Drained(rx))
+}
+
+impl Drained {
+    /// Returns once every [`Tracker`] is dropped.
+    pub async fn wait(&mut self) {
+        // `recv` returns `None` once every sender is gone; none ever sends.
+        while self.0.recv().await.is_some() {}
+    }
+}
+
+/// Completes once `rx` says the server shuts down (or its sender is gone).
+pub async fn shutdown_started(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await.
+    let _ = rx.wait_for(|&s| s).await.map(|_| ());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_open_connections_and_waits_for_trackers() {
+        let (_tx, rx) = watch::channel(false);
+        let connections = Connections::new(ConnectionSettings::default(), rx);
+        let a = connections.opened();
+        let b = connections.opened();
+        assert_eq!(connections.open(), 2);
+        drop(a);
+        assert_eq!(connections.open(), 1);
+        drop(b);
+        assert_eq!(connections.open(), 0);
+        assert_ne!(connections.next_id(), connections.next_id());
+
+        let (tracker, mut drained) = tracker();
+        let held = tracker.clone();
+        drop(tracker);
+        let waited = tokio::spawn(async move { drained.wait().await });
+        tokio::task::yield_now().await;
+        assert!(!waited.is_finished());
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), waited)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

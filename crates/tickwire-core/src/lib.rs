@@ -1,0 +1,96 @@
+//! The transport and fan-out core of tickwire: everything a WebSocket
+//! connection needs that is not a protocol.
+//!
+//! - [`session`]: one connection's read loop over the sans-IO codec of
+//!   `tickwire-websocket` (the loop only moves bytes), pings, idle
+//!   deadlines, closing, and the [`Protocol`] trait an endpoint implements
+//!   to decide what messages mean;
+//! - [`writer`]: the task that owns the socket's write half, writes
+//!   everything queued in one `write`, and the [`Sequencer`] hook for
+//!   protocols that number their messages per connection;
+//! - [`outbox`]: each connection's bounded data queue and its slow-consumer
+//!   policies ([`SlowConsumer`]), the control queue, corked wake-ups, write
+//!   pacing;
+//! - [`subscriber`]: the connection as the fan-out sees it, a subscription
+//!   [`Index`] of them, and delivering one update to every subscriber of a
+//!   topic, encoded once per endpoint-defined variant ([`publish`],
+//!   [`publish_text`]);
+//! - [`connections`]: what a server's connections share (settings,
+//!   counters, shutdown) and the tracker it waits on when it stops;
+//! - [`http`]: serving an HTTP/1.1 connection with hyper, the upgrade, the
+//!   hand-over of the TCP stream to a session, JSON answers.
+//!
+//! What it does not do: it knows no endpoint, no wire format beyond RFC 6455
+//! and no adapter. Endpoints plug in through [`Protocol`] (per connection),
+//! [`Sequencer`] (optional, per connection) and the variant of their
+//! subscribers (per update). Locks are held for a few instructions and never
+//! across an `.await`.
+//!
+//! An echo server is a few lines over it:
+//!
+//! ```no_run
+//! use std::time::Instant;
+//!
+//! use bytes::Bytes;
+//! use tickwire_core::http::{handshake, handshake_refusal, serve_connection, start_session, upgrade_with};
+//! use tickwire_core::session::{Activity, Protocol, Step, Transport};
+//! use tickwire_core::{ConnectionSettings, Connections, SlowConsumer, tracker};
+//! use tickwire_websocket::{MessageKind, OpCode, close_code, frame};
+//!
+//! struct Echo;
+//!
+//! impl Protocol for Echo {
+//!     fn on_message(&mut self, kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
+//!         let opcode = if kind == MessageKind::Text { OpCode::Text } else { OpCode::Binary };
+//!         Step::Frame(frame::frame(opcode, payload))
+//!     }
+//!     fn deadline(&self, activity: &Activity) -> Instant {
+//!         activity.last_frame + std::time::Duration::from_secs(60)
+//!     }
+//!     fn idle_close(&self) -> (u16, &str) {
+//!         (close_code::NORMAL, "idle")
+//!     }
+//! }
+//!
+//! # async fn serve() -> std::io::Result<()> {
+//! let (_stop, shutdown) = tokio::sync::watch::channel(false);
+//! let connections = Connections::new(ConnectionSettings::default(), shutdown.clone());
+//! let (tracker, _drained) = tracker();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, peer) = listener.accept().await?;
+//!     let (connections, tracker) = (connections.clone(), tracker.clone());
+//!     tokio::spawn(serve_connection(stream, peer, shutdown.clone(), move |mut req| {
+//!         let (connections, tracker) = (connections.clone(), tracker.clone());
+//!         let transport = Transport {
+//!             variant: 0,
+//!             reply_opcode: OpCode::Text,
+//!             max_message_bytes: 1 << 20,
+//!             slow_consumer: SlowConsumer::Disconnect,
+//!         };
+//!         let answer = match handshake(&req) {
+//!             Ok(h) => upgrade_with(&mut req, h, move |upgraded| {
+//!                 start_session(upgraded, connections, transport, |_| Echo, tracker)
+//!             }),
+//!             Err(e) => handshake_refusal(&e),
+//!         };
+//!         async move { answer }
+//!     }));
+//! }
+//! # }
+//! ```
+
+pub mod connections;
+pub mod http;
+pub mod outbox;
+pub mod session;
+pub mod subscriber;
+pub mod writer;
+
+pub use connections::{
+    ConnectionSettings, Connections, Drained, Tracker, shutdown_started, tracker,
+};
+pub use outbox::{SlowConsumer, SlowConsumerCounts, corked};
+pub use session::{Activity, Protocol, Step, Transport};
+pub use subscriber::{Index, Kind, Subscriber, publish, publish_text};
+pub use writer::{Outbound, SequencedMessage, Sequencer};

@@ -1,0 +1,326 @@
+//! A connection as the fan-out sees it, and delivering one update to every
+//! subscriber of a topic.
+//!
+//! A [`Subscriber`] is a connection's id, its *variant* and its
+//! [outbox](crate::outbox). The variant is a small number the endpoint
+//! chooses per connection for the encodings it must tell apart (the pubsub
+//! hubs use it for the wire format and whether messages are sequenced); the
+//! core never interprets it. [`publish`] asks the endpoint for the message
+//! of each variant present among a topic's subscribers, at most once each,
+//! and queues the same [`Outbound`] (a reference count) to all of them;
+//! [`publish_text`] is the common case of one text frame for everyone.
+//!
+//! The index's subscriber lists are walked under their read lock; the
+//! closures do only non-blocking work (`try`-style offers, the lazy encode)
+//! and never await.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tickwire_index::{SubscriptionIndex, TopicId};
+use tracing::{info, warn};
+
+use crate::outbox::{Item, NO_TOPIC, Offered, Outbox, Pacer, SlowConsumer, SlowConsumerStats};
+use crate::writer::Outbound;
+
+/// A subscription index of connections.
+pub type Index = SubscriptionIndex<Subscriber>;
+
+/// How many variants [`publish`] tells apart.
+pub const VARIANTS: usize = 8;
+
+/// A connection as the index and the fan-out see it: its id, variant and
+/// [`Outbox`]. Equal and hashed by connection id; cloning is a reference
+/// count.
+#[derive(Clone)]
+pub struct Subscriber(Arc<SubscriberInner>);
+
+struct SubscriberInner {
+    id: u64,
+    variant: u8,
+    outbox: Outbox,
+    /// The gateway's counts of slow-consumer decisions.
+    stats: Arc<SlowConsumerStats>,
+    /// Whether a slow-consumer decision was logged for this connection.
+    trimmed: AtomicBool,
+    /// [`clock_ms`] of the last data message queued.
+    last_data_ms: AtomicU64,
+}
+
+/// What a connection's queue is, does when full, and how its data writes
+/// are paced.
+#[derive(Debug, Clone)]
+pub struct QueuePolicy {
+    /// Data items queued at most (`send_buffer`).
+    pub capacity: usize,
+    /// What a full queue does.
+    pub slow_consumer: SlowConsumer,
+    /// The gateway's write pacing (`write_delay_ms`), when on.
+    pub pacer: Option<Arc<Pacer>>,
+}
+
+impl Subscriber {
+    /// A connection `id` of `variant` (below [`VARIANTS`]) with a queue of
+    /// `queue`, counting its slow-consumer decisions in `stats`.
+    pub fn new(id: u64, variant: u8, queue: QueuePolicy, stats: Arc<SlowConsumerStats>) -> Self {
+        debug_assert!(usize::from(variant) < VARIANTS);
+        Subscriber(Arc::new(SubscriberInner {
+            id,
+            variant,
+            outbox: Outbox::new(queue.capacity, queue.slow_consumer, queue.pacer),
+            stats,
+            trimmed: AtomicBool::new(false),
+            last_data_ms: AtomicU64::new(clock_ms()),
+        }))
+    }
+
+    /// The connection id.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The endpoint's variant of this connection.
+    pub fn variant(&self) -> u8 {
+        self.0.variant
+    }
+
+    /// The connection's queues.
+    pub fn outbox(&self) -> &Outbox {
+        &self.0.outbox
+    }
+
+    /// When a data message (not a heartbeat or status) was last queued for
+    /// this connection.
+    pub fn last_data(&self) -> Instant {
+        clock_origin() + Duration::from_millis(self.0.last_data_ms.load(Ordering::Relaxed))
+    }
+
+    /// Queues `msg`, an update of `topic` ([`NO_TOPIC`] for none); a full
+    /// queue applies the slow-consumer policy. Returns whether the queue took it.
+    pub fn offer(&self, topic: u32, msg: Outbound) -> bool {
+        match self.0.outbox.offer(Item { topic, out: msg }, &self.0.stats) {
+            Offered::Queued => true,
+            Offered::Trimmed => {
+                if !self.0.trimmed.swap(true, Ordering::Relaxed) {
+                    info!(
+                        connection = self.id(),
+                        policy = %self.0.outbox.policy(),
+                        "send buffer full; the slow client skips updates from now on"
+                    );
+                }
+                true
+            }
+            Offered::Full => {
+                warn!(
+                    connection = self.id(),
+                    capacity = self.0.outbox.capacity(),
+                    "send buffer full; dropping the slow client"
+                );
+                false
+            }
+            Offered::Closed => false,
+        }
+    }
+
+    /// Marks the connection for dropping; the writer stops at once. Returns
+    /// whether this call was the first to do so.
+    pub fn drop_connection(&self) -> bool {
+        self.0.outbox.drop_connection()
+    }
+}
+
+impl PartialEq for Subscriber {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Subscriber {}
+
+impl Hash for Subscriber {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("id", &self.0.id)
+            .field("variant", &self.0.variant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The conflation key of `topic`.
+pub fn topic_key(topic: TopicId) -> u32 {
+    u32::try_from(topic.index()).unwrap_or(NO_TOPIC)
+}
+
+/// Delivers one update to every subscriber of `topic` (but the connection
+/// `except`): `encode(variant)` gives the message of each variant present,
+/// and is called at most once per variant. Returns how many queues took it.
+pub fn publish(
+    index: &Index,
+    topic: TopicId,
+    except: Option<u64>,
+    mut encode: impl FnMut(u8) -> Outbound,
+) -> usize {
+    let mut encoded: [Option<Outbound>; VARIANTS] = Default::default();
+    let key = topic_key(topic);
+    let mut delivered = 0;
+    index.for_each_subscriber(topic, |sub| {
+        if Some(sub.id()) == except {
+            return;
+        }
+        let variant = sub.variant();
+        let slot = usize::from(variant) % VARIANTS;
+        let out = encoded[slot].get_or_insert_with(|| encode(variant)).clone();
+        if sub.offer(key, out) {
+            delivered += 1;
+        }
+    });
+    delivered
+}
+
+/// Whether a message is data (it counts as activity of the connection, see
+/// [`Subscriber::last_data`], and conflates with its topic's) or
+/// housekeeping (heartbeats, status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Market data.
+    Data,
+    /// A heartbeat or status message.
+    Housekeeping,
+}
+
+/// Delivers one encoded text message to every subscriber of `topic`: the
+/// text frame is built once and each queue gets a clone of the same
+/// `Bytes`. Returns how many took it.
+pub fn publish_text(index: &Index, topic: TopicId, text: &Bytes, kind: Kind) -> usize {
+    let now = (kind == Kind::Data).then(clock_ms);
+    let key = match kind {
+        Kind::Data => topic_key(topic),
+        // Never conflated with (or instead of) the topic's data.
+        Kind::Housekeeping => NO_TOPIC,
+    };
+    let mut frame: Option<Outbound> = None;
+    let mut delivered = 0;
+    index.for_each_subscriber(topic, |sub| {
+        let out = frame.get_or_insert_with(|| Outbound::text(text)).clone();
+        if sub.offer(key, out) {
+            delivered += 1;
+            if let Some(now) = now {
+                sub.0.last_data_ms.store(now, Ordering::Relaxed);
+            }
+        }
+    });
+    delivered
+}
+
+/// The instant [`clock_ms`] counts from.
+fn clock_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// Milliseconds since [`clock_origin`]: a monotonic stamp that fits an atomic.
+fn clock_ms() -> u64 {
+    u64::try_from(clock_origin().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscriber(id: u64, variant: u8) -> Subscriber {
+        let queue = QueuePolicy {
+            capacity: 4,
+            slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
+        };
+        Subscriber::new(id, variant, queue, Arc::new(SlowConsumerStats::default()))
+    }
+
+    fn queued(sub: &Subscriber) -> Vec<Outbound> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut batch = crate::outbox::Batch::default();
+        let _ = sub.outbox().poll_take(&mut cx, &mut batch);
+        batch.data.into_iter().map(|item| item.out).collect()
+    }
+
+    #[test]
+    fn each_variant_is_encoded_once_and_shared() {
+        let index = Index::new();
+        let subs = [
+            subscriber(1, 0),
+            subscriber(2, 1),
+            subscriber(3, 0),
+            subscriber(4, 1),
+        ];
+        for sub in &subs {
+            index.subscribe("t", sub.clone());
+        }
+        let topic = index.lookup("t").unwrap();
+        let mut calls = Vec::new();
+        let delivered = publish(&index, topic, Some(3), |variant| {
+            calls.push(variant);
+            Outbound::text(&[b'a' + variant])
+        });
+        assert_eq!(delivered, 3, "all but the excepted one");
+        calls.sort_unstable();
+        assert_eq!(calls, [0, 1]);
+        let frames: Vec<Bytes> = subs
+            .iter()
+            .flat_map(queued)
+            .map(|out| match out {
+                Outbound::Frame(bytes) => bytes,
+                Outbound::Sequenced(_) => panic!("a frame was queued"),
+            })
+            .collect();
+        assert_eq!(frames.len(), 3);
+        // The same bytes, not copies, for one variant.
+        let a: Vec<&Bytes> = frames.iter().filter(|f| f[2] == b'a').collect();
+        assert_eq!(a.len(), 1);
+        let b: Vec<&Bytes> = frames.iter().filter(|f| f[2] == b'b').collect();
+        assert_eq!((b.len(), b[0].as_ptr()), (2, b[1].as_ptr()));
+    }
+
+    #[test]
+    fn text_is_framed_once_and_data_marks_activity() {
+        let index = Index::new();
+        let subs = [subscriber(1, 0), subscriber(2, 0)];
+        for sub in &subs {
+            index.subscribe("t", sub.clone());
+        }
+        let topic = index.lookup("t").unwrap();
+        let before = subs[0].last_data();
+        std::thread::sleep(Duration::from_millis(5));
+        publish_text(
+            &index,
+            topic,
+            &Bytes::from_static(b"hb"),
+            Kind::Housekeeping,
+        );
+        assert_eq!(subs[0].last_data(), before, "housekeeping is not activity");
+        assert_eq!(
+            publish_text(&index, topic, &Bytes::from_static(b"x"), Kind::Data),
+            2
+        );
+        assert!(subs[0].last_data() > before);
+        let ptrs: Vec<*const u8> = subs
+            .iter()
+            .flat_map(queued)
+            .filter_map(|out| match out {
+                Outbound::Frame(bytes) if bytes.ends_with(b"x") => Some(bytes.as_ptr()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ptrs.len(), 2);
+        assert_eq!(ptrs[0], ptrs[1]);
+    }
+}
