@@ -15,6 +15,8 @@
 //!   [`Index`] of them, and delivering one update to every subscriber of a
 //!   topic, encoded once per endpoint-defined variant ([`publish`],
 //!   [`publish_text`]);
+//! - [`dispatch`]: the fan-out of updates to every endpoint's [`Feed`], in
+//!   corked bursts, from the adapters' streams or a publish request;
 //! - [`connections`]: what a server's connections share (settings,
 //!   counters, shutdown) and the tracker it waits on when it stops;
 //! - [`http`]: serving an HTTP/1.1 connection with hyper, the upgrade, the
@@ -22,8 +24,8 @@
 //!
 //! What it does not do: it knows no endpoint, no wire format beyond RFC 6455
 //! and no adapter. Endpoints plug in through [`Protocol`] (per connection),
-//! [`Sequencer`] (optional, per connection) and the variant of their
-//! subscribers (per update). Locks are held for a few instructions and never
+//! [`Sequencer`] (optional, per connection), the variant of their
+//! subscribers (per message) and [`Feed`] (per update). Locks are held for a few instructions and never
 //! across an `.await`.
 //!
 //! An echo server is a few lines over it:
@@ -81,6 +83,7 @@
 //! ```
 
 pub mod connections;
+pub mod dispatch;
 pub mod http;
 pub mod outbox;
 pub mod session;
@@ -90,6 +93,7 @@ pub mod writer;
 pub use connections::{
     ConnectionSettings, Connections, Drained, Tracker, shutdown_started, tracker,
 };
+pub use dispatch::{FanOut, Feed};
 pub use outbox::{SlowConsumer, SlowConsumerCounts, corked};
 pub use session::{Activity, Protocol, Step, Transport};
 pub use subscriber::{Index, Kind, Subscriber, publish, publish_text};

@@ -60,7 +60,7 @@ use tickwire_fastws::{
     ASYNCAPI_DOCS_PATH, ASYNCAPI_JS_PATH, ASYNCAPI_JSON_PATH, BARS, ClientOp, DOCS_HTML, DOCS_JS,
     Info, Timers, WS_PATH, encode_update,
 };
-use tickwire_model::{Instrument, PriceTick, Trade};
+use tickwire_model::{Instrument, PriceTick, Trade, Update};
 use tickwire_websocket::{MessageKind, OpCode};
 use tracing::debug;
 
@@ -71,7 +71,7 @@ use tickwire_core::http::{
     upgrade_with,
 };
 use tickwire_core::session::{Activity, Protocol, Step, Transport};
-use tickwire_core::{Index, Kind, Subscriber, publish_text};
+use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
 
 /// Whether `path` is one of this module's routes: the WebSocket endpoint and
 /// the three routes of its documentation.
@@ -287,6 +287,7 @@ impl Protocol for FastWsSession {
 /// `bars.update` frame is encoded once if its topic has subscribers.
 #[derive(Debug)]
 pub(crate) struct BarFeed {
+    feeds: Arc<Index>,
     bars: BarAggregator,
     /// A reused buffer for topic names.
     topic: String,
@@ -294,42 +295,37 @@ pub(crate) struct BarFeed {
 
 impl BarFeed {
     /// Bars at every resolution of [`Resolution::ALL`].
-    pub(crate) fn new() -> BarFeed {
+    pub(crate) fn new(feeds: Arc<Index>) -> BarFeed {
         BarFeed {
+            feeds,
             bars: BarAggregator::all(),
             topic: String::with_capacity(64),
         }
     }
 
     /// Applies `tick` and sends every bar it changed to the subscribers of
-    /// that bar's topic in `feeds`. Returns how many queues took an update.
-    pub(crate) fn on_tick(&mut self, feeds: &Index, tick: &PriceTick) -> usize {
+    /// that bar's topic. Returns how many queues took an update.
+    pub(crate) fn on_tick(&mut self, tick: &PriceTick) -> usize {
         let (price, quantity) = (tick.price, tick.last_quantity);
-        self.on_price(feeds, &tick.instrument, price, quantity, tick.timestamp_ms)
+        self.on_price(&tick.instrument, price, quantity, tick.timestamp_ms)
     }
 
     /// Applies an LTP-only `trade` (its quantity, 0 when unknown, adds to the
     /// volume) as [`on_tick`](Self::on_tick) does.
-    pub(crate) fn on_trade(&mut self, feeds: &Index, trade: &Trade) -> usize {
+    pub(crate) fn on_trade(&mut self, trade: &Trade) -> usize {
         let quantity = trade.quantity.unwrap_or(0.0);
-        self.on_price(
-            feeds,
-            &trade.instrument,
-            trade.price,
-            quantity,
-            trade.timestamp_ms,
-        )
+        self.on_price(&trade.instrument, trade.price, quantity, trade.timestamp_ms)
     }
 
     fn on_price(
         &mut self,
-        feeds: &Index,
         instrument: &Instrument,
         price: f64,
         quantity: f64,
         ts_ms: i64,
     ) -> usize {
         let mut delivered = 0;
+        let feeds = &self.feeds;
         for (resolution, bar) in self.bars.on_tick(instrument, price, quantity, ts_ms) {
             bars_topic(&mut self.topic, instrument, resolution);
             let Some(topic) = feeds.lookup(&self.topic) else {
@@ -341,6 +337,20 @@ impl BarFeed {
             delivered += publish_text(feeds, topic, &encode_update(bar), Kind::Data);
         }
         delivered
+    }
+}
+
+impl Feed<Update> for BarFeed {
+    fn on_update(&mut self, update: &Update) {
+        match update {
+            Update::Tick(tick) => {
+                self.on_tick(tick);
+            }
+            Update::Trade(trade) => {
+                self.on_trade(trade);
+            }
+            _ => {}
+        }
     }
 }
 

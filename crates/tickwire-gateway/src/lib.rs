@@ -95,7 +95,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tickwire_adapter::{AdapterError, BrokerAdapter};
-use tickwire_core::{ConnectionSettings, Connections};
+use tickwire_core::dispatch::SharedFanOut;
+use tickwire_core::{ConnectionSettings, Connections, FanOut};
+use tickwire_model::Update;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -103,7 +105,6 @@ use tracing::{debug, info, warn};
 mod adapters;
 mod auth;
 mod config;
-mod fanout;
 mod fastws;
 mod http;
 mod market;
@@ -184,7 +185,7 @@ pub(crate) struct Shared {
     /// The instruments known and the figures of `server_status`.
     pub(crate) market: Arc<market::Market>,
     /// The fan-out, which the publish API drives itself.
-    pub(crate) fan_out: Arc<fanout::SharedFanOut>,
+    pub(crate) fan_out: Arc<SharedFanOut<Update>>,
     /// The market-data proxy's subscriptions and last-value cache (seed 003).
     pub(crate) proxy: Arc<proxy::Proxy>,
     pub(crate) public_url: Option<config::PublicUrl>,
@@ -257,17 +258,20 @@ pub async fn run_with(
         options.adapter_states,
     ));
 
-    // Take the streams first, as the adapter contract asks, then connect.
-    let fan_out = fanout::FanOut::new(
-        index.clone(),
-        feeds.clone(),
-        market.clone(),
-        config.prefix.clone(),
-        config.zstd_level,
-    )
-    .with_proxy(proxy.clone())
-    .with_ws_book_depth(config.ws.book_depth);
+    // The one place that knows every endpoint's part of the fan-out, in the
+    // order each update reaches them.
+    let fan_out = FanOut::new()
+        .with("market", market::Learn::new(market.clone()))
+        .with("proxy", proxy::ProxyFeed(proxy.clone()))
+        .with(
+            "pubsub",
+            pubsub::GexFeed::new(index.clone(), config.prefix.clone(), config.zstd_level),
+        )
+        .with("ws", ws::WsFeed::new(feeds.clone(), config.ws.book_depth))
+        .with("stream", stream::StreamFeed::new(feeds.clone()))
+        .with("fastws", fastws::BarFeed::new(feeds.clone()));
     let fan_out = Arc::new(std::sync::Mutex::new(fan_out));
+    // Take the streams first, as the adapter contract asks, then connect.
     let mut streams = Vec::with_capacity(adapters.len());
     for adapter in &adapters {
         let stream = adapter.updates().map_err(|source| GatewayError::Adapter {
@@ -294,7 +298,7 @@ pub async fn run_with(
             "adapter connected"
         );
     }
-    let adapters_task = tokio::spawn(fanout::run(
+    let adapters_task = tokio::spawn(tickwire_core::dispatch::run(
         fan_out.clone(),
         streams,
         connections.slow_consumer_stats().clone(),

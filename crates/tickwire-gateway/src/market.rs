@@ -16,12 +16,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use bytes::Bytes;
+use tickwire_core::{Feed as UpdateFeed, Index, Kind, publish_text};
 use tickwire_json::{stream, ws};
-use tickwire_model::{Instrument, ServerStatus};
+use tickwire_model::{Instrument, ServerStatus, Update};
 
 /// The topic every `/ws` connection is in, for `server_status`.
 pub(crate) const WS_STATUS: &str = "ws:status";
@@ -78,6 +80,54 @@ pub(crate) fn topic_of(feed: Feed, instrument: &Instrument) -> String {
     let mut buf = String::new();
     topic(&mut buf, feed, instrument);
     buf
+}
+
+/// Encodes a market event for the topic of `feed` and `instrument` once, if
+/// anybody is subscribed to it in `feeds`, and queues the same bytes to every
+/// subscriber; `name` is a reused buffer for the topic's name.
+pub(crate) fn deliver(
+    feeds: &Index,
+    name: &mut String,
+    feed: Feed,
+    instrument: &Instrument,
+    encode: impl FnOnce() -> Bytes,
+) {
+    topic(name, feed, instrument);
+    let Some(topic) = feeds.lookup(name) else {
+        return;
+    };
+    if feeds.subscriber_count(topic) == 0 {
+        return;
+    }
+    publish_text(feeds, topic, &encode(), Kind::Data);
+}
+
+/// The first part of the fan-out: every instrument an update names becomes
+/// known to the symbol table (the table's lock is taken only for new ones).
+#[derive(Debug)]
+pub(crate) struct Learn {
+    market: Arc<Market>,
+    seen: HashSet<Instrument>,
+}
+
+impl Learn {
+    pub(crate) fn new(market: Arc<Market>) -> Learn {
+        Learn {
+            market,
+            seen: HashSet::new(),
+        }
+    }
+}
+
+impl UpdateFeed<Update> for Learn {
+    fn on_update(&mut self, update: &Update) {
+        if let Some(instrument) = update.instrument() {
+            if !self.seen.contains(instrument) {
+                self.market.learn(instrument);
+                self.seen.insert(instrument.clone());
+            }
+        }
+    }
 }
 
 /// Known instruments and the gateway's figures.

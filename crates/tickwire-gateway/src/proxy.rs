@@ -76,7 +76,6 @@ use crate::config::Endpoint;
 use crate::http::query_param;
 use crate::{GatewayError, Shared};
 use tickwire_core::Outbound;
-use tickwire_core::Subscriber;
 use tickwire_core::Tracker;
 use tickwire_core::http::{
     Body, handshake, handshake_refusal, json_bytes, json_error, serve_connection, start_session,
@@ -84,6 +83,7 @@ use tickwire_core::http::{
 };
 use tickwire_core::outbox::NO_TOPIC;
 use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::{Feed, Subscriber};
 use tickwire_websocket::close_code;
 
 /// The proxy's route on the main listener.
@@ -814,6 +814,17 @@ impl ProxySession {
                 "proxy subscriptions released"
             );
         }
+    }
+}
+
+/// The proxy's part of the fan-out: every tick, trade and book goes to the
+/// last-value cache and the topics it feeds ([`Proxy::on_update`]).
+#[derive(Debug)]
+pub(crate) struct ProxyFeed(pub(crate) Arc<Proxy>);
+
+impl Feed<Update> for ProxyFeed {
+    fn on_update(&mut self, update: &Update) {
+        self.0.on_update(update);
     }
 }
 

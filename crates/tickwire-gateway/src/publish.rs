@@ -129,7 +129,7 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
     let accepted = updates.len();
     // Delivered here, on this request's task: the answer means every
     // subscriber's outbox has the updates.
-    crate::fanout::deliver_all(&shared.fan_out, updates);
+    tickwire_core::dispatch::deliver_all(&shared.fan_out, updates);
     json(StatusCode::ACCEPTED, &Accepted { accepted })
 }
 

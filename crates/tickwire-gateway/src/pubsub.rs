@@ -9,14 +9,15 @@
 //! ignored, so newer clients do not lose their session over it.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tickwire_core::session::{Activity, Protocol, Step, Transport};
-use tickwire_core::{Index, Outbound, SequencedMessage, Sequencer, Subscriber};
+use tickwire_core::{Feed, Index, Outbound, SequencedMessage, Sequencer, Subscriber};
 use tickwire_index::TopicId;
-use tickwire_model::{GroupName, Hub};
+use tickwire_model::{GexRecord, GroupName, Hub, RawDataType, RawGroupPayload, Update};
 use tickwire_pubsub::{
     AckError, Downstream, EncodedMessage, Error as CodecError, FrameKind, MessageData, MessageFrom,
     Subprotocol, Upstream, WireFormat, encode_message,
@@ -102,6 +103,101 @@ pub(crate) fn publish(
             Outbound::Sequenced(Arc::new(Sequenced(msg.clone())))
         }
     })
+}
+
+/// The hubs' part of the fan-out: GEX records to their group (encoded once
+/// by the pipeline: JSON → scaled protobuf → zstd, the `Any` value), and raw
+/// payloads of the publish API to their group as they are. A group nobody
+/// is in costs one lookup.
+pub(crate) struct GexFeed {
+    index: Arc<Index>,
+    prefix: String,
+    zstd_level: i32,
+    /// A reused buffer for group names.
+    name: String,
+}
+
+impl std::fmt::Debug for GexFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GexFeed")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GexFeed {
+    pub(crate) fn new(index: Arc<Index>, prefix: String, zstd_level: i32) -> GexFeed {
+        GexFeed {
+            index,
+            prefix,
+            zstd_level,
+            name: String::with_capacity(64),
+        }
+    }
+
+    fn on_raw(&mut self, raw: &RawGroupPayload) {
+        let Some(topic) = self.index.lookup(&raw.group) else {
+            return;
+        };
+        if self.index.subscriber_count(topic) == 0 {
+            return;
+        }
+        let data = match raw.data_type {
+            RawDataType::Binary => MessageData::Binary(raw.data.clone()),
+            RawDataType::Text | RawDataType::Json => {
+                let text = String::from_utf8_lossy(&raw.data).into_owned();
+                match raw.data_type {
+                    RawDataType::Json => MessageData::Json(text),
+                    _ => MessageData::Text(text),
+                }
+            }
+        };
+        let from = MessageFrom::group(raw.group.to_string());
+        publish(&self.index, topic, &from, &data, None);
+    }
+
+    fn on_gex(&mut self, record: &GexRecord) {
+        self.name.clear();
+        // Same form as `GexRecord::group`, without an allocation per record.
+        let _ = write!(
+            self.name,
+            "{}_{}_{}_{}",
+            self.prefix,
+            record.ticker,
+            record.hub.group_kind(),
+            record.category
+        );
+        let Some(topic) = self.index.lookup(&self.name) else {
+            return;
+        };
+        if self.index.subscriber_count(topic) == 0 {
+            return;
+        }
+        let kind = record.hub.record_kind();
+        let value = match tickwire_pipeline::encode_json(kind, &record.json, self.zstd_level) {
+            Ok(value) => value,
+            Err(e) => {
+                warn!(group = %self.name, error = %e, "bad record; skipping");
+                return;
+            }
+        };
+        let data = MessageData::Protobuf {
+            type_url: kind.type_url().to_owned(),
+            value,
+        };
+        let from = MessageFrom::group(self.name.clone());
+        publish(&self.index, topic, &from, &data, None);
+    }
+}
+
+impl Feed<Update> for GexFeed {
+    fn on_update(&mut self, update: &Update) {
+        match update {
+            Update::Gex(record) => self.on_gex(record),
+            Update::Raw(raw) => self.on_raw(raw),
+            _ => {}
+        }
+    }
 }
 
 /// A data message of a reliable subprotocol, stamped with its `sequenceId`

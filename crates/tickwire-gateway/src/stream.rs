@@ -42,7 +42,7 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tickwire_json::stream::{self as codec, Limits, StreamCommand, StreamError};
-use tickwire_model::Instrument;
+use tickwire_model::{Instrument, Update};
 use tickwire_websocket::{MessageKind, OpCode};
 use tracing::debug;
 
@@ -50,13 +50,13 @@ use crate::Shared;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, StreamConfig};
 use crate::http::feed_key;
-use crate::market::{Feed, STREAM_HEARTBEAT, topic_of};
+use crate::market::{Feed as Topic, STREAM_HEARTBEAT, deliver, topic_of};
 use tickwire_core::Tracker;
 use tickwire_core::http::{
     Body, handshake, handshake_refusal, json_bytes, refuse, start_session, upgrade_with,
 };
 use tickwire_core::session::{Activity, Protocol, Step, Transport};
-use tickwire_core::{Kind, Subscriber, publish_text};
+use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
 use tickwire_websocket::close_code;
 
 /// The route.
@@ -166,6 +166,43 @@ pub(crate) async fn heartbeat_task(shared: Arc<Shared>) {
     }
 }
 
+/// `/stream`'s part of the fan-out: ticks and trades to the price topics,
+/// each encoded once per topic with subscribers.
+#[derive(Debug)]
+pub(crate) struct StreamFeed {
+    feeds: Arc<Index>,
+    /// A reused buffer for topic names.
+    name: String,
+}
+
+impl StreamFeed {
+    pub(crate) fn new(feeds: Arc<Index>) -> StreamFeed {
+        StreamFeed {
+            feeds,
+            name: String::with_capacity(64),
+        }
+    }
+}
+
+impl Feed<Update> for StreamFeed {
+    fn on_update(&mut self, update: &Update) {
+        let (feeds, name) = (&self.feeds, &mut self.name);
+        match update {
+            Update::Tick(tick) => {
+                deliver(feeds, name, Topic::StreamPrice, &tick.instrument, || {
+                    codec::encode_tick(tick)
+                })
+            }
+            Update::Trade(trade) => {
+                deliver(feeds, name, Topic::StreamPrice, &trade.instrument, || {
+                    codec::encode_trade(trade)
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The protocol state of one `/stream` connection.
 pub(crate) struct StreamSession {
     shared: Arc<Shared>,
@@ -233,7 +270,7 @@ impl StreamSession {
             }
             match self.shared.market.stream_symbol(&symbol) {
                 Some(instrument) => {
-                    let topic = topic_of(Feed::StreamPrice, &instrument);
+                    let topic = topic_of(Topic::StreamPrice, &instrument);
                     self.shared.feeds.subscribe(&topic, self.sub.clone());
                     self.subscriptions.push((symbol.clone(), instrument));
                     confirmed.push(symbol);
@@ -257,7 +294,7 @@ impl StreamSession {
             None => {
                 let all: Vec<String> = self.subscriptions.iter().map(|(s, _)| s.clone()).collect();
                 for (_, instrument) in self.subscriptions.drain(..) {
-                    let topic = topic_of(Feed::StreamPrice, &instrument);
+                    let topic = topic_of(Topic::StreamPrice, &instrument);
                     self.shared.feeds.unsubscribe(&topic, &self.sub);
                 }
                 all
@@ -267,7 +304,7 @@ impl StreamSession {
                 for symbol in &symbols {
                     if let Some(i) = self.subscriptions.iter().position(|(s, _)| s == symbol) {
                         let (_, instrument) = self.subscriptions.remove(i);
-                        let topic = topic_of(Feed::StreamPrice, &instrument);
+                        let topic = topic_of(Topic::StreamPrice, &instrument);
                         self.shared.feeds.unsubscribe(&topic, &self.sub);
                     }
                 }

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tickwire_json::ws::{self as codec, Channels, WsCommand, WsError};
-use tickwire_model::Instrument;
+use tickwire_model::{Instrument, Update};
 use tickwire_websocket::{MessageKind, OpCode};
 use tracing::{debug, warn};
 
@@ -41,13 +41,13 @@ use crate::Shared;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, WsConfig};
 use crate::http::feed_key;
-use crate::market::{Feed, WS_STATUS, topic_of};
+use crate::market::{Feed as Topic, WS_STATUS, deliver, topic_of};
 use tickwire_core::Tracker;
 use tickwire_core::http::{
     Body, handshake, handshake_refusal, json_error, start_session, upgrade_with,
 };
 use tickwire_core::session::{Activity, Protocol, Step, Transport};
-use tickwire_core::{Kind, Subscriber, publish_text};
+use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
 use tickwire_websocket::close_code;
 
 /// The route.
@@ -158,6 +158,53 @@ pub(crate) async fn status_task(shared: Arc<Shared>) {
     }
 }
 
+/// `/ws`'s part of the fan-out: ticks and trades to the price topics, books
+/// (cut to `book_depth` levels a side) and signals to theirs, each encoded
+/// once per topic with subscribers.
+#[derive(Debug)]
+pub(crate) struct WsFeed {
+    feeds: Arc<Index>,
+    book_depth: usize,
+    /// A reused buffer for topic names.
+    name: String,
+}
+
+impl WsFeed {
+    pub(crate) fn new(feeds: Arc<Index>, book_depth: usize) -> WsFeed {
+        WsFeed {
+            feeds,
+            book_depth,
+            name: String::with_capacity(64),
+        }
+    }
+}
+
+impl Feed<Update> for WsFeed {
+    fn on_update(&mut self, update: &Update) {
+        let (feeds, name) = (&self.feeds, &mut self.name);
+        match update {
+            Update::Tick(tick) => deliver(feeds, name, Topic::WsPrice, &tick.instrument, || {
+                codec::encode_tick(tick)
+            }),
+            Update::Trade(trade) => deliver(feeds, name, Topic::WsPrice, &trade.instrument, || {
+                codec::encode_trade(trade)
+            }),
+            Update::Book(book) => {
+                let levels = self.book_depth;
+                deliver(feeds, name, Topic::WsBook, &book.instrument, || {
+                    codec::encode_book(book, levels)
+                });
+            }
+            Update::Signal(signal) => {
+                deliver(feeds, name, Topic::WsSignal, &signal.instrument, || {
+                    codec::encode_signal(signal)
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The protocol state of one `/ws` connection.
 pub(crate) struct WsSession {
     shared: Arc<Shared>,
@@ -232,7 +279,7 @@ impl WsSession {
                 },
             };
             for channel in channels.difference(old).iter() {
-                let topic = topic_of(Feed::of_channel(channel), &instrument);
+                let topic = topic_of(Topic::of_channel(channel), &instrument);
                 self.shared.feeds.subscribe(&topic, self.sub.clone());
             }
             self.subscriptions
@@ -254,7 +301,7 @@ impl WsSession {
                 continue;
             };
             for channel in old.intersection(channels).iter() {
-                let topic = topic_of(Feed::of_channel(channel), &instrument);
+                let topic = topic_of(Topic::of_channel(channel), &instrument);
                 self.shared.feeds.unsubscribe(&topic, &self.sub);
             }
             let left = old.difference(channels);
