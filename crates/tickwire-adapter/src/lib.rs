@@ -2,24 +2,23 @@
 //!
 //! The gateway talks to its upstream through one object-safe trait,
 //! [`BrokerAdapter`]: connect, subscribe and unsubscribe adapter-defined keys,
-//! take the one stream of [`Update`]s, disconnect. This crate ships three
-//! implementations:
+//! take the one stream of [`Update`]s, disconnect. This crate holds the
+//! trait, its error ([`AdapterError`]) and one implementation:
+//! [`MemoryAdapter`], fed by hand through a [`MemoryHandle`], which records
+//! the calls it gets, for tests and for embedding tickwire in another
+//! program. Its dependency tree is small on purpose: a service that brings
+//! its own adapter needs nothing else.
 //!
-//! - [`JsonlReplay`] replays a recorded GEX day from
-//!   `DATA_DIR/YYYY-MM-DD/TICKER/{classic|state|orderflow}/{category}.jsonl`,
-//!   one record per subscribed group per interval, on ticks aligned to the
-//!   wall clock (seed 000);
-//! - [`SyntheticMarket`] simulates a live market of crypto pairs, stocks and
-//!   an index: prices on a random walk, quotes, trades, rolling 24-hour
-//!   figures, order books and RSI/EMA/MACD signals computed from its own
-//!   prices, reproducible under a seed (its core, [`MarketSim`], steps
-//!   without a clock; the indicator math is in [`indicators`]);
-//! - [`MemoryAdapter`] is fed by hand through a [`MemoryHandle`] and records the
-//!   calls it gets, for tests and for embedding tickwire in another program.
+//! The adapters of the bundled server live beside it, each in a crate of
+//! its own: `tickwire-adapter-replay` (`JsonlReplay`, a recorded GEX day on
+//! the wall clock, seed 000), `tickwire-adapter-synthetic`
+//! (`SyntheticMarket`, a simulated live market) and `tickwire-adapter-zmq`
+//! (`ZmqAdapter`, a ZeroMQ bus of broker adapters, seed 003). Making
+//! adapters from a configuration is the server's wiring, not this crate's.
 //!
 //! What it does not do: adapters hand over records exactly as the source holds
 //! them (a [`GexRecord`](tickwire_model::GexRecord) carries its JSON as
-//! [`Bytes`](bytes::Bytes) sliced from the file). Parsing, protobuf encoding and
+//! `Bytes` sliced from the file). Parsing, protobuf encoding and
 //! compression belong to the pipeline; group names, clients and fan-out to the
 //! gateway.
 //!
@@ -60,23 +59,11 @@ use std::pin::Pin;
 
 use tickwire_model::{Instrument, Update};
 
-mod dataset;
 mod error;
 mod memory;
-mod replay;
-mod synthetic;
-pub mod zmq;
 
 pub use error::AdapterError;
 pub use memory::{AdapterCall, MemoryAdapter, MemoryHandle};
-pub use replay::{
-    JsonlReplay, ReplayConfig, ReplayGroup, ReplayMode, ReplaySummary, next_tick_after, replay_key,
-};
-pub use synthetic::indicators;
-pub use synthetic::{
-    InstrumentSpec, MAX_BOOK_DEPTH, MarketSim, SyntheticConfig, SyntheticMarket, default_universe,
-};
-pub use zmq::{ZmqAdapter, ZmqConfig, ZmqState};
 
 /// A boxed, `Send` future, as returned by the methods of [`BrokerAdapter`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -96,8 +83,8 @@ pub type UpdateStream = Pin<Box<dyn futures_util::Stream<Item = Update> + Send>>
 /// [`disconnect`](Self::disconnect) on shutdown.
 ///
 /// Subscription keys are adapter-defined strings; see each adapter for its
-/// format (for [`JsonlReplay`], `*` or `TICKER/folder/category`; for
-/// [`SyntheticMarket`], `*` or `EXCHANGE:SYMBOL`).
+/// format (for the JSONL replay, `*` or `TICKER/folder/category`; for the
+/// synthetic market, `*` or `EXCHANGE:SYMBOL`).
 pub trait BrokerAdapter: Send + Sync + 'static {
     /// A short name for logs and errors, such as `jsonl-replay`.
     fn name(&self) -> &str;

@@ -4,10 +4,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tickwire_adapter::{
-    AdapterError, BoxFuture, BrokerAdapter, JsonlReplay, SyntheticMarket, UpdateStream, ZmqAdapter,
-    ZmqState,
-};
+use tickwire_adapter::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
+use tickwire_adapter_replay::JsonlReplay;
+use tickwire_adapter_synthetic::SyntheticMarket;
+use tickwire_adapter_zmq::{ZmqAdapter, ZmqState};
 use tickwire_model::Instrument;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -227,7 +227,7 @@ mod tests {
     async fn the_factory_makes_what_is_listed() {
         let config = Config {
             adapters: vec!["synthetic".into(), "zmq".into()],
-            zmq: tickwire_adapter::ZmqConfig {
+            zmq: tickwire_adapter_zmq::ZmqConfig {
                 endpoint: "tcp://127.0.0.1:0".into(),
                 ..Default::default()
             },
@@ -241,7 +241,7 @@ mod tests {
 
         let disabled = Config {
             adapters: vec!["synthetic".into()],
-            synthetic: tickwire_adapter::SyntheticConfig {
+            synthetic: tickwire_adapter_synthetic::SyntheticConfig {
                 enabled: false,
                 ..Default::default()
             },

@@ -44,7 +44,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
+use tickwire_adapter_replay::{ReplayConfig, ReplayMode};
+use tickwire_adapter_synthetic::SyntheticConfig;
 
 use crate::GatewayError;
 use tickwire_core::SlowConsumer;
@@ -101,7 +102,7 @@ pub struct Config {
     /// The market-data proxy (seed 003).
     pub proxy: crate::proxy::ProxyConfig,
     /// The ZeroMQ bus adapter (seed 003), when `adapters` lists `zmq`.
-    pub zmq: tickwire_adapter::ZmqConfig,
+    pub zmq: tickwire_adapter_zmq::ZmqConfig,
     /// The adapters the binary makes, by name, in this order: `replay`,
     /// `synthetic` (also needs `[synthetic] enabled`) and `zmq`. Default all three.
     pub adapters: Vec<String>,
@@ -130,7 +131,7 @@ impl Default for Config {
             publish: PublishConfig::default(),
             fastws: FastWsConfig::default(),
             proxy: crate::proxy::ProxyConfig::default(),
-            zmq: tickwire_adapter::ZmqConfig::default(),
+            zmq: tickwire_adapter_zmq::ZmqConfig::default(),
             adapters: crate::adapters::ADAPTER_NAMES.map(String::from).to_vec(),
         }
     }

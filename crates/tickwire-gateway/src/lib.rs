@@ -121,8 +121,9 @@ pub use config::{
     StreamConfig, TransportConfig, WsConfig,
 };
 pub use proxy::ProxyConfig;
-pub use tickwire_adapter::{ReplayConfig, ReplayMode, SyntheticConfig};
-pub use tickwire_adapter::{ZmqConfig, ZmqState};
+pub use tickwire_adapter_replay::{ReplayConfig, ReplayMode};
+pub use tickwire_adapter_synthetic::SyntheticConfig;
+pub use tickwire_adapter_zmq::{ZmqConfig, ZmqState};
 pub use tickwire_core::SlowConsumer;
 pub use tickwire_proxy::ReplyStyle;
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::{FeedClient, ProxyGateway, ask, proxy_client};
 use serde_json::Value;
-use tickwire_adapter::{BrokerAdapter, SyntheticConfig, SyntheticMarket};
+use tickwire_adapter::BrokerAdapter;
+use tickwire_adapter_synthetic::{SyntheticConfig, SyntheticMarket};
 use tickwire_gateway::{AdapterStates, Config};
 
 /// A gateway whose only adapter is the synthetic market (books every 50 ms).

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use tickwire_model::Instrument;
 
-use super::config::MAX_BOOK_DEPTH;
-use crate::AdapterError;
+use crate::config::MAX_BOOK_DEPTH;
+use tickwire_adapter::AdapterError;
 
 /// One instrument of a synthetic market and the figures its simulation follows.
 ///
@@ -13,7 +13,7 @@ use crate::AdapterError;
 /// other fields have the defaults named on them.
 ///
 /// ```
-/// use tickwire_adapter::InstrumentSpec;
+/// use tickwire_adapter_synthetic::InstrumentSpec;
 ///
 /// let spec: InstrumentSpec = serde_json::from_str(
 ///     r#"{"symbol":"PEPE/USD","price":0.0000123,"tick_size":0.0000001,"volatility":1.5}"#,
@@ -285,7 +285,7 @@ const LISTED: [Row; 8] = [
 /// instruments in INR on a 0.05 tick).
 ///
 /// ```
-/// use tickwire_adapter::default_universe;
+/// use tickwire_adapter_synthetic::default_universe;
 ///
 /// let universe = default_universe();
 /// assert!(universe.iter().filter(|s| s.exchange == "CRYPTO").count() >= 20);

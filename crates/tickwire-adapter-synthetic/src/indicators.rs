@@ -18,7 +18,7 @@
 //!   by default.
 //!
 //! ```
-//! use tickwire_adapter::indicators::{Ema, Rsi};
+//! use tickwire_adapter_synthetic::indicators::{Ema, Rsi};
 //!
 //! let mut ema = Ema::new(3);
 //! let values: Vec<_> = [2.0, 4.0, 6.0, 8.0].into_iter().map(|c| ema.update(c)).collect();

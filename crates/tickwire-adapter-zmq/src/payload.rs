@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tickwire_model::{Instrument, Level, OrderBook, PriceTick, Trade, Update};
 
-use super::topic::{BusMode, BusTopic, parse_topic};
+use crate::topic::{BusMode, BusTopic, parse_topic};
 
 /// The most levels a side of a book keeps; deeper levels are ignored.
 pub const MAX_LEVELS: usize = 50;

@@ -1,4 +1,17 @@
-//! The JSONL replay adapter: a recorded GEX day played back on the wall clock.
+//! The JSONL replay adapter: a recorded GEX day played back on the wall clock
+//! (seed 000), a [`BrokerAdapter`] of `tickwire-adapter`.
+//!
+//! [`JsonlReplay`] reads
+//! `DATA_DIR/YYYY-MM-DD/TICKER/{classic|state|orderflow}/{category}.jsonl` once
+//! at `connect` and emits one record per subscribed group per interval, on
+//! ticks aligned to the wall clock, each as a `Bytes` slice of its file.
+//! Failures to find or read the data are [`ReplayError`]s, carried by
+//! [`AdapterError::Source`].
+
+mod dataset;
+mod error;
+
+pub use error::ReplayError;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -12,8 +25,9 @@ use tokio::task::JoinHandle;
 
 use tickwire_model::{GexRecord, Hub, Update};
 
-use crate::dataset::{self, Dataset, is_valid_ticker};
-use crate::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
+use tickwire_adapter::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
+
+use crate::dataset::{Dataset, is_valid_ticker};
 
 /// The name [`JsonlReplay`] reports.
 const NAME: &str = "jsonl-replay";
@@ -35,7 +49,7 @@ pub enum ReplayMode {
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use tickwire_adapter::{ReplayConfig, ReplayMode};
+/// # use tickwire_adapter_replay::{ReplayConfig, ReplayMode};
 /// let config = ReplayConfig {
 ///     data_dir: "recordings".into(),
 ///     interval: Duration::from_millis(250),
@@ -97,7 +111,7 @@ mod millis {
 /// The replay key of a group: `TICKER/folder/category`, e.g. `ES_SPX/state/gamma_zero`.
 ///
 /// ```
-/// use tickwire_adapter::replay_key;
+/// use tickwire_adapter_replay::replay_key;
 /// use tickwire_model::{GroupName, Hub};
 ///
 /// let group = GroupName::parse("blue", Hub::StateGreeksZero, "blue_ES_SPX_state_gamma_zero").unwrap();
@@ -135,7 +149,7 @@ fn check_key(key: &str) -> Result<(), &'static str> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tickwire_adapter::next_tick_after;
+/// use tickwire_adapter_replay::next_tick_after;
 ///
 /// let now = Duration::from_millis(1_700_000_000_250);
 /// assert_eq!(next_tick_after(now, Duration::from_secs(1)), Duration::from_secs(1_700_000_001));
@@ -306,7 +320,10 @@ impl JsonlReplay {
         }
         let config = self.config.clone();
         let dataset = match tokio::task::spawn_blocking(move || dataset::load(&config)).await {
-            Ok(loaded) => loaded?,
+            Ok(loaded) => loaded.map_err(|e| AdapterError::Source {
+                adapter: NAME.to_owned(),
+                source: Box::new(e),
+            })?,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // The runtime is shutting down.
             Err(_) => return Err(Self::disconnected()),
@@ -384,10 +401,8 @@ impl BrokerAdapter for JsonlReplay {
     }
 
     /// Loads and validates the day (on the blocking pool), then starts the
-    /// replay task. Errors: [`AdapterError::DataDirNotFound`],
-    /// [`AdapterError::DateNotFound`], [`AdapterError::NoDatedFolder`],
-    /// [`AdapterError::InvalidDate`], [`AdapterError::InvalidConfig`],
-    /// [`AdapterError::NoRecords`], [`AdapterError::Io`],
+    /// replay task. Errors: [`AdapterError::Source`] with a [`ReplayError`]
+    /// (the data cannot be found or read), [`AdapterError::InvalidConfig`],
     /// [`AdapterError::Disconnected`].
     fn connect(&self) -> BoxFuture<'_, Result<(), AdapterError>> {
         Box::pin(self.connect_inner())

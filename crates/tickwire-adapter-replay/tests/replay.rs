@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tempfile::TempDir;
-use tickwire_adapter::{
-    AdapterError, BrokerAdapter, JsonlReplay, ReplayConfig, ReplayMode, UpdateStream,
-};
+use tickwire_adapter::{AdapterError, BrokerAdapter, UpdateStream};
+use tickwire_adapter_replay::{JsonlReplay, ReplayConfig, ReplayError, ReplayMode};
 use tickwire_model::{Hub, Update};
 
 fn write(root: &Path, rel: &str, content: &str) {
@@ -338,6 +337,16 @@ async fn a_slow_reader_loses_nothing() {
     replay.disconnect().await.unwrap();
 }
 
+/// The replay's own error inside an adapter error.
+fn replay_error(err: &AdapterError) -> &ReplayError {
+    match err {
+        AdapterError::Source { adapter, source } if adapter == "jsonl-replay" => source
+            .downcast_ref::<ReplayError>()
+            .unwrap_or_else(|| panic!("not a replay error: {err:?}")),
+        other => panic!("not the replay's own failure: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn missing_data_is_a_clear_error() {
     let dir = dataset();
@@ -347,7 +356,9 @@ async fn missing_data_is_a_clear_error() {
         ..config(&dir, ReplayMode::Exhaust)
     });
     let err = replay.connect().await.unwrap_err();
-    assert!(matches!(&err, AdapterError::DataDirNotFound { path } if *path == missing));
+    assert!(
+        matches!(replay_error(&err), ReplayError::DataDirNotFound { path } if *path == missing)
+    );
     assert!(
         err.to_string().contains(&*missing.to_string_lossy()),
         "{err}"
@@ -359,7 +370,7 @@ async fn missing_data_is_a_clear_error() {
     });
     let err = replay.connect().await.unwrap_err();
     assert!(
-        matches!(&err, AdapterError::DateNotFound { date, path }
+        matches!(replay_error(&err), ReplayError::DateNotFound { date, path }
             if date == "2025-01-02" && *path == dir.path().join("2025-01-02")),
         "{err:?}"
     );
@@ -368,26 +379,29 @@ async fn missing_data_is_a_clear_error() {
         date: "2025-13-01".into(),
         ..config(&dir, ReplayMode::Exhaust)
     });
+    let err = replay.connect().await.unwrap_err();
     assert!(matches!(
-        replay.connect().await,
-        Err(AdapterError::InvalidDate { date }) if date == "2025-13-01"
+        replay_error(&err),
+        ReplayError::InvalidDate { date } if date == "2025-13-01"
     ));
 
     let empty = tempfile::tempdir().unwrap();
     fs::create_dir(empty.path().join("not-a-date")).unwrap();
     let replay = JsonlReplay::new(config(&empty, ReplayMode::Exhaust));
+    let err = replay.connect().await.unwrap_err();
     assert!(matches!(
-        replay.connect().await,
-        Err(AdapterError::NoDatedFolder { path }) if path == empty.path()
+        replay_error(&err),
+        ReplayError::NoDatedFolder { path } if path == empty.path()
     ));
 
     let replay = JsonlReplay::new(ReplayConfig {
         tickers: Some(vec!["AAPL".into()]),
         ..config(&dir, ReplayMode::Exhaust)
     });
+    let err = replay.connect().await.unwrap_err();
     assert!(matches!(
-        replay.connect().await,
-        Err(AdapterError::NoRecords { path }) if path == dir.path().join("2025-11-28")
+        replay_error(&err),
+        ReplayError::NoRecords { path } if *path == dir.path().join("2025-11-28")
     ));
 
     let replay = JsonlReplay::new(ReplayConfig {

@@ -9,7 +9,7 @@
 //! - `book`: order books around the quote;
 //! - `indicators`: RSI, EMA and MACD, pure arithmetic;
 //! - `sim`: [`MarketSim`], the steppable core with its event schedule;
-//! - `adapter`: [`SyntheticMarket`], the [`BrokerAdapter`](crate::BrokerAdapter)
+//! - `adapter`: [`SyntheticMarket`], the [`BrokerAdapter`](tickwire_adapter::BrokerAdapter)
 //!   driving a `MarketSim` on the wall clock.
 
 mod adapter;

@@ -9,9 +9,9 @@ use rand::{Rng, SeedableRng};
 
 use tickwire_model::{Instrument, Update};
 
-use super::config::SyntheticConfig;
-use super::walk::{InstrumentMarket, Names};
-use crate::AdapterError;
+use crate::config::SyntheticConfig;
+use crate::walk::{InstrumentMarket, Names};
+use tickwire_adapter::AdapterError;
 
 /// What a scheduled event does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,7 +48,7 @@ struct Event {
 /// adapter drives one on the wall clock.
 ///
 /// ```
-/// use tickwire_adapter::{MarketSim, SyntheticConfig};
+/// use tickwire_adapter_synthetic::{MarketSim, SyntheticConfig};
 /// use tickwire_model::Update;
 ///
 /// let config = SyntheticConfig::default();

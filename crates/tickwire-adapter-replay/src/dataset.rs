@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tickwire_model::Hub;
 
-use crate::AdapterError;
-use crate::replay::{ReplayConfig, replay_key};
+use crate::error::ReplayError;
+use crate::{ReplayConfig, replay_key};
 
 /// One group's records, in file order.
 #[derive(Debug)]
@@ -72,8 +72,8 @@ pub(crate) fn is_valid_ticker(s: &str) -> bool {
 
 /// The names and paths of the entries of `dir`, sorted by name; entries whose
 /// names are not UTF-8 are skipped with a warning.
-fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, AdapterError> {
-    let io = |source| AdapterError::Io {
+fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, ReplayError> {
+    let io = |source| ReplayError::Io {
         path: dir.to_owned(),
         source,
     };
@@ -90,9 +90,9 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, AdapterError> {
 }
 
 /// Resolves the configured date to its folder name and path.
-pub(crate) fn resolve_date(data_dir: &Path, date: &str) -> Result<(String, PathBuf), AdapterError> {
+pub(crate) fn resolve_date(data_dir: &Path, date: &str) -> Result<(String, PathBuf), ReplayError> {
     if !data_dir.is_dir() {
-        return Err(AdapterError::DataDirNotFound {
+        return Err(ReplayError::DataDirNotFound {
             path: data_dir.to_owned(),
         });
     }
@@ -100,18 +100,18 @@ pub(crate) fn resolve_date(data_dir: &Path, date: &str) -> Result<(String, PathB
         let newest = sorted_entries(data_dir)?
             .into_iter()
             .rfind(|(name, path)| is_valid_date(name) && path.is_dir());
-        return newest.ok_or_else(|| AdapterError::NoDatedFolder {
+        return newest.ok_or_else(|| ReplayError::NoDatedFolder {
             path: data_dir.to_owned(),
         });
     }
     if !is_valid_date(date) {
-        return Err(AdapterError::InvalidDate {
+        return Err(ReplayError::InvalidDate {
             date: date.to_owned(),
         });
     }
     let path = data_dir.join(date);
     if !path.is_dir() {
-        return Err(AdapterError::DateNotFound {
+        return Err(ReplayError::DateNotFound {
             date: date.to_owned(),
             path,
         });
@@ -151,7 +151,7 @@ pub(crate) fn split_records(buf: &Bytes, path: &Path) -> Vec<Bytes> {
 }
 
 /// Loads the day selected by `config`.
-pub(crate) fn load(config: &ReplayConfig) -> Result<Dataset, AdapterError> {
+pub(crate) fn load(config: &ReplayConfig) -> Result<Dataset, ReplayError> {
     let (date, dir) = resolve_date(&config.data_dir, &config.date)?;
     let wanted = |ticker: &str| {
         config
@@ -192,7 +192,7 @@ pub(crate) fn load(config: &ReplayConfig) -> Result<Dataset, AdapterError> {
                     tracing::warn!(path = %path.display(), "skipping an unknown file (no hub has this category)");
                     continue;
                 };
-                let buf = Bytes::from(fs::read(&path).map_err(|source| AdapterError::Io {
+                let buf = Bytes::from(fs::read(&path).map_err(|source| ReplayError::Io {
                     path: path.clone(),
                     source,
                 })?);
@@ -219,7 +219,7 @@ pub(crate) fn load(config: &ReplayConfig) -> Result<Dataset, AdapterError> {
         }
     }
     if groups.is_empty() {
-        return Err(AdapterError::NoRecords { path: dir });
+        return Err(ReplayError::NoRecords { path: dir });
     }
     Ok(Dataset { date, dir, groups })
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use tickwire_adapter::zmq::{ZmqAdapter, ZmqConfig, ZmqState};
 use tickwire_adapter::{AdapterError, BrokerAdapter, UpdateStream};
+use tickwire_adapter_zmq::{ZmqAdapter, ZmqConfig, ZmqState};
 use tickwire_model::{Instrument, Update};
 use zeromq::{PubSocket, Socket as _, SocketSend as _, ZmqMessage};
 

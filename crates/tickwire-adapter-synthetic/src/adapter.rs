@@ -13,9 +13,9 @@ use tokio::time::Instant;
 
 use tickwire_model::{Instrument, Update};
 
-use super::config::SyntheticConfig;
-use super::sim::MarketSim;
-use crate::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
+use crate::config::SyntheticConfig;
+use crate::sim::MarketSim;
+use tickwire_adapter::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
 
 /// The name [`SyntheticMarket`] reports.
 const NAME: &str = "synthetic";
@@ -121,7 +121,8 @@ struct State {
 /// use std::sync::Arc;
 ///
 /// use futures_util::StreamExt;
-/// use tickwire_adapter::{BrokerAdapter, SyntheticConfig, SyntheticMarket};
+/// use tickwire_adapter::BrokerAdapter;
+/// use tickwire_adapter_synthetic::{SyntheticConfig, SyntheticMarket};
 /// use tickwire_model::Update;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 
 use tickwire_model::Level;
 
-use super::walk::{Grid, lognormal};
+use crate::walk::{Grid, lognormal};
 
 /// How much of a level's size shape is kept from one snapshot to the next.
 const SHAPE_MEMORY: f64 = 0.7;

@@ -9,9 +9,9 @@ use rand::rngs::StdRng;
 
 use tickwire_model::{Instrument, OrderBook, PriceTick, Signal};
 
-use super::book::{BookScale, BookShape, Quote};
-use super::indicators::{self, Ema, Macd, Rsi};
-use super::universe::{InstrumentSpec, decimals};
+use crate::book::{BookScale, BookShape, Quote};
+use crate::indicators::{self, Ema, Macd, Rsi};
+use crate::universe::{InstrumentSpec, decimals};
 
 /// Seconds in a year of round-the-clock trading (365.25 days), the unit of
 /// the annualised volatilities.
@@ -540,7 +540,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::synthetic::universe::default_universe;
+    use crate::universe::default_universe;
 
     #[test]
     fn grids_print_short_decimals() {

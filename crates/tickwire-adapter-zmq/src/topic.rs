@@ -72,7 +72,7 @@ fn is_control(topic: &str) -> bool {
 /// marks the account-event and cache topics that share the bus and are skipped quietly.
 ///
 /// ```
-/// use tickwire_adapter::zmq::{parse_topic, BusMode};
+/// use tickwire_adapter_zmq::{parse_topic, BusMode};
 ///
 /// let t = parse_topic("dhan_NSE_INDEX_NIFTY_50_DEPTH").unwrap();
 /// assert_eq!(t.broker.as_deref(), Some("dhan"));

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tickwire_adapter::{
-    AdapterError, BrokerAdapter, MarketSim, SyntheticConfig, SyntheticMarket, UpdateStream,
-    default_universe,
-};
+use tickwire_adapter::{AdapterError, BrokerAdapter, UpdateStream};
+use tickwire_adapter_synthetic::{MarketSim, SyntheticConfig, SyntheticMarket, default_universe};
 use tickwire_model::{Instrument, OrderBook, PriceTick, Signal, SignalDirection, Update};
 
 /// 2024-06-01T23:40:00Z: the runs below cross a UTC midnight.

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::universe::{InstrumentSpec, default_universe};
-use crate::AdapterError;
+use crate::universe::{InstrumentSpec, default_universe};
+use tickwire_adapter::AdapterError;
 
 /// The deepest book a synthetic market builds (seed 003's Depth mode asks for 5, 20 or 30).
 pub const MAX_BOOK_DEPTH: usize = 30;
@@ -19,7 +19,7 @@ pub const MAX_BOOK_DEPTH: usize = 30;
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use tickwire_adapter::SyntheticConfig;
+/// # use tickwire_adapter_synthetic::SyntheticConfig;
 /// let config: SyntheticConfig = serde_json::from_str(
 ///     r#"{"seed":7,"book_depth":20,"signal_interval_ms":5000}"#,
 /// ).unwrap();

@@ -44,7 +44,7 @@ use zeromq::{Socket as _, SocketEvent, SocketOptions, SocketRecv as _, SubSocket
 
 use tickwire_model::Update;
 
-use crate::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
+use tickwire_adapter::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
 
 pub use payload::{BusDecoder, MAX_LEVELS, Skipped};
 pub use topic::{BusMode, BusTopic, EXCHANGES, INDEX_EXCHANGES, parse_topic};
@@ -166,7 +166,7 @@ impl ZmqState {
 /// A [`BrokerAdapter`] fed by a ZeroMQ SUB socket; see the [module docs](self).
 ///
 /// ```no_run
-/// use tickwire_adapter::zmq::{ZmqAdapter, ZmqConfig};
+/// use tickwire_adapter_zmq::{ZmqAdapter, ZmqConfig};
 /// use tickwire_adapter::BrokerAdapter;
 ///
 /// # async fn run() -> Result<(), tickwire_adapter::AdapterError> {
