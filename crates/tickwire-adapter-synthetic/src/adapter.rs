@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc::error::TrySendError;
@@ -222,9 +222,7 @@ impl SyntheticMarket {
         let Some(tx) = state.tx.take() else {
             return Err(Self::disconnected());
         };
-        let start_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let start_ms = tickwire_model::now_millis();
         let sim = MarketSim::new(&self.config, self.seed, start_ms)?;
         tracing::info!(
             instruments = self.instruments.len(),

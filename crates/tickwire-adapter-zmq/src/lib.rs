@@ -31,7 +31,7 @@
 mod payload;
 mod topic;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
@@ -360,7 +360,7 @@ async fn receive(
                         warn!(adapter, frames = message.len(), "zmq message skipped: expected two frames [topic, json]");
                         continue;
                     };
-                    match decoder.decode(topic, payload, now_ms()) {
+                    match decoder.decode(topic, payload, tickwire_model::now_millis()) {
                         Ok(updates) => {
                             for update in updates {
                                 if tx.send(update).await.is_err() {
@@ -387,12 +387,6 @@ async fn receive(
     }
     // Dropping the socket stops its accept loop and reconnect tasks.
     drop(socket);
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl BrokerAdapter for ZmqAdapter {

@@ -1,10 +1,12 @@
 //! Proleptic Gregorian calendar arithmetic in UTC on milliseconds since the UNIX epoch.
 //!
-//! `days_from_civil` and `civil_from_days` are Howard Hinnant's public-domain algorithms
+//! `days_from_civil` and `civil_from_days` (in `tickwire-model`) are Howard Hinnant's public-domain algorithms
 //! ("chrono-Compatible Low-Level Date Algorithms"): exact for every date, leap years
 //! included, with no tables and no time-zone database. All arithmetic saturates, so
 //! timestamps near the ends of `i64` give clamped (meaningless but harmless) buckets
 //! instead of an overflow.
+
+pub(crate) use tickwire_model::{civil_from_days, days_from_civil};
 
 /// Milliseconds in a minute.
 pub(crate) const MINUTE_MS: i64 = 60_000;
@@ -32,38 +34,6 @@ pub(crate) const fn minute_bucket(ts_ms: i64, minutes: i64) -> i64 {
 /// 1970-01-01 was a Thursday, so day `d` is `(d + 3) mod 7` days after a Monday.
 pub(crate) const fn monday_of(day: i64) -> i64 {
     day.saturating_sub((day.saturating_add(3)).rem_euclid(7))
-}
-
-/// The (year, month 1..=12, day 1..=31) of day number `day`.
-pub(crate) const fn civil_from_days(day: i64) -> (i64, u32, u32) {
-    let z = day.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    let y = yoe.saturating_add(era.saturating_mul(400));
-    (if m <= 2 { y.saturating_add(1) } else { y }, m, d)
-}
-
-/// The day number of (year, month 1..=12, day 1..=31).
-pub(crate) const fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 {
-        year.saturating_sub(1)
-    } else {
-        year
-    };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400); // [0, 399]
-    let m = month as i64;
-    let mp = if m > 2 { m - 3 } else { m + 9 }; // [0, 11]
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era.saturating_mul(146_097)
-        .saturating_add(doe)
-        .saturating_sub(719_468)
 }
 
 /// The day number of the first day of the month holding day `day`.

@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::Stream;
@@ -90,18 +90,14 @@ impl<U> FanOut<U> {
 /// A fan-out shared by whoever delivers updates (see the [module](self) docs).
 pub type SharedFanOut<U> = Mutex<FanOut<U>>;
 
-fn lock<U>(fan_out: &SharedFanOut<U>) -> MutexGuard<'_, FanOut<U>> {
-    // `handle` leaves the state consistent between updates; a panic in one
-    // update must not stop every later one.
-    fan_out.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Delivers `updates` in corked bursts of at most [`BURST`], taking the
 /// lock once a burst.
 pub fn deliver_all<U>(fan_out: &SharedFanOut<U>, updates: impl IntoIterator<Item = U>) {
     let mut updates = updates.into_iter().peekable();
     while updates.peek().is_some() {
-        let mut fan_out = lock(fan_out);
+        // `handle` leaves the state consistent between updates; a panic in one
+        // update must not stop every later one.
+        let mut fan_out = crate::lock(fan_out);
         crate::corked(|| {
             for update in updates.by_ref().take(BURST) {
                 fan_out.handle(&update);

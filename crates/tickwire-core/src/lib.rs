@@ -98,3 +98,13 @@ pub use outbox::{SlowConsumer, SlowConsumerCounts, corked};
 pub use session::{Activity, Protocol, Step, Transport};
 pub use subscriber::{Index, Kind, Subscriber, publish, publish_text};
 pub use writer::{Outbound, SequencedMessage, Sequencer};
+
+/// Locks `mutex`, whether or not a thread panicked while holding it: every
+/// mutex of the core and the gateway guards state that stays consistent
+/// between operations (they hold it for a few instructions, never across an
+/// `.await`), so a panic elsewhere must not stop every later user.
+pub fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

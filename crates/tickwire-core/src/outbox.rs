@@ -58,7 +58,7 @@
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -262,7 +262,7 @@ impl Pacer {
     }
 
     fn due(&self) -> MutexGuard<'_, Vec<Waker>> {
-        self.due.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.due)
     }
 
     /// Has `waker` woken when the period after `epoch` starts; gives it
@@ -453,8 +453,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics under this lock; a poisoned one still holds sane data.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.state)
     }
 
     /// Queues a data item without waiting, applying the slow-consumer policy

@@ -2,7 +2,7 @@
 //! a gateway beyond [`run`](crate::run)'s: the proxy's own listener and the
 //! adapter states the proxy reports.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tickwire_adapter::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
 use tickwire_adapter_replay::JsonlReplay;
@@ -163,7 +163,7 @@ impl BrokerAdapter for InBackground {
     /// Starts the adapter's own connect (binds or connects, retrying with
     /// backoff) in a task and returns at once.
     fn connect(&self) -> BoxFuture<'_, Result<(), AdapterError>> {
-        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut task = tickwire_core::lock(&self.task);
         if task.is_none() {
             let inner = self.inner.clone();
             *task = Some(tokio::spawn(async move {
@@ -184,11 +184,7 @@ impl BrokerAdapter for InBackground {
     }
 
     fn disconnect(&self) -> BoxFuture<'_, Result<(), AdapterError>> {
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let task = tickwire_core::lock(&self.task).take();
         if let Some(task) = task {
             // Dropping a connect under way leaves the adapter unconnected.
             task.abort();

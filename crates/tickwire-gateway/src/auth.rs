@@ -85,10 +85,7 @@ impl KeyUsage {
 
     /// Takes one request from the key's bucket; false when it is empty.
     pub(crate) fn take(&self, now: Instant) -> bool {
-        self.bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take(now)
+        tickwire_core::lock(&self.bucket).take(now)
     }
 
     /// The key's name.

@@ -46,8 +46,8 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -83,7 +83,7 @@ use tickwire_core::http::{
 };
 use tickwire_core::outbox::NO_TOPIC;
 use tickwire_core::session::{Activity, Protocol, Step, Transport};
-use tickwire_core::{Feed, Subscriber};
+use tickwire_core::{Feed, Subscriber, lock};
 use tickwire_websocket::close_code;
 
 /// The proxy's route on the main listener.
@@ -235,10 +235,6 @@ impl std::fmt::Debug for Proxy {
             .field("instruments", &self.cache.len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The result of one upstream call.
@@ -774,7 +770,9 @@ impl Protocol for ProxySession {
             ProxyRequest::Authenticate { api_key } => self.authenticate(&api_key),
             ProxyRequest::Subscribe(request) => self.subscribe(&request),
             ProxyRequest::Unsubscribe(request) => self.unsubscribe(&request),
-            ProxyRequest::Ping(ping) => Step::Reply(encode_pong(style, &ping, unix_ms())),
+            ProxyRequest::Ping(ping) => {
+                Step::Reply(encode_pong(style, &ping, tickwire_model::now_millis()))
+            }
             ProxyRequest::GetSupportedBrokers => {
                 let brokers: Vec<&str> =
                     self.proxy().supported.iter().map(String::as_str).collect();
@@ -899,10 +897,6 @@ pub(crate) fn rest(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
             ),
         ),
     }
-}
-
-fn unix_ms() -> i64 {
-    tickwire_json::timestamp::unix_millis(SystemTime::now())
 }
 
 /// Accepts a connection of the proxy's own listener; never completes without one.

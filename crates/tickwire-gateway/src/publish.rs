@@ -114,7 +114,7 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
     let context = Context {
         prefix: &shared.config.prefix,
         market: &shared.market,
-        now: unix_ms(),
+        now: tickwire_model::now_millis(),
     };
     let updates = match parse(&body, &context) {
         Ok(updates) => updates,
@@ -437,12 +437,6 @@ fn raw(cx: &Context<'_>, r: RawItem) -> Result<Update, String> {
         data,
         data_type,
     }))
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ pub(crate) fn upgrade(
     shared: &Arc<Shared>,
     tracker: &Tracker,
 ) -> Response<Body> {
-    let now_ms = unix_ms();
+    let now_ms = tickwire_model::now_millis();
     let unauthorized = |status| {
         json_bytes(
             status,
@@ -114,7 +114,11 @@ pub(crate) fn upgrade(
                 "connection limit exceeded: at most {} connections per API key",
                 usage.max_connections()
             );
-            let error = encode_extra_error(CONNECTION_LIMIT, "Too many connections", unix_ms());
+            let error = encode_extra_error(
+                CONNECTION_LIMIT,
+                "Too many connections",
+                tickwire_model::now_millis(),
+            );
             refuse(upgraded, Some(error), close_code::POLICY, &reason, tracker).await;
             return;
         };
@@ -161,7 +165,7 @@ pub(crate) async fn heartbeat_task(shared: Arc<Shared>) {
         if shared.feeds.subscriber_count(topic) == 0 {
             continue;
         }
-        let pong = codec::encode_pong(unix_ms());
+        let pong = codec::encode_pong(tickwire_model::now_millis());
         publish_text(&shared.feeds, topic, &pong, Kind::Housekeeping);
     }
 }
@@ -317,7 +321,7 @@ impl StreamSession {
 
 impl Protocol for StreamSession {
     fn on_message(&mut self, _kind: MessageKind, payload: &[u8], now: Instant) -> Step {
-        let now_ms = unix_ms();
+        let now_ms = tickwire_model::now_millis();
         let limits = Limits {
             max_message_bytes: self.config().max_message_bytes,
             max_symbols: self.config().max_symbols,
@@ -393,10 +397,6 @@ fn encode_extra_error(code: &str, message: &str, now_ms: i64) -> Bytes {
     );
     out.put_slice(b"\"}");
     out.freeze()
-}
-
-fn unix_ms() -> i64 {
-    tickwire_json::timestamp::unix_millis(std::time::SystemTime::now())
 }
 
 #[cfg(test)]

@@ -368,7 +368,7 @@ impl Protocol for WsSession {
         match command {
             WsCommand::Subscribe { symbols, channels } => self.subscribe(&symbols, channels),
             WsCommand::Unsubscribe { symbols, channels } => self.unsubscribe(&symbols, channels),
-            WsCommand::Ping => Step::Reply(codec::encode_pong(unix_ms())),
+            WsCommand::Ping => Step::Reply(codec::encode_pong(tickwire_model::now_millis())),
         }
     }
 
@@ -451,10 +451,6 @@ impl MessageRate {
             Rate::Over
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    tickwire_json::timestamp::unix_millis(std::time::SystemTime::now())
 }
 
 #[cfg(test)]

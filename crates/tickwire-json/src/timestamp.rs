@@ -8,7 +8,8 @@
 //! and a fallible formatting API for no gain.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use tickwire_model::civil_from_days;
 
 /// The earliest instant with a four-digit year: `0000-01-01T00:00:00.000Z`.
 pub const MIN_UNIX_MS: i64 = -62_167_219_200_000;
@@ -74,27 +75,8 @@ pub fn rfc3339_millis(unix_ms: i64) -> Rfc3339Millis {
     Rfc3339Millis(out)
 }
 
-/// Milliseconds since the UNIX epoch of `time`, rounded down (toward the past): a
-/// timestamp never names a millisecond that has not begun. Saturates at the `i64` range.
-///
-/// ```
-/// use std::time::{Duration, UNIX_EPOCH};
-/// use tickwire_json::timestamp::unix_millis;
-///
-/// assert_eq!(unix_millis(UNIX_EPOCH + Duration::from_micros(1_999)), 1);
-/// assert_eq!(unix_millis(UNIX_EPOCH - Duration::from_micros(1)), -1);
-/// ```
-pub fn unix_millis(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => {
-            let before = before.duration();
-            // Round toward the past: 1 µs before the epoch is in millisecond -1.
-            let whole = before.as_millis() + u128::from(before.subsec_nanos() % 1_000_000 != 0);
-            i64::try_from(whole).map_or(i64::MIN, |ms| -ms)
-        }
-    }
-}
+/// Milliseconds since the UNIX epoch of a time (the model's, re-exported).
+pub use tickwire_model::unix_millis;
 
 /// Writes `value` as `out.len()` decimal digits, zero-padded.
 fn put_digits(out: &mut [u8], mut value: u64) {
@@ -104,26 +86,9 @@ fn put_digits(out: &mut [u8], mut value: u64) {
     }
 }
 
-/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.
-///
-/// Howard Hinnant's `civil_from_days`: shift the epoch to 0000-03-01 so that leap days end
-/// each 400-year era, then split into eras, years of era and days of year.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 

@@ -17,68 +17,31 @@ pub(crate) const QUOTED_TIMESTAMP_LEN: usize = 26;
 /// JavaScript prints such integral numbers without a fraction.
 const EXACT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0;
 
-/// Appends `s` as a JSON string (RFC 8259 §7): `"` and `\` escaped, control characters as
-/// the short escapes or `\u00XX`, everything else verbatim. The output is `serde_json`'s.
+/// Appends `s` as a JSON string (RFC 8259 §7), escaped by `serde_json`.
 pub(crate) fn put_str(out: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.put_u8(b'"');
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !needs_escape(b) {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
-        put_escape(out, b);
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.put_u8(b'"');
+    // serde_json's own escaping; writing into a `BytesMut` cannot fail.
+    let _ = serde_json::to_writer((&mut *out).writer(), s);
 }
+
+/// Symbols up to this long are lower-cased on the stack.
+const SHORT: usize = 64;
 
 /// Appends `s` with ASCII letters lower-cased as a JSON string (the `/ws` spelling of a
-/// symbol), without allocating the lower-cased copy.
+/// symbol); a short one is lower-cased on the stack, without an allocation.
 pub(crate) fn put_lower_str(out: &mut BytesMut, s: &str) {
-    out.reserve(s.len() + 2);
-    out.put_u8(b'"');
-    for &b in s.as_bytes() {
-        if needs_escape(b) {
-            put_escape(out, b);
-        } else {
-            // Lower-casing ASCII letters keeps UTF-8 valid: continuation bytes are >= 0x80.
-            out.put_u8(b.to_ascii_lowercase());
-        }
+    if s.len() > SHORT {
+        put_str(out, &s.to_ascii_lowercase());
+        return;
     }
-    out.put_u8(b'"');
-}
-
-const fn needs_escape(b: u8) -> bool {
-    matches!(b, b'"' | b'\\' | 0x00..=0x1f)
-}
-
-fn put_escape(out: &mut BytesMut, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let short = match b {
-        b'"' => b'"',
-        b'\\' => b'\\',
-        b'\n' => b'n',
-        b'\r' => b'r',
-        b'\t' => b't',
-        0x08 => b'b',
-        0x0c => b'f',
-        _ => {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
-            return;
-        }
-    };
-    out.extend_from_slice(&[b'\\', short]);
+    let mut buf = [0u8; SHORT];
+    let lower = &mut buf[..s.len()];
+    lower.copy_from_slice(s.as_bytes());
+    lower.make_ascii_lowercase();
+    // Lower-casing ASCII letters keeps UTF-8 valid: continuation bytes are >= 0x80.
+    match std::str::from_utf8(lower) {
+        Ok(lower) => put_str(out, lower),
+        Err(_) => put_str(out, &s.to_ascii_lowercase()),
+    }
 }
 
 /// Appends `n` in decimal.

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub mod market;
+mod time;
+
+pub use time::{civil_from_days, days_from_civil, now_millis, unix_millis};
 
 pub use market::{
     Instrument, Level, OrderBook, PriceTick, ServerStatus, Signal, SignalDirection, Trade,

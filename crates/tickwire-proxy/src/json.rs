@@ -4,38 +4,10 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
 
-/// Appends `s` as a JSON string (RFC 8259 §7): `"` and `\` escaped, control characters
-/// as the short escapes or `\u00XX`, everything else verbatim; the same bytes as
-/// `serde_json` writes.
+/// Appends `s` as a JSON string (RFC 8259 §7), escaped by `serde_json`.
 pub(crate) fn put_str(out: &mut BytesMut, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.put_u8(b'"');
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short: u8 = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            0x00..=0x1f => 0,
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
-        if short == 0 {
-            out.extend_from_slice(b"\\u00");
-            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-        } else {
-            out.extend_from_slice(&[b'\\', short]);
-        }
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.put_u8(b'"');
+    // serde_json's own escaping; writing into a `BytesMut` cannot fail.
+    let _ = serde_json::to_writer((&mut *out).writer(), s);
 }
 
 /// Appends `"key":` (the key must need no escaping).
