@@ -61,16 +61,16 @@ use tickwire_fastws::{
     Info, Timers, WS_PATH, encode_update,
 };
 use tickwire_model::{Instrument, PriceTick, Trade, Update};
-use tickwire_websocket::{MessageKind, OpCode};
+use tickwire_websocket::MessageKind;
 use tracing::debug;
 
 use crate::Shared;
+use crate::http::json_session;
 use tickwire_core::Tracker;
 use tickwire_core::http::{
-    Body, handshake, handshake_refusal, json_bytes, json_error, method_not_allowed, start_session,
-    upgrade_with,
+    Body, handshake, handshake_refusal, json_bytes, json_error, method_not_allowed, upgrade_with,
 };
-use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
 
 /// Whether `path` is one of this module's routes: the WebSocket endpoint and
@@ -139,28 +139,12 @@ fn upgrade(req: &mut Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker)
         Err(e) => return handshake_refusal(&e),
     };
     upgrade_with(req, handshake, move |upgraded| async move {
-        let transport = Transport {
-            variant: 0,
-            reply_opcode: OpCode::Text,
-            max_message_bytes: shared.config.fastws.max_message_bytes,
-            slow_consumer: shared
-                .config
-                .fastws
-                .slow_consumer
-                .unwrap_or(shared.config.transport.slow_consumer),
-        };
-        let make = {
-            let shared = shared.clone();
-            move |sub| FastWsSession::new(shared, sub, Instant::now())
-        };
-        start_session(
-            upgraded,
-            shared.connections.clone(),
-            transport,
-            make,
-            tracker,
-        )
-        .await;
+        let (max, slow) = (
+            shared.config.fastws.max_message_bytes,
+            shared.config.fastws.slow_consumer,
+        );
+        let make = move |shared, sub| FastWsSession::new(shared, sub, Instant::now());
+        json_session(upgraded, shared, max, slow, make, tracker).await;
     })
 }
 

@@ -27,12 +27,14 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
-use tickwire_core::Tracker;
 use tickwire_core::http::{
     Body, handshake, handshake_refusal, json, json_error, method_not_allowed, refuse,
     serve_connection, start_session, upgrade_with,
 };
+use tickwire_core::session::{Protocol, Transport};
+use tickwire_core::{Subscriber, Tracker};
 use tickwire_model::Hub;
+use tickwire_websocket::OpCode;
 use tickwire_websocket::close_code;
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -280,6 +282,35 @@ fn access_token<'q>(req: &Request<Incoming>, query: &'q str) -> Option<Cow<'q, s
             .eq_ignore_ascii_case("bearer")
             .then(|| Cow::Owned(token.trim().to_owned()))
     })
+}
+
+/// Runs a session of a JSON endpoint on an upgraded connection: one variant,
+/// text replies, messages of at most `max_message_bytes`, and the endpoint's
+/// slow-consumer policy (`None`: the transport's). `make` builds the
+/// endpoint's protocol around the connection.
+pub(crate) async fn json_session<P: Protocol>(
+    upgraded: hyper::upgrade::Upgraded,
+    shared: Arc<Shared>,
+    max_message_bytes: usize,
+    slow_consumer: Option<tickwire_core::SlowConsumer>,
+    make: impl FnOnce(Arc<Shared>, Subscriber) -> P,
+    tracker: Tracker,
+) {
+    let transport = Transport {
+        variant: 0,
+        reply_opcode: OpCode::Text,
+        max_message_bytes,
+        slow_consumer: slow_consumer.unwrap_or(shared.config.transport.slow_consumer),
+    };
+    let connections = shared.connections.clone();
+    start_session(
+        upgraded,
+        connections,
+        transport,
+        |sub| make(shared, sub),
+        tracker,
+    )
+    .await;
 }
 
 /// The API key of a JSON-feed handshake: `Authorization: Bearer <key>`, or

@@ -65,7 +65,7 @@ use tickwire_proxy::{
     encode_broker_info, encode_error, encode_market_data, encode_pong, encode_subscribe,
     encode_supported_brokers, encode_unsubscribe, topics_fed,
 };
-use tickwire_websocket::{MessageKind, OpCode};
+use tickwire_websocket::MessageKind;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
@@ -73,16 +73,15 @@ use tracing::{debug, info, warn};
 use crate::adapters::AdapterStates;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::Endpoint;
-use crate::http::query_param;
+use crate::http::{json_session, query_param};
 use crate::{GatewayError, Shared};
 use tickwire_core::Outbound;
 use tickwire_core::Tracker;
 use tickwire_core::http::{
-    Body, handshake, handshake_refusal, json_bytes, json_error, serve_connection, start_session,
-    upgrade_with,
+    Body, handshake, handshake_refusal, json_bytes, json_error, serve_connection, upgrade_with,
 };
 use tickwire_core::outbox::NO_TOPIC;
-use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Subscriber, lock};
 use tickwire_websocket::close_code;
 
@@ -557,28 +556,12 @@ pub(crate) fn upgrade(
         Err(e) => return handshake_refusal(&e),
     };
     upgrade_with(&mut req, handshake, move |upgraded| async move {
-        let transport = Transport {
-            variant: 0,
-            reply_opcode: OpCode::Text,
-            max_message_bytes: shared.config.proxy.max_message_bytes,
-            slow_consumer: shared
-                .config
-                .proxy
-                .slow_consumer
-                .unwrap_or(shared.config.transport.slow_consumer),
-        };
-        let make = {
-            let shared = shared.clone();
-            move |sub| ProxySession::new(shared, sub)
-        };
-        start_session(
-            upgraded,
-            shared.connections.clone(),
-            transport,
-            make,
-            tracker,
-        )
-        .await;
+        let (max, slow) = (
+            shared.config.proxy.max_message_bytes,
+            shared.config.proxy.slow_consumer,
+        );
+        let make = move |shared, sub| ProxySession::new(shared, sub);
+        json_session(upgraded, shared, max, slow, make, tracker).await;
     })
 }
 

@@ -43,19 +43,17 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tickwire_json::stream::{self as codec, Limits, StreamCommand, StreamError};
 use tickwire_model::{Instrument, Update};
-use tickwire_websocket::{MessageKind, OpCode};
+use tickwire_websocket::MessageKind;
 use tracing::debug;
 
 use crate::Shared;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, StreamConfig};
-use crate::http::feed_key;
+use crate::http::{feed_key, json_session};
 use crate::market::{Feed as Topic, STREAM_HEARTBEAT, deliver, topic_of};
 use tickwire_core::Tracker;
-use tickwire_core::http::{
-    Body, handshake, handshake_refusal, json_bytes, refuse, start_session, upgrade_with,
-};
-use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::http::{Body, handshake, handshake_refusal, json_bytes, refuse, upgrade_with};
+use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
 use tickwire_websocket::close_code;
 
@@ -122,28 +120,12 @@ pub(crate) fn upgrade(
             refuse(upgraded, Some(error), close_code::POLICY, &reason, tracker).await;
             return;
         };
-        let transport = Transport {
-            variant: 0,
-            reply_opcode: OpCode::Text,
-            max_message_bytes: shared.config.stream.max_message_bytes,
-            slow_consumer: shared
-                .config
-                .stream
-                .slow_consumer
-                .unwrap_or(shared.config.transport.slow_consumer),
-        };
-        let make = {
-            let shared = shared.clone();
-            move |sub| StreamSession::new(shared, sub, usage, lease)
-        };
-        start_session(
-            upgraded,
-            shared.connections.clone(),
-            transport,
-            make,
-            tracker,
-        )
-        .await;
+        let (max, slow) = (
+            shared.config.stream.max_message_bytes,
+            shared.config.stream.slow_consumer,
+        );
+        let make = move |shared, sub| StreamSession::new(shared, sub, usage, lease);
+        json_session(upgraded, shared, max, slow, make, tracker).await;
     })
 }
 

@@ -34,19 +34,17 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tickwire_json::ws::{self as codec, Channels, WsCommand, WsError};
 use tickwire_model::{Instrument, Update};
-use tickwire_websocket::{MessageKind, OpCode};
+use tickwire_websocket::MessageKind;
 use tracing::{debug, warn};
 
 use crate::Shared;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, WsConfig};
-use crate::http::feed_key;
+use crate::http::{feed_key, json_session};
 use crate::market::{Feed as Topic, WS_STATUS, deliver, topic_of};
 use tickwire_core::Tracker;
-use tickwire_core::http::{
-    Body, handshake, handshake_refusal, json_error, start_session, upgrade_with,
-};
-use tickwire_core::session::{Activity, Protocol, Step, Transport};
+use tickwire_core::http::{Body, handshake, handshake_refusal, json_error, upgrade_with};
+use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
 use tickwire_websocket::close_code;
 
@@ -109,28 +107,12 @@ pub(crate) fn upgrade(
     let shared = shared.clone();
     let tracker = tracker.clone();
     upgrade_with(&mut req, handshake, move |upgraded| async move {
-        let transport = Transport {
-            variant: 0,
-            reply_opcode: OpCode::Text,
-            max_message_bytes: shared.config.ws.max_message_bytes,
-            slow_consumer: shared
-                .config
-                .ws
-                .slow_consumer
-                .unwrap_or(shared.config.transport.slow_consumer),
-        };
-        let make = {
-            let shared = shared.clone();
-            move |sub| WsSession::new(shared, sub, keyed)
-        };
-        start_session(
-            upgraded,
-            shared.connections.clone(),
-            transport,
-            make,
-            tracker,
-        )
-        .await;
+        let (max, slow) = (
+            shared.config.ws.max_message_bytes,
+            shared.config.ws.slow_consumer,
+        );
+        let make = move |shared, sub| WsSession::new(shared, sub, keyed);
+        json_session(upgraded, shared, max, slow, make, tracker).await;
     })
 }
 
