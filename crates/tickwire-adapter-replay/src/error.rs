@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 /// Why the replay cannot load its data. [`connect`](tickwire_adapter::BrokerAdapter::connect)
-/// returns it as the source of an
+/// returns it as the `error` of an
 /// [`AdapterError::Source`](tickwire_adapter::AdapterError::Source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -322,7 +322,7 @@ impl JsonlReplay {
         let dataset = match tokio::task::spawn_blocking(move || dataset::load(&config)).await {
             Ok(loaded) => loaded.map_err(|e| AdapterError::Source {
                 adapter: NAME.to_owned(),
-                source: Box::new(e),
+                error: Box::new(e),
             })?,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // The runtime is shutting down.

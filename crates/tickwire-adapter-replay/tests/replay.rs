@@ -340,7 +340,7 @@ async fn a_slow_reader_loses_nothing() {
 /// The replay's own error inside an adapter error.
 fn replay_error(err: &AdapterError) -> &ReplayError {
     match err {
-        AdapterError::Source { adapter, source } if adapter == "jsonl-replay" => source
+        AdapterError::Source { adapter, error } if adapter == "jsonl-replay" => error
             .downcast_ref::<ReplayError>()
             .unwrap_or_else(|| panic!("not a replay error: {err:?}")),
         other => panic!("not the replay's own failure: {other:?}"),

@@ -38,15 +38,15 @@ pub enum AdapterError {
         adapter: String,
     },
 
-    /// The adapter's own failure (a replay's missing data, say): see the
-    /// source, an error type of the adapter's crate, for what to fix.
-    #[error("adapter {adapter}: {source}")]
+    /// The adapter's own failure (a replay's missing data, say): `error`, of
+    /// a type of the adapter's crate, says what to fix (and can be downcast
+    /// to it).
+    #[error("adapter {adapter}: {error}")]
     Source {
         /// The adapter's name.
         adapter: String,
         /// What went wrong, as the adapter tells it.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// The upstream broker refused or failed a request: retry later or report it.

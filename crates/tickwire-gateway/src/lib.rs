@@ -156,8 +156,8 @@ pub enum GatewayError {
         listen: std::net::SocketAddr,
     },
 
-    /// An adapter failed to start; see its error.
-    #[error("adapter {adapter} failed to start: {source}")]
+    /// An adapter failed to start; see its error (the source).
+    #[error("adapter {adapter} failed to start")]
     Adapter {
         /// The adapter's name.
         adapter: String,
