@@ -65,7 +65,9 @@ use tickwire_websocket::MessageKind;
 use tracing::debug;
 
 use crate::Shared;
+use crate::config::FastWsConfig;
 use crate::http::json_session;
+use crate::market::Market;
 use tickwire_core::Tracker;
 use tickwire_core::http::{
     Body, handshake, handshake_refusal, json_bytes, json_error, method_not_allowed, upgrade_with,
@@ -143,7 +145,9 @@ fn upgrade(req: &mut Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker)
             shared.config.fastws.max_message_bytes,
             shared.config.fastws.slow_consumer,
         );
-        let make = move |shared, sub| FastWsSession::new(shared, sub, Instant::now());
+        let make = move |shared: Arc<Shared>, sub| {
+            FastWsSession::new(shared.fastws.clone(), sub, Instant::now())
+        };
         json_session(upgraded, shared, max, slow, make, tracker).await;
     })
 }
@@ -160,9 +164,19 @@ fn bars_topic(buf: &mut String, instrument: &Instrument, resolution: Resolution)
     buf.push_str(resolution.as_str());
 }
 
+/// What the endpoint's connections share: its configuration, the symbol
+/// table and the feed index its bars' topics live in. Nothing else of the
+/// gateway, so that a session can be driven by a test alone.
+#[derive(Debug)]
+pub(crate) struct FastWs {
+    pub(crate) config: FastWsConfig,
+    pub(crate) market: Arc<Market>,
+    pub(crate) feeds: Arc<Index>,
+}
+
 /// The protocol state of one `/api/v1/ws` connection.
 pub(crate) struct FastWsSession {
-    shared: Arc<Shared>,
+    state: Arc<FastWs>,
     sub: Subscriber,
     timers: Timers,
     /// A reused buffer for topic names.
@@ -178,12 +192,12 @@ impl std::fmt::Debug for FastWsSession {
 }
 
 impl FastWsSession {
-    fn new(shared: Arc<Shared>, sub: Subscriber, now: Instant) -> FastWsSession {
-        let config = &shared.config.fastws;
+    fn new(state: Arc<FastWs>, sub: Subscriber, now: Instant) -> FastWsSession {
+        let config = &state.config;
         let timers = Timers::new(Some(config.heartbeat()), Some(config.lifespan()), now);
         debug!(connection = sub.id(), "{WS_PATH} connected");
         FastWsSession {
-            shared,
+            state,
             sub,
             timers,
             topic: String::new(),
@@ -193,7 +207,7 @@ impl FastWsSession {
     /// Applies a decoded operation and returns its reply.
     fn apply(&mut self, op: &ClientOp) -> Option<Bytes> {
         let request = op.subscription();
-        let Some(instrument) = self.shared.market.by_symbol(&request.symbol) else {
+        let Some(instrument) = self.state.market.by_symbol(&request.symbol) else {
             debug!(
                 connection = self.sub.id(),
                 symbol = %request.symbol,
@@ -206,10 +220,10 @@ impl FastWsSession {
         bars_topic(&mut self.topic, &instrument, request.resolution);
         match op {
             ClientOp::Subscribe(_) => {
-                self.shared.feeds.subscribe(&self.topic, self.sub.clone());
+                self.state.feeds.subscribe(&self.topic, self.sub.clone());
             }
             ClientOp::Unsubscribe(_) => {
-                self.shared.feeds.unsubscribe(&self.topic, &self.sub);
+                self.state.feeds.unsubscribe(&self.topic, &self.sub);
             }
             // A future operation this endpoint does not serve yet: refuse it
             // in its own reply rather than pretending it worked.
@@ -261,7 +275,7 @@ impl Protocol for FastWsSession {
     }
 
     fn on_close(&mut self) {
-        self.shared.feeds.unsubscribe_all(&self.sub);
+        self.state.feeds.unsubscribe_all(&self.sub);
     }
 }
 
@@ -341,6 +355,130 @@ impl Feed<Update> for BarFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tickwire_core::SlowConsumer;
+    use tickwire_core::outbox::SlowConsumerStats;
+    use tickwire_core::subscriber::QueuePolicy;
+
+    /// A FastWS endpoint that knows AAPL, and one connection's session.
+    fn session(config: FastWsConfig, now: Instant) -> (Arc<FastWs>, Subscriber, FastWsSession) {
+        let market = Arc::new(Market::new());
+        market.learn(&Instrument::new("AAPL", "NASDAQ"));
+        let state = Arc::new(FastWs {
+            config,
+            market,
+            feeds: Arc::new(Index::new()),
+        });
+        let queue = QueuePolicy {
+            capacity: 16,
+            slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
+        };
+        let sub = Subscriber::new(1, 0, queue, Arc::new(SlowConsumerStats::default()));
+        let session = FastWsSession::new(state.clone(), sub.clone(), now);
+        (state, sub, session)
+    }
+
+    fn reply(step: Step) -> serde_json::Value {
+        match step {
+            Step::Reply(bytes) => serde_json::from_slice(&bytes).unwrap(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn members(state: &FastWs, topic: &str) -> usize {
+        state
+            .feeds
+            .lookup(topic)
+            .map_or(0, |t| state.feeds.subscriber_count(t))
+    }
+
+    const TOPIC: &str = "fastws:bars:NASDAQ:AAPL:5";
+
+    #[test]
+    fn subscribe_and_unsubscribe_join_and_leave_the_bar_topic() {
+        let now = Instant::now();
+        let (state, _sub, mut session) = session(FastWsConfig::default(), now);
+        let sub =
+            br#"{"type":"bars.subscribe","payload":{"symbol":"AAPL","params":{"resolution":"5"}}}"#;
+        let answer = reply(session.on_message(MessageKind::Text, sub, now));
+        assert_eq!(answer["type"], "bars.subscribe.response", "{answer}");
+        assert_eq!(members(&state, TOPIC), 1);
+        let unsub = br#"{"type":"bars.unsubscribe","payload":{"symbol":"AAPL","resolution":"5"}}"#;
+        let answer = reply(session.on_message(MessageKind::Text, unsub, now));
+        assert_eq!(answer["type"], "bars.unsubscribe.response", "{answer}");
+        assert_eq!(members(&state, TOPIC), 0);
+    }
+
+    #[test]
+    fn an_unknown_symbol_is_refused_in_the_reply_and_subscribes_nothing() {
+        let now = Instant::now();
+        let (state, _sub, mut session) = session(FastWsConfig::default(), now);
+        let sub = br#"{"type":"bars.subscribe","payload":{"symbol":"NOPE","resolution":"1"}}"#;
+        let answer = reply(session.on_message(MessageKind::Text, sub, now));
+        assert_eq!(answer["payload"]["status"], "error", "{answer}");
+        assert!(
+            answer.to_string().contains("Unknown symbol NOPE"),
+            "{answer}"
+        );
+        assert_eq!(state.feeds.topic_count(), 0);
+    }
+
+    #[test]
+    fn bad_envelopes_close_with_fastws_reasons() {
+        let now = Instant::now();
+        for (kind, payload, reason) in [
+            (
+                MessageKind::Text,
+                &b"not json"[..],
+                "Could not validate payload",
+            ),
+            (
+                MessageKind::Text,
+                br#"{"type":"bars.update","payload":{}}"#,
+                "No matching type",
+            ),
+            (MessageKind::Binary, b"\x00", "Could not decode message"),
+        ] {
+            let (_state, _sub, mut session) = session(FastWsConfig::default(), now);
+            match session.on_message(kind, payload, now) {
+                Step::Close {
+                    code, reason: got, ..
+                } => {
+                    assert_eq!(code, tickwire_fastws::CLOSE_UNSUPPORTED_DATA);
+                    assert!(got.contains(reason), "{got}");
+                }
+                other => panic!("expected a close, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_heartbeat_deadline_moves_with_every_message_and_closing_leaves_all_topics() {
+        let t0 = Instant::now();
+        let config = FastWsConfig {
+            heartbeat_secs: 30,
+            ..FastWsConfig::default()
+        };
+        let (state, _sub, mut session) = session(config, t0);
+        let activity = tickwire_core::Activity {
+            last_frame: t0,
+            last_message: t0,
+        };
+        assert_eq!(session.deadline(&activity), t0 + Duration::from_secs(30));
+        let later = t0 + Duration::from_secs(20);
+        let msg = br#"{"type":"bars.subscribe","payload":{"symbol":"AAPL","resolution":"5"}}"#;
+        session.on_message(MessageKind::Text, msg, later);
+        assert_eq!(session.deadline(&activity), later + Duration::from_secs(30));
+        assert!(
+            session.idle_close().1.contains("Heartbeat interval 30"),
+            "{}",
+            session.idle_close().1
+        );
+        assert_eq!(members(&state, TOPIC), 1);
+        session.on_close();
+        assert_eq!(members(&state, TOPIC), 0);
+    }
 
     #[test]
     fn routes_are_the_documented_ones() {

@@ -194,6 +194,12 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The WebSocket connections of every endpoint: settings, counts, pacing.
     pub(crate) connections: Arc<Connections>,
+    /// The FastWS endpoint's own state.
+    pub(crate) fastws: Arc<fastws::FastWs>,
+    /// The `/ws` endpoint's own state.
+    pub(crate) ws: Arc<ws::Ws>,
+    /// The `/stream` endpoint's own state.
+    pub(crate) stream: Arc<stream::Stream>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -306,6 +312,21 @@ pub async fn run_with(
         shutdown_rx.clone(),
     ));
 
+    let fastws = Arc::new(fastws::FastWs {
+        config: config.fastws.clone(),
+        market: market.clone(),
+        feeds: feeds.clone(),
+    });
+    let ws = Arc::new(ws::Ws {
+        config: config.ws.clone(),
+        market: market.clone(),
+        feeds: feeds.clone(),
+    });
+    let stream = Arc::new(stream::Stream {
+        config: config.stream.clone(),
+        market: market.clone(),
+        feeds: feeds.clone(),
+    });
     let shared = Arc::new(Shared {
         config,
         auth,
@@ -317,6 +338,9 @@ pub async fn run_with(
         public_url,
         shutdown: shutdown_rx,
         connections,
+        fastws,
+        ws,
+        stream,
     });
     let status = tokio::spawn(ws::status_task(shared.clone()));
     let heartbeat = tokio::spawn(stream::heartbeat_task(shared.clone()));

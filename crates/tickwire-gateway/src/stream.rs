@@ -50,7 +50,7 @@ use crate::Shared;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, StreamConfig};
 use crate::http::{feed_key, json_session};
-use crate::market::{Feed as Topic, STREAM_HEARTBEAT, deliver, topic_of};
+use crate::market::{Feed as Topic, Market, STREAM_HEARTBEAT, deliver, topic_of};
 use tickwire_core::Tracker;
 use tickwire_core::http::{Body, handshake, handshake_refusal, json_bytes, refuse, upgrade_with};
 use tickwire_core::session::{Activity, Protocol, Step};
@@ -124,7 +124,9 @@ pub(crate) fn upgrade(
             shared.config.stream.max_message_bytes,
             shared.config.stream.slow_consumer,
         );
-        let make = move |shared, sub| StreamSession::new(shared, sub, usage, lease);
+        let make = move |shared: Arc<Shared>, sub| {
+            StreamSession::new(shared.stream.clone(), sub, usage, lease)
+        };
         json_session(upgraded, shared, max, slow, make, tracker).await;
     })
 }
@@ -189,9 +191,19 @@ impl Feed<Update> for StreamFeed {
     }
 }
 
+/// What the endpoint's connections share: its configuration, the symbol
+/// table and the feed index. Nothing else of the gateway, so that a session
+/// can be driven by a test alone.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) config: StreamConfig,
+    pub(crate) market: Arc<Market>,
+    pub(crate) feeds: Arc<Index>,
+}
+
 /// The protocol state of one `/stream` connection.
 pub(crate) struct StreamSession {
-    shared: Arc<Shared>,
+    state: Arc<Stream>,
     sub: Subscriber,
     /// Subscribed symbols in the order subscribed, with their instruments.
     subscriptions: Vec<(String, Instrument)>,
@@ -211,15 +223,15 @@ impl std::fmt::Debug for StreamSession {
 }
 
 impl StreamSession {
-    fn new(shared: Arc<Shared>, sub: Subscriber, usage: Arc<KeyUsage>, lease: Lease) -> Self {
-        shared.feeds.subscribe(STREAM_HEARTBEAT, sub.clone());
+    fn new(state: Arc<Stream>, sub: Subscriber, usage: Arc<KeyUsage>, lease: Lease) -> Self {
+        state.feeds.subscribe(STREAM_HEARTBEAT, sub.clone());
         debug!(
             connection = sub.id(),
             key = usage.name(),
             "/stream connected"
         );
         StreamSession {
-            shared,
+            state,
             sub,
             subscriptions: Vec::new(),
             usage,
@@ -228,7 +240,7 @@ impl StreamSession {
     }
 
     fn config(&self) -> &StreamConfig {
-        &self.shared.config.stream
+        &self.state.config
     }
 
     fn is_subscribed(&self, symbol: &str) -> bool {
@@ -254,10 +266,10 @@ impl StreamSession {
                 confirmed.push(symbol);
                 continue;
             }
-            match self.shared.market.stream_symbol(&symbol) {
+            match self.state.market.stream_symbol(&symbol) {
                 Some(instrument) => {
                     let topic = topic_of(Topic::StreamPrice, &instrument);
-                    self.shared.feeds.subscribe(&topic, self.sub.clone());
+                    self.state.feeds.subscribe(&topic, self.sub.clone());
                     self.subscriptions.push((symbol.clone(), instrument));
                     confirmed.push(symbol);
                 }
@@ -281,7 +293,7 @@ impl StreamSession {
                 let all: Vec<String> = self.subscriptions.iter().map(|(s, _)| s.clone()).collect();
                 for (_, instrument) in self.subscriptions.drain(..) {
                     let topic = topic_of(Topic::StreamPrice, &instrument);
-                    self.shared.feeds.unsubscribe(&topic, &self.sub);
+                    self.state.feeds.unsubscribe(&topic, &self.sub);
                 }
                 all
             }
@@ -291,7 +303,7 @@ impl StreamSession {
                     if let Some(i) = self.subscriptions.iter().position(|(s, _)| s == symbol) {
                         let (_, instrument) = self.subscriptions.remove(i);
                         let topic = topic_of(Topic::StreamPrice, &instrument);
-                        self.shared.feeds.unsubscribe(&topic, &self.sub);
+                        self.state.feeds.unsubscribe(&topic, &self.sub);
                     }
                 }
                 symbols
@@ -347,7 +359,7 @@ impl Protocol for StreamSession {
     }
 
     fn on_close(&mut self) {
-        self.shared.feeds.unsubscribe_all(&self.sub);
+        self.state.feeds.unsubscribe_all(&self.sub);
     }
 }
 
@@ -384,6 +396,116 @@ fn encode_extra_error(code: &str, message: &str, now_ms: i64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tickwire_core::SlowConsumer;
+    use tickwire_core::outbox::SlowConsumerStats;
+    use tickwire_core::subscriber::QueuePolicy;
+
+    use crate::Config;
+    use crate::auth::Auth;
+    use crate::config::ApiKey;
+
+    /// A `/stream` endpoint that knows BTC/USD and ETH/USD, and one session of
+    /// a key allowed `rate_per_minute` requests; no socket, no gateway.
+    fn session(config: StreamConfig, rate_per_minute: u32) -> (Arc<Stream>, StreamSession) {
+        let market = Arc::new(Market::new());
+        market.learn(&Instrument::crypto("BTC/USD"));
+        market.learn(&Instrument::crypto("ETH/USD"));
+        let state = Arc::new(Stream {
+            config,
+            market,
+            feeds: Arc::new(Index::new()),
+        });
+        let keys = Config {
+            api_keys: vec![ApiKey {
+                rate_per_minute,
+                ..ApiKey::new("k", "secret")
+            }],
+            ..Config::default()
+        };
+        let auth = Auth::new(&keys).unwrap();
+        let usage = auth.check_bearer(None, Some("secret")).unwrap().usage();
+        let lease = usage.lease().unwrap();
+        let queue = QueuePolicy {
+            capacity: 16,
+            slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
+        };
+        let sub = Subscriber::new(3, 0, queue, Arc::new(SlowConsumerStats::default()));
+        let session = StreamSession::new(state.clone(), sub, usage, lease);
+        (state, session)
+    }
+
+    fn members(state: &Stream, topic: &str) -> usize {
+        state
+            .feeds
+            .lookup(topic)
+            .map_or(0, |t| state.feeds.subscriber_count(t))
+    }
+
+    fn replies(step: Step) -> Vec<serde_json::Value> {
+        let all = match step {
+            Step::Reply(one) => vec![one],
+            Step::Replies(all) => all,
+            other => panic!("expected replies, got {other:?}"),
+        };
+        all.iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+
+    const BTC: &str = "stream:price:CRYPTO:BTC/USD";
+
+    #[test]
+    fn subscribe_confirms_the_known_and_refuses_the_unknown() {
+        let (state, mut stream) = session(StreamConfig::default(), 600);
+        let now = Instant::now();
+        let msg = br#"{"type":"subscribe","symbols":["BTC/USD","NOPE/USD"]}"#;
+        let answer = replies(stream.on_message(MessageKind::Text, msg, now));
+        assert_eq!(answer[0]["type"], "subscribed");
+        assert_eq!(answer[0]["symbols"], serde_json::json!(["BTC/USD"]));
+        assert_eq!(answer[1]["code"], "UNKNOWN_SYMBOL");
+        assert_eq!(members(&state, BTC), 1);
+        assert_eq!(members(&state, STREAM_HEARTBEAT), 1);
+        let answer =
+            replies(stream.on_message(MessageKind::Text, br#"{"type":"unsubscribe"}"#, now));
+        assert_eq!(answer[0]["type"], "unsubscribed");
+        assert_eq!(members(&state, BTC), 0);
+        stream.on_close();
+        assert_eq!(members(&state, STREAM_HEARTBEAT), 0);
+    }
+
+    #[test]
+    fn the_symbol_limit_refuses_a_subscribe_whole() {
+        let (state, mut stream) = session(
+            StreamConfig {
+                max_symbols: 1,
+                ..StreamConfig::default()
+            },
+            600,
+        );
+        let msg = br#"{"type":"subscribe","symbols":["BTC/USD","ETH/USD"]}"#;
+        let answer = replies(stream.on_message(MessageKind::Text, msg, Instant::now()));
+        assert_eq!(answer[0]["code"], "SUBSCRIPTION_LIMIT", "{answer:?}");
+        assert_eq!(members(&state, BTC), 0);
+    }
+
+    #[test]
+    fn requests_over_the_keys_rate_are_refused_and_pings_are_free() {
+        let (state, mut stream) = session(StreamConfig::default(), 1);
+        let now = Instant::now();
+        let sub = br#"{"type":"subscribe","symbols":["BTC/USD"]}"#;
+        assert_eq!(
+            replies(stream.on_message(MessageKind::Text, sub, now))[0]["type"],
+            "subscribed"
+        );
+        let unsub = br#"{"type":"unsubscribe","symbols":["BTC/USD"]}"#;
+        let answer = replies(stream.on_message(MessageKind::Text, unsub, now));
+        assert_eq!(answer[0]["code"], RATE_LIMITED);
+        assert_eq!(members(&state, BTC), 1, "not applied");
+        let pong = replies(stream.on_message(MessageKind::Text, br#"{"type":"ping"}"#, now));
+        assert_eq!(pong[0]["type"], "pong");
+    }
 
     #[test]
     fn extra_errors_follow_the_documents_format() {

@@ -41,7 +41,7 @@ use crate::Shared;
 use crate::auth::{KeyRejection, KeyUsage, Lease};
 use crate::config::{Endpoint, WsConfig};
 use crate::http::{feed_key, json_session};
-use crate::market::{Feed as Topic, WS_STATUS, deliver, topic_of};
+use crate::market::{Feed as Topic, Market, WS_STATUS, deliver, topic_of};
 use tickwire_core::Tracker;
 use tickwire_core::http::{Body, handshake, handshake_refusal, json_error, upgrade_with};
 use tickwire_core::session::{Activity, Protocol, Step};
@@ -111,7 +111,7 @@ pub(crate) fn upgrade(
             shared.config.ws.max_message_bytes,
             shared.config.ws.slow_consumer,
         );
-        let make = move |shared, sub| WsSession::new(shared, sub, keyed);
+        let make = move |shared: Arc<Shared>, sub| WsSession::new(shared.ws.clone(), sub, keyed);
         json_session(upgraded, shared, max, slow, make, tracker).await;
     })
 }
@@ -187,9 +187,19 @@ impl Feed<Update> for WsFeed {
     }
 }
 
+/// What the endpoint's connections share: its configuration, the symbol
+/// table and the feed index. Nothing else of the gateway, so that a session
+/// can be driven by a test alone.
+#[derive(Debug)]
+pub(crate) struct Ws {
+    pub(crate) config: WsConfig,
+    pub(crate) market: Arc<Market>,
+    pub(crate) feeds: Arc<Index>,
+}
+
 /// The protocol state of one `/ws` connection.
 pub(crate) struct WsSession {
-    shared: Arc<Shared>,
+    state: Arc<Ws>,
     sub: Subscriber,
     /// Subscriptions by `/ws` symbol key (`btc`): the instrument and its channels.
     subscriptions: HashMap<String, (Instrument, Channels)>,
@@ -208,12 +218,12 @@ impl std::fmt::Debug for WsSession {
 }
 
 impl WsSession {
-    fn new(shared: Arc<Shared>, sub: Subscriber, key: Option<(Arc<KeyUsage>, Lease)>) -> Self {
-        shared.feeds.subscribe(WS_STATUS, sub.clone());
-        let rate = MessageRate::new(&shared.config.ws, Instant::now());
+    fn new(state: Arc<Ws>, sub: Subscriber, key: Option<(Arc<KeyUsage>, Lease)>) -> Self {
+        state.feeds.subscribe(WS_STATUS, sub.clone());
+        let rate = MessageRate::new(&state.config, Instant::now());
         debug!(connection = sub.id(), "/ws connected");
         WsSession {
-            shared,
+            state,
             sub,
             subscriptions: HashMap::new(),
             rate,
@@ -222,7 +232,7 @@ impl WsSession {
     }
 
     fn config(&self) -> &WsConfig {
-        &self.shared.config.ws
+        &self.state.config
     }
 
     fn error(e: &WsError) -> Bytes {
@@ -250,7 +260,7 @@ impl WsSession {
             let key = codec::symbol_key(symbol);
             let (instrument, old) = match self.subscriptions.get(key.as_ref()) {
                 Some((instrument, old)) => (instrument.clone(), *old),
-                None => match self.shared.market.ws_symbol(symbol) {
+                None => match self.state.market.ws_symbol(symbol) {
                     Some(instrument) => (instrument, Channels::NONE),
                     None => {
                         errors.push(Self::error(&WsError::InvalidSymbol {
@@ -262,7 +272,7 @@ impl WsSession {
             };
             for channel in channels.difference(old).iter() {
                 let topic = topic_of(Topic::of_channel(channel), &instrument);
-                self.shared.feeds.subscribe(&topic, self.sub.clone());
+                self.state.feeds.subscribe(&topic, self.sub.clone());
             }
             self.subscriptions
                 .insert(key.into_owned(), (instrument, old | channels));
@@ -275,7 +285,7 @@ impl WsSession {
         for symbol in symbols {
             let key = codec::symbol_key(symbol);
             let Some((instrument, old)) = self.subscriptions.get(key.as_ref()).cloned() else {
-                if self.shared.market.ws_symbol(symbol).is_none() {
+                if self.state.market.ws_symbol(symbol).is_none() {
                     errors.push(Self::error(&WsError::InvalidSymbol {
                         symbol: symbol.clone(),
                     }));
@@ -284,7 +294,7 @@ impl WsSession {
             };
             for channel in old.intersection(channels).iter() {
                 let topic = topic_of(Topic::of_channel(channel), &instrument);
-                self.shared.feeds.unsubscribe(&topic, &self.sub);
+                self.state.feeds.unsubscribe(&topic, &self.sub);
             }
             let left = old.difference(channels);
             if left.is_empty() {
@@ -365,7 +375,7 @@ impl Protocol for WsSession {
     }
 
     fn on_close(&mut self) {
-        self.shared.feeds.unsubscribe_all(&self.sub);
+        self.state.feeds.unsubscribe_all(&self.sub);
     }
 }
 
@@ -438,6 +448,139 @@ impl MessageRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tickwire_core::outbox::SlowConsumerStats;
+    use tickwire_core::subscriber::QueuePolicy;
+    use tickwire_core::{Activity, SlowConsumer};
+
+    /// A `/ws` endpoint that knows BTC/USD and ETH/USD, and one public
+    /// connection's session; no socket, no gateway.
+    fn session(config: WsConfig) -> (Arc<Ws>, WsSession) {
+        let market = Arc::new(Market::new());
+        market.learn(&Instrument::crypto("BTC/USD"));
+        market.learn(&Instrument::crypto("ETH/USD"));
+        let state = Arc::new(Ws {
+            config,
+            market,
+            feeds: Arc::new(Index::new()),
+        });
+        let queue = QueuePolicy {
+            capacity: 16,
+            slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
+        };
+        let sub = Subscriber::new(7, 0, queue, Arc::new(SlowConsumerStats::default()));
+        let session = WsSession::new(state.clone(), sub, None);
+        (state, session)
+    }
+
+    fn members(state: &Ws, topic: &str) -> usize {
+        state
+            .feeds
+            .lookup(topic)
+            .map_or(0, |t| state.feeds.subscriber_count(t))
+    }
+
+    fn json(bytes: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn subscribing_joins_each_channels_topic_and_is_silent() {
+        let (state, mut ws) = session(WsConfig::default());
+        let now = Instant::now();
+        assert_eq!(
+            members(&state, WS_STATUS),
+            1,
+            "every connection gets server_status"
+        );
+        let msg = br#"{"type":"subscribe","symbols":["btc"],"channels":["price","orderbook"]}"#;
+        assert_eq!(ws.on_message(MessageKind::Text, msg, now), Step::Nothing);
+        assert_eq!(members(&state, "ws:price:CRYPTO:BTC/USD"), 1);
+        assert_eq!(members(&state, "ws:book:CRYPTO:BTC/USD"), 1);
+        assert_eq!(members(&state, "ws:signal:CRYPTO:BTC/USD"), 0);
+        let msg = br#"{"type":"unsubscribe","symbols":["btc"],"channels":["price"]}"#;
+        assert_eq!(ws.on_message(MessageKind::Text, msg, now), Step::Nothing);
+        assert_eq!(members(&state, "ws:price:CRYPTO:BTC/USD"), 0);
+        assert_eq!(members(&state, "ws:book:CRYPTO:BTC/USD"), 1);
+        ws.on_close();
+        assert_eq!(members(&state, "ws:book:CRYPTO:BTC/USD"), 0);
+        assert_eq!(members(&state, WS_STATUS), 0);
+    }
+
+    #[test]
+    fn unknown_symbols_and_the_subscription_limit_are_answered() {
+        let (state, mut ws) = session(WsConfig {
+            subscription_limit: 1,
+            ..WsConfig::default()
+        });
+        let now = Instant::now();
+        let Step::Reply(error) = ws.on_message(
+            MessageKind::Text,
+            br#"{"type":"subscribe","symbols":["xyz"]}"#,
+            now,
+        ) else {
+            panic!("an error reply");
+        };
+        assert_eq!(json(&error)["code"], "invalid_symbol");
+        let Step::Reply(error) = ws.on_message(
+            MessageKind::Text,
+            br#"{"type":"subscribe","symbols":["btc","eth"]}"#,
+            now,
+        ) else {
+            panic!("an error reply");
+        };
+        assert_eq!(json(&error)["code"], "subscription_limit");
+        assert_eq!(
+            members(&state, "ws:price:CRYPTO:BTC/USD"),
+            0,
+            "refused whole"
+        );
+    }
+
+    #[test]
+    fn a_flood_is_answered_then_closed() {
+        let (_state, mut ws) = session(WsConfig {
+            messages_per_second: 2,
+            flood_close_secs: 2,
+            ..WsConfig::default()
+        });
+        let t0 = Instant::now();
+        let ping = br#"{"type":"ping"}"#;
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        for second in 0..2 {
+            for _ in 0..2 {
+                let Step::Reply(pong) = ws.on_message(MessageKind::Text, ping, at(second)) else {
+                    panic!("a pong");
+                };
+                assert_eq!(json(&pong)["type"], "pong");
+            }
+            let over = ws.on_message(MessageKind::Text, ping, at(second));
+            match (second, over) {
+                (0, Step::Reply(error)) => assert_eq!(json(&error)["code"], "rate_limited"),
+                (1, Step::Close { code, last, .. }) => {
+                    assert_eq!(code, close_code::POLICY);
+                    assert_eq!(json(&last.unwrap())["code"], "rate_limited");
+                }
+                (_, other) => panic!("second {second}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_message_keeps_the_connection_for_idle_timeout_secs() {
+        let (_state, ws) = session(WsConfig {
+            idle_timeout_secs: 300,
+            ..WsConfig::default()
+        });
+        let t0 = Instant::now();
+        let activity = Activity {
+            last_frame: t0 + Duration::from_secs(100),
+            last_message: t0,
+        };
+        assert_eq!(ws.deadline(&activity), t0 + Duration::from_secs(300));
+        assert_eq!(ws.idle_close(), (close_code::NORMAL, "idle timeout"));
+    }
 
     fn rate(per_second: u32, close_after: u32, t0: Instant) -> MessageRate {
         MessageRate::new(
