@@ -256,7 +256,7 @@ fn websocket(
                 let transport = params.transport(&shared);
                 let make = {
                     let shared = shared.clone();
-                    move |sub| Session::new(shared, sub, params)
+                    move |sub| Session::new(shared.hubs.clone(), sub, params)
                 };
                 let connections = shared.connections.clone();
                 start_session(upgraded, connections, transport, make, tracker).await;

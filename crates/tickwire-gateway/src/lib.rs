@@ -178,9 +178,7 @@ pub enum GatewayError {
 /// `.await`.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) auth: auth::Auth,
-    /// The pubsub groups (seed 000).
-    pub(crate) index: Arc<tickwire_core::Index>,
+    pub(crate) auth: Arc<auth::Auth>,
     /// The JSON feeds' topics (`ws:price:CRYPTO:BTC/USD`, ...).
     pub(crate) feeds: Arc<tickwire_core::Index>,
     /// The instruments known and the figures of `server_status`.
@@ -200,6 +198,8 @@ pub(crate) struct Shared {
     pub(crate) ws: Arc<ws::Ws>,
     /// The `/stream` endpoint's own state.
     pub(crate) stream: Arc<stream::Stream>,
+    /// The hubs' own state.
+    pub(crate) hubs: Arc<pubsub::Hubs>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -239,7 +239,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     config.validate()?;
-    let auth = auth::Auth::new(&config)?;
+    let auth = Arc::new(auth::Auth::new(&config)?);
     let public_url = config
         .public_url
         .as_deref()
@@ -263,6 +263,8 @@ pub async fn run_with(
         &config.proxy,
         &adapters,
         options.adapter_states,
+        auth.clone(),
+        config.transport.pong_timeout(),
     ));
 
     // The one place that knows every endpoint's part of the fan-out, in the
@@ -327,10 +329,16 @@ pub async fn run_with(
         market: market.clone(),
         feeds: feeds.clone(),
     });
+    let hubs = Arc::new(pubsub::Hubs {
+        index: index.clone(),
+        prefix: config.prefix.clone(),
+        max_groups: config.max_groups,
+        max_groups_per_connection: config.transport.max_groups_per_connection,
+        pong_timeout: config.transport.pong_timeout(),
+    });
     let shared = Arc::new(Shared {
         config,
         auth,
-        index,
         feeds,
         market: market.clone(),
         fan_out,
@@ -341,6 +349,7 @@ pub async fn run_with(
         fastws,
         ws,
         stream,
+        hubs,
     });
     let status = tokio::spawn(ws::status_task(shared.clone()));
     let heartbeat = tokio::spawn(stream::heartbeat_task(shared.clone()));

@@ -71,7 +71,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 use crate::adapters::AdapterStates;
-use crate::auth::{KeyRejection, KeyUsage, Lease};
+use crate::auth::{Auth, KeyRejection, KeyUsage, Lease};
 use crate::config::Endpoint;
 use crate::http::{json_session, query_param};
 use crate::{GatewayError, Shared};
@@ -224,6 +224,10 @@ pub(crate) struct Proxy {
     parked: Notify,
     upstreams: Vec<Upstream>,
     states: AdapterStates,
+    /// The key ring `authenticate` checks keys against.
+    auth: Arc<Auth>,
+    /// No frame from a client for this long closes its connection.
+    pong_timeout: Duration,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -249,6 +253,8 @@ impl Proxy {
         config: &ProxyConfig,
         adapters: &[Arc<dyn BrokerAdapter>],
         states: AdapterStates,
+        auth: Arc<Auth>,
+        pong_timeout: Duration,
     ) -> Proxy {
         let upstreams: Vec<Upstream> = adapters
             .iter()
@@ -277,6 +283,8 @@ impl Proxy {
             parked: Notify::new(),
             upstreams,
             states,
+            auth,
+            pong_timeout,
         }
     }
 
@@ -560,14 +568,14 @@ pub(crate) fn upgrade(
             shared.config.proxy.max_message_bytes,
             shared.config.proxy.slow_consumer,
         );
-        let make = move |shared, sub| ProxySession::new(shared, sub);
+        let make = move |shared: Arc<Shared>, sub| ProxySession::new(shared.proxy.clone(), sub);
         json_session(upgraded, shared, max, slow, make, tracker).await;
     })
 }
 
 /// The protocol state of one proxy connection.
 pub(crate) struct ProxySession {
-    shared: Arc<Shared>,
+    proxy: Arc<Proxy>,
     sub: Subscriber,
     /// The user of the key the connection authenticated with.
     user: Option<String>,
@@ -586,10 +594,10 @@ impl std::fmt::Debug for ProxySession {
 }
 
 impl ProxySession {
-    fn new(shared: Arc<Shared>, sub: Subscriber) -> Self {
+    fn new(proxy: Arc<Proxy>, sub: Subscriber) -> Self {
         debug!(connection = sub.id(), "proxy client connected");
         ProxySession {
-            shared,
+            proxy,
             sub,
             user: None,
             lease: None,
@@ -597,7 +605,7 @@ impl ProxySession {
     }
 
     fn proxy(&self) -> &Proxy {
-        &self.shared.proxy
+        &self.proxy
     }
 
     fn error(&self, error: &ProxyError) -> Step {
@@ -606,7 +614,7 @@ impl ProxySession {
     }
 
     fn authenticate(&mut self, api_key: &str) -> Step {
-        let principal = match self.shared.auth.check_bearer(None, Some(api_key)) {
+        let principal = match self.proxy.auth.check_bearer(None, Some(api_key)) {
             Ok(p) => p,
             Err(KeyRejection::Missing | KeyRejection::Invalid) => {
                 return self.error(&ProxyError::invalid_api_key());
@@ -772,7 +780,7 @@ impl Protocol for ProxySession {
     /// A client that answers the writer's pings stays connected, however
     /// quiet (the reference server has no idle limit of its own).
     fn deadline(&self, activity: &Activity) -> Instant {
-        activity.last_frame + self.shared.config.transport.pong_timeout()
+        activity.last_frame + self.proxy.pong_timeout
     }
 
     fn idle_close(&self) -> (u16, &'static str) {
@@ -787,7 +795,7 @@ impl Protocol for ProxySession {
 impl ProxySession {
     /// A disconnect releases every subscription of the connection.
     fn release(&mut self) {
-        let released = self.shared.proxy.leave_all(self.sub.id());
+        let released = self.proxy.leave_all(self.sub.id());
         if !released.is_empty() {
             debug!(
                 connection = self.sub.id(),
@@ -897,6 +905,102 @@ mod tests {
     use super::*;
     use crate::Config;
 
+    use tickwire_adapter::{MemoryAdapter, MemoryHandle};
+    use tickwire_core::SlowConsumer;
+    use tickwire_core::outbox::SlowConsumerStats;
+    use tickwire_core::subscriber::QueuePolicy;
+
+    /// The proxy over one in-memory adapter, with the demo key; no socket,
+    /// no gateway.
+    fn proxy() -> (Arc<Proxy>, MemoryHandle) {
+        let adapter = MemoryAdapter::new("memory");
+        let handle = adapter.handle();
+        let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(adapter)];
+        let config = Config::default();
+        let auth = Arc::new(Auth::new(&config).unwrap());
+        let proxy = Proxy::new(
+            &config.proxy,
+            &adapters,
+            AdapterStates::default(),
+            auth,
+            config.transport.pong_timeout(),
+        );
+        (Arc::new(proxy), handle)
+    }
+
+    fn client(proxy: &Arc<Proxy>, id: u64) -> ProxySession {
+        let queue = QueuePolicy {
+            capacity: 16,
+            slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
+        };
+        let sub = Subscriber::new(id, 0, queue, Arc::new(SlowConsumerStats::default()));
+        ProxySession::new(proxy.clone(), sub)
+    }
+
+    fn ask(session: &mut ProxySession, request: &str) -> Vec<serde_json::Value> {
+        let all = match session.on_message(MessageKind::Text, request.as_bytes(), Instant::now()) {
+            Step::Reply(one) => vec![one],
+            Step::Replies(all) => all,
+            other => panic!("expected replies, got {other:?}"),
+        };
+        all.iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+
+    const AUTH: &str = r#"{"action":"authenticate","api_key":"tickwire-demo-key"}"#;
+    const SUBSCRIBE: &str =
+        r#"{"action":"subscribe","symbols":[{"symbol":"RELIANCE","exchange":"NSE"}],"mode":"LTP"}"#;
+
+    #[test]
+    fn nothing_is_served_before_authentication() {
+        let (proxy, upstream) = proxy();
+        let mut session = client(&proxy, 1);
+        let refused = ask(&mut session, SUBSCRIBE);
+        assert_eq!(refused[0]["code"], "NOT_AUTHENTICATED", "{refused:?}");
+        assert!(upstream.subscriptions().is_empty());
+        let bad_key = ask(
+            &mut session,
+            r#"{"action":"authenticate","api_key":"nope"}"#,
+        );
+        assert_eq!(bad_key[0]["status"], "error", "{bad_key:?}");
+        assert_eq!(ask(&mut session, AUTH)[0]["status"], "success");
+    }
+
+    #[test]
+    fn the_first_subscriber_subscribes_upstream_and_the_last_to_leave_unsubscribes() {
+        let (proxy, upstream) = proxy();
+        let mut a = client(&proxy, 1);
+        let mut b = client(&proxy, 2);
+        for session in [&mut a, &mut b] {
+            ask(session, AUTH);
+            let reply = ask(session, SUBSCRIBE);
+            assert_eq!(reply[0]["status"], "success", "{reply:?}");
+        }
+        assert_eq!(upstream.subscriptions(), ["NSE:RELIANCE:LTP"]);
+        a.on_close();
+        assert_eq!(
+            upstream.subscriptions(),
+            ["NSE:RELIANCE:LTP"],
+            "b still holds it"
+        );
+        b.on_close();
+        assert!(upstream.subscriptions().is_empty());
+    }
+
+    #[test]
+    fn bad_requests_are_answered_and_the_connection_carries_on() {
+        let (proxy, _upstream) = proxy();
+        let mut session = client(&proxy, 1);
+        assert_eq!(ask(&mut session, "not json")[0]["status"], "error");
+        assert_eq!(
+            ask(&mut session, r#"{"action":"dance"}"#)[0]["status"],
+            "error"
+        );
+        assert_eq!(ask(&mut session, AUTH)[0]["status"], "success");
+    }
+
     #[test]
     // `Jail::expect_with` closures return figment's (large) error type.
     #[allow(clippy::result_large_err)]
@@ -930,7 +1034,14 @@ mod tests {
             assert_eq!(config.adapters, ["synthetic", "zmq"]);
             assert_eq!(config.zmq.endpoint, "tcp://127.0.0.1:6555");
             assert!(!config.zmq.bind);
-            let proxy = Proxy::new(&config.proxy, &[], AdapterStates::default());
+            let auth = Arc::new(Auth::new(&config).unwrap());
+            let proxy = Proxy::new(
+                &config.proxy,
+                &[],
+                AdapterStates::default(),
+                auth,
+                config.transport.pong_timeout(),
+            );
             assert_eq!(proxy.broker, "zerodha");
             assert_eq!(proxy.supported, ["zerodha", "angel"]);
             Ok(())

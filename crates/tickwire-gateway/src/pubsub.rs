@@ -281,9 +281,25 @@ impl Unacked {
     }
 }
 
+/// What the hubs' connections share: the group index and the limits and
+/// names of the configuration. Nothing else of the gateway, so that a
+/// session can be driven by a test alone.
+#[derive(Debug)]
+pub(crate) struct Hubs {
+    pub(crate) index: Arc<Index>,
+    /// The group prefix (`blue`).
+    pub(crate) prefix: String,
+    /// Most distinct groups of the gateway.
+    pub(crate) max_groups: usize,
+    /// Most groups one connection may be in.
+    pub(crate) max_groups_per_connection: usize,
+    /// No frame from the client for this long closes the connection.
+    pub(crate) pong_timeout: std::time::Duration,
+}
+
 /// The protocol state of one connection.
 pub(crate) struct Session {
-    shared: Arc<Shared>,
+    hubs: Arc<Hubs>,
     sub: Subscriber,
     hub: Hub,
     protocol: Subprotocol,
@@ -308,9 +324,9 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>, sub: Subscriber, params: SessionParams) -> Session {
+    pub(crate) fn new(hubs: Arc<Hubs>, sub: Subscriber, params: SessionParams) -> Session {
         Session {
-            shared,
+            hubs,
             sub,
             hub: params.hub,
             protocol: params.protocol,
@@ -358,8 +374,8 @@ impl Session {
                 self.finish(ack_id, result)
             }
             Upstream::LeaveGroup { group, ack_id } => {
-                if let Some(topic) = self.shared.index.lookup(&group) {
-                    self.shared.index.unsubscribe(&group, &self.sub);
+                if let Some(topic) = self.hubs.index.lookup(&group) {
+                    self.hubs.index.unsubscribe(&group, &self.sub);
                     self.groups.remove(&topic);
                 }
                 self.finish(ack_id, Ok(()))
@@ -427,27 +443,27 @@ impl Session {
     }
 
     fn join(&mut self, group: &str) -> Result<(), AckError> {
-        let prefix = &self.shared.config.prefix;
+        let prefix = &self.hubs.prefix;
         self.check_group(group)?;
         if !self.permissions.can_join(group) {
             return Err(AckError::forbidden(format!(
                 "joining {group} requires the role webpubsub.joinLeaveGroup or webpubsub.joinLeaveGroup.{group}"
             )));
         }
-        let index = &self.shared.index;
+        let index = &self.hubs.index;
         let known = index.lookup(group);
         if known.is_some_and(|t| self.groups.contains(&t)) {
             return Ok(());
         }
-        if self.groups.len() >= self.shared.config.transport.max_groups_per_connection {
+        if self.groups.len() >= self.hubs.max_groups_per_connection {
             return Err(AckError::bad_request(format!(
                 "a connection may be in at most {} groups",
-                self.shared.config.transport.max_groups_per_connection
+                self.hubs.max_groups_per_connection
             )));
         }
-        if known.is_none() && index.topic_count() >= self.shared.config.max_groups {
+        if known.is_none() && index.topic_count() >= self.hubs.max_groups {
             warn!(
-                max_groups = self.shared.config.max_groups,
+                max_groups = self.hubs.max_groups,
                 "group table full; join refused"
             );
             return Err(AckError::internal("the server cannot track more groups"));
@@ -470,20 +486,20 @@ impl Session {
             )));
         }
         self.check_group(&group)?;
-        if let Some(topic) = self.shared.index.lookup(&group) {
+        if let Some(topic) = self.hubs.index.lookup(&group) {
             let from = MessageFrom::Group {
                 group,
                 from_user_id: Some(self.user_id.clone()),
             };
             let except = no_echo.then(|| self.sub.id());
-            publish(&self.shared.index, topic, &from, data, except);
+            publish(&self.hubs.index, topic, &from, data, except);
         }
         Ok(())
     }
 
     /// A group must be one of this hub's (seed 000 group naming).
     fn check_group(&self, group: &str) -> Result<(), AckError> {
-        let prefix = &self.shared.config.prefix;
+        let prefix = &self.hubs.prefix;
         if group.len() > MAX_GROUP_LEN {
             return Err(AckError::bad_request(format!(
                 "group names are at most {MAX_GROUP_LEN} bytes long"
@@ -557,7 +573,7 @@ impl Protocol for Session {
 
     /// Seed 000 keepalive: any frame, pongs included, keeps the connection.
     fn deadline(&self, activity: &Activity) -> Instant {
-        activity.last_frame + self.shared.config.transport.pong_timeout()
+        activity.last_frame + self.hubs.pong_timeout
     }
 
     fn idle_close(&self) -> (u16, &'static str) {
@@ -565,13 +581,159 @@ impl Protocol for Session {
     }
 
     fn on_close(&mut self) {
-        self.shared.index.unsubscribe_all(&self.sub);
+        self.hubs.index.unsubscribe_all(&self.sub);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tickwire_core::SlowConsumer;
+    use tickwire_core::outbox::SlowConsumerStats;
+    use tickwire_core::subscriber::QueuePolicy;
+
+    const GROUP: &str = "blue_SPX_state_gex_zero";
+
+    /// The hubs' state and one session of `protocol` on the `state_gex`
+    /// hub with `roles`; no socket, no gateway.
+    fn session(
+        protocol: Subprotocol,
+        roles: &[&str],
+        per_connection: usize,
+    ) -> (Arc<Hubs>, Session) {
+        let hubs = Arc::new(Hubs {
+            index: Arc::new(Index::new()),
+            prefix: "blue".to_owned(),
+            max_groups: 100,
+            max_groups_per_connection: per_connection,
+            pong_timeout: std::time::Duration::from_secs(60),
+        });
+        let queue = QueuePolicy {
+            capacity: 16,
+            slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
+        };
+        let sub = Subscriber::new(
+            1,
+            variant(protocol),
+            queue,
+            Arc::new(SlowConsumerStats::default()),
+        );
+        let params = SessionParams {
+            hub: Hub::StateGex,
+            protocol,
+            user_id: "alice".to_owned(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        (hubs.clone(), Session::new(hubs, sub, params))
+    }
+
+    fn json_reply(step: Step) -> serde_json::Value {
+        match step {
+            Step::Reply(bytes) => serde_json::from_slice(&bytes).unwrap(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn send(session: &mut Session, text: &str) -> Step {
+        session.on_message(MessageKind::Text, text.as_bytes(), Instant::now())
+    }
+
+    fn members(hubs: &Hubs, group: &str) -> usize {
+        hubs.index
+            .lookup(group)
+            .map_or(0, |t| hubs.index.subscriber_count(t))
+    }
+
+    const JSON: Subprotocol = Subprotocol::Json;
+    const JSON_RELIABLE: Subprotocol = Subprotocol::JsonReliable;
+
+    #[test]
+    fn the_opening_is_connected_with_a_reconnection_token_only_when_reliable() {
+        let (_hubs, mut plain) = session(JSON, &[], 10);
+        let connected: serde_json::Value =
+            serde_json::from_slice(&plain.opening().unwrap()).unwrap();
+        assert_eq!(connected["event"], "connected", "{connected}");
+        assert_eq!(connected["userId"], "alice");
+        assert!(connected.get("reconnectionToken").is_none(), "{connected}");
+        assert!(plain.sequencer().is_none());
+        let (_hubs, mut reliable) = session(JSON_RELIABLE, &[], 10);
+        let connected: serde_json::Value =
+            serde_json::from_slice(&reliable.opening().unwrap()).unwrap();
+        assert!(connected["reconnectionToken"].is_string(), "{connected}");
+        assert!(reliable.sequencer().is_some());
+    }
+
+    #[test]
+    fn join_needs_the_role_and_a_group_of_the_hub_and_acks() {
+        let (hubs, mut denied) = session(JSON, &[], 10);
+        let ack = json_reply(send(
+            &mut denied,
+            &format!(r#"{{"type":"joinGroup","group":"{GROUP}","ackId":1}}"#),
+        ));
+        assert_eq!(
+            (ack["success"].as_bool(), &ack["error"]["name"]),
+            (Some(false), &serde_json::json!("Forbidden")),
+            "{ack}"
+        );
+        assert_eq!(members(&hubs, GROUP), 0);
+
+        let (hubs, mut alice) = session(JSON, &["webpubsub.joinLeaveGroup"], 10);
+        let join = format!(r#"{{"type":"joinGroup","group":"{GROUP}","ackId":1}}"#);
+        let ack = json_reply(send(&mut alice, &join));
+        assert_eq!(ack["success"], true, "{ack}");
+        assert_eq!(members(&hubs, GROUP), 1);
+        // The same ack id again: Duplicate.
+        let ack = json_reply(send(&mut alice, &join));
+        assert_eq!(ack["error"]["name"], "Duplicate", "{ack}");
+        // A group of another hub.
+        let other = r#"{"type":"joinGroup","group":"blue_SPX_classic_gex_zero","ackId":2}"#;
+        let ack = json_reply(send(&mut alice, other));
+        assert_eq!(ack["error"]["name"], "BadRequest", "{ack}");
+        let leave = format!(r#"{{"type":"leaveGroup","group":"{GROUP}","ackId":3}}"#);
+        assert_eq!(json_reply(send(&mut alice, &leave))["success"], true);
+        assert_eq!(members(&hubs, GROUP), 0);
+    }
+
+    #[test]
+    fn a_connection_is_in_at_most_its_limit_of_groups_and_leaves_all_on_close() {
+        let (hubs, mut alice) = session(JSON, &["webpubsub.joinLeaveGroup"], 1);
+        let ack = json_reply(send(
+            &mut alice,
+            &format!(r#"{{"type":"joinGroup","group":"{GROUP}","ackId":1}}"#),
+        ));
+        assert_eq!(ack["success"], true);
+        let second = r#"{"type":"joinGroup","group":"blue_NDX_state_gex_zero","ackId":2}"#;
+        let ack = json_reply(send(&mut alice, second));
+        assert_eq!(ack["error"]["name"], "BadRequest", "{ack}");
+        alice.on_close();
+        assert_eq!(members(&hubs, GROUP), 0);
+    }
+
+    #[test]
+    fn sequence_acks_reach_the_sequencer_only_when_reliable() {
+        let ack = r#"{"type":"sequenceAck","sequenceId":5}"#;
+        let (_hubs, mut reliable) = session(JSON_RELIABLE, &[], 10);
+        assert_eq!(send(&mut reliable, ack), Step::Ack(5));
+        let (_hubs, mut plain) = session(JSON, &[], 10);
+        assert_eq!(send(&mut plain, ack), Step::Nothing);
+    }
+
+    #[test]
+    fn wrong_frames_and_undecodable_payloads_close() {
+        let (_hubs, mut json) = session(JSON, &[], 10);
+        let step = json.on_message(MessageKind::Binary, b"\x0a", Instant::now());
+        assert!(matches!(step, Step::Close { code: 1003, .. }), "{step:?}");
+        let (_hubs, mut json) = session(JSON, &[], 10);
+        assert!(matches!(
+            send(&mut json, "not json"),
+            Step::Close { code: 1007, .. }
+        ));
+        // A well-formed message of an unknown type and no ack id is ignored.
+        let (_hubs, mut json) = session(JSON, &[], 10);
+        assert_eq!(send(&mut json, r#"{"type":"future"}"#), Step::Nothing);
+    }
 
     fn message() -> Arc<dyn SequencedMessage> {
         Arc::new(Sequenced(encode_message(
