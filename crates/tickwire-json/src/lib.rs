@@ -5,6 +5,9 @@
 //! | [`ws`]     | `/ws`     | `btc`     | ms since the epoch (`1700000000000`) | `price_update`, `orderbook_update`, `signal_update`, `server_status`, `pong`, `error` |
 //! | [`stream`] | `/stream` | `BTC/USD` | RFC 3339 (`2025-10-10T14:30:00.000Z`) | `subscribed`, `unsubscribed`, `price_update`, `pong`, `error` |
 //!
+//! It also reads the body of the publish API ([`publish`]): the items a
+//! publisher injects into every feed.
+//!
 //! For each dialect this crate
 //!
 //! - parses client messages (`subscribe`, `unsubscribe`, `ping`) into typed commands
@@ -74,6 +77,7 @@
 //! ```
 
 mod error;
+pub mod publish;
 mod read;
 pub mod stream;
 pub mod timestamp;
