@@ -55,7 +55,7 @@ impl std::fmt::Debug for Context<'_> {
 
 /// Parses a body into updates, or says what is wrong with it.
 ///
-/// A well-formed body is deserialized straight into [`Item`]s, in one pass;
+/// A well-formed body is deserialized straight into typed items, in one pass;
 /// only a body that fails goes through a [`serde_json::Value`] as well
 /// ([`explain`]), to say which item is wrong and why.
 pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Vec<Update>, String> {
