@@ -31,45 +31,19 @@
 //!
 //! # Design
 //!
-//! - **Fan-out.** One task consumes every adapter's update stream. Per record
-//!   it builds the group name into a reused buffer and looks it up in the
-//!   subscription index: a group nobody is in costs that lookup. Otherwise
-//!   the record is encoded once (JSON → scaled protobuf → zstd, the
-//!   `google.protobuf.Any` value), wrapped lazily once per wire format present
-//!   among the members and, for the members that do not sequence messages,
-//!   framed once as a whole unmasked WebSocket frame. Each member's bounded
-//!   outbox (`send_buffer`) gets a clone (a reference-count bump) without
-//!   waiting; its writer is woken only when the outbox was empty. A full
-//!   outbox applies the endpoint's [`SlowConsumer`] policy (disconnect, drop
-//!   the oldest, or conflate per topic); nobody else ever waits for it.
-//!   The writers a burst of updates wakes are woken once, at its end; when
-//!   they are many, from one thread (`tickwire-wake`, started on first use
-//!   and shared by every gateway of the process), so that the runtime runs them in the order they
-//!   were woken, each once per round, rather than the latest first.
-//! - **Writer.** One task per connection owns the socket's write half. It
-//!   waits for work, takes everything queued under one lock, copies the
-//!   pre-built frames into one buffer (a lone frame is written as it is) and
-//!   writes it with one `write` under the write timeout, arming the timer
-//!   only when the socket pushes back. Control items (acks, pongs, closes) go
-//!   first; WebSocket pings (every `ping_interval_secs`) and the shutdown's
-//!   goodbye go through it too. Reliable subprotocols get their `sequenceId`
-//!   here, at write time, and the message stays in the unacked buffer until
-//!   `sequenceAck` (over 1000 messages or 16 MB: close 1008).
-//! - **Reader.** After the upgrade the TCP stream is taken back from hyper
-//!   (copying out bytes hyper already read, so its read buffer is freed),
-//!   `TCP_NODELAY` is set and the stream split. The read loop moves the
-//!   read half's bytes into a buffer that stays small while the client is
-//!   quiet and hands them to the sans-IO codec of `tickwire-websocket`,
-//!   which applies RFC 6455 (masking, limits before allocation, reassembly,
-//!   fail-fast UTF-8, close codes); the session decides, replies go to the
-//!   writer through the outbox's small bounded control queue. No frame from the client within `pong_timeout_secs`
-//!   closes the connection. An idle subscribed connection costs about 5 KiB
-//!   of server memory: two tasks and their state, no buffers.
-//! - **Endpoints** share all of the above: each supplies only a protocol (its
-//!   parsing and replies, its idle rule) to the one read loop and writer.
-//! - **Shared state** is the subscription indexes (pubsub groups, JSON-feed
-//!   topics) and the table of known instruments; their locks live inside
-//!   their methods and are never held across an `.await`.
+//! The connection machinery is `tickwire-core`'s (sessions over the sans-IO
+//! codec of `tickwire-websocket`, the writer, bounded outboxes with the
+//! [`SlowConsumer`] policies, corked and paced wake-ups, the dispatch of
+//! updates) and knows no endpoint; `docs/architecture.md` follows an update
+//! through it. This crate is the runtime: each endpoint's module holds its
+//! handshake, its `Protocol` (what a connection's messages mean), its
+//! `Feed` (what an update becomes for its topics) and its own state; the
+//! router (`http.rs`) and [`run_with`] are the one place that knows them
+//! all; the reliable subprotocols plug their sequence ids and unacked
+//! buffer (1000 messages or 16 MB, then close 1008) into the core's
+//! `Sequencer` hook. Shared state (the indexes, the symbol table, the key
+//! ring, the proxy's cache) keeps its locks inside its methods and never
+//! holds one across an `.await`.
 //!
 //! What it does not do: TLS (put it behind a proxy and set
 //! [`Config::public_url`]), session recovery of the reliable subprotocols
