@@ -5,25 +5,8 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use tickwire_websocket::{Event, MessageKind, Reader};
-
-/// A masked client frame.
-fn masked(fin: bool, opcode: u8, mask: [u8; 4], payload: &[u8], out: &mut Vec<u8>) {
-    out.push((u8::from(fin) << 7) | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-}
+use tickwire_websocket::frame::put_masked_frame;
+use tickwire_websocket::{Event, MessageKind, OpCode, Reader};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 7 {
@@ -35,9 +18,9 @@ fuzz_target!(|data: &[u8]| {
     let read = usize::from(head[5]).max(1);
     let text = head[6] & 1 == 1 && std::str::from_utf8(payload).is_ok();
     let (kind, opcode) = if text {
-        (MessageKind::Text, 1)
+        (MessageKind::Text, OpCode::Text)
     } else {
-        (MessageKind::Binary, 2)
+        (MessageKind::Binary, OpCode::Binary)
     };
     let mut wire = Vec::new();
     let pieces: Vec<&[u8]> = if payload.is_empty() {
@@ -46,10 +29,10 @@ fuzz_target!(|data: &[u8]| {
         payload.chunks(fragment).collect()
     };
     for (i, piece) in pieces.iter().enumerate() {
-        let op = if i == 0 { opcode } else { 0 };
-        masked(i + 1 == pieces.len(), op, mask, piece, &mut wire);
+        let op = if i == 0 { opcode } else { OpCode::Continuation };
+        put_masked_frame(&mut wire, i + 1 == pieces.len(), op, mask, piece);
         if i == 0 && pieces.len() > 1 {
-            masked(true, 9, mask, b"ping", &mut wire);
+            put_masked_frame(&mut wire, true, OpCode::Ping, mask, b"ping");
         }
     }
     let mut reader = Reader::new(1 << 20);

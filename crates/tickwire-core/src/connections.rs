@@ -94,11 +94,6 @@ impl Connections {
         self.shutdown.clone()
     }
 
-    /// Whether the server is shutting down.
-    pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
     /// A new connection id, unique within the server.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)

@@ -355,10 +355,7 @@ impl Feed<Update> for BarFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use tickwire_core::SlowConsumer;
-    use tickwire_core::outbox::SlowConsumerStats;
-    use tickwire_core::subscriber::QueuePolicy;
+    use crate::testing::{self, subscriber};
 
     /// A FastWS endpoint that knows AAPL, and one connection's session.
     fn session(config: FastWsConfig, now: Instant) -> (Arc<FastWs>, Subscriber, FastWsSession) {
@@ -369,12 +366,7 @@ mod tests {
             market,
             feeds: Arc::new(Index::new()),
         });
-        let queue = QueuePolicy {
-            capacity: 16,
-            slow_consumer: SlowConsumer::Disconnect,
-            pacer: None,
-        };
-        let sub = Subscriber::new(1, 0, queue, Arc::new(SlowConsumerStats::default()));
+        let sub = subscriber(1, 0);
         let session = FastWsSession::new(state.clone(), sub.clone(), now);
         (state, sub, session)
     }
@@ -387,10 +379,7 @@ mod tests {
     }
 
     fn members(state: &FastWs, topic: &str) -> usize {
-        state
-            .feeds
-            .lookup(topic)
-            .map_or(0, |t| state.feeds.subscriber_count(t))
+        testing::members(&state.feeds, topic)
     }
 
     const TOPIC: &str = "fastws:bars:NASDAQ:AAPL:5";

@@ -88,6 +88,9 @@ mod pubsub;
 mod stream;
 mod ws;
 
+#[cfg(test)]
+mod testing;
+
 pub use adapters::{ADAPTER_NAMES, AdapterStates, Adapters, RunOptions, adapters_from_config};
 pub use auth::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
 pub use config::{

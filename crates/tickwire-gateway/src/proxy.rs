@@ -904,11 +904,9 @@ pub(crate) async fn accept(
 mod tests {
     use super::*;
     use crate::Config;
+    use crate::testing::subscriber;
 
     use tickwire_adapter::{MemoryAdapter, MemoryHandle};
-    use tickwire_core::SlowConsumer;
-    use tickwire_core::outbox::SlowConsumerStats;
-    use tickwire_core::subscriber::QueuePolicy;
 
     /// The proxy over one in-memory adapter, with the demo key; no socket,
     /// no gateway.
@@ -929,12 +927,7 @@ mod tests {
     }
 
     fn client(proxy: &Arc<Proxy>, id: u64) -> ProxySession {
-        let queue = QueuePolicy {
-            capacity: 16,
-            slow_consumer: SlowConsumer::Disconnect,
-            pacer: None,
-        };
-        let sub = Subscriber::new(id, 0, queue, Arc::new(SlowConsumerStats::default()));
+        let sub = subscriber(id, 0);
         ProxySession::new(proxy.clone(), sub)
     }
 

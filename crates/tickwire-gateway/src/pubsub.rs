@@ -588,10 +588,7 @@ impl Protocol for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use tickwire_core::SlowConsumer;
-    use tickwire_core::outbox::SlowConsumerStats;
-    use tickwire_core::subscriber::QueuePolicy;
+    use crate::testing::{self, subscriber};
 
     const GROUP: &str = "blue_SPX_state_gex_zero";
 
@@ -609,17 +606,7 @@ mod tests {
             max_groups_per_connection: per_connection,
             pong_timeout: std::time::Duration::from_secs(60),
         });
-        let queue = QueuePolicy {
-            capacity: 16,
-            slow_consumer: SlowConsumer::Disconnect,
-            pacer: None,
-        };
-        let sub = Subscriber::new(
-            1,
-            variant(protocol),
-            queue,
-            Arc::new(SlowConsumerStats::default()),
-        );
+        let sub = subscriber(1, variant(protocol));
         let params = SessionParams {
             hub: Hub::StateGex,
             protocol,
@@ -641,9 +628,7 @@ mod tests {
     }
 
     fn members(hubs: &Hubs, group: &str) -> usize {
-        hubs.index
-            .lookup(group)
-            .map_or(0, |t| hubs.index.subscriber_count(t))
+        testing::members(&hubs.index, group)
     }
 
     const JSON: Subprotocol = Subprotocol::Json;

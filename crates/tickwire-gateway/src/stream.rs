@@ -396,10 +396,7 @@ fn encode_extra_error(code: &str, message: &str, now_ms: i64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use tickwire_core::SlowConsumer;
-    use tickwire_core::outbox::SlowConsumerStats;
-    use tickwire_core::subscriber::QueuePolicy;
+    use crate::testing::{self, subscriber};
 
     use crate::Config;
     use crate::auth::Auth;
@@ -426,21 +423,13 @@ mod tests {
         let auth = Auth::new(&keys).unwrap();
         let usage = auth.check_bearer(None, Some("secret")).unwrap().usage();
         let lease = usage.lease().unwrap();
-        let queue = QueuePolicy {
-            capacity: 16,
-            slow_consumer: SlowConsumer::Disconnect,
-            pacer: None,
-        };
-        let sub = Subscriber::new(3, 0, queue, Arc::new(SlowConsumerStats::default()));
+        let sub = subscriber(3, 0);
         let session = StreamSession::new(state.clone(), sub, usage, lease);
         (state, session)
     }
 
     fn members(state: &Stream, topic: &str) -> usize {
-        state
-            .feeds
-            .lookup(topic)
-            .map_or(0, |t| state.feeds.subscriber_count(t))
+        testing::members(&state.feeds, topic)
     }
 
     fn replies(step: Step) -> Vec<serde_json::Value> {

@@ -448,10 +448,9 @@ impl MessageRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{self, subscriber};
 
-    use tickwire_core::outbox::SlowConsumerStats;
-    use tickwire_core::subscriber::QueuePolicy;
-    use tickwire_core::{Activity, SlowConsumer};
+    use tickwire_core::Activity;
 
     /// A `/ws` endpoint that knows BTC/USD and ETH/USD, and one public
     /// connection's session; no socket, no gateway.
@@ -464,21 +463,13 @@ mod tests {
             market,
             feeds: Arc::new(Index::new()),
         });
-        let queue = QueuePolicy {
-            capacity: 16,
-            slow_consumer: SlowConsumer::Disconnect,
-            pacer: None,
-        };
-        let sub = Subscriber::new(7, 0, queue, Arc::new(SlowConsumerStats::default()));
+        let sub = subscriber(7, 0);
         let session = WsSession::new(state.clone(), sub, None);
         (state, session)
     }
 
     fn members(state: &Ws, topic: &str) -> usize {
-        state
-            .feeds
-            .lookup(topic)
-            .map_or(0, |t| state.feeds.subscriber_count(t))
+        testing::members(&state.feeds, topic)
     }
 
     fn json(bytes: &Bytes) -> serde_json::Value {

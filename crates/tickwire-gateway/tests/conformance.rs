@@ -11,36 +11,26 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use tickwire_gateway::Config;
+use tickwire_gateway::{Config, TransportConfig};
 use tickwire_model::{Instrument, Update};
+use tickwire_websocket::OpCode;
+use tickwire_websocket::frame::put_masked_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-/// A client frame: `b0` (FIN, RSV, opcode), masked unless `mask` is `None`,
-/// with the length in its shortest form.
+/// A client frame whose first byte is `b0` (FIN, RSV, opcode: any of them,
+/// reserved ones included), masked unless `mask` is `None`, with the length
+/// in its shortest form.
 fn frame(b0: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
-    let bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n < 126 => out.push(bit | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+    let mut out = Vec::new();
     match mask {
-        Some(mask) => {
-            out.extend_from_slice(&mask);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
+        Some(mask) => put_masked_frame(&mut out, true, OpCode::Text, mask, payload),
+        // An unmasked frame is laid out as a server's.
+        None => out.extend_from_slice(&tickwire_websocket::frame::frame(OpCode::Text, payload)),
     }
+    out[0] = b0;
     out
 }
 
@@ -346,4 +336,61 @@ async fn the_handshake_refuses_bad_keys_and_versions() {
     let mut raw = Raw::open(server.addr, "/ws").await;
     raw.send(&masked(0x81, br#"{"type":"ping"}"#)).await;
     assert!(matches!(raw.next().await, Got::Text(t) if t.contains("pong")));
+}
+
+/// Open WebSocket connections, as `/healthz` counts them.
+async fn open_connections(addr: SocketAddr) -> u64 {
+    let (status, _, body) = http_get(addr, "/healthz", &[]).await;
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    health["connections"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_client_trickling_one_frame_is_closed_at_its_keepalive_and_released() {
+    // The keep-alive counts whole frames: bytes of a frame that never ends
+    // do not keep a connection open.
+    let server = Server::start_with(
+        Config {
+            transport: TransportConfig {
+                pong_timeout_secs: 1,
+                ..TransportConfig::default()
+            },
+            ..Config::default()
+        },
+        universe(),
+    )
+    .await;
+    let hub = server.url(tickwire_model::Hub::Classic).await;
+    let mut raw = Raw::open(server.addr, &hub[hub.find("/ws/").unwrap()..]).await;
+    assert_eq!(open_connections(server.addr).await, 1);
+    let frame = masked(0x82, &[0; 1000]);
+    let trickle = async {
+        for chunk in frame.chunks(10) {
+            if raw.stream.write_all(chunk).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    // 100 chunks at 200 ms would take 20 s; the keep-alive ends it in about 1.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), trickle)
+        .await
+        .unwrap_or(());
+    let (_, end) = raw.close().await;
+    assert_eq!(end, Got::Close(1008));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "closed in time"
+    );
+    // The connection is released: nothing is left open.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while open_connections(server.addr).await != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection is released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -87,16 +87,45 @@ pub const MAX_CLOSE_REASON: usize = 123;
 /// Appends a frame header: FIN, `opcode`, no mask, and the payload length
 /// `len` in its shortest form (7, 16 or 64 bits, §5.2).
 pub fn put_header(buf: &mut impl BufMut, opcode: OpCode, len: usize) {
-    buf.put_u8(0x80 | opcode.bits());
+    put_first_bytes(buf, 0x80 | opcode.bits(), 0, len);
+}
+
+/// The first byte `b0`, then the mask bit `mask_bit` with the length `len` in
+/// its shortest form.
+fn put_first_bytes(buf: &mut impl BufMut, b0: u8, mask_bit: u8, len: usize) {
+    buf.put_u8(b0);
     if len < 126 {
         // Fits the 7-bit length.
-        buf.put_u8(len as u8);
+        buf.put_u8(mask_bit | len as u8);
     } else if let Ok(len) = u16::try_from(len) {
-        buf.put_u8(126);
+        buf.put_u8(mask_bit | 126);
         buf.put_u16(len);
     } else {
-        buf.put_u8(127);
+        buf.put_u8(mask_bit | 127);
         buf.put_u64(len as u64);
+    }
+}
+
+/// Appends a whole client frame (§5.2, §5.3): `fin`, `opcode`, the mask bit,
+/// the masking key `mask` and the payload masked with it. A server never
+/// sends one; a client does, and so do the tests and fuzz targets of a
+/// server.
+pub fn put_masked_frame(
+    buf: &mut impl BufMut,
+    fin: bool,
+    opcode: OpCode,
+    mask: [u8; 4],
+    payload: &[u8],
+) {
+    put_first_bytes(
+        buf,
+        (u8::from(fin) << 7) | opcode.bits(),
+        0x80,
+        payload.len(),
+    );
+    buf.put_slice(&mask);
+    for (b, m) in payload.iter().zip(mask.iter().cycle()) {
+        buf.put_u8(b ^ m);
     }
 }
 
@@ -176,6 +205,17 @@ mod tests {
         // 2 code bytes + 122 bytes of whole characters.
         assert_eq!(buf[1], 124);
         assert!(std::str::from_utf8(&buf[4..]).is_ok());
+    }
+
+    #[test]
+    fn client_frames_are_masked() {
+        let mut buf = Vec::new();
+        put_masked_frame(&mut buf, false, OpCode::Text, [1, 2, 3, 4], b"hi");
+        assert_eq!(buf, [0x01, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+        buf.clear();
+        put_masked_frame(&mut buf, true, OpCode::Binary, [0; 4], &[7; 300]);
+        assert_eq!(&buf[..8], &[0x82, 0x80 | 126, 0x01, 0x2c, 0, 0, 0, 0]);
+        assert_eq!(buf.len(), 8 + 300);
     }
 
     #[test]

@@ -386,22 +386,12 @@ mod tests {
 
     const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
-    /// A masked client frame with the first byte `b0`.
+    /// A masked client frame with the first byte `b0` (which may set
+    /// reserved bits or name a reserved opcode).
     fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![b0];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        let mut out = Vec::new();
+        crate::frame::put_masked_frame(&mut out, true, OpCode::Text, MASK, payload);
+        out[0] = b0;
         out
     }
 

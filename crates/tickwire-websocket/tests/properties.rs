@@ -3,24 +3,13 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use tickwire_websocket::{Event, MessageKind, Reader};
+use tickwire_websocket::{Event, MessageKind, OpCode, Reader, frame};
 
 /// A masked client frame.
 fn masked(fin: bool, opcode: u8, mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let opcode = OpCode::from_bits(opcode).expect("a known opcode");
+    let mut out = Vec::new();
+    frame::put_masked_frame(&mut out, fin, opcode, mask, payload);
     out
 }
 
