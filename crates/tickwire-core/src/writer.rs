@@ -447,6 +447,14 @@ mod tests {
     /// A writer over a [`Recorder`], its data paced in periods of
     /// `write_delay` (none when zero), and its subscriber.
     fn recorded_writer(write_delay: Duration) -> (Subscriber, Recorder, watch::Sender<bool>) {
+        recorded_writer_with(write_delay, None)
+    }
+
+    /// A recorded writer with `sequencer`.
+    fn recorded_writer_with(
+        write_delay: Duration,
+        sequencer: Option<Box<dyn Sequencer>>,
+    ) -> (Subscriber, Recorder, watch::Sender<bool>) {
         let pacer = Pacer::start(write_delay);
         let sub = Subscriber::new(
             1,
@@ -466,7 +474,7 @@ mod tests {
             write_timeout: Duration::from_secs(10),
             goodbye: None,
         };
-        let writer = Writer::new(recorder.clone(), config, sub.clone(), shutdown, None);
+        let writer = Writer::new(recorder.clone(), config, sub.clone(), shutdown, sequencer);
         tokio::spawn(async move {
             // The pacer lives as long as the writer, as the gateway's does.
             let _pacer = pacer;
@@ -570,6 +578,78 @@ mod tests {
                 (ms(0), b"\x81\x01a".to_vec()),
                 (ms(2), b"\x81\x01r\x81\x01b".to_vec())
             ]
+        );
+    }
+
+    /// A message that writes its sequence number as a text frame.
+    #[derive(Debug)]
+    struct Numbered;
+
+    impl SequencedMessage for Numbered {
+        fn write_frame(&self, sequence_id: u64, buf: &mut BytesMut) -> usize {
+            let before = buf.len();
+            put_frame(buf, OpCode::Text, sequence_id.to_string().as_bytes());
+            buf.len() - before
+        }
+    }
+
+    /// Numbers messages from 1 and refuses the one after `limit`; records
+    /// the acks it gets.
+    struct Limited {
+        next: u64,
+        limit: u64,
+        acks: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Sequencer for Limited {
+        fn write(
+            &mut self,
+            msg: &Arc<dyn SequencedMessage>,
+            buf: &mut BytesMut,
+        ) -> Result<(), String> {
+            if self.next > self.limit {
+                return Err("too many unacknowledged messages".to_owned());
+            }
+            msg.write_frame(self.next, buf);
+            self.next += 1;
+            Ok(())
+        }
+
+        fn ack(&mut self, sequence_id: u64) {
+            self.acks.lock().unwrap().push(sequence_id);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sequencer_stamps_at_write_time_and_its_refusal_closes_with_1008() {
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let sequencer = Limited {
+            next: 1,
+            limit: 2,
+            acks: acks.clone(),
+        };
+        let (sub, recorder, _shutdown) =
+            recorded_writer_with(Duration::ZERO, Some(Box::new(sequencer)));
+        let msg: Arc<dyn SequencedMessage> = Arc::new(Numbered);
+        for _ in 0..2 {
+            assert!(sub.offer(0, Outbound::Sequenced(msg.clone())));
+            settle().await;
+        }
+        assert!(sub.outbox().send_control(Control::Ack(2)).await.is_ok());
+        settle().await;
+        assert_eq!(*acks.lock().unwrap(), [2]);
+        assert!(sub.offer(0, Outbound::Sequenced(msg)));
+        settle().await;
+        let written: Vec<Vec<u8>> = recorder.writes().into_iter().map(|(_, b)| b).collect();
+        let mut close = BytesMut::new();
+        put_close(
+            &mut close,
+            close_code::POLICY,
+            "too many unacknowledged messages",
+        );
+        assert_eq!(
+            written,
+            [b"\x81\x011".to_vec(), b"\x81\x012".to_vec(), close.to_vec()]
         );
     }
 }
