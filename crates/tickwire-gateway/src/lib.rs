@@ -156,8 +156,6 @@ pub enum GatewayError {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) auth: Arc<auth::Auth>,
-    /// The JSON feeds' topics (`ws:price:CRYPTO:BTC/USD`, ...).
-    pub(crate) feeds: Arc<tickwire_core::Index>,
     /// The instruments known and the figures of `server_status`.
     pub(crate) market: Arc<market::Market>,
     /// The fan-out, which the publish API drives itself.
@@ -316,7 +314,6 @@ pub async fn run_with(
     let shared = Arc::new(Shared {
         config,
         auth,
-        feeds,
         market: market.clone(),
         fan_out,
         proxy: proxy.clone(),

@@ -143,14 +143,14 @@ pub(crate) async fn heartbeat_task(shared: Arc<Shared>) {
             () = tickwire_core::shutdown_started(&mut shutdown) => return,
             _ = ticks.tick() => {}
         }
-        let Some(topic) = shared.feeds.lookup(STREAM_HEARTBEAT) else {
+        let Some(topic) = shared.stream.feeds.lookup(STREAM_HEARTBEAT) else {
             continue;
         };
-        if shared.feeds.subscriber_count(topic) == 0 {
+        if shared.stream.feeds.subscriber_count(topic) == 0 {
             continue;
         }
         let pong = codec::encode_pong(tickwire_model::now_millis());
-        publish_text(&shared.feeds, topic, &pong, Kind::Housekeeping);
+        publish_text(&shared.stream.feeds, topic, &pong, Kind::Housekeeping);
     }
 }
 

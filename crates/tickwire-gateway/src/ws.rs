@@ -128,15 +128,15 @@ pub(crate) async fn status_task(shared: Arc<Shared>) {
             () = tickwire_core::shutdown_started(&mut shutdown) => return,
             _ = ticks.tick() => {}
         }
-        let Some(topic) = shared.feeds.lookup(WS_STATUS) else {
+        let Some(topic) = shared.ws.feeds.lookup(WS_STATUS) else {
             continue;
         };
-        if shared.feeds.subscriber_count(topic) == 0 {
+        if shared.ws.feeds.subscriber_count(topic) == 0 {
             continue;
         }
         let connections = shared.connections.open();
-        let status = codec::encode_status(&shared.market.status(connections));
-        publish_text(&shared.feeds, topic, &status, Kind::Housekeeping);
+        let status = codec::encode_status(&shared.ws.market.status(connections));
+        publish_text(&shared.ws.feeds, topic, &status, Kind::Housekeeping);
     }
 }
 
