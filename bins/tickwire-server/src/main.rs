@@ -101,7 +101,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             ))
             .merge(figment::providers::Serialized::default("zmq.bind", true));
     }
-    let config = match Config::from_figment(&figment) {
+    let config = match Config::from_figment(&figment).map_err(GatewayError::from) {
         Ok(config) => config,
         Err(e @ GatewayError::DemoKeyOnPublicAddress { .. }) => return Err(e.into()),
         Err(e) => return Err(e).context("loading the configuration"),

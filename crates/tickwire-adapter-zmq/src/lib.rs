@@ -147,6 +147,12 @@ pub enum ZmqState {
     Stopped,
 }
 
+impl From<ZmqState> for &'static str {
+    fn from(state: ZmqState) -> Self {
+        state.as_str()
+    }
+}
+
 impl ZmqState {
     /// A one-word name for logs and `get_broker_info`: `idle`, `connecting`,
     /// `retrying`, `connected`, `reconnecting`, `failed` or `stopped`.

@@ -61,9 +61,11 @@ use tickwire_model::{Instrument, Update};
 
 mod error;
 mod memory;
+mod states;
 
 pub use error::AdapterError;
 pub use memory::{AdapterCall, MemoryAdapter, MemoryHandle};
+pub use states::AdapterStates;
 
 /// A boxed, `Send` future, as returned by the methods of [`BrokerAdapter`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -108,3 +108,30 @@ pub fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_,
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+pub mod testing {
+    //! Connections without a socket, for the unit tests of an endpoint's
+    //! protocol: feed its session messages and read what it queued.
+
+    use std::sync::Arc;
+
+    use crate::outbox::{SlowConsumer, SlowConsumerStats};
+    use crate::subscriber::QueuePolicy;
+    use crate::{Index, Subscriber};
+
+    /// Connection `id` of `variant`, with a queue of 16 that disconnects
+    /// when full, and no writer: what is queued stays in its outbox.
+    pub fn subscriber(id: u64, variant: u8) -> Subscriber {
+        let queue = QueuePolicy {
+            capacity: 16,
+            slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
+        };
+        Subscriber::new(id, variant, queue, Arc::new(SlowConsumerStats::default()))
+    }
+
+    /// How many connections `index` has in `topic`.
+    pub fn members(index: &Index, topic: &str) -> usize {
+        index.lookup(topic).map_or(0, |t| index.subscriber_count(t))
+    }
+}

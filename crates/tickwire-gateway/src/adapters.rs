@@ -1,23 +1,61 @@
-//! Adapters made by name from the configuration, and the optional parts of
-//! a gateway beyond [`run`](crate::run)'s: the proxy's own listener and the
-//! adapter states the proxy reports.
+//! The server's wiring of adapters: each adapter's configuration read from
+//! its section of [`Config`] with the adapter's own type, the adapters made
+//! by name, and the optional parts of a gateway beyond [`run`](crate::run)'s:
+//! the proxy's own listener and the adapter states the proxy reports.
 
 use std::sync::{Arc, Mutex};
 
-use tickwire_adapter::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
-use tickwire_adapter_replay::JsonlReplay;
-use tickwire_adapter_synthetic::SyntheticMarket;
-use tickwire_adapter_zmq::{ZmqAdapter, ZmqState};
+use figment::Figment;
+use figment::providers::Serialized;
+use serde::Deserialize;
+use serde::Serialize;
+use tickwire_adapter::{AdapterError, AdapterStates, BoxFuture, BrokerAdapter, UpdateStream};
+use tickwire_adapter_replay::{JsonlReplay, ReplayConfig};
+use tickwire_adapter_synthetic::{SyntheticConfig, SyntheticMarket};
+use tickwire_adapter_zmq::{ZmqAdapter, ZmqConfig};
+use tickwire_config::Section;
 use tickwire_model::Instrument;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::{Config, GatewayError};
 
-/// The adapter names [`Config::adapters`] may list.
-pub const ADAPTER_NAMES: [&str; 3] = ["replay", "synthetic", "zmq"];
+/// Reads `section` (named `name`) as a `T`, over `T`'s defaults.
+fn read_section<T>(name: &str, section: &Section) -> Result<T, GatewayError>
+where
+    T: Serialize + for<'de> Deserialize<'de> + Default,
+{
+    Figment::from(Serialized::defaults(T::default()))
+        .merge(Serialized::defaults(section))
+        .extract()
+        .map_err(|e| GatewayError::InvalidConfig {
+            reason: format!("[{name}]: {e}"),
+        })
+}
+
+/// The replay adapter's configuration, from `[replay]`.
+pub fn replay_config(config: &Config) -> Result<ReplayConfig, GatewayError> {
+    read_section("replay", &config.replay)
+}
+
+/// The synthetic market's configuration, from `[synthetic]`, checked.
+pub fn synthetic_config(config: &Config) -> Result<SyntheticConfig, GatewayError> {
+    let synthetic: SyntheticConfig = read_section("synthetic", &config.synthetic)?;
+    if synthetic.enabled {
+        synthetic
+            .validate()
+            .map_err(|e| GatewayError::InvalidConfig {
+                reason: format!("synthetic: {e}"),
+            })?;
+    }
+    Ok(synthetic)
+}
+
+/// The ZeroMQ adapter's configuration, from `[zmq]`.
+pub fn zmq_config(config: &Config) -> Result<ZmqConfig, GatewayError> {
+    read_section("zmq", &config.zmq)
+}
 
 /// The adapters of [`Config::adapters`], made by [`adapters_from_config`].
 #[derive(Default)]
@@ -54,7 +92,7 @@ impl std::fmt::Debug for Adapters {
 /// Errors: [`GatewayError::InvalidConfig`] for an unknown or repeated name
 /// or an adapter configuration the adapter refuses.
 pub fn adapters_from_config(config: &Config) -> Result<Adapters, GatewayError> {
-    validate_names(&config.adapters)?;
+    tickwire_config::validate_adapter_names(&config.adapters)?;
     let invalid = |name: &str, e: AdapterError| GatewayError::InvalidConfig {
         reason: format!("{name}: {e}"),
     };
@@ -63,15 +101,17 @@ pub fn adapters_from_config(config: &Config) -> Result<Adapters, GatewayError> {
         match name.as_str() {
             "replay" => out
                 .list
-                .push(Arc::new(JsonlReplay::new(config.replay.clone()))),
-            "synthetic" if config.synthetic.enabled => {
-                let market = SyntheticMarket::new(config.synthetic.clone())
-                    .map_err(|e| invalid("synthetic", e))?;
-                out.list.push(Arc::new(market));
+                .push(Arc::new(JsonlReplay::new(replay_config(config)?))),
+            "synthetic" => {
+                let synthetic = synthetic_config(config)?;
+                if synthetic.enabled {
+                    let market =
+                        SyntheticMarket::new(synthetic).map_err(|e| invalid("synthetic", e))?;
+                    out.list.push(Arc::new(market));
+                }
             }
-            "synthetic" => {}
             _ => {
-                let zmq = ZmqAdapter::new(config.zmq.clone()).map_err(|e| invalid("zmq", e))?;
+                let zmq = ZmqAdapter::new(zmq_config(config)?).map_err(|e| invalid("zmq", e))?;
                 out.states
                     .watch(zmq.config().name.clone(), zmq.watch_state());
                 out.list.push(Arc::new(InBackground::new(zmq)));
@@ -79,51 +119,6 @@ pub fn adapters_from_config(config: &Config) -> Result<Adapters, GatewayError> {
         }
     }
     Ok(out)
-}
-
-/// Checks [`Config::adapters`]: known names, each at most once.
-pub(crate) fn validate_names(names: &[String]) -> Result<(), GatewayError> {
-    for (i, name) in names.iter().enumerate() {
-        if !ADAPTER_NAMES.contains(&name.as_str()) {
-            return Err(GatewayError::InvalidConfig {
-                reason: format!(
-                    "adapters: unknown adapter {name:?}; expected one of {}",
-                    ADAPTER_NAMES.join(", ")
-                ),
-            });
-        }
-        if names[..i].contains(name) {
-            return Err(GatewayError::InvalidConfig {
-                reason: format!("adapters: {name:?} is listed twice"),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Watched connection states of adapters, by adapter name; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct AdapterStates(Vec<(String, watch::Receiver<ZmqState>)>);
-
-impl AdapterStates {
-    /// Watches the adapter `name` through `state` (from
-    /// [`ZmqAdapter::watch_state`]).
-    pub fn watch(&mut self, name: impl Into<String>, state: watch::Receiver<ZmqState>) {
-        self.0.push((name.into(), state));
-    }
-
-    /// The state of the adapter `name` now, if it is watched.
-    pub fn get(&self, name: &str) -> Option<ZmqState> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, rx)| *rx.borrow())
-    }
-
-    /// The state of the first watched adapter, as its one-word name.
-    pub(crate) fn first_state(&self) -> Option<&'static str> {
-        self.0.first().map(|(_, rx)| rx.borrow().as_str())
-    }
 }
 
 /// What [`run_with`](crate::run_with) serves beyond [`run`](crate::run)'s.
@@ -205,44 +200,54 @@ impl BrokerAdapter for InBackground {
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_are_checked() {
-        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        validate_names(&names(&["replay", "synthetic", "zmq"])).unwrap();
-        validate_names(&[]).unwrap();
-        let err = validate_names(&names(&["kafka"])).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown adapter \"kafka\""),
-            "{err}"
-        );
-        let err = validate_names(&names(&["zmq", "zmq"])).unwrap_err();
-        assert!(err.to_string().contains("listed twice"), "{err}");
-    }
-
     #[tokio::test]
     async fn the_factory_makes_what_is_listed() {
         let config = Config {
             adapters: vec!["synthetic".into(), "zmq".into()],
-            zmq: tickwire_adapter_zmq::ZmqConfig {
-                endpoint: "tcp://127.0.0.1:0".into(),
-                ..Default::default()
-            },
+            zmq: section(&[("endpoint", "tcp://127.0.0.1:0".into())]),
             ..Config::default()
         };
         let adapters = adapters_from_config(&config).unwrap();
         let names: Vec<&str> = adapters.list.iter().map(|a| a.name()).collect();
         assert_eq!(names, ["synthetic", "zmq"]);
-        assert_eq!(adapters.states.get("zmq"), Some(ZmqState::Idle));
+        assert_eq!(adapters.states.get("zmq"), Some("idle"));
         assert_eq!(adapters.states.get("synthetic"), None);
 
         let disabled = Config {
             adapters: vec!["synthetic".into()],
-            synthetic: tickwire_adapter_synthetic::SyntheticConfig {
-                enabled: false,
-                ..Default::default()
-            },
+            synthetic: section(&[("enabled", false.into())]),
             ..Config::default()
         };
         assert!(adapters_from_config(&disabled).unwrap().list.is_empty());
+    }
+
+    fn section(entries: &[(&str, figment::value::Value)]) -> Section {
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn sections_are_read_with_the_adapters_types() {
+        let config = Config::default();
+        let replay = replay_config(&config).unwrap();
+        assert_eq!(replay.data_dir, std::path::Path::new("data/demo"));
+        assert_eq!(replay.mode, tickwire_adapter_replay::ReplayMode::Rotation);
+        assert_eq!(replay.date, "latest", "the adapter's default");
+        assert_eq!(zmq_config(&config).unwrap(), ZmqConfig::default());
+        assert!(synthetic_config(&config).unwrap().enabled);
+
+        let bad = Config {
+            zmq: section(&[("hwm", "lots".into())]),
+            ..Config::default()
+        };
+        let err = zmq_config(&bad).unwrap_err().to_string();
+        assert!(err.contains("[zmq]") && err.contains("hwm"), "{err}");
+        let bad = Config {
+            synthetic: section(&[("book_depth", 0.into())]),
+            ..Config::default()
+        };
+        assert!(synthetic_config(&bad).is_err());
     }
 }

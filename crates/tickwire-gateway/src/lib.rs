@@ -69,40 +69,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tickwire_adapter::{AdapterError, BrokerAdapter};
-use tickwire_core::dispatch::SharedFanOut;
+use tickwire_config::PublicUrl;
 use tickwire_core::{ConnectionSettings, Connections, FanOut};
-use tickwire_model::Update;
+use tickwire_services::{Context, KeyRing, Learn, Market};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 mod adapters;
-mod auth;
-mod config;
-mod fastws;
 mod http;
-mod market;
-mod proxy;
-mod publish;
-mod pubsub;
-mod stream;
-mod ws;
 
-#[cfg(test)]
-mod testing;
-
-pub use adapters::{ADAPTER_NAMES, AdapterStates, Adapters, RunOptions, adapters_from_config};
-pub use auth::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
-pub use config::{
-    ApiKey, Config, DEMO_KEY, DEMO_KEY_NAME, Endpoint, FastWsConfig, PublishConfig, ROLE_PUBLISH,
-    StreamConfig, TransportConfig, WsConfig,
+pub use adapters::{
+    Adapters, RunOptions, adapters_from_config, replay_config, synthetic_config, zmq_config,
 };
-pub use proxy::ProxyConfig;
+pub use tickwire_adapter::AdapterStates;
 pub use tickwire_adapter_replay::{ReplayConfig, ReplayMode};
 pub use tickwire_adapter_synthetic::SyntheticConfig;
 pub use tickwire_adapter_zmq::{ZmqConfig, ZmqState};
-pub use tickwire_core::SlowConsumer;
-pub use tickwire_proxy::ReplyStyle;
+pub use tickwire_config::{
+    ADAPTER_NAMES, ApiKey, Config, ConfigError, DEMO_KEY, DEMO_KEY_NAME, Endpoint, FastWsConfig,
+    ProxyConfig, PublishConfig, ROLE_PUBLISH, ReplyStyle, Section, SlowConsumer, StreamConfig,
+    TransportConfig, WsConfig,
+};
+pub use tickwire_endpoint_hubs::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
 
 /// How long connections get to say goodbye after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -148,41 +137,30 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
 }
 
-/// State shared by every task of one gateway.
-///
-/// Holds no lock itself; the locks of the indexes and of the symbol table
-/// are taken and released inside their methods and never held across an
-/// `.await`.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) auth: Arc<auth::Auth>,
-    /// The instruments known and the figures of `server_status`.
-    pub(crate) market: Arc<market::Market>,
-    /// The fan-out, which the publish API drives itself.
-    pub(crate) fan_out: Arc<SharedFanOut<Update>>,
-    /// The market-data proxy's subscriptions and last-value cache (seed 003).
-    pub(crate) proxy: Arc<proxy::Proxy>,
-    pub(crate) public_url: Option<config::PublicUrl>,
-    /// Becomes `true` when the gateway shuts down.
-    pub(crate) shutdown: watch::Receiver<bool>,
-    /// The WebSocket connections of every endpoint: settings, counts, pacing.
-    pub(crate) connections: Arc<Connections>,
-    /// The FastWS endpoint's own state.
-    pub(crate) fastws: Arc<fastws::FastWs>,
-    /// The `/ws` endpoint's own state.
-    pub(crate) ws: Arc<ws::Ws>,
-    /// The `/stream` endpoint's own state.
-    pub(crate) stream: Arc<stream::Stream>,
-    /// The hubs' own state.
-    pub(crate) hubs: Arc<pubsub::Hubs>,
+impl From<ConfigError> for GatewayError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::DemoKeyOnPublicAddress { listen } => {
+                GatewayError::DemoKeyOnPublicAddress { listen }
+            }
+            ConfigError::Invalid { reason } => GatewayError::InvalidConfig { reason },
+            other => GatewayError::InvalidConfig {
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("listen", &self.config.listen)
-            .finish_non_exhaustive()
-    }
+/// What the router hands out: the shared services and every endpoint's own
+/// state. The one place, with [`run_with`], that knows every endpoint.
+struct Shared {
+    context: Context,
+    hubs: tickwire_endpoint_hubs::HubRoutes,
+    ws: Arc<tickwire_endpoint_ws::Ws>,
+    stream: Arc<tickwire_endpoint_stream::Stream>,
+    fastws: Arc<tickwire_endpoint_fastws::FastWs>,
+    proxy: Arc<tickwire_endpoint_proxy::Proxy>,
+    publish: tickwire_endpoint_publish::Publish,
 }
 
 /// Serves `listener` until `shutdown` completes.
@@ -214,16 +192,16 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     config.validate()?;
-    let auth = Arc::new(auth::Auth::new(&config)?);
+    let keys = Arc::new(KeyRing::new(&config.api_keys)?);
     let public_url = config
         .public_url
         .as_deref()
-        .map(config::PublicUrl::parse)
+        .map(PublicUrl::parse)
         .transpose()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let index = Arc::new(tickwire_core::Index::new());
+    let groups = Arc::new(tickwire_core::Index::new());
     let feeds = Arc::new(tickwire_core::Index::new());
-    let market = Arc::new(market::Market::new());
+    let market = Arc::new(Market::new());
     let connections = Connections::new(
         ConnectionSettings {
             send_buffer: config.transport.send_buffer,
@@ -233,27 +211,48 @@ pub async fn run_with(
         },
         shutdown_rx.clone(),
     );
+    let context = Context {
+        keys: keys.clone(),
+        market: market.clone(),
+        feeds: feeds.clone(),
+        connections,
+        shutdown: shutdown_rx.clone(),
+        slow_consumer: tickwire_services::slow_consumer(config.transport.slow_consumer),
+    };
 
-    let proxy = Arc::new(proxy::Proxy::new(
+    let proxy = Arc::new(tickwire_endpoint_proxy::Proxy::new(
         &config.proxy,
         &adapters,
         options.adapter_states,
-        auth.clone(),
+        keys,
         config.transport.pong_timeout(),
     ));
 
     // The one place that knows every endpoint's part of the fan-out, in the
     // order each update reaches them.
     let fan_out = FanOut::new()
-        .with("market", market::Learn::new(market.clone()))
-        .with("proxy", proxy::ProxyFeed(proxy.clone()))
+        .with("market", Learn::new(market.clone()))
+        .with("proxy", tickwire_endpoint_proxy::ProxyFeed(proxy.clone()))
         .with(
             "pubsub",
-            pubsub::GexFeed::new(index.clone(), config.prefix.clone(), config.zstd_level),
+            tickwire_endpoint_hubs::GexFeed::new(
+                groups.clone(),
+                config.prefix.clone(),
+                config.zstd_level,
+            ),
         )
-        .with("ws", ws::WsFeed::new(feeds.clone(), config.ws.book_depth))
-        .with("stream", stream::StreamFeed::new(feeds.clone()))
-        .with("fastws", fastws::BarFeed::new(feeds.clone()));
+        .with(
+            "ws",
+            tickwire_endpoint_ws::WsFeed::new(feeds.clone(), config.ws.book_depth),
+        )
+        .with(
+            "stream",
+            tickwire_endpoint_stream::StreamFeed::new(feeds.clone()),
+        )
+        .with(
+            "fastws",
+            tickwire_endpoint_fastws::BarFeed::new(feeds.clone()),
+        );
     let fan_out = Arc::new(std::sync::Mutex::new(fan_out));
     // Take the streams first, as the adapter contract asks, then connect.
     let mut streams = Vec::with_capacity(adapters.len());
@@ -285,49 +284,65 @@ pub async fn run_with(
     let adapters_task = tokio::spawn(tickwire_core::dispatch::run(
         fan_out.clone(),
         streams,
-        connections.slow_consumer_stats().clone(),
+        context.connections.slow_consumer_stats().clone(),
         shutdown_rx.clone(),
     ));
 
-    let fastws = Arc::new(fastws::FastWs {
-        config: config.fastws.clone(),
-        market: market.clone(),
-        feeds: feeds.clone(),
-    });
-    let ws = Arc::new(ws::Ws {
+    let ws = Arc::new(tickwire_endpoint_ws::Ws {
         config: config.ws.clone(),
         market: market.clone(),
         feeds: feeds.clone(),
     });
-    let stream = Arc::new(stream::Stream {
+    let stream = Arc::new(tickwire_endpoint_stream::Stream {
         config: config.stream.clone(),
         market: market.clone(),
         feeds: feeds.clone(),
     });
-    let hubs = Arc::new(pubsub::Hubs {
-        index: index.clone(),
-        prefix: config.prefix.clone(),
-        max_groups: config.max_groups,
-        max_groups_per_connection: config.transport.max_groups_per_connection,
-        pong_timeout: config.transport.pong_timeout(),
-    });
+    let status = tokio::spawn(tickwire_endpoint_ws::status_task(
+        ws.clone(),
+        context.clone(),
+    ));
+    let heartbeat = tokio::spawn(tickwire_endpoint_stream::heartbeat_task(
+        stream.clone(),
+        context.clone(),
+    ));
+    let throttle = tokio::spawn(tickwire_endpoint_proxy::throttle_task(
+        proxy.clone(),
+        shutdown_rx.clone(),
+    ));
     let shared = Arc::new(Shared {
-        config,
-        auth,
-        market: market.clone(),
-        fan_out,
-        proxy: proxy.clone(),
-        public_url,
-        shutdown: shutdown_rx,
-        connections,
-        fastws,
+        hubs: tickwire_endpoint_hubs::HubRoutes {
+            hubs: Arc::new(tickwire_endpoint_hubs::Hubs {
+                index: groups,
+                prefix: config.prefix.clone(),
+                max_groups: config.max_groups,
+                max_groups_per_connection: config.transport.max_groups_per_connection,
+                pong_timeout: config.transport.pong_timeout(),
+                max_message_bytes: config.transport.max_message_bytes,
+                slow_consumer: context.slow_consumer,
+            }),
+            tokens: tickwire_endpoint_hubs::Tokens::new(
+                config.token_secret.as_deref(),
+                config.token_ttl_secs,
+            ),
+            public_url,
+            listen: config.listen,
+        },
         ws,
         stream,
-        hubs,
+        fastws: Arc::new(tickwire_endpoint_fastws::FastWs {
+            config: config.fastws.clone(),
+            market: market.clone(),
+            feeds,
+        }),
+        proxy: proxy.clone(),
+        publish: tickwire_endpoint_publish::Publish {
+            config: config.publish.clone(),
+            prefix: config.prefix.clone(),
+            fan_out,
+        },
+        context,
     });
-    let status = tokio::spawn(ws::status_task(shared.clone()));
-    let heartbeat = tokio::spawn(stream::heartbeat_task(shared.clone()));
-    let throttle = tokio::spawn(proxy::throttle_task(proxy, shared.shutdown.clone()));
     let proxy_listener = options.proxy_listener;
     if let Some(addr) = proxy_listener.as_ref().and_then(|l| l.local_addr().ok()) {
         info!(listen = %addr, "proxy listening");
@@ -338,10 +353,16 @@ pub async fn run_with(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = proxy::accept(proxy_listener.as_ref()) => match accepted {
+            accepted = tickwire_endpoint_proxy::accept(proxy_listener.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "accepted on the proxy listener");
-                    tokio::spawn(proxy::serve(stream, peer, shared.clone(), tracker.clone()));
+                    tokio::spawn(tickwire_endpoint_proxy::serve(
+                        stream,
+                        peer,
+                        proxy.clone(),
+                        shared.context.clone(),
+                        tracker.clone(),
+                    ));
                 }
                 Err(e) => {
                     warn!(error = %e, "proxy accept failed");

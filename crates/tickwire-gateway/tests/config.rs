@@ -7,7 +7,10 @@ use std::path::Path;
 
 use figment::Jail;
 use figment::providers::Serialized;
-use tickwire_gateway::{Config, Endpoint, GatewayError, ReplayMode, SlowConsumer};
+use tickwire_gateway::{
+    Config, Endpoint, GatewayError, ReplayMode, SlowConsumer, adapters_from_config, replay_config,
+    synthetic_config,
+};
 
 #[test]
 fn defaults_are_documented_values() {
@@ -21,10 +24,11 @@ fn defaults_are_documented_values() {
         assert_eq!(config.api_keys[0].name, "demo");
         assert_eq!(config.api_keys[0].key.as_deref(), Some("tickwire-demo-key"));
         assert_eq!(config.api_keys[0].roles, ["webpubsub.joinLeaveGroup"]);
-        assert_eq!(config.replay.data_dir, Path::new("data/demo"));
-        assert_eq!(config.replay.date, "latest");
-        assert_eq!(config.replay.interval.as_secs(), 1);
-        assert_eq!(config.replay.mode, ReplayMode::Rotation);
+        let replay = replay_config(&config).map_err(|e| e.to_string())?;
+        assert_eq!(replay.data_dir, Path::new("data/demo"));
+        assert_eq!(replay.date, "latest");
+        assert_eq!(replay.interval.as_secs(), 1);
+        assert_eq!(replay.mode, ReplayMode::Rotation);
         let t = &config.transport;
         assert_eq!(
             (
@@ -83,9 +87,10 @@ fn file_then_environment_then_flags() {
             config.transport.pong_timeout_secs, 60,
             "unset nested keys keep defaults"
         );
-        assert_eq!(config.replay.data_dir, Path::new("recordings"));
-        assert_eq!(config.replay.mode, ReplayMode::Exhaust);
-        assert_eq!(config.replay.interval.as_millis(), 250);
+        let replay = replay_config(&config).map_err(|e| e.to_string())?;
+        assert_eq!(replay.data_dir, Path::new("recordings"));
+        assert_eq!(replay.mode, ReplayMode::Exhaust);
+        assert_eq!(replay.interval.as_millis(), 250);
 
         // Flags come last.
         let listen: std::net::SocketAddr = "127.0.0.1:9100".parse().unwrap();
@@ -117,7 +122,7 @@ fn api_keys_from_the_environment() {
 fn demo_key_on_a_public_address_is_refused_with_instructions() {
     Jail::expect_with(|jail| {
         jail.set_env("TICKWIRE_LISTEN", "0.0.0.0:8080");
-        let err = Config::from_figment(&Config::figment(None)).unwrap_err();
+        let err = GatewayError::from(Config::from_figment(&Config::figment(None)).unwrap_err());
         assert!(matches!(err, GatewayError::DemoKeyOnPublicAddress { .. }));
         let text = err.to_string();
         assert!(
@@ -192,9 +197,10 @@ fn feed_sections_keys_and_synthetic_layer_like_the_rest() {
         assert_eq!(config.stream.max_symbols, 5);
         assert_eq!(config.stream.heartbeat_secs, 30);
         assert_eq!(config.publish.max_body_bytes, 65536);
-        assert!(!config.synthetic.enabled);
-        assert_eq!(config.synthetic.seed, Some(7));
-        assert_eq!(config.synthetic.book_depth, 5);
+        let synthetic = synthetic_config(&config).map_err(|e| e.to_string())?;
+        assert!(!synthetic.enabled);
+        assert_eq!(synthetic.seed, Some(7));
+        assert_eq!(synthetic.book_depth, 5);
         Ok(())
     });
 }
@@ -227,7 +233,7 @@ fn feed_defaults_are_the_documents() {
     let demo = &config.api_keys[0];
     assert_eq!((demo.max_connections, demo.rate_per_minute), (10, 600));
     assert!(demo.allows(Endpoint::Stream) && !demo.allows(Endpoint::Publish));
-    assert!(config.synthetic.enabled);
+    assert!(synthetic_config(&config).unwrap().enabled);
 }
 
 #[test]
@@ -236,12 +242,21 @@ fn bad_feed_values_are_refused() {
         jail.set_env("TICKWIRE_STREAM__MAX_SYMBOLS", "0");
         assert!(Config::from_figment(&Config::figment(None)).is_err());
         jail.set_env("TICKWIRE_STREAM__MAX_SYMBOLS", "10");
+        // An adapter's section is checked by the adapter's own type, when
+        // the server makes the adapters at start.
         jail.set_env("TICKWIRE_SYNTHETIC__BOOK_DEPTH", "0");
-        let err = Config::from_figment(&Config::figment(None)).unwrap_err();
+        let config = Config::from_figment(&Config::figment(None)).map_err(|e| e.to_string())?;
+        let err = adapters_from_config(&config).unwrap_err();
         assert!(err.to_string().contains("book_depth"), "{err}");
         // A disabled synthetic market is not checked.
         jail.set_env("TICKWIRE_SYNTHETIC__ENABLED", "false");
-        assert!(Config::from_figment(&Config::figment(None)).is_ok());
+        let config = Config::from_figment(&Config::figment(None)).map_err(|e| e.to_string())?;
+        assert!(synthetic_config(&config).is_ok());
+        // Nor are adapters the configuration does not list.
+        jail.set_env("TICKWIRE_ZMQ__HWM", "lots");
+        jail.set_env("TICKWIRE_ADAPTERS", "[\"replay\"]");
+        let config = Config::from_figment(&Config::figment(None)).map_err(|e| e.to_string())?;
+        assert!(adapters_from_config(&config).is_ok());
         Ok(())
     });
 }

@@ -2,7 +2,7 @@
 //! fan-out topics of their events, and the figures of `server_status`.
 //!
 //! An instrument is known once an adapter lists it in
-//! [`instruments`](tickwire_adapter::BrokerAdapter::instruments) or an update
+//! `instruments` (of the adapter trait) or an update
 //! about it arrives (from an adapter or the publish API). Each dialect looks
 //! symbols up in its own map: `/ws` by the lower-case base asset (`btc`,
 //! `aapl`; of several pairs of one base, the one quoted in
@@ -26,13 +26,13 @@ use tickwire_json::{stream, ws};
 use tickwire_model::{Instrument, ServerStatus, Update};
 
 /// The topic every `/ws` connection is in, for `server_status`.
-pub(crate) const WS_STATUS: &str = "ws:status";
+pub const WS_STATUS: &str = "ws:status";
 /// The topic every `/stream` connection is in, for the heartbeat `pong`.
-pub(crate) const STREAM_HEARTBEAT: &str = "stream:heartbeat";
+pub const STREAM_HEARTBEAT: &str = "stream:heartbeat";
 
 /// One kind of JSON-feed topic of an instrument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Feed {
+pub enum Feed {
     /// `/ws` `price_update`.
     WsPrice,
     /// `/ws` `orderbook_update`.
@@ -54,7 +54,7 @@ impl Feed {
     }
 
     /// The `/ws` topic of `channel`.
-    pub(crate) fn of_channel(channel: ws::Channel) -> Feed {
+    pub fn of_channel(channel: ws::Channel) -> Feed {
         match channel {
             ws::Channel::Price => Feed::WsPrice,
             ws::Channel::OrderBook => Feed::WsBook,
@@ -64,7 +64,7 @@ impl Feed {
 }
 
 /// Writes the topic of `feed` for `instrument` into `buf` (cleared first).
-pub(crate) fn topic(buf: &mut String, feed: Feed, instrument: &Instrument) {
+pub fn topic(buf: &mut String, feed: Feed, instrument: &Instrument) {
     buf.clear();
     let _ = write!(
         buf,
@@ -76,7 +76,7 @@ pub(crate) fn topic(buf: &mut String, feed: Feed, instrument: &Instrument) {
 }
 
 /// The topic of `feed` for `instrument`.
-pub(crate) fn topic_of(feed: Feed, instrument: &Instrument) -> String {
+pub fn topic_of(feed: Feed, instrument: &Instrument) -> String {
     let mut buf = String::new();
     topic(&mut buf, feed, instrument);
     buf
@@ -85,7 +85,7 @@ pub(crate) fn topic_of(feed: Feed, instrument: &Instrument) -> String {
 /// Encodes a market event for the topic of `feed` and `instrument` once, if
 /// anybody is subscribed to it in `feeds`, and queues the same bytes to every
 /// subscriber; `name` is a reused buffer for the topic's name.
-pub(crate) fn deliver(
+pub fn deliver(
     feeds: &Index,
     name: &mut String,
     feed: Feed,
@@ -105,13 +105,13 @@ pub(crate) fn deliver(
 /// The first part of the fan-out: every instrument an update names becomes
 /// known to the symbol table (the table's lock is taken only for new ones).
 #[derive(Debug)]
-pub(crate) struct Learn {
+pub struct Learn {
     market: Arc<Market>,
     seen: HashSet<Instrument>,
 }
 
 impl Learn {
-    pub(crate) fn new(market: Arc<Market>) -> Learn {
+    pub fn new(market: Arc<Market>) -> Learn {
         Learn {
             market,
             seen: HashSet::new(),
@@ -135,7 +135,7 @@ impl UpdateFeed<Update> for Learn {
 /// The table's lock is held for a map operation at a time, never across an
 /// `.await`.
 #[derive(Debug)]
-pub(crate) struct Market {
+pub struct Market {
     table: RwLock<Table>,
     adapters: AtomicU64,
     started: Instant,
@@ -152,8 +152,15 @@ struct Table {
     by_symbol: HashMap<String, Instrument>,
 }
 
+impl Default for Market {
+    fn default() -> Self {
+        Market::new()
+    }
+}
+
 impl Market {
-    pub(crate) fn new() -> Market {
+    /// An empty table, no adapter counted.
+    pub fn new() -> Market {
         Market {
             table: RwLock::new(Table::default()),
             adapters: AtomicU64::new(0),
@@ -162,7 +169,7 @@ impl Market {
     }
 
     /// Learns `instrument`; returns whether it was new.
-    pub(crate) fn learn(&self, instrument: &Instrument) -> bool {
+    pub fn learn(&self, instrument: &Instrument) -> bool {
         if self.read().all.contains(instrument) {
             return false;
         }
@@ -194,47 +201,47 @@ impl Market {
     }
 
     /// Learns every instrument of `instruments`.
-    pub(crate) fn learn_all(&self, instruments: &[Instrument]) {
+    pub fn learn_all(&self, instruments: &[Instrument]) {
         for instrument in instruments {
             self.learn(instrument);
         }
     }
 
     /// The instrument a `/ws` client means by `symbol` (case-insensitive).
-    pub(crate) fn ws_symbol(&self, symbol: &str) -> Option<Instrument> {
+    pub fn ws_symbol(&self, symbol: &str) -> Option<Instrument> {
         self.read().ws.get(ws::symbol_key(symbol).as_ref()).cloned()
     }
 
     /// The instrument a `/stream` client means by `symbol` (exact).
-    pub(crate) fn stream_symbol(&self, symbol: &str) -> Option<Instrument> {
+    pub fn stream_symbol(&self, symbol: &str) -> Option<Instrument> {
         let key = stream::symbol_key(symbol)?;
         self.read().stream.get(key).cloned()
     }
 
     /// The first known instrument whose canonical symbol is `symbol`.
-    pub(crate) fn by_symbol(&self, symbol: &str) -> Option<Instrument> {
+    pub fn by_symbol(&self, symbol: &str) -> Option<Instrument> {
         self.read().by_symbol.get(symbol).cloned()
     }
 
     /// How many instruments are known.
-    pub(crate) fn symbols_tracked(&self) -> usize {
+    pub fn symbols_tracked(&self) -> usize {
         self.read().all.len()
     }
 
     /// Counts an adapter that connected.
-    pub(crate) fn adapter_connected(&self) {
+    pub fn adapter_connected(&self) {
         self.adapters.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Uncounts an adapter that was disconnected.
-    pub(crate) fn adapter_disconnected(&self) {
+    pub fn adapter_disconnected(&self) {
         let _ = self
             .adapters
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// The figures of `server_status`, with `connections` open connections.
-    pub(crate) fn status(&self, connections: u64) -> ServerStatus {
+    pub fn status(&self, connections: u64) -> ServerStatus {
         ServerStatus {
             connected_peers: connections,
             active_sources: self.adapters.load(Ordering::Relaxed),

@@ -37,28 +37,28 @@ use tickwire_model::{Instrument, Update};
 use tickwire_websocket::MessageKind;
 use tracing::{debug, warn};
 
-use crate::Shared;
-use crate::auth::{KeyRejection, KeyUsage, Lease};
-use crate::config::{Endpoint, WsConfig};
-use crate::http::{feed_key, json_session};
-use crate::market::{Feed as Topic, Market, WS_STATUS, deliver, topic_of};
+use tickwire_config::{Endpoint, WsConfig};
 use tickwire_core::Tracker;
 use tickwire_core::http::{Body, handshake, handshake_refusal, json_error, upgrade_with};
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
+use tickwire_services::http::{feed_key, json_session};
+use tickwire_services::market::{Feed as Topic, Market, WS_STATUS, deliver, topic_of};
+use tickwire_services::{Context, KeyRejection, KeyUsage, Lease};
 use tickwire_websocket::close_code;
 
 /// The route.
-pub(crate) const PATH: &str = codec::PATH;
+pub const PATH: &str = codec::PATH;
 
 /// Answers a handshake on [`PATH`].
-pub(crate) fn upgrade(
+pub fn upgrade(
     mut req: Request<Incoming>,
-    shared: &Arc<Shared>,
+    ws: &Arc<Ws>,
+    context: &Context,
     tracker: &Tracker,
 ) -> Response<Body> {
-    let (keyed, handshake) = if shared.config.ws.require_key {
-        let principal = match feed_key(&req, shared) {
+    let (keyed, handshake) = if ws.config.require_key {
+        let principal = match feed_key(&req, &context.keys) {
             Ok(p) => p,
             Err(KeyRejection::Missing) => {
                 return json_error(
@@ -104,39 +104,35 @@ pub(crate) fn upgrade(
             Err(e) => return handshake_refusal(&e),
         }
     };
-    let shared = shared.clone();
-    let tracker = tracker.clone();
+    let (ws, context, tracker) = (ws.clone(), context.clone(), tracker.clone());
     upgrade_with(&mut req, handshake, move |upgraded| async move {
-        let (max, slow) = (
-            shared.config.ws.max_message_bytes,
-            shared.config.ws.slow_consumer,
-        );
-        let make = move |shared: Arc<Shared>, sub| WsSession::new(shared.ws.clone(), sub, keyed);
-        json_session(upgraded, shared, max, slow, make, tracker).await;
+        let (max, slow) = (ws.config.max_message_bytes, ws.config.slow_consumer);
+        let make = move |sub| WsSession::new(ws, sub, keyed);
+        json_session(upgraded, &context, max, slow, make, tracker).await;
     })
 }
 
 /// Sends `server_status` to every `/ws` connection every
 /// `status_interval_secs`, until the gateway shuts down.
-pub(crate) async fn status_task(shared: Arc<Shared>) {
-    let period = Duration::from_secs(shared.config.ws.status_interval_secs);
+pub async fn status_task(ws: Arc<Ws>, context: Context) {
+    let period = Duration::from_secs(ws.config.status_interval_secs);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = shared.shutdown.clone();
+    let mut shutdown = context.shutdown.clone();
     loop {
         tokio::select! {
             () = tickwire_core::shutdown_started(&mut shutdown) => return,
             _ = ticks.tick() => {}
         }
-        let Some(topic) = shared.ws.feeds.lookup(WS_STATUS) else {
+        let Some(topic) = ws.feeds.lookup(WS_STATUS) else {
             continue;
         };
-        if shared.ws.feeds.subscriber_count(topic) == 0 {
+        if ws.feeds.subscriber_count(topic) == 0 {
             continue;
         }
-        let connections = shared.connections.open();
-        let status = codec::encode_status(&shared.ws.market.status(connections));
-        publish_text(&shared.ws.feeds, topic, &status, Kind::Housekeeping);
+        let connections = context.connections.open();
+        let status = codec::encode_status(&ws.market.status(connections));
+        publish_text(&ws.feeds, topic, &status, Kind::Housekeeping);
     }
 }
 
@@ -144,7 +140,7 @@ pub(crate) async fn status_task(shared: Arc<Shared>) {
 /// (cut to `book_depth` levels a side) and signals to theirs, each encoded
 /// once per topic with subscribers.
 #[derive(Debug)]
-pub(crate) struct WsFeed {
+pub struct WsFeed {
     feeds: Arc<Index>,
     book_depth: usize,
     /// A reused buffer for topic names.
@@ -152,7 +148,7 @@ pub(crate) struct WsFeed {
 }
 
 impl WsFeed {
-    pub(crate) fn new(feeds: Arc<Index>, book_depth: usize) -> WsFeed {
+    pub fn new(feeds: Arc<Index>, book_depth: usize) -> WsFeed {
         WsFeed {
             feeds,
             book_depth,
@@ -191,14 +187,14 @@ impl Feed<Update> for WsFeed {
 /// table and the feed index. Nothing else of the gateway, so that a session
 /// can be driven by a test alone.
 #[derive(Debug)]
-pub(crate) struct Ws {
-    pub(crate) config: WsConfig,
-    pub(crate) market: Arc<Market>,
-    pub(crate) feeds: Arc<Index>,
+pub struct Ws {
+    pub config: WsConfig,
+    pub market: Arc<Market>,
+    pub feeds: Arc<Index>,
 }
 
 /// The protocol state of one `/ws` connection.
-pub(crate) struct WsSession {
+pub struct WsSession {
     state: Arc<Ws>,
     sub: Subscriber,
     /// Subscriptions by `/ws` symbol key (`btc`): the instrument and its channels.
@@ -448,7 +444,7 @@ impl MessageRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{self, subscriber};
+    use tickwire_core::testing::{self, subscriber};
 
     use tickwire_core::Activity;
 

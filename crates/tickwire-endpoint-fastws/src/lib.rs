@@ -3,7 +3,7 @@
 //!
 //! The codec, the operation table, the timers and the document are
 //! [`tickwire_fastws`]'s; the bars are [`tickwire_bars`]'s. This module wires
-//! them to the gateway's shared connection machinery ([`crate::session`]:
+//! them to the gateway's shared connection machinery ([`tickwire_core::session`]:
 //! bounded queue, batching writer, slow-consumer drop, pings, shutdown).
 //!
 //! # The connection
@@ -64,20 +64,19 @@ use tickwire_model::{Instrument, PriceTick, Trade, Update};
 use tickwire_websocket::MessageKind;
 use tracing::debug;
 
-use crate::Shared;
-use crate::config::FastWsConfig;
-use crate::http::json_session;
-use crate::market::Market;
+use tickwire_config::FastWsConfig;
 use tickwire_core::Tracker;
 use tickwire_core::http::{
     Body, handshake, handshake_refusal, json_bytes, json_error, method_not_allowed, upgrade_with,
 };
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
+use tickwire_services::http::json_session;
+use tickwire_services::{Context, Market};
 
 /// Whether `path` is one of this module's routes: the WebSocket endpoint and
 /// the three routes of its documentation.
-pub(crate) fn serves(path: &str) -> bool {
+pub fn serves(path: &str) -> bool {
     matches!(
         path,
         WS_PATH | ASYNCAPI_DOCS_PATH | ASYNCAPI_JS_PATH | ASYNCAPI_JSON_PATH
@@ -92,16 +91,17 @@ pub(crate) fn serves(path: &str) -> bool {
 /// | `GET /api/v1/ws/asyncapi`    | the documentation page, `text/html`                    |
 /// | `GET /api/v1/ws/asyncapi.js` | its script, `text/javascript`                          |
 /// | `GET /api/v1/ws/asyncapi.json` | the AsyncAPI 2.4.0 document, `application/json`      |
-pub(crate) fn handle(
+pub fn handle(
     mut req: Request<Incoming>,
-    shared: &Arc<Shared>,
+    fastws: &Arc<FastWs>,
+    context: &Context,
     tracker: &Tracker,
 ) -> Response<Body> {
     if req.method() != Method::GET {
         return method_not_allowed();
     }
     match req.uri().path() {
-        WS_PATH => upgrade(&mut req, shared, tracker),
+        WS_PATH => upgrade(&mut req, fastws, context, tracker),
         ASYNCAPI_DOCS_PATH => asset(DOCS_HTML, "text/html; charset=utf-8"),
         ASYNCAPI_JS_PATH => asset(DOCS_JS, "text/javascript; charset=utf-8"),
         ASYNCAPI_JSON_PATH => json_bytes(StatusCode::OK, document()),
@@ -133,22 +133,21 @@ fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
 }
 
 /// Upgrades a handshake on `/api/v1/ws` and runs the session.
-fn upgrade(req: &mut Request<Incoming>, shared: &Arc<Shared>, tracker: &Tracker) -> Response<Body> {
-    let shared = shared.clone();
-    let tracker = tracker.clone();
+fn upgrade(
+    req: &mut Request<Incoming>,
+    fastws: &Arc<FastWs>,
+    context: &Context,
+    tracker: &Tracker,
+) -> Response<Body> {
+    let (fastws, context, tracker) = (fastws.clone(), context.clone(), tracker.clone());
     let handshake = match handshake(req) {
         Ok(h) => h,
         Err(e) => return handshake_refusal(&e),
     };
     upgrade_with(req, handshake, move |upgraded| async move {
-        let (max, slow) = (
-            shared.config.fastws.max_message_bytes,
-            shared.config.fastws.slow_consumer,
-        );
-        let make = move |shared: Arc<Shared>, sub| {
-            FastWsSession::new(shared.fastws.clone(), sub, Instant::now())
-        };
-        json_session(upgraded, shared, max, slow, make, tracker).await;
+        let (max, slow) = (fastws.config.max_message_bytes, fastws.config.slow_consumer);
+        let make = move |sub| FastWsSession::new(fastws, sub, Instant::now());
+        json_session(upgraded, &context, max, slow, make, tracker).await;
     })
 }
 
@@ -168,14 +167,14 @@ fn bars_topic(buf: &mut String, instrument: &Instrument, resolution: Resolution)
 /// table and the feed index its bars' topics live in. Nothing else of the
 /// gateway, so that a session can be driven by a test alone.
 #[derive(Debug)]
-pub(crate) struct FastWs {
-    pub(crate) config: FastWsConfig,
-    pub(crate) market: Arc<Market>,
-    pub(crate) feeds: Arc<Index>,
+pub struct FastWs {
+    pub config: FastWsConfig,
+    pub market: Arc<Market>,
+    pub feeds: Arc<Index>,
 }
 
 /// The protocol state of one `/api/v1/ws` connection.
-pub(crate) struct FastWsSession {
+pub struct FastWsSession {
     state: Arc<FastWs>,
     sub: Subscriber,
     timers: Timers,
@@ -284,7 +283,7 @@ impl Protocol for FastWsSession {
 /// Owned by the fan-out task: no lock. For each bar a tick changes, the
 /// `bars.update` frame is encoded once if its topic has subscribers.
 #[derive(Debug)]
-pub(crate) struct BarFeed {
+pub struct BarFeed {
     feeds: Arc<Index>,
     bars: BarAggregator,
     /// A reused buffer for topic names.
@@ -293,7 +292,7 @@ pub(crate) struct BarFeed {
 
 impl BarFeed {
     /// Bars at every resolution of [`Resolution::ALL`].
-    pub(crate) fn new(feeds: Arc<Index>) -> BarFeed {
+    pub fn new(feeds: Arc<Index>) -> BarFeed {
         BarFeed {
             feeds,
             bars: BarAggregator::all(),
@@ -303,14 +302,14 @@ impl BarFeed {
 
     /// Applies `tick` and sends every bar it changed to the subscribers of
     /// that bar's topic. Returns how many queues took an update.
-    pub(crate) fn on_tick(&mut self, tick: &PriceTick) -> usize {
+    pub fn on_tick(&mut self, tick: &PriceTick) -> usize {
         let (price, quantity) = (tick.price, tick.last_quantity);
         self.on_price(&tick.instrument, price, quantity, tick.timestamp_ms)
     }
 
     /// Applies an LTP-only `trade` (its quantity, 0 when unknown, adds to the
     /// volume) as [`on_tick`](Self::on_tick) does.
-    pub(crate) fn on_trade(&mut self, trade: &Trade) -> usize {
+    pub fn on_trade(&mut self, trade: &Trade) -> usize {
         let quantity = trade.quantity.unwrap_or(0.0);
         self.on_price(&trade.instrument, trade.price, quantity, trade.timestamp_ms)
     }
@@ -355,7 +354,7 @@ impl Feed<Update> for BarFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{self, subscriber};
+    use tickwire_core::testing::{self, subscriber};
 
     /// A FastWS endpoint that knows AAPL, and one connection's session.
     fn session(config: FastWsConfig, now: Instant) -> (Arc<FastWs>, Subscriber, FastWsSession) {

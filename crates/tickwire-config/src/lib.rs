@@ -1,4 +1,12 @@
-//! The gateway's configuration, read through figment.
+//! The configuration of a tickwire gateway, read through figment: data only.
+//!
+//! This crate is a leaf: it depends on no other tickwire crate, and every
+//! part of the gateway that is configured reads its section from here (the
+//! core's transport settings, each endpoint's section, the key ring). The
+//! adapters' sections (`[replay]`, `[synthetic]`, `[zmq]`) are kept as the
+//! tables they were given ([`Section`]); each adapter's own crate defines
+//! their meaning and the server's wiring reads them with it, so this crate
+//! does not depend on any adapter either.
 //!
 //! Sources, later ones winning: the defaults below < a TOML file < the
 //! environment (`TICKWIRE_` prefix, `__` between nested keys) < command-line
@@ -37,18 +45,48 @@
 //! and `TICKWIRE_TRANSPORT__SEND_BUFFER=512` in the environment.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Value};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tickwire_adapter_replay::{ReplayConfig, ReplayMode};
-use tickwire_adapter_synthetic::SyntheticConfig;
 
-use crate::GatewayError;
-use tickwire_core::SlowConsumer;
+/// A configuration that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting is wrong; the reason names it.
+    #[error("invalid configuration: {reason}")]
+    Invalid {
+        /// What is wrong and where.
+        reason: String,
+    },
+    /// The built-in demo key is enabled while listening on a non-loopback
+    /// address.
+    #[error("the demo API key is enabled on the non-loopback address {listen}")]
+    DemoKeyOnPublicAddress {
+        /// The configured listen address.
+        listen: SocketAddr,
+    },
+}
+
+impl ConfigError {
+    fn invalid(reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One adapter's section as it was given (a TOML table, environment
+/// variables, flags): the adapter's own crate gives it its meaning.
+pub type Section = Dict;
+
+/// The adapters a gateway knows, by the name of their section.
+pub const ADAPTER_NAMES: [&str; 3] = ["replay", "synthetic", "zmq"];
 
 /// The name of the built-in demo key.
 pub const DEMO_KEY_NAME: &str = "demo";
@@ -80,15 +118,17 @@ pub struct Config {
     /// refused. Default 100000.
     pub max_groups: usize,
     /// The JSONL replay the binary serves (`data_dir`, `date`, `interval_ms`,
-    /// `mode`, `tickers`, `buffer`). Default: `data/demo` (relative to the
-    /// working directory), the latest date, one record per group per second,
-    /// rotating, every ticker.
-    pub replay: ReplayConfig,
+    /// `mode`, `tickers`, `buffer`; the replay adapter's `ReplayConfig`).
+    /// Default: `data_dir = "data/demo"` (relative to the working directory)
+    /// and `mode = "rotation"`; the adapter's defaults for the rest (the
+    /// latest date, one record per group per second, every ticker).
+    pub replay: Section,
     /// The synthetic market the binary runs beside the replay (`enabled`,
     /// `seed`, `book_depth`, `book_interval_ms`, `signal_interval_ms`,
-    /// `speed`, `buffer`, `universe`). Default: enabled, the default
-    /// universe of crypto pairs, US stocks and NSE instruments.
-    pub synthetic: SyntheticConfig,
+    /// `speed`, `buffer`, `universe`; the synthetic adapter's
+    /// `SyntheticConfig`). Default: empty, the adapter's defaults (enabled,
+    /// a universe of crypto pairs, US stocks and NSE instruments).
+    pub synthetic: Section,
     /// WebSocket transport limits.
     pub transport: TransportConfig,
     /// The `/ws` JSON feed (seed 001).
@@ -100,9 +140,10 @@ pub struct Config {
     /// The FastWS envelope on `/api/v1/ws` (seed 004).
     pub fastws: FastWsConfig,
     /// The market-data proxy (seed 003).
-    pub proxy: crate::proxy::ProxyConfig,
-    /// The ZeroMQ bus adapter (seed 003), when `adapters` lists `zmq`.
-    pub zmq: tickwire_adapter_zmq::ZmqConfig,
+    pub proxy: ProxyConfig,
+    /// The ZeroMQ bus adapter (seed 003), when `adapters` lists `zmq` (the
+    /// ZeroMQ adapter's `ZmqConfig`). Default: empty, the adapter's defaults.
+    pub zmq: Section,
     /// The adapters the binary makes, by name, in this order: `replay`,
     /// `synthetic` (also needs `[synthetic] enabled`) and `zmq`. Default all three.
     pub adapters: Vec<String>,
@@ -119,20 +160,19 @@ impl Default for Config {
             token_ttl_secs: 600,
             zstd_level: 3,
             max_groups: 100_000,
-            replay: ReplayConfig {
-                data_dir: PathBuf::from("data/demo"),
-                mode: ReplayMode::Rotation,
-                ..ReplayConfig::default()
-            },
-            synthetic: SyntheticConfig::default(),
+            replay: Dict::from([
+                ("data_dir".to_owned(), Value::from("data/demo")),
+                ("mode".to_owned(), Value::from("rotation")),
+            ]),
+            synthetic: Dict::new(),
             transport: TransportConfig::default(),
             ws: WsConfig::default(),
             stream: StreamConfig::default(),
             publish: PublishConfig::default(),
             fastws: FastWsConfig::default(),
-            proxy: crate::proxy::ProxyConfig::default(),
-            zmq: tickwire_adapter_zmq::ZmqConfig::default(),
-            adapters: crate::adapters::ADAPTER_NAMES.map(String::from).to_vec(),
+            proxy: ProxyConfig::default(),
+            zmq: Dict::new(),
+            adapters: ADAPTER_NAMES.map(String::from).to_vec(),
         }
     }
 }
@@ -270,10 +310,9 @@ impl ApiKey {
     }
 
     /// The SHA-256 of the key, from whichever form the configuration gives.
-    pub fn digest(&self) -> Result<[u8; 32], GatewayError> {
-        let invalid = |reason: &str| GatewayError::InvalidConfig {
-            reason: format!("api key {:?}: {reason}", self.name),
-        };
+    pub fn digest(&self) -> Result<[u8; 32], ConfigError> {
+        let invalid =
+            |reason: &str| ConfigError::invalid(format!("api key {:?}: {reason}", self.name));
         match (&self.key, &self.key_sha256) {
             (Some(key), None) if key.is_empty() => Err(invalid("`key` is empty")),
             (Some(key), None) => Ok(Sha256::digest(key.as_bytes()).into()),
@@ -510,6 +549,127 @@ impl Default for PublishConfig {
     }
 }
 
+/// What happens to a client whose data queue (`send_buffer`) is full: the
+/// configuration's name of the core's policy of the same name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// Close the connection (the seed's behaviour).
+    #[default]
+    Disconnect,
+    /// Keep the connection and discard its oldest queued update.
+    DropOldest,
+    /// Keep the connection and, per topic, only the newest queued update.
+    Conflate,
+}
+
+/// Reply names and shapes of the market-data proxy (seed 003).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ReplyStyle {
+    /// `documented` (the default): as the seed document shows.
+    #[default]
+    Documented,
+    /// `openalgo`: as the reference server sends, for its SDK.
+    Openalgo,
+}
+
+/// The market-data proxy (seed 003): `[proxy]` in the configuration.
+///
+/// ```toml
+/// [proxy]
+/// listen = "127.0.0.1:8765"
+/// reply_style = "openalgo"
+/// ltp_throttle_ms = 50
+/// snapshot_on_subscribe = true
+/// brokers = ["zerodha"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The proxy's own listener, where every path upgrades to the proxy
+    /// protocol (the binary binds it). Default `127.0.0.1:8765`, the seed's
+    /// port.
+    pub listen: SocketAddr,
+    /// Reply names and shapes: `documented` (the default, as the seed shows)
+    /// or `openalgo` (as the reference server sends, for its Python SDK).
+    pub reply_style: ReplyStyle,
+    /// Milliseconds between two LTP messages of one instrument; ticks in
+    /// between are conflated, the latest delivered at the window's end.
+    /// `0` sends every tick. Default 50.
+    pub ltp_throttle_ms: u64,
+    /// Whether a new subscriber gets the instrument's current value from the
+    /// cache right after the subscribe reply. Default true.
+    pub snapshot_on_subscribe: bool,
+    /// Broker names `get_supported_brokers` lists; the first is the broker
+    /// replies name. Default: none, so replies name `tickwire` and
+    /// `get_supported_brokers` lists the adapters.
+    pub brokers: Vec<String>,
+    /// Largest client message, in bytes; larger ones close with 1009.
+    /// Default 65536.
+    pub max_message_bytes: usize,
+    /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_consumer: Option<SlowConsumer>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            reply_style: ReplyStyle::Documented,
+            ltp_throttle_ms: 50,
+            snapshot_on_subscribe: true,
+            brokers: Vec::new(),
+            max_message_bytes: 64 * 1024,
+            slow_consumer: None,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Checks the section against the gateway's own `listen`.
+    pub fn validate(&self, main_listen: SocketAddr) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| Err(ConfigError::invalid(format!("proxy.{reason}")));
+        if self.max_message_bytes == 0 {
+            return invalid("max_message_bytes must be greater than zero");
+        }
+        if self.brokers.iter().any(String::is_empty) {
+            return invalid("brokers must not hold an empty name");
+        }
+        if self.listen == main_listen && self.listen.port() != 0 {
+            return invalid("listen must differ from listen of the gateway");
+        }
+        Ok(())
+    }
+
+    /// [`ltp_throttle_ms`](Self::ltp_throttle_ms) as a duration.
+    pub fn ltp_throttle(&self) -> Duration {
+        Duration::from_millis(self.ltp_throttle_ms)
+    }
+}
+
+/// Checks [`Config::adapters`]: known names ([`ADAPTER_NAMES`]), each at
+/// most once.
+pub fn validate_adapter_names(names: &[String]) -> Result<(), ConfigError> {
+    for (i, name) in names.iter().enumerate() {
+        if !ADAPTER_NAMES.contains(&name.as_str()) {
+            return Err(ConfigError::invalid(format!(
+                "adapters: unknown adapter {name:?}; expected one of {}",
+                ADAPTER_NAMES.join(", ")
+            )));
+        }
+        if names[..i].contains(name) {
+            return Err(ConfigError::invalid(format!(
+                "adapters: {name:?} is listed twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// The figment of the defaults, then `file` (TOML) if given, then the
     /// `TICKWIRE_*` environment (`__` separates nested keys:
@@ -524,10 +684,10 @@ impl Config {
     }
 
     /// Reads the configuration from `figment` and [validates](Config::validate) it.
-    pub fn from_figment(figment: &Figment) -> Result<Config, GatewayError> {
-        let config: Config = figment.extract().map_err(|e| GatewayError::InvalidConfig {
-            reason: e.to_string(),
-        })?;
+    pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -535,8 +695,9 @@ impl Config {
     /// Checks the configuration for mistakes that would make the gateway
     /// unsafe or unusable: no API key, malformed keys, zero limits, a bad
     /// `public_url`, and above all the demo key on a non-loopback address.
-    pub fn validate(&self) -> Result<(), GatewayError> {
-        let invalid = |reason: String| Err(GatewayError::InvalidConfig { reason });
+    /// The adapters' sections are checked by the adapters that read them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| Err(ConfigError::Invalid { reason });
         if self.api_keys.is_empty() {
             return invalid("no api key is configured; add one under [[api_keys]]".into());
         }
@@ -556,7 +717,7 @@ impl Config {
             }
         }
         if !self.listen.ip().is_loopback() && self.api_keys.iter().any(ApiKey::is_demo) {
-            return Err(GatewayError::DemoKeyOnPublicAddress {
+            return Err(ConfigError::DemoKeyOnPublicAddress {
                 listen: self.listen,
             });
         }
@@ -569,15 +730,8 @@ impl Config {
         if let Some(url) = &self.public_url {
             PublicUrl::parse(url)?;
         }
-        if self.synthetic.enabled {
-            self.synthetic
-                .validate()
-                .map_err(|e| GatewayError::InvalidConfig {
-                    reason: format!("synthetic: {e}"),
-                })?;
-        }
         self.proxy.validate(self.listen)?;
-        crate::adapters::validate_names(&self.adapters)?;
+        validate_adapter_names(&self.adapters)?;
         if self.token_secret.as_deref().is_some_and(str::is_empty) {
             return invalid("token_secret is empty; remove it or set a long random value".into());
         }
@@ -635,15 +789,16 @@ impl Config {
 
 /// `public_url` split into what the negotiate URLs need.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PublicUrl {
+pub struct PublicUrl {
     /// Whether clients reach the gateway over TLS (`https`/`wss`).
-    pub(crate) tls: bool,
+    pub tls: bool,
     /// `host[:port]`, without a trailing slash.
-    pub(crate) authority: String,
+    pub authority: String,
 }
 
 impl PublicUrl {
-    pub(crate) fn parse(url: &str) -> Result<PublicUrl, GatewayError> {
+    /// Parses [`Config::public_url`].
+    pub fn parse(url: &str) -> Result<PublicUrl, ConfigError> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad_url(url))?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "http" | "ws" => false,
@@ -661,12 +816,10 @@ impl PublicUrl {
     }
 }
 
-fn bad_url(url: &str) -> GatewayError {
-    GatewayError::InvalidConfig {
-        reason: format!(
-            "public_url {url:?} must be a scheme and host such as `https://gex.example.com`"
-        ),
-    }
+fn bad_url(url: &str) -> ConfigError {
+    ConfigError::invalid(format!(
+        "public_url {url:?} must be a scheme and host such as `https://gex.example.com`"
+    ))
 }
 
 fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
@@ -698,10 +851,7 @@ mod tests {
             ..Config::default()
         };
         let err = config.validate().unwrap_err();
-        assert!(matches!(err, GatewayError::DemoKeyOnPublicAddress { .. }));
-        let text = err.to_string();
-        assert!(text.contains("[[api_keys]]"), "{text}");
-        assert!(text.contains("TICKWIRE_API_KEYS"), "{text}");
+        assert!(matches!(err, ConfigError::DemoKeyOnPublicAddress { .. }));
 
         // The demo key given as a digest is still the demo key.
         let hashed = ApiKey {
@@ -791,6 +941,114 @@ mod tests {
         config.transport.write_delay_ms = 1001;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("transport.write_delay_ms"), "{err}");
+    }
+
+    #[test]
+    // `Jail::expect_with` closures return figment's (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn the_section_reads_from_toml_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tickwire.toml",
+                r#"
+                adapters = ["synthetic", "zmq"]
+
+                [proxy]
+                listen = "127.0.0.1:9765"
+                ltp_throttle_ms = 0
+                brokers = ["zerodha", "angel"]
+
+                [zmq]
+                endpoint = "tcp://127.0.0.1:6555"
+                bind = false
+                "#,
+            )?;
+            jail.set_env("TICKWIRE_PROXY__REPLY_STYLE", "openalgo");
+            let figment = Config::figment(Some(Path::new("tickwire.toml")));
+            let config = Config::from_figment(&figment).expect("valid");
+            assert_eq!(config.proxy.reply_style, ReplyStyle::Openalgo);
+            assert_eq!(
+                config.proxy.listen,
+                SocketAddr::from(([127, 0, 0, 1], 9765))
+            );
+            assert_eq!(config.proxy.ltp_throttle(), Duration::ZERO);
+            assert!(config.proxy.snapshot_on_subscribe);
+            assert_eq!(config.adapters, ["synthetic", "zmq"]);
+            assert_eq!(config.proxy.brokers, ["zerodha", "angel"]);
+            // The adapter's section is kept as given, for the adapter to read.
+            assert_eq!(
+                config.zmq.get("endpoint").and_then(|v| v.as_str()),
+                Some("tcp://127.0.0.1:6555")
+            );
+            assert_eq!(
+                config.zmq.get("bind").and_then(|v| v.to_bool()),
+                Some(false)
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let config = Config::default();
+        assert_eq!(
+            config.proxy.listen,
+            SocketAddr::from(([127, 0, 0, 1], 8765))
+        );
+        assert_eq!(config.proxy.reply_style, ReplyStyle::Documented);
+        assert_eq!(config.proxy.ltp_throttle(), Duration::from_millis(50));
+        assert_eq!(config.adapters, ["replay", "synthetic", "zmq"]);
+        assert!(config.zmq.is_empty(), "the adapter's own defaults");
+        config.validate().unwrap();
+        for (bad, reason) in [
+            (
+                ProxyConfig {
+                    max_message_bytes: 0,
+                    ..ProxyConfig::default()
+                },
+                "proxy.max_message_bytes",
+            ),
+            (
+                ProxyConfig {
+                    brokers: vec![String::new()],
+                    ..ProxyConfig::default()
+                },
+                "proxy.brokers",
+            ),
+            (
+                ProxyConfig {
+                    listen: config.listen,
+                    ..ProxyConfig::default()
+                },
+                "proxy.listen",
+            ),
+        ] {
+            let config = Config {
+                proxy: bad,
+                ..Config::default()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(reason), "{err}");
+        }
+        let unknown = Config {
+            adapters: vec!["kafka".into()],
+            ..Config::default()
+        };
+        assert!(unknown.validate().is_err());
+    }
+
+    #[test]
+    fn adapter_names_are_known_and_listed_once() {
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        validate_adapter_names(&names(&["zmq", "replay"])).unwrap();
+        let err = validate_adapter_names(&names(&["kafka"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown adapter \"kafka\""), "{err}");
+        let err = validate_adapter_names(&names(&["zmq", "zmq"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listed twice"), "{err}");
     }
 
     fn hex(bytes: &[u8]) -> String {

@@ -18,18 +18,34 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
+use tickwire_config::PublishConfig;
+use tickwire_core::dispatch::SharedFanOut;
 use tickwire_core::http::{Body, json, json_error};
-use tickwire_json::publish::{Context, parse};
+use tickwire_json::publish::parse;
+use tickwire_model::Update;
+use tickwire_services::{Context, KeyRejection};
 use tracing::debug;
 
-use crate::Shared;
-use crate::auth::KeyRejection;
-
 /// The route of the publish API.
-pub(crate) const PATH: &str = "/api/v1/publish";
+pub const PATH: &str = "/api/v1/publish";
+
+/// What the publish API needs beside the gateway's [`Context`].
+#[derive(Debug)]
+pub struct Publish {
+    /// `[publish]` of the configuration.
+    pub config: PublishConfig,
+    /// The group prefix raw group payloads are checked against.
+    pub prefix: String,
+    /// The fan-out the updates are delivered through.
+    pub fan_out: Arc<SharedFanOut<Update>>,
+}
 
 /// Answers one request to [`PATH`].
-pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+pub async fn handle(
+    req: Request<Incoming>,
+    publish: &Publish,
+    context: &Context,
+) -> Response<Body> {
     if req.method() != Method::POST {
         let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
         response
@@ -41,7 +57,7 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    match shared.auth.check_bearer(header, None) {
+    match context.keys.check_bearer(header, None) {
         Ok(p) if p.may_publish() => debug!(user = p.user_id, "publish request"),
         Ok(p) => {
             return json_error(
@@ -62,7 +78,7 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
             return json_error(StatusCode::UNAUTHORIZED, "invalid api key");
         }
     }
-    let max = shared.config.publish.max_body_bytes;
+    let max = publish.config.max_body_bytes;
     let too_large = || {
         json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,17 +104,17 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
             );
         }
     };
-    let known = |symbol: &str| shared.market.by_symbol(symbol);
-    let context = Context {
-        prefix: &shared.config.prefix,
+    let known = |symbol: &str| context.market.by_symbol(symbol);
+    let parsing = tickwire_json::publish::Context {
+        prefix: &publish.prefix,
         known: &known,
         now: tickwire_model::now_millis(),
     };
-    let updates = match parse(&body, &context) {
+    let updates = match parse(&body, &parsing) {
         Ok(updates) => updates,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
-    if *shared.shutdown.borrow() {
+    if *context.shutdown.borrow() {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
@@ -107,7 +123,7 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
     let accepted = updates.len();
     // Delivered here, on this request's task: the answer means every
     // subscriber's outbox has the updates.
-    tickwire_core::dispatch::deliver_all(&shared.fan_out, updates);
+    tickwire_core::dispatch::deliver_all(&publish.fan_out, updates);
     json(StatusCode::ACCEPTED, &Accepted { accepted })
 }
 

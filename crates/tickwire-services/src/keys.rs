@@ -1,4 +1,4 @@
-//! API keys, access tokens and roles.
+//! The key ring: API keys, their endpoints and roles, their usage.
 //!
 //! One key ring serves every endpoint. A key is found by the SHA-256 of what
 //! the client presented, looked up in a map of the configured digests (keys
@@ -7,50 +7,19 @@
 //! its usage: open connections (bounded by `max_connections`) and a token
 //! bucket of requests (`rate_per_minute`) shared by all its connections.
 //!
-//! `/negotiate` trades an API key for one access token per hub. The tokens
-//! are HS256 JWTs of the shape Azure Web PubSub issues (`aud` = the hub's
-//! `http(s)://host/client/hubs/{hub}` URL, `sub` = the user id, `role` = the
-//! roles, `iat`, `exp`), so its client SDKs accept them. A token never holds
-//! the API key. The JSON feeds and the publish API take the key itself:
-//! `Authorization: Bearer <key>`, or `?api_key=<key>` on the feeds (seed 002).
+//! The pubsub hubs trade a key for access tokens (in their endpoint's
+//! crate); the JSON feeds, the proxy and the publish API take the key
+//! itself: `Authorization: Bearer <key>`, or `?api_key=<key>` on the feeds
+//! (seed 002).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore as _;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tickwire_model::Hub;
-
-use crate::GatewayError;
-use crate::config::{ApiKey, Config, Endpoint, ROLE_PUBLISH};
-
-/// The role that lets a connection join and leave every group.
-pub const ROLE_JOIN_LEAVE: &str = "webpubsub.joinLeaveGroup";
-/// The role that lets a connection send to every group.
-pub const ROLE_SEND: &str = "webpubsub.sendToGroup";
-/// The role that lets a connection send events.
-pub const ROLE_EVENT: &str = "webpubsub.event";
-
-/// The claims of an access token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The hub's URL, `http(s)://host/client/hubs/{hub}`.
-    pub aud: String,
-    /// The user id.
-    pub sub: String,
-    /// Issued at, seconds since the Unix epoch.
-    pub iat: u64,
-    /// Expiry, seconds since the Unix epoch.
-    pub exp: u64,
-    /// The roles of the connection.
-    #[serde(default)]
-    pub role: Vec<String>,
-}
+use tickwire_config::{ApiKey, ConfigError, Endpoint, ROLE_PUBLISH};
 
 /// A configured key, as the key ring keeps it.
 #[derive(Debug)]
@@ -64,7 +33,7 @@ struct Key {
 /// The bucket's mutex is held for a few arithmetic operations, never across
 /// an `.await`.
 #[derive(Debug)]
-pub(crate) struct KeyUsage {
+pub struct KeyUsage {
     name: String,
     max_connections: usize,
     connections: AtomicUsize,
@@ -74,7 +43,7 @@ pub(crate) struct KeyUsage {
 impl KeyUsage {
     /// One more connection of the key, if it is under its limit; the
     /// connection is counted until the [`Lease`] is dropped.
-    pub(crate) fn lease(self: &Arc<Self>) -> Option<Lease> {
+    pub fn lease(self: &Arc<Self>) -> Option<Lease> {
         self.connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_connections).then_some(n + 1)
@@ -84,24 +53,24 @@ impl KeyUsage {
     }
 
     /// Takes one request from the key's bucket; false when it is empty.
-    pub(crate) fn take(&self, now: Instant) -> bool {
+    pub fn take(&self, now: Instant) -> bool {
         tickwire_core::lock(&self.bucket).take(now)
     }
 
     /// The key's name.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The key's connection limit.
-    pub(crate) fn max_connections(&self) -> usize {
+    pub fn max_connections(&self) -> usize {
         self.max_connections
     }
 }
 
 /// One open connection of a key; dropping it frees the slot.
 #[derive(Debug)]
-pub(crate) struct Lease(Arc<KeyUsage>);
+pub struct Lease(Arc<KeyUsage>);
 
 impl Drop for Lease {
     fn drop(&mut self) {
@@ -145,72 +114,67 @@ impl TokenBucket {
 
 /// The identity an API key grants.
 #[derive(Debug, Clone)]
-pub(crate) struct Principal<'a> {
+pub struct Principal<'a> {
     /// The user id (the key's name).
-    pub(crate) user_id: &'a str,
+    pub user_id: &'a str,
     /// The key's roles.
-    pub(crate) roles: &'a [String],
+    pub roles: &'a [String],
     key: &'a Key,
 }
 
 impl Principal<'_> {
     /// Whether the key may use `endpoint`.
-    pub(crate) fn allows(&self, endpoint: Endpoint) -> bool {
+    pub fn allows(&self, endpoint: Endpoint) -> bool {
         self.key.config.allows(endpoint)
     }
 
     /// Whether the key may publish: the `publish` endpoint and role.
-    pub(crate) fn may_publish(&self) -> bool {
+    pub fn may_publish(&self) -> bool {
         self.allows(Endpoint::Publish) && self.key.config.has_role(ROLE_PUBLISH)
     }
 
     /// The key's usage counters.
-    pub(crate) fn usage(&self) -> Arc<KeyUsage> {
+    pub fn usage(&self) -> Arc<KeyUsage> {
         self.key.usage.clone()
     }
 }
 
 /// Why a request's credentials were refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyRejection {
+pub enum KeyRejection {
     /// No credentials of the expected form were given.
     Missing,
     /// The key is not one of the configured ones.
     Invalid,
 }
 
-/// Issues and checks access tokens; checks API keys.
-pub(crate) struct Auth {
+/// Checks API keys.
+pub struct KeyRing {
     keys: Vec<Key>,
     by_digest: HashMap<[u8; 32], usize>,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    ttl_secs: u64,
 }
 
-impl std::fmt::Debug for Auth {
+impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
+        f.debug_struct("KeyRing")
             .field(
                 "keys",
                 &self.keys.iter().map(|k| &k.config.name).collect::<Vec<_>>(),
             )
-            .field("ttl_secs", &self.ttl_secs)
             .finish_non_exhaustive()
     }
 }
 
-impl Auth {
-    /// Builds the key ring and token keys of `config` (drawing a random
-    /// secret when none is configured).
-    pub(crate) fn new(config: &Config) -> Result<Auth, GatewayError> {
+impl KeyRing {
+    /// Builds the key ring of `api_keys`; a key configured twice (in
+    /// whichever form) is refused.
+    pub fn new(api_keys: &[ApiKey]) -> Result<KeyRing, ConfigError> {
         let now = Instant::now();
-        let mut keys = Vec::with_capacity(config.api_keys.len());
-        let mut by_digest = HashMap::with_capacity(config.api_keys.len());
-        for k in &config.api_keys {
+        let mut keys = Vec::with_capacity(api_keys.len());
+        let mut by_digest = HashMap::with_capacity(api_keys.len());
+        for k in api_keys {
             if by_digest.insert(k.digest()?, keys.len()).is_some() {
-                return Err(GatewayError::InvalidConfig {
+                return Err(ConfigError::Invalid {
                     reason: format!("api key {:?} is configured twice", k.name),
                 });
             }
@@ -224,33 +188,12 @@ impl Auth {
                 }),
             });
         }
-        let secret = match &config.token_secret {
-            Some(secret) => secret.as_bytes().to_vec(),
-            None => {
-                let mut secret = vec![0u8; 32];
-                rand::rng().fill_bytes(&mut secret);
-                secret
-            }
-        };
-        let mut validation = Validation::new(Algorithm::HS256);
-        // The audience names the hub; it is checked against the route by
-        // `verify`, whatever host the client used.
-        validation.validate_aud = false;
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
-        Ok(Auth {
-            keys,
-            by_digest,
-            encoding: EncodingKey::from_secret(&secret),
-            decoding: DecodingKey::from_secret(&secret),
-            validation,
-            ttl_secs: config.token_ttl_secs,
-        })
+        Ok(KeyRing { keys, by_digest })
     }
 
     /// The principal of an `Authorization` header value: `Basic <KEY>` with
     /// the raw key (seed 000), or `Basic base64(KEY:)` as HTTP Basic has it.
-    pub(crate) fn check_basic(&self, header: Option<&[u8]>) -> Result<Principal<'_>, KeyRejection> {
+    pub fn check_basic(&self, header: Option<&[u8]>) -> Result<Principal<'_>, KeyRejection> {
         let header = header.ok_or(KeyRejection::Missing)?;
         let header = std::str::from_utf8(header).map_err(|_| KeyRejection::Invalid)?;
         let (scheme, credentials) = header.trim().split_once(' ').ok_or(KeyRejection::Missing)?;
@@ -277,7 +220,7 @@ impl Auth {
 
     /// The principal of a key given as `Authorization: Bearer <KEY>`, or
     /// else as the `api_key` query parameter (seed 002).
-    pub(crate) fn check_bearer(
+    pub fn check_bearer(
         &self,
         header: Option<&[u8]>,
         query_key: Option<&str>,
@@ -305,107 +248,22 @@ impl Auth {
             key: k,
         })
     }
-
-    /// Issues a token for `principal` on `hub`, whose audience is `audience`
-    /// (`http(s)://host/client/hubs/{hub}`).
-    pub(crate) fn issue(&self, principal: &Principal<'_>, audience: String) -> String {
-        let now = unix_now();
-        let claims = Claims {
-            aud: audience,
-            sub: principal.user_id.to_owned(),
-            iat: now,
-            exp: now + self.ttl_secs,
-            role: principal.roles.to_vec(),
-        };
-        // HS256 over serialisable claims cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_default()
-    }
-
-    /// The claims of `token` if it is a valid, unexpired token of `hub`.
-    pub(crate) fn verify(&self, token: &str, hub: Hub) -> Option<Claims> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        let path = data.claims.aud.split_once("://")?.1;
-        let (_, tail) = path.split_once("/client/hubs/")?;
-        (tail.trim_end_matches('/') == hub.name()).then_some(data.claims)
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// What a connection's roles allow.
-///
-/// `webpubsub.joinLeaveGroup` and `webpubsub.sendToGroup` cover every group;
-/// `webpubsub.joinLeaveGroup.<group>` and `webpubsub.sendToGroup.<group>`
-/// one group each (Azure Web PubSub roles).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Permissions {
-    join_all: bool,
-    join: HashSet<String>,
-    send_all: bool,
-    send: HashSet<String>,
-    event: bool,
-}
-
-impl Permissions {
-    pub(crate) fn from_roles(roles: &[String]) -> Permissions {
-        let mut p = Permissions::default();
-        for role in roles {
-            match role.as_str() {
-                ROLE_JOIN_LEAVE => p.join_all = true,
-                ROLE_SEND => p.send_all = true,
-                ROLE_EVENT => p.event = true,
-                other => {
-                    if let Some(g) = scoped(other, ROLE_JOIN_LEAVE) {
-                        p.join.insert(g.to_owned());
-                    } else if let Some(g) = scoped(other, ROLE_SEND) {
-                        p.send.insert(g.to_owned());
-                    }
-                }
-            }
-        }
-        p
-    }
-
-    /// May join or leave `group`.
-    pub(crate) fn can_join(&self, group: &str) -> bool {
-        self.join_all || self.join.contains(group)
-    }
-
-    /// May send to `group`.
-    pub(crate) fn can_send(&self, group: &str) -> bool {
-        self.send_all || self.send.contains(group)
-    }
-
-    /// May send events.
-    pub(crate) fn can_send_events(&self) -> bool {
-        self.event
-    }
-}
-
-fn scoped<'a>(role: &'a str, base: &str) -> Option<&'a str> {
-    role.strip_prefix(base)?
-        .strip_prefix('.')
-        .filter(|g| !g.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tickwire_config::Config;
 
-    fn auth() -> Auth {
+    fn auth() -> KeyRing {
         let mut config = Config::default();
         config.api_keys.push(ApiKey {
-            roles: vec![ROLE_SEND.into()],
+            roles: vec!["webpubsub.sendToGroup".into()],
             max_connections: 2,
             rate_per_minute: 3,
             ..ApiKey::new("writer", "w-key")
         });
-        Auth::new(&config).unwrap()
+        KeyRing::new(&config.api_keys).unwrap()
     }
 
     #[test]
@@ -484,7 +342,7 @@ mod tests {
             endpoints: Some(vec![Endpoint::Stream]),
             ..ApiKey::new("narrow", "n-key")
         });
-        let auth = Auth::new(&config).unwrap();
+        let auth = KeyRing::new(&config.api_keys).unwrap();
         let check = |k: &str| auth.check_bearer(Some(format!("Bearer {k}").as_bytes()), None);
         assert!(check("p-key").unwrap().may_publish());
         assert!(!check("n-key").unwrap().may_publish());
@@ -519,39 +377,5 @@ mod tests {
             auth.check_basic(Some(b"Basic \xff")).unwrap_err(),
             KeyRejection::Invalid
         );
-    }
-
-    #[test]
-    fn tokens_are_bound_to_their_hub() {
-        let auth = auth();
-        let p = auth.check_basic(Some(b"Basic tickwire-demo-key")).unwrap();
-        let token = auth.issue(&p, "http://h:1/client/hubs/classic".into());
-        let claims = auth.verify(&token, Hub::Classic).unwrap();
-        assert_eq!(claims.sub, "demo");
-        assert_eq!(claims.role, vec![ROLE_JOIN_LEAVE.to_owned()]);
-        assert!(auth.verify(&token, Hub::Orderflow).is_none());
-        assert!(auth.verify("garbage", Hub::Classic).is_none());
-        // Another secret's token is refused.
-        assert!(
-            super::Auth::new(&Config::default())
-                .unwrap()
-                .verify(&token, Hub::Classic)
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn roles_map_to_permissions() {
-        let roles = [
-            "webpubsub.joinLeaveGroup.g1".to_owned(),
-            "webpubsub.sendToGroup".to_owned(),
-            "webpubsub.joinLeaveGroup.".to_owned(),
-        ];
-        let p = Permissions::from_roles(&roles);
-        assert!(p.can_join("g1"));
-        assert!(!p.can_join("g2"));
-        assert!(p.can_send("anything"));
-        assert!(!p.can_send_events());
-        assert!(Permissions::from_roles(&[ROLE_EVENT.into()]).can_send_events());
     }
 }

@@ -46,19 +46,18 @@ use tickwire_model::{Instrument, Update};
 use tickwire_websocket::MessageKind;
 use tracing::debug;
 
-use crate::Shared;
-use crate::auth::{KeyRejection, KeyUsage, Lease};
-use crate::config::{Endpoint, StreamConfig};
-use crate::http::{feed_key, json_session};
-use crate::market::{Feed as Topic, Market, STREAM_HEARTBEAT, deliver, topic_of};
+use tickwire_config::{Endpoint, StreamConfig};
 use tickwire_core::Tracker;
 use tickwire_core::http::{Body, handshake, handshake_refusal, json_bytes, refuse, upgrade_with};
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
+use tickwire_services::http::{feed_key, json_session};
+use tickwire_services::market::{Feed as Topic, Market, STREAM_HEARTBEAT, deliver, topic_of};
+use tickwire_services::{Context, KeyRejection, KeyUsage, Lease};
 use tickwire_websocket::close_code;
 
 /// The route.
-pub(crate) const PATH: &str = codec::PATH;
+pub const PATH: &str = codec::PATH;
 
 /// The code of the `error` a key over its request rate gets.
 const RATE_LIMITED: &str = "RATE_LIMITED";
@@ -66,9 +65,10 @@ const RATE_LIMITED: &str = "RATE_LIMITED";
 const CONNECTION_LIMIT: &str = "CONNECTION_LIMIT";
 
 /// Answers a handshake on [`PATH`].
-pub(crate) fn upgrade(
+pub fn upgrade(
     mut req: Request<Incoming>,
-    shared: &Arc<Shared>,
+    stream: &Arc<Stream>,
+    context: &Context,
     tracker: &Tracker,
 ) -> Response<Body> {
     let now_ms = tickwire_model::now_millis();
@@ -78,7 +78,7 @@ pub(crate) fn upgrade(
             codec::encode_error(&StreamError::Unauthorized, now_ms),
         )
     };
-    let principal = match feed_key(&req, shared) {
+    let principal = match feed_key(&req, &context.keys) {
         Ok(p) => p,
         Err(KeyRejection::Missing | KeyRejection::Invalid) => {
             return unauthorized(StatusCode::UNAUTHORIZED);
@@ -100,8 +100,7 @@ pub(crate) fn upgrade(
         );
     }
     let lease = usage.lease();
-    let shared = shared.clone();
-    let tracker = tracker.clone();
+    let (stream, context, tracker) = (stream.clone(), context.clone(), tracker.clone());
     upgrade_with(&mut req, handshake, move |upgraded| async move {
         let Some(lease) = lease else {
             debug!(
@@ -120,51 +119,46 @@ pub(crate) fn upgrade(
             refuse(upgraded, Some(error), close_code::POLICY, &reason, tracker).await;
             return;
         };
-        let (max, slow) = (
-            shared.config.stream.max_message_bytes,
-            shared.config.stream.slow_consumer,
-        );
-        let make = move |shared: Arc<Shared>, sub| {
-            StreamSession::new(shared.stream.clone(), sub, usage, lease)
-        };
-        json_session(upgraded, shared, max, slow, make, tracker).await;
+        let (max, slow) = (stream.config.max_message_bytes, stream.config.slow_consumer);
+        let make = move |sub| StreamSession::new(stream, sub, usage, lease);
+        json_session(upgraded, &context, max, slow, make, tracker).await;
     })
 }
 
 /// Sends the heartbeat `pong` to every `/stream` connection every
 /// `heartbeat_secs`, until the gateway shuts down.
-pub(crate) async fn heartbeat_task(shared: Arc<Shared>) {
-    let period = Duration::from_secs(shared.config.stream.heartbeat_secs);
+pub async fn heartbeat_task(stream: Arc<Stream>, context: Context) {
+    let period = Duration::from_secs(stream.config.heartbeat_secs);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = shared.shutdown.clone();
+    let mut shutdown = context.shutdown.clone();
     loop {
         tokio::select! {
             () = tickwire_core::shutdown_started(&mut shutdown) => return,
             _ = ticks.tick() => {}
         }
-        let Some(topic) = shared.stream.feeds.lookup(STREAM_HEARTBEAT) else {
+        let Some(topic) = stream.feeds.lookup(STREAM_HEARTBEAT) else {
             continue;
         };
-        if shared.stream.feeds.subscriber_count(topic) == 0 {
+        if stream.feeds.subscriber_count(topic) == 0 {
             continue;
         }
         let pong = codec::encode_pong(tickwire_model::now_millis());
-        publish_text(&shared.stream.feeds, topic, &pong, Kind::Housekeeping);
+        publish_text(&stream.feeds, topic, &pong, Kind::Housekeeping);
     }
 }
 
 /// `/stream`'s part of the fan-out: ticks and trades to the price topics,
 /// each encoded once per topic with subscribers.
 #[derive(Debug)]
-pub(crate) struct StreamFeed {
+pub struct StreamFeed {
     feeds: Arc<Index>,
     /// A reused buffer for topic names.
     name: String,
 }
 
 impl StreamFeed {
-    pub(crate) fn new(feeds: Arc<Index>) -> StreamFeed {
+    pub fn new(feeds: Arc<Index>) -> StreamFeed {
         StreamFeed {
             feeds,
             name: String::with_capacity(64),
@@ -195,14 +189,14 @@ impl Feed<Update> for StreamFeed {
 /// table and the feed index. Nothing else of the gateway, so that a session
 /// can be driven by a test alone.
 #[derive(Debug)]
-pub(crate) struct Stream {
-    pub(crate) config: StreamConfig,
-    pub(crate) market: Arc<Market>,
-    pub(crate) feeds: Arc<Index>,
+pub struct Stream {
+    pub config: StreamConfig,
+    pub market: Arc<Market>,
+    pub feeds: Arc<Index>,
 }
 
 /// The protocol state of one `/stream` connection.
-pub(crate) struct StreamSession {
+pub struct StreamSession {
     state: Arc<Stream>,
     sub: Subscriber,
     /// Subscribed symbols in the order subscribed, with their instruments.
@@ -396,11 +390,10 @@ fn encode_extra_error(code: &str, message: &str, now_ms: i64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{self, subscriber};
+    use tickwire_core::testing::{self, subscriber};
 
-    use crate::Config;
-    use crate::auth::Auth;
-    use crate::config::ApiKey;
+    use tickwire_config::ApiKey;
+    use tickwire_services::KeyRing;
 
     /// A `/stream` endpoint that knows BTC/USD and ETH/USD, and one session of
     /// a key allowed `rate_per_minute` requests; no socket, no gateway.
@@ -413,14 +406,11 @@ mod tests {
             market,
             feeds: Arc::new(Index::new()),
         });
-        let keys = Config {
-            api_keys: vec![ApiKey {
-                rate_per_minute,
-                ..ApiKey::new("k", "secret")
-            }],
-            ..Config::default()
-        };
-        let auth = Auth::new(&keys).unwrap();
+        let auth = KeyRing::new(&[ApiKey {
+            rate_per_minute,
+            ..ApiKey::new("k", "secret")
+        }])
+        .unwrap();
         let usage = auth.check_bearer(None, Some("secret")).unwrap().usage();
         let lease = usage.lease().unwrap();
         let sub = subscriber(3, 0);

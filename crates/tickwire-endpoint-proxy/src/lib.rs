@@ -55,7 +55,6 @@ use futures_util::FutureExt as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
 use tickwire_adapter::{AdapterError, BrokerAdapter};
 use tickwire_model::{Instrument, Update};
 use tickwire_proxy::{
@@ -70,11 +69,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
-use crate::adapters::AdapterStates;
-use crate::auth::{Auth, KeyRejection, KeyUsage, Lease};
-use crate::config::Endpoint;
-use crate::http::{json_session, query_param};
-use crate::{GatewayError, Shared};
+use tickwire_adapter::AdapterStates;
+use tickwire_config::{Endpoint, ProxyConfig};
 use tickwire_core::Outbound;
 use tickwire_core::Tracker;
 use tickwire_core::http::{
@@ -83,95 +79,18 @@ use tickwire_core::http::{
 use tickwire_core::outbox::NO_TOPIC;
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Subscriber, lock};
+use tickwire_services::http::{json_session, query_param};
+use tickwire_services::{Context, KeyRejection, KeyRing, KeyUsage, Lease};
 use tickwire_websocket::close_code;
 
 /// The proxy's route on the main listener.
-pub(crate) const PATH: &str = "/proxy";
+pub const PATH: &str = "/proxy";
 /// The polling routes.
 const LTP_PATH: &str = "/api/v1/ltp";
 const QUOTE_PATH: &str = "/api/v1/quote";
 const DEPTH_PATH: &str = "/api/v1/depth";
 /// The broker name replies carry when [`ProxyConfig::brokers`] is empty.
 const DEFAULT_BROKER: &str = "tickwire";
-
-/// The market-data proxy (seed 003): `[proxy]` in the configuration.
-///
-/// ```toml
-/// [proxy]
-/// listen = "127.0.0.1:8765"
-/// reply_style = "openalgo"     # or "documented" (the default)
-/// ltp_throttle_ms = 50
-/// snapshot_on_subscribe = true
-/// brokers = ["zerodha"]
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProxyConfig {
-    /// The proxy's own listener, where every path upgrades to the proxy
-    /// protocol (the binary binds it; see [`RunOptions`](crate::RunOptions)).
-    /// Default `127.0.0.1:8765`, the seed's port.
-    pub listen: SocketAddr,
-    /// Reply names and shapes: `documented` (the default, as the seed shows)
-    /// or `openalgo` (as the reference server sends, for its Python SDK).
-    pub reply_style: ReplyStyle,
-    /// Milliseconds between two LTP messages of one instrument; ticks in
-    /// between are conflated, the latest delivered at the window's end.
-    /// `0` sends every tick. Default 50.
-    pub ltp_throttle_ms: u64,
-    /// Whether a new subscriber gets the instrument's current value from the
-    /// cache right after the subscribe reply. Default true.
-    pub snapshot_on_subscribe: bool,
-    /// Broker names `get_supported_brokers` lists; the first is the broker
-    /// replies name. Default: none, so replies name `tickwire` and
-    /// `get_supported_brokers` lists the adapters.
-    pub brokers: Vec<String>,
-    /// Largest client message, in bytes; larger ones close with 1009.
-    /// Default 65536.
-    pub max_message_bytes: usize,
-    /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slow_consumer: Option<tickwire_core::SlowConsumer>,
-}
-
-impl Default for ProxyConfig {
-    fn default() -> Self {
-        ProxyConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
-            reply_style: ReplyStyle::Documented,
-            ltp_throttle_ms: 50,
-            snapshot_on_subscribe: true,
-            brokers: Vec::new(),
-            max_message_bytes: 64 * 1024,
-            slow_consumer: None,
-        }
-    }
-}
-
-impl ProxyConfig {
-    /// Checks the section; [`GatewayError::InvalidConfig`] names the bad setting.
-    pub(crate) fn validate(&self, main_listen: SocketAddr) -> Result<(), GatewayError> {
-        let invalid = |reason: &str| {
-            Err(GatewayError::InvalidConfig {
-                reason: format!("proxy.{reason}"),
-            })
-        };
-        if self.max_message_bytes == 0 {
-            return invalid("max_message_bytes must be greater than zero");
-        }
-        if self.brokers.iter().any(String::is_empty) {
-            return invalid("brokers must not hold an empty name");
-        }
-        if self.listen == main_listen && self.listen.port() != 0 {
-            return invalid("listen must differ from listen of the gateway");
-        }
-        Ok(())
-    }
-
-    /// [`ltp_throttle_ms`](Self::ltp_throttle_ms) as a duration.
-    pub fn ltp_throttle(&self) -> Duration {
-        Duration::from_millis(self.ltp_throttle_ms)
-    }
-}
 
 /// An adapter the proxy subscribes through, with the instruments it lists.
 struct Upstream {
@@ -210,7 +129,7 @@ impl Subs {
 
 /// The proxy's shared state: subscriptions, last-value cache, LTP throttle
 /// and the adapters it subscribes through.
-pub(crate) struct Proxy {
+pub struct Proxy {
     style: ReplyStyle,
     snapshot_on_subscribe: bool,
     /// The broker replies name.
@@ -225,7 +144,10 @@ pub(crate) struct Proxy {
     upstreams: Vec<Upstream>,
     states: AdapterStates,
     /// The key ring `authenticate` checks keys against.
-    auth: Arc<Auth>,
+    auth: Arc<KeyRing>,
+    /// This endpoint's largest client message and slow-consumer policy.
+    max_message_bytes: usize,
+    slow_consumer: Option<tickwire_config::SlowConsumer>,
     /// No frame from a client for this long closes its connection.
     pong_timeout: Duration,
 }
@@ -249,11 +171,11 @@ enum Call {
 }
 
 impl Proxy {
-    pub(crate) fn new(
+    pub fn new(
         config: &ProxyConfig,
         adapters: &[Arc<dyn BrokerAdapter>],
         states: AdapterStates,
-        auth: Arc<Auth>,
+        auth: Arc<KeyRing>,
         pong_timeout: Duration,
     ) -> Proxy {
         let upstreams: Vec<Upstream> = adapters
@@ -269,7 +191,10 @@ impl Proxy {
             config.brokers.clone()
         };
         Proxy {
-            style: config.reply_style,
+            style: match config.reply_style {
+                tickwire_config::ReplyStyle::Openalgo => ReplyStyle::Openalgo,
+                _ => ReplyStyle::Documented,
+            },
             snapshot_on_subscribe: config.snapshot_on_subscribe,
             broker: config
                 .brokers
@@ -284,13 +209,15 @@ impl Proxy {
             upstreams,
             states,
             auth,
+            max_message_bytes: config.max_message_bytes,
+            slow_consumer: config.slow_consumer,
             pong_timeout,
         }
     }
 
     /// The fan-out hook: caches a tick or book and delivers it to the topics
     /// it feeds. Called by the fan-out task for every update; never waits.
-    pub(crate) fn on_update(&self, update: &Update) {
+    pub fn on_update(&self, update: &Update) {
         let instrument = match update {
             Update::Tick(tick) => &tick.instrument,
             Update::Trade(trade) => &trade.instrument,
@@ -470,7 +397,7 @@ impl Proxy {
     /// bus) if any, else `connected` (the gateway runs only with its adapters
     /// connected).
     fn adapter_status(&self) -> &'static str {
-        self.states.first_state().unwrap_or("connected")
+        self.states.first().unwrap_or("connected")
     }
 
     /// The cached `market_data` message of `mode` for a poll.
@@ -507,7 +434,7 @@ fn call(adapter: &Arc<dyn BrokerAdapter>, keys: Vec<String>, subscribe: bool) ->
 
 /// Delivers the LTP ticks the throttle parked, each at its window's end,
 /// until the gateway shuts down.
-pub(crate) async fn throttle_task(proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool>) {
+pub async fn throttle_task(proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let next = lock(&proxy.throttle).next_deadline();
         let due = async {
@@ -529,18 +456,19 @@ pub(crate) async fn throttle_task(proxy: Arc<Proxy>, mut shutdown: watch::Receiv
 }
 
 /// Serves one connection of the proxy's own listener: any path upgrades.
-pub(crate) async fn serve(
+pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    proxy: Arc<Proxy>,
+    context: Context,
     tracker: Tracker,
 ) {
-    let shutdown = shared.shutdown.clone();
+    let shutdown = context.shutdown.clone();
     let service = {
         let tracker = tracker.clone();
         move |req: Request<Incoming>| {
             let response = if req.method() == Method::GET {
-                upgrade(req, &shared, &tracker)
+                upgrade(req, &proxy, &context, &tracker)
             } else {
                 tickwire_core::http::method_not_allowed()
             };
@@ -552,29 +480,26 @@ pub(crate) async fn serve(
 }
 
 /// Answers a proxy handshake (no subprotocol; authentication comes in-band).
-pub(crate) fn upgrade(
+pub fn upgrade(
     mut req: Request<Incoming>,
-    shared: &Arc<Shared>,
+    proxy: &Arc<Proxy>,
+    context: &Context,
     tracker: &Tracker,
 ) -> Response<Body> {
-    let shared = shared.clone();
-    let tracker = tracker.clone();
+    let (proxy, context, tracker) = (proxy.clone(), context.clone(), tracker.clone());
     let handshake = match handshake(&req) {
         Ok(h) => h,
         Err(e) => return handshake_refusal(&e),
     };
     upgrade_with(&mut req, handshake, move |upgraded| async move {
-        let (max, slow) = (
-            shared.config.proxy.max_message_bytes,
-            shared.config.proxy.slow_consumer,
-        );
-        let make = move |shared: Arc<Shared>, sub| ProxySession::new(shared.proxy.clone(), sub);
-        json_session(upgraded, shared, max, slow, make, tracker).await;
+        let (max, slow) = (proxy.max_message_bytes, proxy.slow_consumer);
+        let make = move |sub| ProxySession::new(proxy, sub);
+        json_session(upgraded, &context, max, slow, make, tracker).await;
     })
 }
 
 /// The protocol state of one proxy connection.
-pub(crate) struct ProxySession {
+pub struct ProxySession {
     proxy: Arc<Proxy>,
     sub: Subscriber,
     /// The user of the key the connection authenticated with.
@@ -809,7 +734,7 @@ impl ProxySession {
 /// The proxy's part of the fan-out: every tick, trade and book goes to the
 /// last-value cache and the topics it feeds ([`Proxy::on_update`]).
 #[derive(Debug)]
-pub(crate) struct ProxyFeed(pub(crate) Arc<Proxy>);
+pub struct ProxyFeed(pub Arc<Proxy>);
 
 impl Feed<Update> for ProxyFeed {
     fn on_update(&mut self, update: &Update) {
@@ -818,7 +743,7 @@ impl Feed<Update> for ProxyFeed {
 }
 
 /// Whether `path` is one of the polling routes.
-pub(crate) fn serves_rest(path: &str) -> bool {
+pub fn serves_rest(path: &str) -> bool {
     matches!(path, LTP_PATH | QUOTE_PATH | DEPTH_PATH)
 }
 
@@ -826,12 +751,12 @@ pub(crate) fn serves_rest(path: &str) -> bool {
 /// the cache: the `market_data` message of the mode; 400 on missing or bad
 /// parameters, 401 without a valid key, 403 for a key not allowed on the
 /// proxy, 404 when no data arrived yet.
-pub(crate) fn rest(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
+pub fn rest(req: &Request<Incoming>, proxy: &Proxy) -> Response<Body> {
     if req.method() != Method::GET {
         return tickwire_core::http::method_not_allowed();
     }
     let query = req.uri().query().unwrap_or("");
-    let principal = shared.auth.check_bearer(
+    let principal = proxy.auth.check_bearer(
         req.headers()
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
@@ -874,7 +799,7 @@ pub(crate) fn rest(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
         },
     };
     let instrument = Instrument::new(symbol.trim(), exchange.trim());
-    match shared.proxy.poll(&instrument, mode, depth) {
+    match proxy.poll(&instrument, mode, depth) {
         Some(body) => json_bytes(StatusCode::OK, body),
         None => json_error(
             StatusCode::NOT_FOUND,
@@ -891,7 +816,7 @@ pub(crate) fn rest(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
 }
 
 /// Accepts a connection of the proxy's own listener; never completes without one.
-pub(crate) async fn accept(
+pub async fn accept(
     listener: Option<&tokio::net::TcpListener>,
 ) -> std::io::Result<(TcpStream, SocketAddr)> {
     match listener {
@@ -903,8 +828,8 @@ pub(crate) async fn accept(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
-    use crate::testing::subscriber;
+    use tickwire_config::Config;
+    use tickwire_core::testing::subscriber;
 
     use tickwire_adapter::{MemoryAdapter, MemoryHandle};
 
@@ -915,7 +840,7 @@ mod tests {
         let handle = adapter.handle();
         let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(adapter)];
         let config = Config::default();
-        let auth = Arc::new(Auth::new(&config).unwrap());
+        let auth = Arc::new(KeyRing::new(&config.api_keys).unwrap());
         let proxy = Proxy::new(
             &config.proxy,
             &adapters,
@@ -995,99 +920,24 @@ mod tests {
     }
 
     #[test]
-    // `Jail::expect_with` closures return figment's (large) error type.
-    #[allow(clippy::result_large_err)]
-    fn the_section_reads_from_toml_and_the_environment() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "tickwire.toml",
-                r#"
-                adapters = ["synthetic", "zmq"]
-
-                [proxy]
-                listen = "127.0.0.1:9765"
-                ltp_throttle_ms = 0
-                brokers = ["zerodha", "angel"]
-
-                [zmq]
-                endpoint = "tcp://127.0.0.1:6555"
-                bind = false
-                "#,
-            )?;
-            jail.set_env("TICKWIRE_PROXY__REPLY_STYLE", "openalgo");
-            let figment = Config::figment(Some(std::path::Path::new("tickwire.toml")));
-            let config = Config::from_figment(&figment).expect("valid");
-            assert_eq!(config.proxy.reply_style, ReplyStyle::Openalgo);
-            assert_eq!(
-                config.proxy.listen,
-                SocketAddr::from(([127, 0, 0, 1], 9765))
-            );
-            assert_eq!(config.proxy.ltp_throttle(), Duration::ZERO);
-            assert!(config.proxy.snapshot_on_subscribe);
-            assert_eq!(config.adapters, ["synthetic", "zmq"]);
-            assert_eq!(config.zmq.endpoint, "tcp://127.0.0.1:6555");
-            assert!(!config.zmq.bind);
-            let auth = Arc::new(Auth::new(&config).unwrap());
-            let proxy = Proxy::new(
-                &config.proxy,
-                &[],
-                AdapterStates::default(),
-                auth,
-                config.transport.pong_timeout(),
-            );
-            assert_eq!(proxy.broker, "zerodha");
-            assert_eq!(proxy.supported, ["zerodha", "angel"]);
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn defaults_and_bad_values() {
-        let config = Config::default();
-        assert_eq!(
-            config.proxy.listen,
-            SocketAddr::from(([127, 0, 0, 1], 8765))
-        );
-        assert_eq!(config.proxy.reply_style, ReplyStyle::Documented);
-        assert_eq!(config.proxy.ltp_throttle(), Duration::from_millis(50));
-        assert_eq!(config.adapters, ["replay", "synthetic", "zmq"]);
-        assert_eq!(config.zmq.endpoint, "tcp://127.0.0.1:5555");
-        config.validate().unwrap();
-        for (bad, reason) in [
-            (
-                ProxyConfig {
-                    max_message_bytes: 0,
-                    ..ProxyConfig::default()
-                },
-                "proxy.max_message_bytes",
-            ),
-            (
-                ProxyConfig {
-                    brokers: vec![String::new()],
-                    ..ProxyConfig::default()
-                },
-                "proxy.brokers",
-            ),
-            (
-                ProxyConfig {
-                    listen: config.listen,
-                    ..ProxyConfig::default()
-                },
-                "proxy.listen",
-            ),
-        ] {
-            let config = Config {
-                proxy: bad,
-                ..Config::default()
-            };
-            let err = config.validate().unwrap_err().to_string();
-            assert!(err.contains(reason), "{err}");
-        }
-        let unknown = Config {
-            adapters: vec!["kafka".into()],
-            ..Config::default()
+    fn replies_name_the_first_configured_broker() {
+        let config = ProxyConfig {
+            brokers: vec!["zerodha".into(), "angel".into()],
+            ..ProxyConfig::default()
         };
-        assert!(unknown.validate().is_err());
+        let auth = Arc::new(KeyRing::new(&Config::default().api_keys).unwrap());
+        let proxy = Proxy::new(
+            &config,
+            &[],
+            AdapterStates::default(),
+            auth,
+            Duration::from_secs(60),
+        );
+        assert_eq!(proxy.broker, "zerodha");
+        assert_eq!(proxy.supported, ["zerodha", "angel"]);
+        let (proxy, _upstream) = self::proxy();
+        assert_eq!(proxy.broker, DEFAULT_BROKER);
+        assert_eq!(proxy.supported, ["memory"], "without brokers: the adapters");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The Azure Web PubSub client subprotocols on the hub routes (seed 000):
-//! the protocol decisions of a pubsub connection.
+//! A pubsub connection's protocol: what its messages mean, its groups, and
+//! the reliable subprotocols' sequencing.
 //!
 //! Invalid messages: a message that carried an `ackId` is answered with a
 //! failed ack (`BadRequest`) and the session goes on; a frame of the wrong
@@ -27,8 +27,7 @@ use tickwire_websocket::OpCode;
 use tickwire_websocket::frame::{frame, header_len, put_header};
 use tracing::{debug, warn};
 
-use crate::Shared;
-use crate::auth::Permissions;
+use crate::tokens::Permissions;
 use tickwire_websocket::close_code;
 
 /// Most unacknowledged messages a reliable connection may have (the service's limit).
@@ -52,12 +51,12 @@ pub(crate) struct SessionParams {
 
 impl SessionParams {
     /// The transport of a pubsub connection.
-    pub(crate) fn transport(&self, shared: &Shared) -> Transport {
+    pub(crate) fn transport(&self, hubs: &Hubs) -> Transport {
         Transport {
             variant: variant(self.protocol),
             reply_opcode: opcode_of(self.protocol.format()),
-            max_message_bytes: shared.config.transport.max_message_bytes,
-            slow_consumer: shared.config.transport.slow_consumer,
+            max_message_bytes: hubs.max_message_bytes,
+            slow_consumer: hubs.slow_consumer,
         }
     }
 }
@@ -109,7 +108,7 @@ pub(crate) fn publish(
 /// by the pipeline: JSON → scaled protobuf → zstd, the `Any` value), and raw
 /// payloads of the publish API to their group as they are. A group nobody
 /// is in costs one lookup.
-pub(crate) struct GexFeed {
+pub struct GexFeed {
     index: Arc<Index>,
     prefix: String,
     zstd_level: i32,
@@ -126,7 +125,7 @@ impl std::fmt::Debug for GexFeed {
 }
 
 impl GexFeed {
-    pub(crate) fn new(index: Arc<Index>, prefix: String, zstd_level: i32) -> GexFeed {
+    pub fn new(index: Arc<Index>, prefix: String, zstd_level: i32) -> GexFeed {
         GexFeed {
             index,
             prefix,
@@ -285,16 +284,21 @@ impl Unacked {
 /// names of the configuration. Nothing else of the gateway, so that a
 /// session can be driven by a test alone.
 #[derive(Debug)]
-pub(crate) struct Hubs {
-    pub(crate) index: Arc<Index>,
+pub struct Hubs {
+    /// The groups and their members.
+    pub index: Arc<Index>,
     /// The group prefix (`blue`).
-    pub(crate) prefix: String,
+    pub prefix: String,
     /// Most distinct groups of the gateway.
-    pub(crate) max_groups: usize,
+    pub max_groups: usize,
     /// Most groups one connection may be in.
-    pub(crate) max_groups_per_connection: usize,
+    pub max_groups_per_connection: usize,
     /// No frame from the client for this long closes the connection.
-    pub(crate) pong_timeout: std::time::Duration,
+    pub pong_timeout: std::time::Duration,
+    /// Largest message a client may send; larger ones close with 1009.
+    pub max_message_bytes: usize,
+    /// What happens to a client whose queue is full.
+    pub slow_consumer: tickwire_core::SlowConsumer,
 }
 
 /// The protocol state of one connection.
@@ -588,7 +592,7 @@ impl Protocol for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{self, subscriber};
+    use tickwire_core::testing::{self, subscriber};
 
     const GROUP: &str = "blue_SPX_state_gex_zero";
 
@@ -605,6 +609,8 @@ mod tests {
             max_groups: 100,
             max_groups_per_connection: per_connection,
             pong_timeout: std::time::Duration::from_secs(60),
+            max_message_bytes: 512 * 1024,
+            slow_consumer: tickwire_core::SlowConsumer::Disconnect,
         });
         let sub = subscriber(1, variant(protocol));
         let params = SessionParams {

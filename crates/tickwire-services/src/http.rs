@@ -1,0 +1,76 @@
+//! Helpers of the endpoints' handshakes and sessions.
+
+use std::borrow::Cow;
+
+use hyper::Request;
+use hyper::header::{self, HeaderValue};
+use tickwire_core::http::start_session;
+use tickwire_core::session::{Protocol, Transport};
+use tickwire_core::{Subscriber, Tracker};
+use tickwire_websocket::OpCode;
+
+use crate::Context;
+use crate::keys::{KeyRejection, KeyRing, Principal};
+
+/// Runs a session of a JSON endpoint on an upgraded connection: one variant,
+/// text replies, messages of at most `max_message_bytes`, and the endpoint's
+/// slow-consumer policy (`None`: the context's). `make` builds the
+/// endpoint's protocol around the connection.
+pub async fn json_session<P: Protocol>(
+    upgraded: hyper::upgrade::Upgraded,
+    context: &Context,
+    max_message_bytes: usize,
+    slow_consumer: Option<tickwire_config::SlowConsumer>,
+    make: impl FnOnce(Subscriber) -> P,
+    tracker: Tracker,
+) {
+    let transport = Transport {
+        variant: 0,
+        reply_opcode: OpCode::Text,
+        max_message_bytes,
+        slow_consumer: slow_consumer.map_or(context.slow_consumer, crate::slow_consumer),
+    };
+    start_session(
+        upgraded,
+        context.connections.clone(),
+        transport,
+        make,
+        tracker,
+    )
+    .await;
+}
+
+/// The API key of a JSON-feed handshake: `Authorization: Bearer <key>`, or
+/// else the `api_key` query parameter (seed 002).
+pub fn feed_key<'k, B>(req: &Request<B>, keys: &'k KeyRing) -> Result<Principal<'k>, KeyRejection> {
+    let query = req.uri().query().unwrap_or("");
+    let api_key = query_param(query, "api_key");
+    keys.check_bearer(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        api_key.as_deref(),
+    )
+}
+
+/// The decoded value of the first `name=` parameter of `query`
+/// (`application/x-www-form-urlencoded`: `%XX` and `+`).
+pub fn query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+    form_urlencoded::parse(query.as_bytes()).find_map(|(key, value)| (key == name).then_some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        let q = "a=1&access_token=x.y%2Dz&flag&sp=a+b&bad=%zz&end=%4";
+        assert_eq!(query_param(q, "access_token").as_deref(), Some("x.y-z"));
+        assert_eq!(query_param(q, "flag").as_deref(), Some(""));
+        assert_eq!(query_param(q, "sp").as_deref(), Some("a b"));
+        assert_eq!(query_param(q, "bad").as_deref(), Some("%zz"));
+        assert_eq!(query_param(q, "end").as_deref(), Some("%4"));
+        assert_eq!(query_param(q, "missing"), None);
+    }
+}
