@@ -59,6 +59,7 @@ fn answer(
         reply_opcode: OpCode::Text,
         max_message_bytes: MAX_MESSAGE,
         slow_consumer: SlowConsumer::Disconnect,
+        queue_capacity: None,
     };
     let (connections, tracker) = (connections.clone(), tracker.clone());
     upgrade_with(&mut req, handshake, move |upgraded| {

@@ -69,6 +69,7 @@
 //!             reply_opcode: OpCode::Text,
 //!             max_message_bytes: 1 << 20,
 //!             slow_consumer: SlowConsumer::Disconnect,
+//!             queue_capacity: None,
 //!         };
 //!         let answer = match handshake(&req) {
 //!             Ok(h) => upgrade_with(&mut req, h, move |upgraded| {
@@ -95,7 +96,7 @@ pub use connections::{
 };
 pub use dispatch::{FanOut, Feed};
 pub use outbox::{SlowConsumer, SlowConsumerCounts, corked};
-pub use session::{Activity, Protocol, Step, Transport};
+pub use session::{Activity, Ending, Protocol, Step, Transport};
 pub use subscriber::{Index, Kind, Subscriber, publish, publish_text};
 pub use writer::{Outbound, SequencedMessage, Sequencer};
 

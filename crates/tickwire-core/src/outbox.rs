@@ -367,6 +367,9 @@ struct State {
     reader_gone: bool,
     /// The writer stopped: nothing queued will be written.
     writer_gone: bool,
+    /// The writer's socket failed; its data stays queued for the connection's
+    /// protocol to account for (see [`Outbox::writer_failed`]).
+    writer_failed: bool,
     /// The connection is to be dropped (full queue, failed write).
     dropped: bool,
 }
@@ -381,6 +384,7 @@ impl Default for State {
             paced: false,
             reader_gone: false,
             writer_gone: false,
+            writer_failed: false,
             dropped: false,
         }
     }
@@ -527,7 +531,7 @@ impl Outbox {
             let notified = self.space.notified();
             {
                 let mut state = self.lock();
-                if state.writer_gone {
+                if state.writer_gone || state.writer_failed {
                     return Err(item);
                 }
                 if state.ctrl.len() < CONTROL_QUEUE {
@@ -554,10 +558,38 @@ impl Outbox {
         first
     }
 
+    /// Whether the connection is being dropped: a full queue under the
+    /// `disconnect` policy lost an item, or a write failed.
+    pub fn is_dropped(&self) -> bool {
+        self.lock().dropped
+    }
+
     /// Whether the connection is being dropped.
     #[cfg(test)]
     pub(crate) fn is_dropped_for_tests(&self) -> bool {
-        self.lock().dropped
+        self.is_dropped()
+    }
+
+    /// The writer of a sequenced connection could not write: its socket is
+    /// gone. Unlike [`drop_connection`](Self::drop_connection), data keeps
+    /// being queued (under the queue's limit and policy) until
+    /// [`writer_gone`](Self::writer_gone), so that the protocol can take
+    /// every message the connection was given ([`take_now`](Self::take_now))
+    /// and keep it for a resumed session; control items are refused at once.
+    pub fn writer_failed(&self) {
+        let mut state = self.lock();
+        state.writer_failed = true;
+        drop(state);
+        self.space.notify_waiters();
+    }
+
+    /// Takes whatever is queued now into `batch`, without waiting and
+    /// without pacing: for a protocol that takes over a connection's queue
+    /// (its writer gone, or never started).
+    pub fn take_now(&self, batch: &mut Batch) {
+        let mut state = self.lock();
+        batch.data.extend(state.data.drain(..));
+        batch.ctrl.extend(state.ctrl.drain(..));
     }
 
     /// Tells the writer that no more control items will come.

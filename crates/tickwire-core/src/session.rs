@@ -99,9 +99,25 @@ pub trait Protocol: Send {
     /// (the reason may be built from the configuration, hence borrowed).
     fn idle_close(&self) -> (u16, &str);
 
-    /// The connection ended, however it ended: release what it holds
-    /// (subscriptions, upstream keys). Called once, after the last message.
-    fn on_close(&mut self) {}
+    /// The connection ended: release what it holds (subscriptions, upstream
+    /// keys), or, when its transport [vanished](Ending::Vanished), keep what
+    /// a resumed session needs. Called once, after the last message and
+    /// after the writer stopped; what the writer could not write is still
+    /// in the connection's outbox ([`Outbox::take_now`]) until this returns.
+    ///
+    /// [`Outbox::take_now`]: crate::outbox::Outbox::take_now
+    fn on_close(&mut self, _ending: Ending) {}
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The transport went away without a close handshake: end of stream, a
+    /// reset, a failed or timed-out write. The client may come back.
+    Vanished,
+    /// A close frame was sent or received (the client's, an idle timeout, a
+    /// protocol error, shutdown), or the server dropped the connection.
+    Closed,
 }
 
 /// What the read loop last saw of a connection.
@@ -124,6 +140,10 @@ pub struct Transport {
     pub max_message_bytes: usize,
     /// What a full send buffer does.
     pub slow_consumer: SlowConsumer,
+    /// Data items the connection may have queued, when the endpoint needs
+    /// another bound than the gateway's `send_buffer` (a reliable protocol
+    /// that may hold as many unacknowledged messages). `None`: `send_buffer`.
+    pub queue_capacity: Option<usize>,
 }
 
 /// Runs one connection to its end: `make` builds the endpoint's protocol
@@ -144,7 +164,7 @@ pub async fn run<R, W, P>(
     let id = connections.next_id();
     let settings = connections.settings();
     let queue = QueuePolicy {
-        capacity: settings.send_buffer,
+        capacity: transport.queue_capacity.unwrap_or(settings.send_buffer),
         slow_consumer: transport.slow_consumer,
         pacer: connections.pacer().cloned(),
     };
@@ -155,6 +175,10 @@ pub async fn run<R, W, P>(
         connections.slow_consumer_stats().clone(),
     );
     let mut protocol = make(sub.clone());
+    // The opening goes first, before the writer takes anything.
+    if let Some(opening) = protocol.opening() {
+        let _ = sub.outbox().send_control(Control::Reply(opening)).await;
+    }
     let writer = Writer::new(
         writer_io,
         WriterConfig {
@@ -168,11 +192,8 @@ pub async fn run<R, W, P>(
         protocol.sequencer(),
     );
     let mut writer = tokio::spawn(writer.run()).fuse();
-    if let Some(opening) = protocol.opening() {
-        let _ = sub.outbox().send_control(Control::Reply(opening)).await;
-    }
 
-    let end = read_loop(
+    let (end, mut ending) = read_loop(
         &mut reader,
         &mut protocol,
         &sub,
@@ -180,15 +201,22 @@ pub async fn run<R, W, P>(
         &mut writer,
     )
     .await;
-    protocol.on_close();
     // The writer sends what the reader queued (a close echo, say), then stops.
     sub.outbox().reader_gone();
     if end == LoopEnd::Drain {
         drain(&mut reader).await;
     }
     if !writer.is_terminated() {
-        let _ = writer.await;
+        if let Ok(exit) = writer.await {
+            ending = match exit {
+                WriterExit::IoFailed => Ending::Vanished,
+                WriterExit::Failed | WriterExit::CloseSent => Ending::Closed,
+                WriterExit::ReaderGone => ending,
+            };
+        }
     }
+    protocol.on_close(ending);
+    sub.outbox().writer_gone();
     drop(protocol);
     debug!(connection = id, "disconnected");
 }
@@ -218,7 +246,8 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
     sub: &Subscriber,
     max: usize,
     writer: &mut Fuse<JoinHandle<WriterExit>>,
-) -> LoopEnd {
+) -> (LoopEnd, Ending) {
+    use Ending::{Closed, Vanished};
     let outbox = sub.outbox();
     let close = |code: u16, reason: &str| Control::Close {
         code,
@@ -239,13 +268,13 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             Ok(event) => event,
             Err(e) => {
                 if close_sent {
-                    return LoopEnd::Done;
+                    return (LoopEnd::Done, Closed);
                 }
                 warn!(connection = sub.id(), error = %e, code = e.close_code(), "bad WebSocket frame; closing");
                 let _ = outbox
                     .send_control(close(e.close_code(), e.close_reason()))
                     .await;
-                return LoopEnd::Drain;
+                return (LoopEnd::Drain, Closed);
             }
         };
         let now = Instant::now();
@@ -273,7 +302,8 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
                             close_sent = true;
                             continue;
                         }
-                        _ => return LoopEnd::Done,
+                        Ok(WriterExit::IoFailed) => return (LoopEnd::Done, Vanished),
+                        _ => return (LoopEnd::Done, Closed),
                     }
                 }
                 read = tokio::time::timeout_at(deadline.into(), reader.read_buf(&mut buf)) => read,
@@ -281,14 +311,14 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             match read {
                 Ok(Ok(0)) => {
                     debug!(connection = sub.id(), "connection ended");
-                    return LoopEnd::Done;
+                    return (LoopEnd::Done, if close_sent { Closed } else { Vanished });
                 }
                 Ok(Ok(_)) => continue,
                 Ok(Err(e)) => {
                     debug!(connection = sub.id(), error = %e, "connection ended");
-                    return LoopEnd::Done;
+                    return (LoopEnd::Done, if close_sent { Closed } else { Vanished });
                 }
-                Err(_elapsed) if close_sent => return LoopEnd::Done,
+                Err(_elapsed) if close_sent => return (LoopEnd::Done, Closed),
                 Err(_elapsed) => {
                     // Activity the protocol tracks elsewhere (data sent) may
                     // have moved the deadline.
@@ -298,13 +328,13 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
                     let (code, reason) = protocol.idle_close();
                     debug!(connection = sub.id(), reason, "closing an idle connection");
                     let _ = outbox.send_control(close(code, reason)).await;
-                    return LoopEnd::Done;
+                    return (LoopEnd::Done, Closed);
                 }
             }
         };
         if close_sent {
             if matches!(event, Event::Close(_)) {
-                return LoopEnd::Done;
+                return (LoopEnd::Done, Closed);
             }
             continue;
         }
@@ -312,12 +342,12 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             Event::Close(payload) => {
                 // Echo the client's close (RFC 6455 §5.5.1) and end.
                 let _ = outbox.send_control(Control::CloseEcho(payload)).await;
-                return LoopEnd::Done;
+                return (LoopEnd::Done, Closed);
             }
             Event::Ping(payload) => {
                 activity.last_message = now;
                 if outbox.send_control(Control::Pong(payload)).await.is_err() {
-                    return LoopEnd::Done;
+                    return (LoopEnd::Done, Vanished);
                 }
                 continue;
             }
@@ -338,7 +368,7 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
         };
         for item in replies {
             if outbox.send_control(item).await.is_err() {
-                return LoopEnd::Done;
+                return (LoopEnd::Done, Vanished);
             }
         }
     }

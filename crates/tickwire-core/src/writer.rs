@@ -77,6 +77,13 @@ pub trait Sequencer: Send + 'static {
 
     /// The client acknowledged every message up to `sequence_id`.
     fn ack(&mut self, sequence_id: u64);
+
+    /// Called once, when the writer takes its first batch, after that
+    /// batch's control items (the protocol's opening message) and before
+    /// any data: a resumed session writes the messages its client has not
+    /// acknowledged, with their sequence numbers, so they go out before
+    /// anything new. Nothing by default.
+    fn resume(&mut self, _buf: &mut BytesMut) {}
 }
 
 impl Outbound {
@@ -122,8 +129,13 @@ pub enum Control {
 pub enum WriterExit {
     /// A close frame was written; the reader may wait for the client's.
     CloseSent,
-    /// The connection failed or was dropped (write error, timeout, full queue).
+    /// The connection was dropped (full queue under `disconnect`, or a
+    /// failed write of a connection without a sequencer).
     Failed,
+    /// A write failed or timed out on a connection with a [`Sequencer`]: its
+    /// socket is gone, and what is queued was left for the protocol (see
+    /// [`Outbox::writer_failed`](crate::outbox::Outbox::writer_failed)).
+    IoFailed,
     /// The reader side went away.
     ReaderGone,
 }
@@ -151,6 +163,8 @@ pub struct Writer<W> {
     /// The frames of one batch; empty (unallocated) between batches.
     buf: BytesMut,
     sequencer: Option<Box<dyn Sequencer>>,
+    /// The first batch was taken (and the sequencer resumed).
+    started: bool,
 }
 
 impl<W> std::fmt::Debug for Writer<W> {
@@ -190,6 +204,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             shutdown,
             buf: BytesMut::new(),
             sequencer,
+            started: false,
         }
     }
 
@@ -197,7 +212,12 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// reader goes away.
     pub async fn run(mut self) -> WriterExit {
         let exit = self.serve().await;
-        self.sub.outbox().writer_gone();
+        if exit == WriterExit::IoFailed {
+            // The session takes what is queued, then calls `writer_gone`.
+            self.sub.outbox().writer_failed();
+        } else {
+            self.sub.outbox().writer_gone();
+        }
         exit
     }
 
@@ -235,16 +255,17 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             }
             let mut stop = false;
             // One queued frame and nothing else: write the shared bytes as they are.
-            let single = (batch.ctrl.is_empty() && batch.data.len() == 1 && !ping_due)
-                .then(|| match &batch.data[0].out {
-                    Outbound::Frame(frame) => Some(frame.clone()),
-                    Outbound::Sequenced(_) => None,
-                })
-                .flatten();
+            let single =
+                (self.started && batch.ctrl.is_empty() && batch.data.len() == 1 && !ping_due)
+                    .then(|| match &batch.data[0].out {
+                        Outbound::Frame(frame) => Some(frame.clone()),
+                        Outbound::Sequenced(_) => None,
+                    })
+                    .flatten();
             if let Some(frame) = single {
                 batch.data.clear();
                 if !self.flush(&frame).await {
-                    return WriterExit::Failed;
+                    return self.failed();
                 }
                 Outbox::recycle(&mut batch);
                 continue;
@@ -259,6 +280,12 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 }
                 stop = matches!(self.render(Work::Ctrl(c)), After::Stop);
             }
+            if !self.started {
+                self.started = true;
+                if let (Some(sequencer), false) = (self.sequencer.as_mut(), stop) {
+                    sequencer.resume(&mut self.buf);
+                }
+            }
             while let Some(item) = batch.data.pop_front() {
                 if stop {
                     break;
@@ -272,7 +299,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             if !self.buf.is_empty() {
                 let buf = std::mem::take(&mut self.buf);
                 if !self.flush(&buf).await {
-                    return WriterExit::Failed;
+                    return self.failed();
                 }
             }
             if stop {
@@ -295,7 +322,6 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) => {
                 debug!(connection = self.sub.id(), error = %e, "write failed");
-                self.sub.drop_connection();
                 return false;
             }
             Poll::Pending => 0,
@@ -305,7 +331,6 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 debug!(connection = self.sub.id(), error = %e, "write failed");
-                self.sub.drop_connection();
                 false
             }
             Err(_) => {
@@ -314,9 +339,20 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     timeout_secs = self.config.write_timeout.as_secs(),
                     "write timed out; dropping the client"
                 );
-                self.sub.drop_connection();
                 false
             }
+        }
+    }
+
+    /// The socket failed: a connection with a sequencer leaves what is
+    /// queued to its protocol ([`WriterExit::IoFailed`]), any other is
+    /// dropped.
+    fn failed(&mut self) -> WriterExit {
+        if self.sequencer.is_some() {
+            WriterExit::IoFailed
+        } else {
+            self.sub.drop_connection();
+            WriterExit::Failed
         }
     }
 
@@ -651,5 +687,126 @@ mod tests {
             written,
             [b"\x81\x011".to_vec(), b"\x81\x012".to_vec(), close.to_vec()]
         );
+    }
+
+    /// Numbers messages from 1; on resume writes a marker frame `resumed`.
+    struct Resuming(u64);
+
+    impl Sequencer for Resuming {
+        fn write(
+            &mut self,
+            msg: &Arc<dyn SequencedMessage>,
+            buf: &mut BytesMut,
+        ) -> Result<(), String> {
+            self.0 += 1;
+            msg.write_frame(self.0, buf);
+            Ok(())
+        }
+
+        fn ack(&mut self, _sequence_id: u64) {}
+
+        fn resume(&mut self, buf: &mut BytesMut) {
+            put_frame(buf, OpCode::Text, b"resumed");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sequencer_resumes_once_after_the_opening_and_before_data() {
+        let (sub, recorder, _shutdown) =
+            recorded_writer_with(Duration::ZERO, Some(Box::new(Resuming(0))));
+        // What a session queues before its writer starts: the opening, and
+        // data that raced it.
+        let msg: Arc<dyn SequencedMessage> = Arc::new(Numbered);
+        assert!(sub.offer(0, Outbound::Sequenced(msg.clone())));
+        assert!(
+            sub.outbox()
+                .send_control(Control::Reply(Bytes::from_static(b"hello")))
+                .await
+                .is_ok()
+        );
+        settle().await;
+        assert!(sub.offer(0, Outbound::Sequenced(msg)));
+        settle().await;
+        let written: Vec<u8> = recorder.writes().into_iter().flat_map(|(_, b)| b).collect();
+        assert_eq!(
+            written,
+            b"\x81\x05hello\x81\x07resumed\x81\x011\x81\x012".to_vec()
+        );
+    }
+
+    /// A socket whose every write fails.
+    struct Broken;
+
+    impl AsyncWrite for Broken {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()))
+        }
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Runs a writer over a broken socket until it gives up.
+    async fn broken_writer(sequencer: Option<Box<dyn Sequencer>>) -> (Subscriber, WriterExit) {
+        let sub = Subscriber::new(
+            1,
+            0,
+            QueuePolicy {
+                capacity: 16,
+                slow_consumer: SlowConsumer::Disconnect,
+                pacer: None,
+            },
+            Arc::new(SlowConsumerStats::default()),
+        );
+        let (_tx, shutdown) = watch::channel(false);
+        let config = WriterConfig {
+            reply_opcode: OpCode::Text,
+            ping_interval: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(10),
+            goodbye: None,
+        };
+        let writer = Writer::new(Broken, config, sub.clone(), shutdown, sequencer);
+        assert!(sub.offer(0, Outbound::text(b"lost on the wire")));
+        (sub.clone(), writer.run().await)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_socket_leaves_a_sequenced_connections_queue_to_its_protocol() {
+        let (sub, exit) = broken_writer(Some(Box::new(Resuming(0)))).await;
+        assert_eq!(exit, WriterExit::IoFailed);
+        let outbox = sub.outbox();
+        assert!(!outbox.is_dropped());
+        // Data keeps being queued for the protocol to take; replies are refused.
+        assert!(sub.offer(0, Outbound::text(b"after")));
+        assert!(
+            outbox
+                .send_control(Control::Reply(Bytes::new()))
+                .await
+                .is_err()
+        );
+        let mut batch = Batch::default();
+        outbox.take_now(&mut batch);
+        assert_eq!(batch.data.len(), 1);
+        outbox.writer_gone();
+        assert!(!sub.offer(0, Outbound::text(b"too late")));
+
+        // Without a sequencer the connection is dropped, as before.
+        let (sub, exit) = broken_writer(None).await;
+        assert_eq!(exit, WriterExit::Failed);
+        assert!(sub.outbox().is_dropped());
+        assert!(!sub.offer(0, Outbound::text(b"x")));
     }
 }

@@ -273,7 +273,7 @@ impl Protocol for FastWsSession {
         )
     }
 
-    fn on_close(&mut self) {
+    fn on_close(&mut self, _ending: tickwire_core::Ending) {
         self.state.feeds.unsubscribe_all(&self.sub);
     }
 }
@@ -464,7 +464,7 @@ mod tests {
             session.idle_close().1
         );
         assert_eq!(members(&state, TOPIC), 1);
-        session.on_close();
+        session.on_close(tickwire_core::Ending::Closed);
         assert_eq!(members(&state, TOPIC), 0);
     }
 

@@ -57,6 +57,9 @@ impl SessionParams {
             reply_opcode: opcode_of(self.protocol.format()),
             max_message_bytes: hubs.max_message_bytes,
             slow_consumer: hubs.slow_consumer,
+            // A reliable connection may hold as many messages as its client
+            // may leave unacknowledged.
+            queue_capacity: self.protocol.is_reliable().then_some(MAX_UNACKED_MESSAGES),
         }
     }
 }
@@ -584,7 +587,7 @@ impl Protocol for Session {
         (close_code::POLICY, "keepalive timeout")
     }
 
-    fn on_close(&mut self) {
+    fn on_close(&mut self, ending: tickwire_core::Ending) {
         self.hubs.index.unsubscribe_all(&self.sub);
     }
 }
@@ -698,7 +701,7 @@ mod tests {
         let second = r#"{"type":"joinGroup","group":"blue_NDX_state_gex_zero","ackId":2}"#;
         let ack = json_reply(send(&mut alice, second));
         assert_eq!(ack["error"]["name"], "BadRequest", "{ack}");
-        alice.on_close();
+        alice.on_close(tickwire_core::Ending::Closed);
         assert_eq!(members(&hubs, GROUP), 0);
     }
 

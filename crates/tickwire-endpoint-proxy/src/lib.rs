@@ -712,7 +712,7 @@ impl Protocol for ProxySession {
         (close_code::POLICY, "keepalive timeout")
     }
 
-    fn on_close(&mut self) {
+    fn on_close(&mut self, _ending: tickwire_core::Ending) {
         self.release();
     }
 }
@@ -897,13 +897,13 @@ mod tests {
             assert_eq!(reply[0]["status"], "success", "{reply:?}");
         }
         assert_eq!(upstream.subscriptions(), ["NSE:RELIANCE:LTP"]);
-        a.on_close();
+        a.on_close(tickwire_core::Ending::Closed);
         assert_eq!(
             upstream.subscriptions(),
             ["NSE:RELIANCE:LTP"],
             "b still holds it"
         );
-        b.on_close();
+        b.on_close(tickwire_core::Ending::Closed);
         assert!(upstream.subscriptions().is_empty());
     }
 

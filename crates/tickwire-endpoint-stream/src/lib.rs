@@ -352,7 +352,7 @@ impl Protocol for StreamSession {
         (close_code::NORMAL, "idle timeout")
     }
 
-    fn on_close(&mut self) {
+    fn on_close(&mut self, _ending: tickwire_core::Ending) {
         self.state.feeds.unsubscribe_all(&self.sub);
     }
 }
@@ -450,7 +450,7 @@ mod tests {
             replies(stream.on_message(MessageKind::Text, br#"{"type":"unsubscribe"}"#, now));
         assert_eq!(answer[0]["type"], "unsubscribed");
         assert_eq!(members(&state, BTC), 0);
-        stream.on_close();
+        stream.on_close(tickwire_core::Ending::Closed);
         assert_eq!(members(&state, STREAM_HEARTBEAT), 0);
     }
 

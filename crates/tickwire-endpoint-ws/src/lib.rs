@@ -370,7 +370,7 @@ impl Protocol for WsSession {
         (close_code::NORMAL, "idle timeout")
     }
 
-    fn on_close(&mut self) {
+    fn on_close(&mut self, _ending: tickwire_core::Ending) {
         self.state.feeds.unsubscribe_all(&self.sub);
     }
 }
@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(ws.on_message(MessageKind::Text, msg, now), Step::Nothing);
         assert_eq!(members(&state, "ws:price:CRYPTO:BTC/USD"), 0);
         assert_eq!(members(&state, "ws:book:CRYPTO:BTC/USD"), 1);
-        ws.on_close();
+        ws.on_close(tickwire_core::Ending::Closed);
         assert_eq!(members(&state, "ws:book:CRYPTO:BTC/USD"), 0);
         assert_eq!(members(&state, WS_STATUS), 0);
     }

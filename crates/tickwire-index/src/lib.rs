@@ -298,6 +298,31 @@ where
         left
     }
 
+    /// Moves every subscription of `old` to `new` (a connection handing its
+    /// topics to another, as when a session is resumed on a new transport),
+    /// and returns how many topics moved.
+    ///
+    /// Each topic changes under its own lock in one step: a concurrent
+    /// [`for_each_subscriber`](Self::for_each_subscriber) of a topic sees
+    /// either `old` or `new` in it, never both and never neither. Topics
+    /// `new` was already in keep it once.
+    pub fn replace(&self, old: &S, new: S) -> usize {
+        let Some((_, moved)) = self.by_subscriber.remove(old) else {
+            return 0;
+        };
+        let mut topics = self.by_subscriber.entry(new.clone()).or_default();
+        for &id in &moved {
+            let Some(entry) = self.table.get(id) else {
+                continue;
+            };
+            let mut subscribers = entry.subscribers.write();
+            subscribers.swap_remove(old);
+            subscribers.insert(new.clone());
+            topics.insert(id);
+        }
+        moved.len()
+    }
+
     /// Calls `f` for each subscriber of `topic` and returns how many there were.
     ///
     /// Holds only the topic's read lock meanwhile: `f` must not block, await
@@ -417,6 +442,25 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn replace_moves_every_topic_at_once() {
+        let index = SubscriptionIndex::<u64>::new();
+        let a = index.subscribe("a", 1).topic;
+        let b = index.subscribe("b", 1).topic;
+        index.subscribe("b", 2);
+        index.subscribe("c", 3);
+        assert_eq!(index.replace(&1, 2), 2);
+        assert_eq!(index.subscribers(a), vec![2]);
+        assert_eq!(index.subscribers(b), vec![2], "2 was in b already: once");
+        let mut of_two = index.topics_of(&2);
+        of_two.sort();
+        assert_eq!(of_two, vec![Arc::from("a"), Arc::from("b")]);
+        assert!(index.topics_of(&1).is_empty());
+        assert_eq!(index.replace(&1, 4), 0, "1 is in nothing now");
+        assert_eq!(index.unsubscribe_all(&2).len(), 2);
+        assert_eq!(index.subscriber_total(), 1);
+    }
+
     use std::collections::HashSet;
     use std::sync::atomic::AtomicI64;
     use std::thread;

@@ -29,6 +29,7 @@ pub async fn json_session<P: Protocol>(
         reply_opcode: OpCode::Text,
         max_message_bytes,
         slow_consumer: slow_consumer.map_or(context.slow_consumer, crate::slow_consumer),
+        queue_capacity: None,
     };
     start_session(
         upgraded,
