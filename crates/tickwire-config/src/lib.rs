@@ -131,6 +131,9 @@ pub struct Config {
     pub synthetic: Section,
     /// WebSocket transport limits.
     pub transport: TransportConfig,
+    /// The pubsub hubs (seed 000): session recovery of the reliable
+    /// subprotocols.
+    pub hubs: HubsConfig,
     /// The `/ws` JSON feed (seed 001).
     pub ws: WsConfig,
     /// The `/stream` JSON feed (seed 002).
@@ -166,6 +169,7 @@ impl Default for Config {
             ]),
             synthetic: Dict::new(),
             transport: TransportConfig::default(),
+            hubs: HubsConfig::default(),
             ws: WsConfig::default(),
             stream: StreamConfig::default(),
             publish: PublishConfig::default(),
@@ -405,6 +409,33 @@ impl TransportConfig {
     /// [`write_delay_ms`](Self::write_delay_ms) as a duration.
     pub fn write_delay(&self) -> Duration {
         Duration::from_millis(self.write_delay_ms)
+    }
+}
+
+/// The pubsub hubs (seed 000).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubsConfig {
+    /// Seconds a reliable connection's session outlives its transport: a
+    /// client that comes back within them (`awps_connection_id` and
+    /// `awps_reconnection_token`) resumes it, with every message it has not
+    /// acknowledged, and the messages of its groups are kept meanwhile (up
+    /// to 1000 messages or 16 MB). 0 turns recovery off. Default 30.
+    pub recovery_window_secs: u64,
+}
+
+impl Default for HubsConfig {
+    fn default() -> Self {
+        HubsConfig {
+            recovery_window_secs: 30,
+        }
+    }
+}
+
+impl HubsConfig {
+    /// [`recovery_window_secs`](Self::recovery_window_secs) as a duration.
+    pub fn recovery_window(&self) -> Duration {
+        Duration::from_secs(self.recovery_window_secs)
     }
 }
 

@@ -82,8 +82,11 @@ pub trait Sequencer: Send + 'static {
     /// batch's control items (the protocol's opening message) and before
     /// any data: a resumed session writes the messages its client has not
     /// acknowledged, with their sequence numbers, so they go out before
-    /// anything new. Nothing by default.
-    fn resume(&mut self, _buf: &mut BytesMut) {}
+    /// anything new; `Err` with a reason when the session cannot go on
+    /// (1008, as from [`write`](Sequencer::write)). Nothing by default.
+    fn resume(&mut self, _buf: &mut BytesMut) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl Outbound {
@@ -283,7 +286,11 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             if !self.started {
                 self.started = true;
                 if let (Some(sequencer), false) = (self.sequencer.as_mut(), stop) {
-                    sequencer.resume(&mut self.buf);
+                    if let Err(reason) = sequencer.resume(&mut self.buf) {
+                        warn!(connection = self.sub.id(), reason, "closing");
+                        put_close(&mut self.buf, close_code::POLICY, &reason);
+                        stop = true;
+                    }
                 }
             }
             while let Some(item) = batch.data.pop_front() {
@@ -705,8 +712,9 @@ mod tests {
 
         fn ack(&mut self, _sequence_id: u64) {}
 
-        fn resume(&mut self, buf: &mut BytesMut) {
+        fn resume(&mut self, buf: &mut BytesMut) -> Result<(), String> {
             put_frame(buf, OpCode::Text, b"resumed");
+            Ok(())
         }
     }
 

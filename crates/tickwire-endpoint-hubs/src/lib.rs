@@ -19,5 +19,5 @@ mod session;
 pub mod tokens;
 
 pub use routes::{HubRoutes, NEGOTIATE_PATH, hub_of, negotiate, websocket};
-pub use session::{GexFeed, Hubs};
+pub use session::{GexFeed, Hubs, ParkedSessions};
 pub use tokens::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND, Tokens};

@@ -6,9 +6,12 @@
 //!
 //! 1. unknown hub → 404;
 //! 2. a recovery attempt of a reliable client (`awps_connection_id` and
-//!    `awps_reconnection_token` in the query) is accepted and then closed with
-//!    1008, "session gone" (checked before the token, which may have expired
-//!    since, as the Azure Web PubSub client SDKs expect);
+//!    `awps_reconnection_token` in the query) is checked before the access
+//!    token, which may have expired since, as the Azure Web PubSub client
+//!    SDKs expect: a session that waits for its client (same hub, same
+//!    subprotocol, its token) is resumed on the new connection; any other is
+//!    accepted and then closed with 1008, "session cannot be recovered",
+//!    which tells the SDKs to start a new one;
 //! 3. no, invalid or expired access token, or a token of another hub → 401;
 //! 4. not a valid WebSocket upgrade request → 400;
 //! 5. only unsupported subprotocols offered → 400 naming the supported ones.
@@ -34,7 +37,7 @@ use tickwire_services::{Context, KeyRejection};
 use tickwire_websocket::close_code;
 use tracing::debug;
 
-use crate::session::{Hubs, Session, SessionParams};
+use crate::session::{Hubs, Session, SessionParams, transport};
 use crate::tokens::Tokens;
 
 /// The route of `/negotiate`.
@@ -163,9 +166,10 @@ pub fn websocket(
     tracker: &Tracker,
 ) -> Response<Body> {
     let query = req.uri().query().unwrap_or("");
-    let recovery = query_param(query, "awps_connection_id").is_some()
-        && query_param(query, "awps_reconnection_token").is_some();
-    let claims = if recovery {
+    let recovery = query_param(query, "awps_connection_id")
+        .zip(query_param(query, "awps_reconnection_token"))
+        .map(|(id, token)| (id.into_owned(), token.into_owned()));
+    let claims = if recovery.is_some() {
         None
     } else {
         let Some(token) = access_token(&req, query) else {
@@ -193,10 +197,31 @@ pub fn websocket(
     let (hubs, connections) = (routes.hubs.clone(), context.connections.clone());
     let tracker = tracker.clone();
     let protocol = negotiated.protocol;
+    let resumption = recovery.and_then(|(id, token)| {
+        let resumed = hubs.resume(&id, &token, hub, protocol);
+        if resumed.is_none() {
+            debug!(connection_id = %id, %protocol, "recovery attempt refused");
+        }
+        resumed
+    });
     let mut response = upgrade_with(&mut req, handshake, move |upgraded| async move {
-        match claims {
-            None => {
-                debug!(%protocol, "recovery attempt refused");
+        let transport = transport(protocol, &hubs);
+        match (claims, resumption) {
+            (_, Some(resumption)) => {
+                let make = move |sub| Session::resume(hubs, sub, resumption);
+                start_session(upgraded, connections, transport, make, tracker).await;
+            }
+            (Some(claims), None) => {
+                let params = SessionParams {
+                    hub,
+                    protocol,
+                    user_id: claims.sub,
+                    roles: claims.role,
+                };
+                let make = move |sub| Session::new(hubs, sub, params);
+                start_session(upgraded, connections, transport, make, tracker).await;
+            }
+            (None, None) => {
                 refuse(
                     upgraded,
                     None,
@@ -205,17 +230,6 @@ pub fn websocket(
                     tracker,
                 )
                 .await;
-            }
-            Some(claims) => {
-                let params = SessionParams {
-                    hub,
-                    protocol,
-                    user_id: claims.sub,
-                    roles: claims.role,
-                };
-                let transport = params.transport(&hubs);
-                let make = move |sub| Session::new(hubs, sub, params);
-                start_session(upgraded, connections, transport, make, tracker).await;
             }
         }
     });

@@ -8,14 +8,18 @@
 //! message of an unknown type or with a bad field and no `ackId` is logged and
 //! ignored, so newer clients do not lose their session over it.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tickwire_core::session::{Activity, Protocol, Step, Transport};
-use tickwire_core::{Feed, Index, Outbound, SequencedMessage, Sequencer, Subscriber};
+use tickwire_core::outbox::{Batch, Outbox, SlowConsumerStats};
+use tickwire_core::session::{Activity, Ending, Protocol, Step, Transport};
+use tickwire_core::subscriber::QueuePolicy;
+use tickwire_core::{Feed, Index, Outbound, SequencedMessage, Sequencer, Subscriber, lock};
 use tickwire_index::TopicId;
 use tickwire_model::{GexRecord, GroupName, Hub, RawDataType, RawGroupPayload, Update};
 use tickwire_pubsub::{
@@ -25,7 +29,7 @@ use tickwire_pubsub::{
 use tickwire_websocket::MessageKind;
 use tickwire_websocket::OpCode;
 use tickwire_websocket::frame::{frame, header_len, put_header};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::tokens::Permissions;
 use tickwire_websocket::close_code;
@@ -49,18 +53,16 @@ pub(crate) struct SessionParams {
     pub(crate) roles: Vec<String>,
 }
 
-impl SessionParams {
-    /// The transport of a pubsub connection.
-    pub(crate) fn transport(&self, hubs: &Hubs) -> Transport {
-        Transport {
-            variant: variant(self.protocol),
-            reply_opcode: opcode_of(self.protocol.format()),
-            max_message_bytes: hubs.max_message_bytes,
-            slow_consumer: hubs.slow_consumer,
-            // A reliable connection may hold as many messages as its client
-            // may leave unacknowledged.
-            queue_capacity: self.protocol.is_reliable().then_some(MAX_UNACKED_MESSAGES),
-        }
+/// The transport of a pubsub connection speaking `protocol`.
+pub(crate) fn transport(protocol: Subprotocol, hubs: &Hubs) -> Transport {
+    Transport {
+        variant: variant(protocol),
+        reply_opcode: opcode_of(protocol.format()),
+        max_message_bytes: hubs.max_message_bytes,
+        slow_consumer: hubs.slow_consumer,
+        // A reliable connection may hold as many messages as its client
+        // may leave unacknowledged.
+        queue_capacity: protocol.is_reliable().then_some(MAX_UNACKED_MESSAGES),
     }
 }
 
@@ -217,42 +219,110 @@ impl SequencedMessage for Sequenced {
     }
 }
 
-/// The sequencing of a reliable connection: gap-free ids from 1, and the
+/// The sequencing of a reliable session: gap-free ids from 1, and the
 /// written messages kept until the client's `sequenceAck` (at most
 /// [`MAX_UNACKED_MESSAGES`] and [`MAX_UNACKED_BYTES`]; beyond, close 1008).
+///
+/// Shared by the connection's writer (through [`Reliable`]) and the
+/// session, so that it outlives a transport that vanished: while the
+/// session is parked, what its groups publish is numbered and kept here as
+/// if written, and a resumed connection writes every kept message again.
 #[derive(Debug)]
-struct Reliable {
+pub(crate) struct Sequencing {
     next_sequence_id: u64,
     unacked: Unacked,
+    /// Write every unacknowledged message before anything new (resumed).
+    replay: bool,
+    /// A resumption took the session: its parking task stops.
+    resumed: bool,
+    /// The limits were passed: the session cannot be resumed.
+    overflowed: bool,
+    /// Frames of messages numbered while parked (their size is counted).
+    scratch: BytesMut,
 }
 
-impl Default for Reliable {
+impl Default for Sequencing {
     fn default() -> Self {
-        Reliable {
+        Sequencing {
             next_sequence_id: 1,
             unacked: Unacked::default(),
+            replay: false,
+            resumed: false,
+            overflowed: false,
+            scratch: BytesMut::new(),
         }
     }
 }
 
-impl Sequencer for Reliable {
-    fn write(&mut self, msg: &Arc<dyn SequencedMessage>, buf: &mut BytesMut) -> Result<(), String> {
+impl Sequencing {
+    /// Numbers `msg`, writes its frame into `buf` and keeps it; false when
+    /// that passes the limits.
+    fn write(&mut self, msg: &Arc<dyn SequencedMessage>, buf: &mut BytesMut) -> bool {
         let seq = self.next_sequence_id;
         self.next_sequence_id += 1;
         let len = msg.write_frame(seq, buf);
-        if self.unacked.push(seq, len, msg.clone()) {
+        if !self.unacked.push(seq, len, msg.clone()) {
+            self.overflowed = true;
+        }
+        !self.overflowed
+    }
+
+    /// Numbers and keeps `msg` without a socket to write it to (the session
+    /// is parked, or its writer failed); false when that passes the limits.
+    fn keep(&mut self, msg: &Arc<dyn SequencedMessage>) -> bool {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let kept = self.write(msg, &mut scratch);
+        scratch.clear();
+        self.scratch = scratch;
+        kept
+    }
+
+    /// Keeps every sequenced message of `batch` (see [`keep`](Self::keep)).
+    fn keep_all(&mut self, batch: &mut Batch) -> bool {
+        batch.ctrl.clear();
+        let mut kept = true;
+        for item in batch.data.drain(..) {
+            if let Outbound::Sequenced(msg) = item.out {
+                kept = kept && self.keep(&msg);
+            }
+        }
+        kept
+    }
+}
+
+/// The writer's handle on a reliable session's [`Sequencing`].
+#[derive(Debug)]
+struct Reliable(Arc<Mutex<Sequencing>>);
+
+impl Sequencer for Reliable {
+    fn write(&mut self, msg: &Arc<dyn SequencedMessage>, buf: &mut BytesMut) -> Result<(), String> {
+        let mut seq = lock(&self.0);
+        if seq.write(msg, buf) {
             return Ok(());
         }
         warn!(
-            messages = self.unacked.messages.len(),
-            bytes = self.unacked.bytes,
+            messages = seq.unacked.messages.len(),
+            bytes = seq.unacked.bytes,
             "too many unacknowledged messages"
         );
         Err("too many unacknowledged messages".to_owned())
     }
 
     fn ack(&mut self, sequence_id: u64) {
-        self.unacked.ack(sequence_id);
+        lock(&self.0).unacked.ack(sequence_id);
+    }
+
+    fn resume(&mut self, buf: &mut BytesMut) -> Result<(), String> {
+        let mut seq = lock(&self.0);
+        if seq.overflowed {
+            return Err("too many unacknowledged messages".to_owned());
+        }
+        if std::mem::take(&mut seq.replay) {
+            for (id, _, msg) in &seq.unacked.messages {
+                msg.write_frame(*id, buf);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -302,6 +372,174 @@ pub struct Hubs {
     pub max_message_bytes: usize,
     /// What happens to a client whose queue is full.
     pub slow_consumer: tickwire_core::SlowConsumer,
+    /// How long a reliable session outlives a transport that vanished
+    /// (zero: not at all).
+    pub recovery_window: Duration,
+    /// The sessions waiting for their client to come back.
+    pub parked: ParkedSessions,
+}
+
+/// Reliable sessions whose transport vanished, by connection id, each
+/// until its client resumes it or its recovery window ends.
+#[derive(Debug, Default)]
+pub struct ParkedSessions {
+    sessions: Mutex<HashMap<String, Parked>>,
+    /// Ids of the stand-in subscribers (from the top of the id space, apart
+    /// from the connections').
+    next_id: AtomicU64,
+}
+
+impl ParkedSessions {
+    /// How many sessions wait now.
+    pub fn len(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// Whether no session waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn stand_in_id(&self) -> u64 {
+        u64::MAX - self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A parked session: what its connection had, and the stand-in that holds
+/// its place in its groups meanwhile.
+#[derive(Debug)]
+struct Parked {
+    connection_id: String,
+    token: String,
+    hub: Hub,
+    protocol: Subprotocol,
+    user_id: String,
+    permissions: Permissions,
+    acked: BTreeSet<u64>,
+    groups: HashSet<TopicId>,
+    /// In the session's groups instead of the vanished connection: its
+    /// queue is drained into `sequencing` by the parking task.
+    stand_in: Subscriber,
+    sequencing: Arc<Mutex<Sequencing>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A parked session taken by a client that came back with its id and
+/// token, on its way to the new connection ([`Session::resume`]). Dropped
+/// unused (the upgrade failed), it ends the session.
+#[derive(Debug)]
+pub(crate) struct Resumption {
+    hubs: Arc<Hubs>,
+    parked: Option<Parked>,
+}
+
+impl Drop for Resumption {
+    fn drop(&mut self) {
+        if let Some(parked) = self.parked.take() {
+            info!(connection_id = %parked.connection_id, "reliable session ended: its resumption was not used");
+            self.hubs.index.unsubscribe_all(&parked.stand_in);
+            parked.task.abort();
+        }
+    }
+}
+
+impl Hubs {
+    /// Takes the parked session `connection_id` for a client that presents
+    /// `token` on `hub` with `protocol`: `None` when there is no such
+    /// session (never parked, expired, overflowed) or the token, hub or
+    /// subprotocol differs. A refused attempt leaves the session parked.
+    pub(crate) fn resume(
+        self: &Arc<Self>,
+        connection_id: &str,
+        token: &str,
+        hub: Hub,
+        protocol: Subprotocol,
+    ) -> Option<Resumption> {
+        let mut sessions = lock(&self.parked.sessions);
+        let parked = sessions.get(connection_id)?;
+        if !same_secret(parked.token.as_bytes(), token.as_bytes())
+            || parked.hub != hub
+            || parked.protocol != protocol
+        {
+            debug!(
+                connection_id,
+                "recovery refused: token, hub or subprotocol differs"
+            );
+            return None;
+        }
+        let parked = sessions.remove(connection_id)?;
+        drop(sessions);
+        let mut sequencing = lock(&parked.sequencing);
+        if sequencing.overflowed {
+            drop(sequencing);
+            self.index.unsubscribe_all(&parked.stand_in);
+            return None;
+        }
+        // The parking task stops at its next wake-up; what arrives until
+        // the new connection takes its place stays in the stand-in's queue.
+        sequencing.resumed = true;
+        drop(sequencing);
+        Some(Resumption {
+            hubs: self.clone(),
+            parked: Some(parked),
+        })
+    }
+
+    /// Ends the parked session `connection_id` if it still waits.
+    fn forget(&self, connection_id: &str, why: &str) {
+        let parked = lock(&self.parked.sessions).remove(connection_id);
+        if let Some(parked) = parked {
+            self.index.unsubscribe_all(&parked.stand_in);
+            info!(connection_id, why, "reliable session ended");
+        }
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Drains a parked session's stand-in into its sequencing until the
+/// session is resumed, passes its limits, or its window ends.
+async fn parking(
+    hubs: Arc<Hubs>,
+    connection_id: String,
+    stand_in: Subscriber,
+    sequencing: Arc<Mutex<Sequencing>>,
+    window: Duration,
+) {
+    let mut batch = Batch::default();
+    // Taken and numbered under the sequencing lock in one step, so that a
+    // resumption sees every message either kept or still queued.
+    let drained = std::future::poll_fn(|cx| {
+        loop {
+            let mut seq = lock(&sequencing);
+            if seq.resumed {
+                return Poll::Ready("resumed");
+            }
+            match stand_in.outbox().poll_take(cx, &mut batch) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if batch.dropped => {
+                    seq.overflowed = true;
+                    return Poll::Ready("its queue overflowed while parked");
+                }
+                Poll::Ready(()) => {
+                    if !seq.keep_all(&mut batch) {
+                        return Poll::Ready("too many unacknowledged messages while parked");
+                    }
+                    Outbox::recycle(&mut batch);
+                }
+            }
+        }
+    });
+    let why = tokio::select! {
+        why = drained => why,
+        () = tokio::time::sleep(window) => "its recovery window ended",
+    };
+    if why != "resumed" {
+        hubs.forget(&connection_id, why);
+    }
 }
 
 /// The protocol state of one connection.
@@ -317,6 +555,8 @@ pub(crate) struct Session {
     /// are forgotten beyond [`ACK_IDS_KEPT`].
     acked: BTreeSet<u64>,
     groups: HashSet<TopicId>,
+    /// A reliable session's sequencing and reconnection token.
+    reliable: Option<(Arc<Mutex<Sequencing>>, String)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -332,6 +572,12 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub(crate) fn new(hubs: Arc<Hubs>, sub: Subscriber, params: SessionParams) -> Session {
+        let reliable = params.protocol.is_reliable().then(|| {
+            (
+                Arc::new(Mutex::new(Sequencing::default())),
+                uuid::Uuid::new_v4().simple().to_string(),
+            )
+        });
         Session {
             hubs,
             sub,
@@ -342,7 +588,108 @@ impl Session {
             connection_id: uuid::Uuid::new_v4().simple().to_string(),
             acked: BTreeSet::new(),
             groups: HashSet::new(),
+            reliable,
         }
+    }
+
+    /// The parked session of `resumption` on a new connection, `sub`: `sub`
+    /// takes the stand-in's place in every group, what the stand-in still
+    /// held is numbered after what was kept, and the connection's writer
+    /// writes every unacknowledged message again before anything new.
+    pub(crate) fn resume(hubs: Arc<Hubs>, sub: Subscriber, mut resumption: Resumption) -> Session {
+        let parked = resumption.parked.take().expect("a resumption is used once");
+        parked.task.abort();
+        {
+            let mut seq = lock(&parked.sequencing);
+            hubs.index.replace(&parked.stand_in, sub.clone());
+            let mut batch = Batch::default();
+            parked.stand_in.outbox().take_now(&mut batch);
+            if parked.stand_in.outbox().is_dropped() || !seq.keep_all(&mut batch) {
+                seq.overflowed = true;
+            }
+            seq.replay = true;
+            info!(
+                connection = sub.id(),
+                connection_id = %parked.connection_id,
+                unacked = seq.unacked.messages.len(),
+                next_sequence_id = seq.next_sequence_id,
+                "reliable session resumed"
+            );
+        }
+        Session {
+            hubs,
+            connection_id: parked.connection_id,
+            sub,
+            hub: parked.hub,
+            protocol: parked.protocol,
+            permissions: parked.permissions,
+            user_id: parked.user_id,
+            acked: parked.acked,
+            groups: parked.groups,
+            reliable: Some((parked.sequencing, parked.token)),
+        }
+    }
+
+    /// Keeps the session of a reliable connection whose transport vanished
+    /// for [`Hubs::recovery_window`]: a stand-in takes the connection's place
+    /// in its groups, and what the writer could not write is numbered and
+    /// kept. Returns false when it cannot be kept (recovery off, nothing
+    /// reliable, a message already lost).
+    fn park(&mut self) -> bool {
+        let window = self.hubs.recovery_window;
+        let Some((sequencing, token)) = self.reliable.clone() else {
+            return false;
+        };
+        if window.is_zero() || self.sub.outbox().is_dropped() {
+            return false;
+        }
+        let stand_in = Subscriber::new(
+            self.hubs.parked.stand_in_id(),
+            self.sub.variant(),
+            QueuePolicy {
+                capacity: MAX_UNACKED_MESSAGES,
+                slow_consumer: tickwire_core::SlowConsumer::Disconnect,
+                pacer: None,
+            },
+            Arc::new(SlowConsumerStats::default()),
+        );
+        {
+            let mut seq = lock(&sequencing);
+            // A session resumed before may vanish again.
+            seq.resumed = false;
+            self.hubs.index.replace(&self.sub, stand_in.clone());
+            let mut batch = Batch::default();
+            self.sub.outbox().take_now(&mut batch);
+            if !seq.keep_all(&mut batch) {
+                drop(seq);
+                self.hubs.index.unsubscribe_all(&stand_in);
+                info!(connection_id = %self.connection_id, "reliable session ended: too many unacknowledged messages");
+                return true;
+            }
+        }
+        let task = tokio::spawn(parking(
+            self.hubs.clone(),
+            self.connection_id.clone(),
+            stand_in.clone(),
+            sequencing.clone(),
+            window,
+        ));
+        let parked = Parked {
+            connection_id: self.connection_id.clone(),
+            token,
+            hub: self.hub,
+            protocol: self.protocol,
+            user_id: std::mem::take(&mut self.user_id),
+            permissions: std::mem::take(&mut self.permissions),
+            acked: std::mem::take(&mut self.acked),
+            groups: std::mem::take(&mut self.groups),
+            stand_in,
+            sequencing,
+            task,
+        };
+        debug!(connection_id = %self.connection_id, window_secs = window.as_secs(), "transport vanished; session kept for recovery");
+        lock(&self.hubs.parked.sessions).insert(self.connection_id.clone(), parked);
+        true
     }
 
     /// The `connected` system message.
@@ -350,10 +697,7 @@ impl Session {
         self.encode(&Downstream::Connected {
             connection_id: self.connection_id.clone(),
             user_id: self.user_id.clone(),
-            reconnection_token: self
-                .protocol
-                .is_reliable()
-                .then(|| uuid::Uuid::new_v4().simple().to_string()),
+            reconnection_token: self.reliable.as_ref().map(|(_, token)| token.clone()),
         })
     }
 
@@ -565,9 +909,9 @@ impl Protocol for Session {
     }
 
     fn sequencer(&mut self) -> Option<Box<dyn Sequencer>> {
-        self.protocol
-            .is_reliable()
-            .then(|| Box::new(Reliable::default()) as Box<dyn Sequencer>)
+        self.reliable
+            .as_ref()
+            .map(|(sequencing, _)| Box::new(Reliable(sequencing.clone())) as Box<dyn Sequencer>)
     }
 
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
@@ -587,7 +931,10 @@ impl Protocol for Session {
         (close_code::POLICY, "keepalive timeout")
     }
 
-    fn on_close(&mut self, ending: tickwire_core::Ending) {
+    fn on_close(&mut self, ending: Ending) {
+        if ending == Ending::Vanished && self.park() {
+            return;
+        }
         self.hubs.index.unsubscribe_all(&self.sub);
     }
 }
@@ -595,6 +942,7 @@ impl Protocol for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::ROLE_JOIN_LEAVE;
     use tickwire_core::testing::{self, subscriber};
 
     const GROUP: &str = "blue_SPX_state_gex_zero";
@@ -614,6 +962,8 @@ mod tests {
             pong_timeout: std::time::Duration::from_secs(60),
             max_message_bytes: 512 * 1024,
             slow_consumer: tickwire_core::SlowConsumer::Disconnect,
+            recovery_window: Duration::from_secs(30),
+            parked: ParkedSessions::default(),
         });
         let sub = subscriber(1, variant(protocol));
         let params = SessionParams {
@@ -759,7 +1109,8 @@ mod tests {
 
     #[test]
     fn the_sequencer_stamps_gap_free_ids_and_refuses_past_the_limit() {
-        let mut reliable = Reliable::default();
+        let sequencing = Arc::new(Mutex::new(Sequencing::default()));
+        let mut reliable = Reliable(sequencing.clone());
         let mut buf = BytesMut::new();
         for _ in 0..3 {
             reliable.write(&message(), &mut buf).unwrap();
@@ -769,11 +1120,224 @@ mod tests {
             assert!(text.contains(&format!("\"sequenceId\":{id}")), "{text}");
         }
         reliable.ack(3);
-        assert!(reliable.unacked.messages.is_empty());
+        assert!(lock(&sequencing).unacked.messages.is_empty());
         for _ in 0..MAX_UNACKED_MESSAGES {
             reliable.write(&message(), &mut buf).unwrap();
         }
         assert!(reliable.write(&message(), &mut buf).is_err());
+    }
+
+    /// Publishes `text` to [`GROUP`] as a group message.
+    fn publish_text(hubs: &Hubs, text: &str) {
+        let topic = hubs.index.lookup(GROUP).expect("joined");
+        publish(
+            &hubs.index,
+            topic,
+            &MessageFrom::group(GROUP.to_owned()),
+            &MessageData::Text(text.to_owned()),
+            None,
+        );
+    }
+
+    /// What a writer would do with everything queued for `sub`: write it
+    /// through `sequencer`; returns the frames.
+    fn write_queued(sub: &Subscriber, sequencer: &mut dyn Sequencer) -> BytesMut {
+        let mut batch = Batch::default();
+        sub.outbox().take_now(&mut batch);
+        let mut buf = BytesMut::new();
+        for item in batch.data {
+            if let Outbound::Sequenced(msg) = item.out {
+                sequencer.write(&msg, &mut buf).unwrap();
+            }
+        }
+        buf
+    }
+
+    /// The `(sequenceId, data)` of every JSON message in the server frames
+    /// of `frames`.
+    fn numbered(frames: &[u8]) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        let mut rest = frames;
+        while rest.len() >= 2 {
+            let (len, header) = match rest[1] {
+                126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+                n => (usize::from(n), 2),
+            };
+            let v: serde_json::Value = serde_json::from_slice(&rest[header..header + len]).unwrap();
+            out.push((
+                v["sequenceId"].as_u64().unwrap(),
+                v["data"].as_str().unwrap().to_owned(),
+            ));
+            rest = &rest[header + len..];
+        }
+        out
+    }
+
+    /// A reliable JSON session in [`GROUP`], its id and reconnection token.
+    fn reliable_in_group() -> (Arc<Hubs>, Session, Subscriber, String, String) {
+        let (hubs, mut s) = session(Subprotocol::JsonReliable, &[ROLE_JOIN_LEAVE], 10);
+        let connected = json_reply(Step::Reply(s.opening().unwrap()));
+        let id = connected["connectionId"].as_str().unwrap().to_owned();
+        let token = connected["reconnectionToken"].as_str().unwrap().to_owned();
+        let join = format!(r#"{{"type":"joinGroup","group":"{GROUP}","ackId":1}}"#);
+        assert_eq!(
+            json_reply(s.on_message(MessageKind::Text, join.as_bytes(), Instant::now()))["success"],
+            true
+        );
+        let sub = s.sub.clone();
+        (hubs, s, sub, id, token)
+    }
+
+    #[tokio::test]
+    async fn a_vanished_reliable_session_is_kept_and_resumed_with_every_unacked_message() {
+        let (hubs, mut old, old_sub, id, token) = reliable_in_group();
+        let mut writer = old.sequencer().unwrap();
+        for n in 1..=3 {
+            publish_text(&hubs, &n.to_string());
+        }
+        let written = numbered(&write_queued(&old_sub, writer.as_mut()));
+        assert_eq!(written, [(1, "1".into()), (2, "2".into()), (3, "3".into())]);
+        writer.ack(1);
+        // Published, but the socket failed before the writer took them.
+        publish_text(&hubs, "4");
+        publish_text(&hubs, "5");
+        drop(writer);
+        old.on_close(Ending::Vanished);
+        assert_eq!(hubs.parked.len(), 1);
+        assert_eq!(
+            testing::members(&hubs.index, GROUP),
+            1,
+            "a stand-in holds the place"
+        );
+        // Published while nobody is connected: kept.
+        publish_text(&hubs, "6");
+        publish_text(&hubs, "7");
+        tokio::task::yield_now().await;
+
+        // Another token, hub or subprotocol does not take it.
+        assert!(
+            hubs.resume(&id, "forged", Hub::StateGex, Subprotocol::JsonReliable)
+                .is_none()
+        );
+        assert!(
+            hubs.resume(&id, &token, Hub::Classic, Subprotocol::JsonReliable)
+                .is_none()
+        );
+        assert!(
+            hubs.resume(&id, &token, Hub::StateGex, Subprotocol::ProtobufReliable)
+                .is_none()
+        );
+        assert!(
+            hubs.resume("another", &token, Hub::StateGex, Subprotocol::JsonReliable)
+                .is_none()
+        );
+        assert_eq!(hubs.parked.len(), 1);
+
+        let resumption = hubs
+            .resume(&id, &token, Hub::StateGex, Subprotocol::JsonReliable)
+            .unwrap();
+        assert!(hubs.parked.is_empty());
+        publish_text(&hubs, "8"); // before the new connection takes the place
+        let new_sub = subscriber(2, variant(Subprotocol::JsonReliable));
+        let mut new = Session::resume(hubs.clone(), new_sub.clone(), resumption);
+        let connected = json_reply(Step::Reply(new.opening().unwrap()));
+        assert_eq!(connected["connectionId"], id.as_str());
+        assert_eq!(connected["reconnectionToken"], token.as_str());
+        assert_eq!(testing::members(&hubs.index, GROUP), 1);
+        assert!(hubs.index.is_subscribed(GROUP, &new_sub));
+
+        let mut writer = new.sequencer().unwrap();
+        let mut replay = BytesMut::new();
+        writer.resume(&mut replay).unwrap();
+        let replayed = numbered(&replay);
+        let expected: Vec<(u64, String)> = (2..=8).map(|n| (n, n.to_string())).collect();
+        assert_eq!(replayed, expected, "unacked, in order, with their ids");
+        publish_text(&hubs, "9");
+        assert_eq!(
+            numbered(&write_queued(&new_sub, writer.as_mut())),
+            [(9, "9".into())]
+        );
+        // Resumed once only.
+        let mut again = BytesMut::new();
+        writer.resume(&mut again).unwrap();
+        assert!(again.is_empty());
+        new.on_close(Ending::Closed);
+        assert_eq!(testing::members(&hubs.index, GROUP), 0);
+        assert!(hubs.parked.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_session_ends_with_its_window_or_its_limits() {
+        let (hubs, mut s, _sub, id, token) = reliable_in_group();
+        s.on_close(Ending::Vanished);
+        assert_eq!(hubs.parked.len(), 1);
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(hubs.parked.is_empty(), "the window ended");
+        assert_eq!(testing::members(&hubs.index, GROUP), 0);
+        assert!(
+            hubs.resume(&id, &token, Hub::StateGex, Subprotocol::JsonReliable)
+                .is_none()
+        );
+
+        let (hubs, mut s, _sub, id, token) = reliable_in_group();
+        s.on_close(Ending::Vanished);
+        for n in 0..=MAX_UNACKED_MESSAGES {
+            publish_text(&hubs, &n.to_string());
+            if n % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(hubs.parked.is_empty(), "past 1000 unacked messages");
+        assert_eq!(testing::members(&hubs.index, GROUP), 0);
+        assert!(
+            hubs.resume(&id, &token, Hub::StateGex, Subprotocol::JsonReliable)
+                .is_none()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resumed_session_that_vanishes_again_is_kept_again_for_its_window() {
+        let (hubs, mut s, _sub, id, token) = reliable_in_group();
+        s.on_close(Ending::Vanished);
+        let resumption = hubs
+            .resume(&id, &token, Hub::StateGex, Subprotocol::JsonReliable)
+            .unwrap();
+        let mut s = Session::resume(hubs.clone(), subscriber(2, 2), resumption);
+        s.on_close(Ending::Vanished);
+        assert_eq!(hubs.parked.len(), 1);
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(hubs.parked.len(), 1, "kept for the whole window");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(hubs.parked.is_empty(), "and not longer");
+        assert_eq!(testing::members(&hubs.index, GROUP), 0);
+    }
+
+    #[tokio::test]
+    async fn only_a_vanished_reliable_session_is_kept() {
+        let (hubs, mut s, _sub, _id, _token) = reliable_in_group();
+        s.on_close(Ending::Closed);
+        assert!(hubs.parked.is_empty());
+        assert_eq!(testing::members(&hubs.index, GROUP), 0);
+
+        let (hubs, mut s) = session(Subprotocol::Json, &[ROLE_JOIN_LEAVE], 10);
+        let join = format!(r#"{{"type":"joinGroup","group":"{GROUP}"}}"#);
+        s.on_message(MessageKind::Text, join.as_bytes(), Instant::now());
+        s.on_close(Ending::Vanished);
+        assert!(hubs.parked.is_empty());
+        assert_eq!(testing::members(&hubs.index, GROUP), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unused_resumption_ends_the_session() {
+        let (hubs, mut s, _sub, id, token) = reliable_in_group();
+        s.on_close(Ending::Vanished);
+        let resumption = hubs.resume(&id, &token, Hub::StateGex, Subprotocol::JsonReliable);
+        drop(resumption);
+        assert!(hubs.parked.is_empty());
+        assert_eq!(testing::members(&hubs.index, GROUP), 0);
     }
 
     #[test]

@@ -88,8 +88,8 @@ pub use tickwire_adapter_synthetic::SyntheticConfig;
 pub use tickwire_adapter_zmq::{ZmqConfig, ZmqState};
 pub use tickwire_config::{
     ADAPTER_NAMES, ApiKey, Config, ConfigError, DEMO_KEY, DEMO_KEY_NAME, Endpoint, FastWsConfig,
-    ProxyConfig, PublishConfig, ROLE_PUBLISH, ReplyStyle, Section, SlowConsumer, StreamConfig,
-    TransportConfig, WsConfig,
+    HubsConfig, ProxyConfig, PublishConfig, ROLE_PUBLISH, ReplyStyle, Section, SlowConsumer,
+    StreamConfig, TransportConfig, WsConfig,
 };
 pub use tickwire_endpoint_hubs::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
 
@@ -320,6 +320,8 @@ pub async fn run_with(
                 pong_timeout: config.transport.pong_timeout(),
                 max_message_bytes: config.transport.max_message_bytes,
                 slow_consumer: context.slow_consumer,
+                recovery_window: config.hubs.recovery_window(),
+                parked: tickwire_endpoint_hubs::ParkedSessions::default(),
             }),
             tokens: tickwire_endpoint_hubs::Tokens::new(
                 config.token_secret.as_deref(),

@@ -730,7 +730,7 @@ pub fn ok(ack_id: u64) -> Down {
     }
 }
 
-fn json_up(msg: &Up) -> serde_json::Value {
+pub fn json_up(msg: &Up) -> serde_json::Value {
     use serde_json::json;
     match msg {
         Up::Join(g, a) => json!({"type":"joinGroup","group":g,"ackId":a}),
@@ -749,7 +749,7 @@ fn json_up(msg: &Up) -> serde_json::Value {
     }
 }
 
-fn proto_up(msg: &Up) -> pb::UpstreamMessage {
+pub fn proto_up(msg: &Up) -> pb::UpstreamMessage {
     let text = |t: &str| pb::MessageData {
         data: Some(pb::message_data::Data::TextData(t.to_owned())),
     };
