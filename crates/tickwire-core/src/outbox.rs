@@ -372,6 +372,8 @@ struct State {
     writer_failed: bool,
     /// The connection is to be dropped (full queue, failed write).
     dropped: bool,
+    /// The connection is to end as if its transport vanished.
+    abandoned: bool,
 }
 
 impl Default for State {
@@ -386,6 +388,7 @@ impl Default for State {
             writer_gone: false,
             writer_failed: false,
             dropped: false,
+            abandoned: false,
         }
     }
 }
@@ -426,6 +429,9 @@ pub struct Batch {
     pub dropped: bool,
     /// The reader is gone and nothing is queued: stop.
     pub reader_gone: bool,
+    /// The connection is to end as if its transport vanished
+    /// ([`Outbox::abandon`]): write nothing more.
+    pub abandoned: bool,
 }
 
 impl Batch {
@@ -583,6 +589,19 @@ impl Outbox {
         self.space.notify_waiters();
     }
 
+    /// Ends the connection as if its transport vanished: its client is
+    /// known to be gone (it came back on another connection) though the
+    /// socket did not say so yet. The writer writes nothing more and stops
+    /// as after a failed write, and the session ends as
+    /// [`Ending::Vanished`](crate::session::Ending::Vanished).
+    pub fn abandon(&self) {
+        let mut state = self.lock();
+        state.abandoned = true;
+        let waker = state.waker.take();
+        drop(state);
+        wake(waker);
+    }
+
     /// Takes whatever is queued now into `batch`, without waiting and
     /// without pacing: for a protocol that takes over a connection's queue
     /// (its writer gone, or never started).
@@ -619,9 +638,10 @@ impl Outbox {
         debug_assert!(batch.is_empty());
         let mut state = self.lock();
         batch.dropped = state.dropped;
+        batch.abandoned = state.abandoned;
         let nothing = state.ctrl.is_empty() && state.data.is_empty();
         batch.reader_gone = state.reader_gone && nothing;
-        if batch.dropped || batch.reader_gone {
+        if batch.dropped || batch.abandoned || batch.reader_gone {
             return Poll::Ready(());
         }
         if nothing {

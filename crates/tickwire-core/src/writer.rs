@@ -252,6 +252,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 if batch.dropped {
                     return WriterExit::Failed;
                 }
+                if batch.abandoned {
+                    return self.failed();
+                }
                 if batch.reader_gone {
                     return WriterExit::ReaderGone;
                 }
@@ -816,5 +819,43 @@ mod tests {
         assert_eq!(exit, WriterExit::Failed);
         assert!(sub.outbox().is_dropped());
         assert!(!sub.offer(0, Outbound::text(b"x")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_connection_ends_as_vanished_and_keeps_its_queue() {
+        let sub = Subscriber::new(
+            1,
+            0,
+            QueuePolicy {
+                capacity: 16,
+                slow_consumer: SlowConsumer::Disconnect,
+                pacer: None,
+            },
+            Arc::new(SlowConsumerStats::default()),
+        );
+        let (_tx, shutdown) = watch::channel(false);
+        let config = WriterConfig {
+            reply_opcode: OpCode::Text,
+            ping_interval: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(10),
+            goodbye: None,
+        };
+        let recorder = Recorder::default();
+        let writer = Writer::new(
+            recorder.clone(),
+            config,
+            sub.clone(),
+            shutdown,
+            Some(Box::new(Resuming(0))),
+        );
+        let writer = tokio::spawn(writer.run());
+        settle().await;
+        sub.outbox().abandon();
+        assert!(sub.offer(0, Outbound::text(b"kept")));
+        assert_eq!(writer.await.unwrap(), WriterExit::IoFailed);
+        assert!(recorder.writes().is_empty(), "nothing more is written");
+        let mut batch = Batch::default();
+        sub.outbox().take_now(&mut batch);
+        assert_eq!(batch.data.len(), 1);
     }
 }

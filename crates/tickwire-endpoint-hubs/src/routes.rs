@@ -197,15 +197,18 @@ pub fn websocket(
     let (hubs, connections) = (routes.hubs.clone(), context.connections.clone());
     let tracker = tracker.clone();
     let protocol = negotiated.protocol;
-    let resumption = recovery.and_then(|(id, token)| {
-        let resumed = hubs.resume(&id, &token, hub, protocol);
-        if resumed.is_none() {
-            debug!(connection_id = %id, %protocol, "recovery attempt refused");
-        }
-        resumed
-    });
     let mut response = upgrade_with(&mut req, handshake, move |upgraded| async move {
         let transport = transport(protocol, &hubs);
+        let resumption = match &recovery {
+            Some((id, token)) => {
+                let resumed = hubs.recover(id, token, hub, protocol).await;
+                if resumed.is_none() {
+                    debug!(connection_id = %id, %protocol, "recovery attempt refused");
+                }
+                resumed
+            }
+            None => None,
+        };
         match (claims, resumption) {
             (_, Some(resumption)) => {
                 let make = move |sub| Session::resume(hubs, sub, resumption);

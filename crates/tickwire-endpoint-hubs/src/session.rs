@@ -384,6 +384,10 @@ pub struct Hubs {
 #[derive(Debug, Default)]
 pub struct ParkedSessions {
     sessions: Mutex<HashMap<String, Parked>>,
+    /// The reliable sessions connected now: their token and connection.
+    live: Mutex<HashMap<String, (String, Subscriber)>>,
+    /// Signalled whenever a session is parked.
+    parked: tokio::sync::Notify,
     /// Ids of the stand-in subscribers (from the top of the id space, apart
     /// from the connections').
     next_id: AtomicU64,
@@ -402,6 +406,17 @@ impl ParkedSessions {
 
     fn stand_in_id(&self) -> u64 {
         u64::MAX - self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn connected(&self, connection_id: &str, token: &str, sub: &Subscriber) {
+        lock(&self.live).insert(connection_id.to_owned(), (token.to_owned(), sub.clone()));
+    }
+
+    fn disconnected(&self, connection_id: &str, sub: &Subscriber) {
+        let mut live = lock(&self.live);
+        if live.get(connection_id).is_some_and(|(_, s)| s == sub) {
+            live.remove(connection_id);
+        }
     }
 }
 
@@ -483,6 +498,40 @@ impl Hubs {
             hubs: self.clone(),
             parked: Some(parked),
         })
+    }
+
+    /// [`resume`](Self::resume), for a client that may come back before
+    /// its old connection ended here: when the session is still connected
+    /// and the token is its own, the old transport is abandoned (its client
+    /// is evidently gone) and the session taken once parked, waiting a few
+    /// seconds at most.
+    pub(crate) async fn recover(
+        self: &Arc<Self>,
+        connection_id: &str,
+        token: &str,
+        hub: Hub,
+        protocol: Subprotocol,
+    ) -> Option<Resumption> {
+        const PATIENCE: Duration = Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let parked = self.parked.parked.notified();
+            tokio::pin!(parked);
+            parked.as_mut().enable();
+            if let Some(resumption) = self.resume(connection_id, token, hub, protocol) {
+                return Some(resumption);
+            }
+            let old = lock(&self.parked.live)
+                .get(connection_id)
+                .filter(|(own, _)| same_secret(own.as_bytes(), token.as_bytes()))
+                .map(|(_, sub)| sub.clone())?;
+            debug!(
+                connection_id,
+                "client came back on a new connection; ending the old one"
+            );
+            old.outbox().abandon();
+            tokio::time::timeout_at(deadline, parked).await.ok()?;
+        }
     }
 
     /// Ends the parked session `connection_id` if it still waits.
@@ -578,6 +627,10 @@ impl Session {
                 uuid::Uuid::new_v4().simple().to_string(),
             )
         });
+        let connection_id = uuid::Uuid::new_v4().simple().to_string();
+        if let Some((_, token)) = &reliable {
+            hubs.parked.connected(&connection_id, token, &sub);
+        }
         Session {
             hubs,
             sub,
@@ -585,7 +638,7 @@ impl Session {
             protocol: params.protocol,
             permissions: Permissions::from_roles(&params.roles),
             user_id: params.user_id,
-            connection_id: uuid::Uuid::new_v4().simple().to_string(),
+            connection_id,
             acked: BTreeSet::new(),
             groups: HashSet::new(),
             reliable,
@@ -616,6 +669,8 @@ impl Session {
                 "reliable session resumed"
             );
         }
+        hubs.parked
+            .connected(&parked.connection_id, &parked.token, &sub);
         Session {
             hubs,
             connection_id: parked.connection_id,
@@ -689,6 +744,7 @@ impl Session {
         };
         debug!(connection_id = %self.connection_id, window_secs = window.as_secs(), "transport vanished; session kept for recovery");
         lock(&self.hubs.parked.sessions).insert(self.connection_id.clone(), parked);
+        self.hubs.parked.parked.notify_waiters();
         true
     }
 
@@ -932,6 +988,9 @@ impl Protocol for Session {
     }
 
     fn on_close(&mut self, ending: Ending) {
+        self.hubs
+            .parked
+            .disconnected(&self.connection_id, &self.sub);
         if ending == Ending::Vanished && self.park() {
             return;
         }
@@ -1313,6 +1372,47 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(hubs.parked.is_empty(), "and not longer");
         assert_eq!(testing::members(&hubs.index, GROUP), 0);
+    }
+
+    /// Whether `sub`'s connection was told to end as vanished.
+    fn abandoned(sub: &Subscriber) -> bool {
+        let mut batch = Batch::default();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let ready = sub.outbox().poll_take(&mut cx, &mut batch).is_ready();
+        ready && batch.abandoned
+    }
+
+    #[tokio::test]
+    async fn a_client_back_before_its_old_connection_ended_takes_the_session_over() {
+        let (hubs, mut old, old_sub, id, token) = reliable_in_group();
+        // A forged token does not touch the live connection.
+        let forged = hubs
+            .recover(&id, "forged", Hub::StateGex, Subprotocol::JsonReliable)
+            .await;
+        assert!(forged.is_none());
+        assert!(!abandoned(&old_sub));
+
+        let recovering = tokio::spawn({
+            let (hubs, id, token) = (hubs.clone(), id.clone(), token.clone());
+            async move {
+                hubs.recover(&id, &token, Hub::StateGex, Subprotocol::JsonReliable)
+                    .await
+            }
+        });
+        while !abandoned(&old_sub) {
+            tokio::task::yield_now().await;
+        }
+        // What the core does once the abandoned writer stopped.
+        old.on_close(Ending::Vanished);
+        let resumption = recovering.await.unwrap().expect("resumed");
+        let new_sub = subscriber(2, variant(Subprotocol::JsonReliable));
+        let mut new = Session::resume(hubs.clone(), new_sub.clone(), resumption);
+        assert_eq!(
+            json_reply(Step::Reply(new.opening().unwrap()))["connectionId"],
+            id.as_str()
+        );
+        assert!(hubs.index.is_subscribed(GROUP, &new_sub));
+        new.on_close(Ending::Closed);
     }
 
     #[tokio::test]

@@ -87,6 +87,21 @@ impl Receiver {
         let _ = futures_util::SinkExt::send(&mut self.client.ws, frame).await;
     }
 
+    /// Leaves the connection open but unread, as a dead link does: the
+    /// server sees nothing wrong with it.
+    fn abandon(self) -> (Client, (String, String, String, u64, Vec<u64>)) {
+        (
+            self.client,
+            (
+                self.url,
+                self.connection_id,
+                self.token,
+                self.last_seq,
+                self.got,
+            ),
+        )
+    }
+
     /// Cuts the TCP connection without a close frame: a reset, or an end
     /// of stream.
     fn cut(self, reset: bool) -> (String, String, String, u64, Vec<u64>) {
@@ -181,6 +196,26 @@ async fn json_reliable_clients_lose_nothing_across_five_cuts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protobuf_reliable_clients_lose_nothing_across_five_cuts() {
     cut_five_times(PROTOBUF_RELIABLE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_back_while_its_old_link_is_dead_but_open_resumes() {
+    let server = Server::default().await;
+    let mut rx = Receiver::connect(&server, JSON_RELIABLE).await;
+    let total = 1500;
+    let stream = steady_stream(&server, total);
+    rx.read_until(300).await;
+    // The old connection stays open, unread: the server cannot know it died.
+    let (dead, kept) = rx.abandon();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Resumed, not refused: the old connection is ended as vanished.
+    let mut rx = Receiver::recover(JSON_RELIABLE, kept).await;
+    rx.read_until(total).await;
+    stream.await.unwrap();
+    let expected: Vec<u64> = (1..=total).collect();
+    assert_eq!(rx.got, expected);
+    drop(dead);
+    server.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
