@@ -45,10 +45,16 @@
 //! ring, the proxy's cache) keeps its locks inside its methods and never
 //! holds one across an `.await`.
 //!
+//! A reliable connection that drops without a close handshake keeps its
+//! session for `[hubs] recovery_window_secs` (30 by default): its groups'
+//! messages are numbered and kept meanwhile, and the client that comes back
+//! with `awps_connection_id` and `awps_reconnection_token` gets every
+//! message it has not acknowledged, then the live stream. A recovery that
+//! cannot be honoured is answered with close code 1008, which tells the
+//! client SDKs to start a new session.
+//!
 //! What it does not do: TLS (put it behind a proxy and set
-//! [`Config::public_url`]), session recovery of the reliable subprotocols
-//! (recovery attempts are answered with close code 1008, which tells the
-//! client SDKs to start a new session), and event handlers.
+//! [`Config::public_url`]) and event handlers.
 //!
 //! ```no_run
 //! use std::sync::Arc;
