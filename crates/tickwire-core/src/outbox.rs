@@ -207,6 +207,8 @@ pub struct SlowConsumerStats {
     disconnected: AtomicU64,
     dropped_oldest: AtomicU64,
     conflated: AtomicU64,
+    pub(crate) write_timeouts: AtomicU64,
+    pub(crate) write_errors: AtomicU64,
 }
 
 /// A snapshot of [`SlowConsumerStats`].
@@ -219,6 +221,12 @@ pub struct SlowConsumerCounts {
     pub dropped_oldest: u64,
     /// Queued updates replaced by a newer one of the same topic (`conflate`).
     pub conflated: u64,
+    /// Clients dropped because one write took longer than `write_timeout`
+    /// (whatever the policy: a client that stopped reading altogether).
+    pub write_timeouts: u64,
+    /// Connections whose socket refused a write (reset, broken pipe): the
+    /// client went away without a close handshake.
+    pub write_errors: u64,
 }
 
 impl SlowConsumerStats {
@@ -228,6 +236,8 @@ impl SlowConsumerStats {
             disconnected: self.disconnected.load(Ordering::Relaxed),
             dropped_oldest: self.dropped_oldest.load(Ordering::Relaxed),
             conflated: self.conflated.load(Ordering::Relaxed),
+            write_timeouts: self.write_timeouts.load(Ordering::Relaxed),
+            write_errors: self.write_errors.load(Ordering::Relaxed),
         }
     }
 }

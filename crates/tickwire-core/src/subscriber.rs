@@ -87,6 +87,11 @@ impl Subscriber {
         self.0.variant
     }
 
+    /// Where the connection's drops are counted.
+    pub(crate) fn stats(&self) -> &SlowConsumerStats {
+        &self.0.stats
+    }
+
     /// The connection's queues.
     pub fn outbox(&self) -> &Outbox {
         &self.0.outbox

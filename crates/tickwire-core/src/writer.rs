@@ -332,6 +332,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) => {
                 debug!(connection = self.sub.id(), error = %e, "write failed");
+                self.count(&self.sub.stats().write_errors);
                 return false;
             }
             Poll::Pending => 0,
@@ -341,6 +342,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 debug!(connection = self.sub.id(), error = %e, "write failed");
+                self.count(&self.sub.stats().write_errors);
                 false
             }
             Err(_) => {
@@ -349,9 +351,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     timeout_secs = self.config.write_timeout.as_secs(),
                     "write timed out; dropping the client"
                 );
+                self.count(&self.sub.stats().write_timeouts);
                 false
             }
         }
+    }
+
+    fn count(&self, counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The socket failed: a connection with a sequencer leaves what is
@@ -798,6 +805,11 @@ mod tests {
     async fn a_failed_socket_leaves_a_sequenced_connections_queue_to_its_protocol() {
         let (sub, exit) = broken_writer(Some(Box::new(Resuming(0)))).await;
         assert_eq!(exit, WriterExit::IoFailed);
+        assert_eq!(
+            sub.stats().counts().write_errors,
+            1,
+            "the failure is counted"
+        );
         let outbox = sub.outbox();
         assert!(!outbox.is_dropped());
         // Data keeps being queued for the protocol to take; replies are refused.

@@ -17,14 +17,18 @@ const CATEGORIES: [&str; 2] = ["gex_zero", "gex_one"];
 const LAST: i64 = 1_000_000;
 
 async fn server(policy: SlowConsumer) -> Server {
+    // The stalled client's socket stays full for the whole flood, which takes
+    // longer than the default 10 s on a slow (debug) build: the policy is
+    // under test here, not the write timeout.
+    server_with(policy, 120).await
+}
+
+async fn server_with(policy: SlowConsumer, write_timeout_secs: u64) -> Server {
     Server::start(Config {
         transport: TransportConfig {
             send_buffer: 8,
             slow_consumer: policy,
-            // The stalled client's socket stays full for the whole flood, which
-            // takes longer than the default 10 s on a slow (debug) build: the
-            // policy is under test here, not the write timeout.
-            write_timeout_secs: 120,
+            write_timeout_secs,
             ..TransportConfig::default()
         },
         ..Config::default()
@@ -138,6 +142,32 @@ async fn conflate_delivers_the_latest_of_every_topic() {
         (pushed - received) as u64
     );
     assert_eq!(counts["disconnected"], 0);
+}
+
+#[tokio::test]
+async fn a_client_dropped_by_the_write_timeout_is_counted_whatever_the_policy() {
+    for policy in [SlowConsumer::DropOldest, SlowConsumer::Conflate] {
+        let server = server_with(policy, 1).await;
+        let _stalled = joined(&server, &[GROUP_A]).await;
+        let mut healthy = joined(&server, &[GROUP_A]).await;
+        flood(&server, &mut healthy, 1).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let counts = slow_consumers(&server).await;
+            if counts["write_timeouts"] == 1 {
+                assert_eq!(
+                    counts["disconnected"], 0,
+                    "{policy:?}: not the policy's doing"
+                );
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{policy:?}: the stalled client's drop is counted: {counts:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// The `slow_consumers` counts of `GET /healthz`.
