@@ -29,7 +29,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tickwire_gateway::{Config, DEMO_KEY, GatewayError, RunOptions, adapters_from_config};
+use tickwire_gateway::{
+    Config, DEMO_KEY, GatewayError, RunOptions, adapters_from_config, locate_replay_data,
+};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -101,11 +103,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             ))
             .merge(figment::providers::Serialized::default("zmq.bind", true));
     }
-    let config = match Config::from_figment(&figment).map_err(GatewayError::from) {
+    let mut config = match Config::from_figment(&figment).map_err(GatewayError::from) {
         Ok(config) => config,
         Err(e @ GatewayError::DemoKeyOnPublicAddress { .. }) => return Err(e.into()),
         Err(e) => return Err(e).context("loading the configuration"),
     };
+    if let Some(dir) = locate_replay_data(&figment, &mut config) {
+        info!(data_dir = %dir.display(), "replay data");
+    }
     raise_open_file_limit();
     let listener = listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;

@@ -30,7 +30,7 @@ use tickwire_adapter::{AdapterError, BoxFuture, BrokerAdapter, UpdateStream};
 use crate::dataset::{Dataset, is_valid_ticker};
 
 /// The name [`JsonlReplay`] reports.
-const NAME: &str = "jsonl-replay";
+const NAME: &str = "replay";
 
 /// What a replay does when a group reaches its last record (seed 000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -395,7 +395,7 @@ impl JsonlReplay {
 }
 
 impl BrokerAdapter for JsonlReplay {
-    /// `jsonl-replay`.
+    /// `replay`.
     fn name(&self) -> &str {
         NAME
     }

@@ -340,7 +340,7 @@ async fn a_slow_reader_loses_nothing() {
 /// The replay's own error inside an adapter error.
 fn replay_error(err: &AdapterError) -> &ReplayError {
     match err {
-        AdapterError::Source { adapter, error } if adapter == "jsonl-replay" => error
+        AdapterError::Source { adapter, error } if adapter == "replay" => error
             .downcast_ref::<ReplayError>()
             .unwrap_or_else(|| panic!("not a replay error: {err:?}")),
         other => panic!("not the replay's own failure: {other:?}"),
@@ -425,11 +425,11 @@ async fn works_as_a_shared_trait_object() {
     let dir = dataset();
     let adapter: Arc<dyn BrokerAdapter> =
         Arc::new(JsonlReplay::new(config(&dir, ReplayMode::Rotation)));
-    assert_eq!(adapter.name(), "jsonl-replay");
+    assert_eq!(adapter.name(), "replay");
     let mut updates = adapter.updates().unwrap();
     assert!(matches!(
         adapter.updates(),
-        Err(AdapterError::UpdatesTaken { adapter }) if adapter == "jsonl-replay"
+        Err(AdapterError::UpdatesTaken { adapter }) if adapter == "replay"
     ));
 
     // Calls from several tasks at once.

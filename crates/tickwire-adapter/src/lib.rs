@@ -88,7 +88,7 @@ pub type UpdateStream = Pin<Box<dyn futures_util::Stream<Item = Update> + Send>>
 /// format (for the JSONL replay, `*` or `TICKER/folder/category`; for the
 /// synthetic market, `*` or `EXCHANGE:SYMBOL`).
 pub trait BrokerAdapter: Send + Sync + 'static {
-    /// A short name for logs and errors, such as `jsonl-replay`.
+    /// A short name for logs and errors, such as `replay`.
     fn name(&self) -> &str;
 
     /// Connects to the upstream (for a replay: loads and validates its data)

@@ -150,6 +150,12 @@ pub struct Config {
     /// The adapters the binary makes, by name, in this order: `replay`,
     /// `synthetic` (also needs `[synthetic] enabled`) and `zmq`. Default all three.
     pub adapters: Vec<String>,
+    /// Adapters without which the gateway must not run, by name (the
+    /// bundled ones are named as in `adapters`): one of them that fails to
+    /// start stops the start. Any other that fails is left out, with its
+    /// reason logged, and the others serve. A name that is not one of the
+    /// adapters is refused. Default: none.
+    pub required_adapters: Vec<String>,
 }
 
 impl Default for Config {
@@ -177,6 +183,7 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             zmq: Dict::new(),
             adapters: ADAPTER_NAMES.map(String::from).to_vec(),
+            required_adapters: Vec::new(),
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::path::{Path, PathBuf};
+
 use figment::Figment;
 use figment::providers::Serialized;
 use serde::Deserialize;
@@ -32,6 +34,49 @@ where
         .map_err(|e| GatewayError::InvalidConfig {
             reason: format!("[{name}]: {e}"),
         })
+}
+
+/// Resolves a relative `[replay] data_dir` so that the server finds its data
+/// from any working directory, and returns where it points now:
+///
+/// - set in a configuration file: relative to that file's directory;
+/// - otherwise relative to the working directory when it is there, else to
+///   the nearest ancestor of the working directory, then of the running
+///   binary, that holds it (the bundled `data/demo` of the repository a
+///   binary was built in, from a subdirectory or from `target/release`).
+///
+/// An absolute `data_dir` is left as it is, and so is one found nowhere (the
+/// replay adapter then says what is missing).
+pub fn locate_replay_data(figment: &Figment, config: &mut Config) -> Option<PathBuf> {
+    let dir = PathBuf::from(config.replay.get("data_dir")?.as_str()?);
+    if dir.is_absolute() {
+        return Some(dir);
+    }
+    let from_file = figment
+        .find_metadata("replay.data_dir")
+        .and_then(|m| m.source.as_ref())
+        .and_then(|source| source.file_path())
+        .and_then(Path::parent)
+        .map(|base| base.join(&dir));
+    let found = from_file.or_else(|| {
+        if dir.is_dir() {
+            return None;
+        }
+        let cwd = std::env::current_dir().ok();
+        let exe = std::env::current_exe().ok();
+        let bases = cwd.iter().chain(exe.iter()).flat_map(|p| p.ancestors());
+        bases.map(|base| base.join(&dir)).find(|p| p.is_dir())
+    });
+    match found {
+        Some(path) => {
+            let shown = path.display().to_string();
+            config
+                .replay
+                .insert("data_dir".to_owned(), figment::value::Value::from(shown));
+            Some(path)
+        }
+        None => Some(dir),
+    }
 }
 
 /// The replay adapter's configuration, from `[replay]`.
@@ -226,6 +271,42 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    // `Jail::expect_with` closures return figment's (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn a_relative_data_dir_is_found_from_anywhere() {
+        figment::Jail::expect_with(|jail| {
+            let root = jail.directory().to_owned();
+            for dir in ["data/demo", "conf/recordings", "deep/below"] {
+                std::fs::create_dir_all(root.join(dir)).unwrap();
+            }
+
+            // The default, from a subdirectory: found in an ancestor.
+            std::env::set_current_dir(root.join("deep/below")).unwrap();
+            let figment = Config::figment(None);
+            let mut config = Config::from_figment(&figment).unwrap();
+            let found = locate_replay_data(&figment, &mut config).unwrap();
+            assert_eq!(found, root.join("data/demo"));
+            assert_eq!(replay_config(&config).unwrap().data_dir, found);
+
+            // Set in a file: relative to the file, wherever the server runs.
+            let file = root.join("conf/tickwire.toml");
+            std::fs::write(&file, "[replay]\ndata_dir = \"recordings\"\n").unwrap();
+            let figment = Config::figment(Some(&file));
+            let mut config = Config::from_figment(&figment).unwrap();
+            let found = locate_replay_data(&figment, &mut config).unwrap();
+            assert_eq!(found, root.join("conf/recordings"));
+
+            // Found nowhere: left for the adapter to report.
+            jail.set_env("TICKWIRE_REPLAY__DATA_DIR", "nowhere/at/all");
+            let figment = Config::figment(None);
+            let mut config = Config::from_figment(&figment).unwrap();
+            let found = locate_replay_data(&figment, &mut config).unwrap();
+            assert_eq!(found, Path::new("nowhere/at/all"));
+            Ok(())
+        });
     }
 
     #[test]

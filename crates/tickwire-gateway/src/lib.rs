@@ -86,7 +86,8 @@ mod adapters;
 mod http;
 
 pub use adapters::{
-    Adapters, RunOptions, adapters_from_config, replay_config, synthetic_config, zmq_config,
+    Adapters, RunOptions, adapters_from_config, locate_replay_data, replay_config,
+    synthetic_config, zmq_config,
 };
 pub use tickwire_adapter::AdapterStates;
 pub use tickwire_adapter_replay::{ReplayConfig, ReplayMode};
@@ -169,6 +170,100 @@ struct Shared {
     publish: tickwire_endpoint_publish::Publish,
 }
 
+/// Takes every adapter's stream, as the adapter contract asks, then connects
+/// each and subscribes it to everything (`*`). An adapter that fails is left
+/// out, with its reason logged, unless `required` names it: then the gateway
+/// does not start. Returns the adapters that started and their streams.
+async fn start_adapters(
+    adapters: Vec<Arc<dyn BrokerAdapter>>,
+    required: &[String],
+    market: &Market,
+) -> Result<
+    (
+        Vec<Arc<dyn BrokerAdapter>>,
+        Vec<tickwire_adapter::UpdateStream>,
+    ),
+    GatewayError,
+> {
+    if let Some(missing) = required
+        .iter()
+        .find(|name| !adapters.iter().any(|a| a.name() == name.as_str()))
+    {
+        return Err(GatewayError::InvalidConfig {
+            reason: format!(
+                "required_adapters names {missing:?}, which is not one of the adapters ({})",
+                adapters
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let mut taken = Vec::with_capacity(adapters.len());
+    for adapter in adapters {
+        match adapter.updates() {
+            Ok(stream) => taken.push((adapter, stream)),
+            Err(source) => left_out(&adapter, source, required)?,
+        }
+    }
+    let mut started = (
+        Vec::with_capacity(taken.len()),
+        Vec::with_capacity(taken.len()),
+    );
+    for (adapter, stream) in taken {
+        let start = async {
+            adapter.connect().await?;
+            adapter.subscribe(&["*".to_owned()]).await
+        };
+        if let Err(source) = start.await {
+            let _ = adapter.disconnect().await;
+            left_out(&adapter, source, required)?;
+            continue;
+        }
+        let instruments = adapter.instruments();
+        market.learn_all(&instruments);
+        market.adapter_connected();
+        info!(
+            adapter = adapter.name(),
+            instruments = instruments.len(),
+            "adapter connected"
+        );
+        started.0.push(adapter);
+        started.1.push(stream);
+    }
+    Ok(started)
+}
+
+/// An adapter that failed to start: an error when it is required, else a
+/// logged refusal and the gateway goes on without it.
+fn left_out(
+    adapter: &Arc<dyn BrokerAdapter>,
+    source: AdapterError,
+    required: &[String],
+) -> Result<(), GatewayError> {
+    let name = adapter.name().to_owned();
+    if required.contains(&name) {
+        return Err(GatewayError::Adapter {
+            adapter: name,
+            source,
+        });
+    }
+    let mut reason = source.to_string();
+    let mut cause = std::error::Error::source(&source);
+    while let Some(e) = cause {
+        reason.push_str(": ");
+        reason.push_str(&e.to_string());
+        cause = e.source();
+    }
+    tracing::error!(
+        adapter = %name,
+        %reason,
+        "adapter failed to start; serving without it (list it in `required_adapters` to stop instead)"
+    );
+    Ok(())
+}
+
 /// Serves `listener` until `shutdown` completes.
 ///
 /// Validates `config`, connects every adapter and subscribes it to everything
@@ -226,6 +321,7 @@ pub async fn run_with(
         slow_consumer: tickwire_services::slow_consumer(config.transport.slow_consumer),
     };
 
+    let (adapters, streams) = start_adapters(adapters, &config.required_adapters, &market).await?;
     let proxy = Arc::new(tickwire_endpoint_proxy::Proxy::new(
         &config.proxy,
         &adapters,
@@ -260,33 +356,6 @@ pub async fn run_with(
             tickwire_endpoint_fastws::BarFeed::new(feeds.clone()),
         );
     let fan_out = Arc::new(std::sync::Mutex::new(fan_out));
-    // Take the streams first, as the adapter contract asks, then connect.
-    let mut streams = Vec::with_capacity(adapters.len());
-    for adapter in &adapters {
-        let stream = adapter.updates().map_err(|source| GatewayError::Adapter {
-            adapter: adapter.name().to_owned(),
-            source,
-        })?;
-        streams.push(stream);
-    }
-    for adapter in &adapters {
-        let started = async {
-            adapter.connect().await?;
-            adapter.subscribe(&["*".to_owned()]).await
-        };
-        started.await.map_err(|source| GatewayError::Adapter {
-            adapter: adapter.name().to_owned(),
-            source,
-        })?;
-        let instruments = adapter.instruments();
-        market.learn_all(&instruments);
-        market.adapter_connected();
-        info!(
-            adapter = adapter.name(),
-            instruments = instruments.len(),
-            "adapter connected"
-        );
-    }
     let adapters_task = tokio::spawn(tickwire_core::dispatch::run(
         fan_out.clone(),
         streams,
