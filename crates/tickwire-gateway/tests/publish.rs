@@ -236,3 +236,43 @@ async fn chunked(server: &Server, body: &str) -> u16 {
     let raw = String::from_utf8_lossy(&raw);
     raw.split(' ').nth(1).unwrap().parse().unwrap()
 }
+
+#[tokio::test]
+async fn a_request_on_a_keep_alive_connection_after_shutdown_is_answered_or_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut server = Server::start_with(config(), universe()).await;
+    let mut conn = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let body = r#"{"kind":"tick","symbol":"BTC/USD","price":1,"timestamp":1700000000000}"#;
+    let request = format!(
+        "POST {PUBLISH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, conn.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8_lossy(&first[..n]).into_owned();
+    assert!(first.starts_with("HTTP/1.1 202"), "{first}");
+
+    server.begin_shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The connection was idle when the shutdown began: the next request is
+    // either answered 503 or finds the connection closed; never left hanging.
+    let _ = conn.write_all(request.as_bytes()).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, conn.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest).into_owned();
+    match read {
+        Ok(Ok(_)) => assert!(
+            rest.is_empty() || rest.starts_with("HTTP/1.1 503"),
+            "{rest}"
+        ),
+        Ok(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Err(_) => panic!("no answer and the connection still open: {rest:?}"),
+    }
+    server.finish().await.unwrap();
+}
