@@ -98,7 +98,7 @@ pub use dispatch::{FanOut, Feed};
 pub use outbox::{SlowConsumer, SlowConsumerCounts, corked};
 pub use session::{Activity, Ending, Protocol, Step, Transport};
 pub use subscriber::{Index, Kind, Subscriber, publish, publish_text};
-pub use writer::{Outbound, SequencedMessage, Sequencer};
+pub use writer::{AbortiveClose, Outbound, SequencedMessage, Sequencer};
 
 /// Locks `mutex`, whether or not a thread panicked while holding it: every
 /// mutex of the core and the gateway guards state that stays consistent

@@ -599,6 +599,21 @@ impl Outbox {
         self.space.notify_waiters();
     }
 
+    /// Waits until the connection is dropped (its queue overflowed under
+    /// `disconnect`): for a writer blocked on a full socket, which must not
+    /// wait for its write to finish or time out first.
+    pub async fn dropped(&self) {
+        std::future::poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.dropped {
+                return Poll::Ready(());
+            }
+            register(&mut state.waker, cx);
+            Poll::Pending
+        })
+        .await;
+    }
+
     /// Ends the connection as if its transport vanished: its client is
     /// known to be gone (it came back on another connection) though the
     /// socket did not say so yet. The writer writes nothing more and stops

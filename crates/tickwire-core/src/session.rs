@@ -157,7 +157,7 @@ pub async fn run<R, W, P>(
     _tracker: Tracker,
 ) where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + crate::writer::AbortiveClose + Unpin + Send + 'static,
     P: Protocol,
 {
     let _open = connections.opened();

@@ -127,6 +127,29 @@ pub enum Control {
     CloseEcho(Bytes),
 }
 
+/// The write half of a connection, which a writer may ask to end with an
+/// abortive close: when a client too slow to read is dropped, a reset frees
+/// at once the kernel's send queue (megabytes) that an orderly close would
+/// keep, in FIN-WAIT-1, for as long as the peer stays.
+pub trait AbortiveClose {
+    /// Makes the coming close of the socket a reset. Nothing by default.
+    fn abort_on_close(&self) {}
+}
+
+impl AbortiveClose for tokio::net::tcp::OwnedWriteHalf {
+    fn abort_on_close(&self) {
+        let socket = socket2::SockRef::from(self.as_ref());
+        if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
+            debug!(error = %e, "SO_LINGER 0 failed");
+        }
+    }
+}
+
+impl<T> AbortiveClose for tokio::io::WriteHalf<T> {}
+
+/// The reason of the close frame a client dropped for a full queue gets.
+pub const SLOW_CONSUMER_REASON: &str = "slow consumer: the send queue is full";
+
 /// How the writer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriterExit {
@@ -192,7 +215,7 @@ enum Work {
     Shutdown,
 }
 
-impl<W: AsyncWrite + Unpin> Writer<W> {
+impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
     pub fn new(
         io: W,
         config: WriterConfig,
@@ -250,6 +273,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     _ = ping.tick() => ping_due = true,
                 }
                 if batch.dropped {
+                    self.close_slow_consumer();
                     return WriterExit::Failed;
                 }
                 if batch.abandoned {
@@ -338,7 +362,18 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             Poll::Pending => 0,
         };
         let rest = &bytes[written..];
-        match tokio::time::timeout(self.config.write_timeout, self.io.write_all(rest)).await {
+        let write = tokio::time::timeout(self.config.write_timeout, self.io.write_all(rest));
+        let outcome = tokio::select! {
+            outcome = write => outcome,
+            // The queue overflowed while the socket was full: drop the
+            // client now, not after the write timeout.
+            () = self.sub.outbox().dropped() => {
+                debug!(connection = self.sub.id(), "slow consumer: queue full while the socket is full");
+                self.io.abort_on_close();
+                return false;
+            }
+        };
+        match outcome {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 debug!(connection = self.sub.id(), error = %e, "write failed");
@@ -359,6 +394,22 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     fn count(&self, counter: &std::sync::atomic::AtomicU64) {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Drops a client whose queue overflowed: a close frame (1008) if the
+    /// socket takes it now, without waiting, then an abortive close.
+    fn close_slow_consumer(&mut self) {
+        let mut buf = BytesMut::new();
+        put_close(&mut buf, close_code::POLICY, SLOW_CONSUMER_REASON);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let written = Pin::new(&mut self.io).poll_write(&mut cx, &buf);
+        debug!(
+            connection = self.sub.id(),
+            close_written = matches!(written, Poll::Ready(Ok(n)) if n == buf.len()),
+            "slow consumer: queue full, dropping the client"
+        );
+        self.io.abort_on_close();
     }
 
     /// The socket failed: a connection with a sequencer leaves what is
@@ -460,7 +511,13 @@ mod tests {
 
     /// A socket that takes every write whole and records it with the time.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<Write>>>);
+    struct Recorder(Arc<Mutex<Vec<Write>>>, Arc<std::sync::atomic::AtomicBool>);
+
+    impl AbortiveClose for Recorder {
+        fn abort_on_close(&self) {
+            self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 
     impl Recorder {
         fn writes(&self) -> Vec<(Duration, Vec<u8>)> {
@@ -755,6 +812,8 @@ mod tests {
     /// A socket whose every write fails.
     struct Broken;
 
+    impl AbortiveClose for Broken {}
+
     impl AsyncWrite for Broken {
         fn poll_write(
             self: Pin<&mut Self>,
@@ -869,5 +928,94 @@ mod tests {
         let mut batch = Batch::default();
         sub.outbox().take_now(&mut batch);
         assert_eq!(batch.data.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_consumer_gets_a_close_frame_and_an_abortive_close() {
+        let (sub, recorder, _shutdown) = recorded_writer(Duration::ZERO);
+        // More than the queue holds while the writer is not scheduled.
+        let offered: Vec<bool> = (0..20)
+            .map(|_| sub.offer(0, Outbound::text(b"x")))
+            .collect();
+        assert!(offered.contains(&false), "the queue overflowed");
+        settle().await;
+        let written: Vec<u8> = recorder.writes().into_iter().flat_map(|(_, b)| b).collect();
+        let mut close = BytesMut::new();
+        put_close(&mut close, close_code::POLICY, SLOW_CONSUMER_REASON);
+        assert_eq!(written, close.to_vec(), "nothing but the close frame");
+        assert!(
+            recorder.1.load(std::sync::atomic::Ordering::Relaxed),
+            "an abortive close"
+        );
+    }
+
+    /// A socket whose buffer is full and stays full; it records an abortive close.
+    #[derive(Clone, Default)]
+    struct Stuck(Arc<std::sync::atomic::AtomicBool>);
+
+    impl AbortiveClose for Stuck {
+        fn abort_on_close(&self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_stuck_on_a_full_socket_drops_a_slow_consumer_at_once() {
+        let sub = Subscriber::new(
+            1,
+            0,
+            QueuePolicy {
+                capacity: 4,
+                slow_consumer: SlowConsumer::Disconnect,
+                pacer: None,
+            },
+            Arc::new(SlowConsumerStats::default()),
+        );
+        let (_tx, shutdown) = watch::channel(false);
+        let config = WriterConfig {
+            reply_opcode: OpCode::Text,
+            ping_interval: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(10),
+            goodbye: None,
+        };
+        let socket = Stuck::default();
+        let writer =
+            tokio::spawn(Writer::new(socket.clone(), config, sub.clone(), shutdown, None).run());
+        assert!(sub.offer(0, Outbound::text(b"blocks the socket")));
+        settle().await;
+        let started = tokio::time::Instant::now();
+        while sub.offer(0, Outbound::text(b"piles up")) {}
+        assert_eq!(writer.await.unwrap(), WriterExit::Failed);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "not after the write timeout"
+        );
+        assert!(
+            socket.0.load(std::sync::atomic::Ordering::Relaxed),
+            "an abortive close"
+        );
     }
 }
