@@ -765,8 +765,19 @@ impl Config {
                 self.prefix
             ));
         }
-        if let Some(url) = &self.public_url {
-            PublicUrl::parse(url)?;
+        match &self.public_url {
+            Some(url) => {
+                PublicUrl::parse(url)?;
+            }
+            None if !self.listen.ip().is_loopback() => {
+                return invalid(format!(
+                    "public_url is required when listening on {}: without it /negotiate would \
+                     build its URLs, and the tokens' audience, from the Host header the client \
+                     sends; set it to the scheme and host clients reach the gateway at",
+                    self.listen
+                ));
+            }
+            None => {}
         }
         self.proxy.validate(self.listen)?;
         validate_adapter_names(&self.adapters)?;
@@ -901,8 +912,25 @@ mod tests {
     }
 
     #[test]
+    fn a_public_address_needs_a_public_url() {
+        let config = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            api_keys: vec![ApiKey::new("alice", "s3cret")],
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("public_url is required"), "{err}");
+        let config = Config {
+            public_url: Some("https://gex.example.com".into()),
+            ..config
+        };
+        config.validate().unwrap();
+    }
+
+    #[test]
     fn real_keys_are_fine_on_a_public_address() {
         let config = Config {
+            public_url: Some("https://gex.example.com".into()),
             listen: "0.0.0.0:8080".parse().unwrap(),
             api_keys: vec![ApiKey {
                 key: None,

@@ -30,6 +30,11 @@ use crate::subscriber::Subscriber;
 /// The body of every response.
 pub type Body = Full<Bytes>;
 
+/// The largest request head (request line and headers) a client may send;
+/// a larger one is answered 431 and the connection closed. A WebSocket
+/// handshake with an access token takes about 1 KiB.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
 /// How long a client may take to send a request head (slow-loris guard).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -55,6 +60,7 @@ pub async fn serve_connection<S, F>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
+use tickwire_config::PublicUrl;
 use tickwire_model::Hub;
 
 /// The role that lets a connection join and leave every group.
@@ -30,6 +31,9 @@ pub struct Claims {
     pub sub: String,
     /// Issued at, seconds since the Unix epoch.
     pub iat: u64,
+    /// Not before, seconds since the Unix epoch (checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     /// The roles of the connection.
@@ -39,6 +43,9 @@ pub struct Claims {
 
 /// Issues and checks access tokens.
 pub struct Tokens {
+    /// The audience's `scheme://authority` when the gateway's public URL is
+    /// configured: a token minted for another host is refused.
+    origin: Option<String>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -49,14 +56,17 @@ impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokens")
             .field("ttl_secs", &self.ttl_secs)
+            .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
 }
 
 impl Tokens {
     /// Tokens signed with `secret` (32 random bytes when none is given:
-    /// tokens then do not survive a restart) that live `ttl_secs`.
-    pub fn new(secret: Option<&str>, ttl_secs: u64) -> Tokens {
+    /// tokens then do not survive a restart) that live `ttl_secs`; with
+    /// `public`, the gateway's public URL, only tokens whose audience is one
+    /// of its hubs are valid.
+    pub fn new(secret: Option<&str>, ttl_secs: u64, public: Option<&PublicUrl>) -> Tokens {
         let secret = match secret {
             Some(secret) => secret.as_bytes().to_vec(),
             None => {
@@ -69,9 +79,15 @@ impl Tokens {
         // The audience names the hub; it is checked against the route by
         // `verify`, whatever host the client used.
         validation.validate_aud = false;
+        validation.validate_nbf = true;
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        let origin = public.map(|url| {
+            let scheme = if url.tls { "https" } else { "http" };
+            format!("{scheme}://{}", url.authority.to_ascii_lowercase())
+        });
         Tokens {
+            origin,
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             validation,
@@ -87,6 +103,7 @@ impl Tokens {
             aud: audience,
             sub: user_id.to_owned(),
             iat: now,
+            nbf: Some(now),
             exp: now + self.ttl_secs,
             role: roles.to_vec(),
         };
@@ -98,8 +115,12 @@ impl Tokens {
     /// The claims of `token` if it is a valid, unexpired token of `hub`.
     pub fn verify(&self, token: &str, hub: Hub) -> Option<Claims> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        let path = data.claims.aud.split_once("://")?.1;
-        let (_, tail) = path.split_once("/client/hubs/")?;
+        let (origin, tail) = data.claims.aud.split_once("/client/hubs/")?;
+        if let Some(own) = &self.origin {
+            if !origin.eq_ignore_ascii_case(own) {
+                return None;
+            }
+        }
         (tail.trim_end_matches('/') == hub.name()).then_some(data.claims)
     }
 }
@@ -172,7 +193,7 @@ mod tests {
 
     #[test]
     fn tokens_are_bound_to_their_hub() {
-        let auth = Tokens::new(None, 600);
+        let auth = Tokens::new(None, 600, None);
         let roles = [ROLE_JOIN_LEAVE.to_owned()];
         let token = auth.issue("demo", &roles, "http://h:1/client/hubs/classic".into());
         let claims = auth.verify(&token, Hub::Classic).unwrap();
@@ -182,20 +203,20 @@ mod tests {
         assert!(auth.verify("garbage", Hub::Classic).is_none());
         // Another secret's token is refused.
         assert!(
-            Tokens::new(None, 600)
+            Tokens::new(None, 600, None)
                 .verify(&token, Hub::Classic)
                 .is_none()
         );
         // A configured secret survives a restart; another one does not.
-        let a = Tokens::new(Some("s3cret"), 600);
+        let a = Tokens::new(Some("s3cret"), 600, None);
         let token = a.issue("demo", &roles, "https://h/client/hubs/classic/".into());
         assert!(
-            Tokens::new(Some("s3cret"), 600)
+            Tokens::new(Some("s3cret"), 600, None)
                 .verify(&token, Hub::Classic)
                 .is_some()
         );
         assert!(
-            Tokens::new(Some("other"), 600)
+            Tokens::new(Some("other"), 600, None)
                 .verify(&token, Hub::Classic)
                 .is_none()
         );
@@ -214,5 +235,50 @@ mod tests {
         assert!(p.can_send("anything"));
         assert!(!p.can_send_events());
         assert!(Permissions::from_roles(&[ROLE_EVENT.into()]).can_send_events());
+    }
+
+    #[test]
+    fn with_a_public_url_only_its_own_hubs_are_audiences() {
+        let public = PublicUrl::parse("https://gex.example.com").unwrap();
+        let tokens = Tokens::new(Some("s3cret"), 600, Some(&public));
+        let roles = [ROLE_JOIN_LEAVE.to_owned()];
+        let own = tokens.issue(
+            "u",
+            &roles,
+            "https://GEX.example.com/client/hubs/classic".into(),
+        );
+        assert!(tokens.verify(&own, Hub::Classic).is_some());
+        for forged in [
+            "https://evil.example/client/hubs/classic",
+            "http://gex.example.com/client/hubs/classic",
+            "https://gex.example.com.evil/client/hubs/classic",
+        ] {
+            let token = tokens.issue("u", &roles, forged.into());
+            assert!(tokens.verify(&token, Hub::Classic).is_none(), "{forged}");
+        }
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let tokens = Tokens::new(Some("s3cret"), 600, None);
+        let now = unix_now();
+        let claims = Claims {
+            aud: "http://h/client/hubs/classic".into(),
+            sub: "u".into(),
+            iat: now,
+            nbf: Some(now + 3600),
+            exp: now + 7200,
+            role: Vec::new(),
+        };
+        let early = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &tokens.encoding)
+            .unwrap();
+        assert!(tokens.verify(&early, Hub::Classic).is_none());
+        let claims = Claims {
+            nbf: Some(now),
+            ..claims
+        };
+        let ready = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &tokens.encoding)
+            .unwrap();
+        assert!(tokens.verify(&ready, Hub::Classic).is_some());
     }
 }

@@ -401,6 +401,7 @@ pub async fn run_with(
             tokens: tickwire_endpoint_hubs::Tokens::new(
                 config.token_secret.as_deref(),
                 config.token_ttl_secs,
+                public_url.as_ref(),
             ),
             public_url,
             listen: config.listen,

@@ -106,6 +106,7 @@ fn file_then_environment_then_flags() {
 fn api_keys_from_the_environment() {
     Jail::expect_with(|jail| {
         jail.set_env("TICKWIRE_LISTEN", "0.0.0.0:8080");
+        jail.set_env("TICKWIRE_PUBLIC_URL", "https://gex.example.com");
         jail.set_env(
             "TICKWIRE_API_KEYS",
             r#"[{name="bob",key="bobs-key",roles=["webpubsub.joinLeaveGroup"]}]"#,

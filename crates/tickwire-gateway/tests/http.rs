@@ -230,3 +230,12 @@ async fn negotiate_refuses_keys_without_the_pubsub_endpoint() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("/negotiate"), "{body}");
 }
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_and_the_server_carries_on() {
+    let server = Server::default().await;
+    let huge = "x".repeat(100 * 1024);
+    let (status, _) = http_head(server.addr, "/healthz", &[("X-Padding", &huge)]).await;
+    assert_eq!(status, 431);
+    assert_eq!(http_get(server.addr, "/healthz", &[]).await.0, 200);
+}
