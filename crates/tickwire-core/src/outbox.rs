@@ -539,6 +539,21 @@ impl Outbox {
         offered
     }
 
+    /// Queues a control item if there is room now (`Err` with the item when
+    /// the control queue is full or the writer is gone): for the first item
+    /// of a connection, which never waits.
+    pub fn try_send_control(&self, item: Control) -> Result<(), Control> {
+        let mut state = self.lock();
+        if state.writer_gone || state.writer_failed || state.ctrl.len() >= CONTROL_QUEUE {
+            return Err(item);
+        }
+        state.ctrl.push_back(item);
+        let waker = state.waker.take();
+        drop(state);
+        wake(waker);
+        Ok(())
+    }
+
     /// Queues a control item, waiting while [`CONTROL_QUEUE`] items are
     /// queued (a client flooding requests without reading answers is slowed
     /// down). `Err` when the writer is gone.

@@ -175,9 +175,10 @@ pub async fn run<R, W, P>(
         connections.slow_consumer_stats().clone(),
     );
     let mut protocol = make(sub.clone());
-    // The opening goes first, before the writer takes anything.
+    // The opening goes first, before the writer takes anything (the queue
+    // is empty: there is room).
     if let Some(opening) = protocol.opening() {
-        let _ = sub.outbox().send_control(Control::Reply(opening)).await;
+        let _ = sub.outbox().try_send_control(Control::Reply(opening));
     }
     let writer = Writer::new(
         writer_io,

@@ -37,7 +37,7 @@ use tickwire_services::{Context, KeyRejection};
 use tickwire_websocket::close_code;
 use tracing::debug;
 
-use crate::session::{Hubs, Session, SessionParams, transport};
+use crate::session::{Hubs, Resumption, Session, SessionParams, transport};
 use crate::tokens::Tokens;
 
 /// The route of `/negotiate`.
@@ -201,7 +201,9 @@ pub fn websocket(
         let transport = transport(protocol, &hubs);
         let resumption = match &recovery {
             Some((id, token)) => {
-                let resumed = hubs.recover(id, token, hub, protocol).await;
+                // Boxed: its wait lives only while a client recovers, not in
+                // every connection's task.
+                let resumed = Box::pin(hubs.recover(id, token, hub, protocol)).await;
                 if resumed.is_none() {
                     debug!(connection_id = %id, %protocol, "recovery attempt refused");
                 }
@@ -209,32 +211,26 @@ pub fn websocket(
             }
             None => None,
         };
-        match (claims, resumption) {
-            (_, Some(resumption)) => {
-                let make = move |sub| Session::resume(hubs, sub, resumption);
-                start_session(upgraded, connections, transport, make, tracker).await;
-            }
-            (Some(claims), None) => {
-                let params = SessionParams {
-                    hub,
-                    protocol,
-                    user_id: claims.sub,
-                    roles: claims.role,
-                };
-                let make = move |sub| Session::new(hubs, sub, params);
-                start_session(upgraded, connections, transport, make, tracker).await;
-            }
+        let start = match (claims, resumption) {
+            (_, Some(resumption)) => Start::Resume(resumption),
+            (Some(claims), None) => Start::New(SessionParams {
+                hub,
+                protocol,
+                user_id: claims.sub,
+                roles: claims.role,
+            }),
             (None, None) => {
-                refuse(
-                    upgraded,
-                    None,
-                    close_code::POLICY,
-                    "session cannot be recovered",
-                    tracker,
-                )
-                .await;
+                let reason = "session cannot be recovered";
+                refuse(upgraded, None, close_code::POLICY, reason, tracker).await;
+                return;
             }
-        }
+        };
+        // One closure for both, so that one session future serves them.
+        let make = move |sub| match start {
+            Start::New(params) => Session::new(hubs, sub, params),
+            Start::Resume(resumption) => Session::resume(hubs, sub, resumption),
+        };
+        start_session(upgraded, connections, transport, make, tracker).await;
     });
     if let Some(echo) = negotiated.echo {
         response.headers_mut().insert(
@@ -243,6 +239,14 @@ pub fn websocket(
         );
     }
     response
+}
+
+/// How a connection's session starts.
+enum Start {
+    /// A new session of these parameters.
+    New(SessionParams),
+    /// A parked session, resumed.
+    Resume(Resumption),
 }
 
 /// The access token of a handshake: the `access_token` query parameter, or

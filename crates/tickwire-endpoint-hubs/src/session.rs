@@ -445,7 +445,8 @@ struct Parked {
 #[derive(Debug)]
 pub(crate) struct Resumption {
     hubs: Arc<Hubs>,
-    parked: Option<Parked>,
+    /// Boxed: a connection's task holds a resumption until it starts.
+    parked: Option<Box<Parked>>,
 }
 
 impl Drop for Resumption {
@@ -496,7 +497,7 @@ impl Hubs {
         drop(sequencing);
         Some(Resumption {
             hubs: self.clone(),
-            parked: Some(parked),
+            parked: Some(Box::new(parked)),
         })
     }
 
