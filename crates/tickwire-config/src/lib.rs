@@ -648,6 +648,12 @@ pub struct ProxyConfig {
     /// Largest client message, in bytes; larger ones close with 1009.
     /// Default 65536.
     pub max_message_bytes: usize,
+    /// Subscriptions (instrument × mode × depth) one connection may hold;
+    /// instruments of a subscribe beyond are refused. Default 1000.
+    pub max_subscriptions: usize,
+    /// Seconds a connection may stay without a successful `authenticate`;
+    /// then it is closed (1008). Default 10.
+    pub auth_timeout_secs: u64,
     /// This endpoint's slow-consumer policy; default `transport.slow_consumer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_consumer: Option<SlowConsumer>,
@@ -662,6 +668,8 @@ impl Default for ProxyConfig {
             snapshot_on_subscribe: true,
             brokers: Vec::new(),
             max_message_bytes: 64 * 1024,
+            max_subscriptions: 1000,
+            auth_timeout_secs: 10,
             slow_consumer: None,
         }
     }
@@ -673,6 +681,9 @@ impl ProxyConfig {
         let invalid = |reason: &str| Err(ConfigError::invalid(format!("proxy.{reason}")));
         if self.max_message_bytes == 0 {
             return invalid("max_message_bytes must be greater than zero");
+        }
+        if self.max_subscriptions == 0 || self.auth_timeout_secs == 0 {
+            return invalid("max_subscriptions and auth_timeout_secs must be greater than zero");
         }
         if self.brokers.iter().any(String::is_empty) {
             return invalid("brokers must not hold an empty name");

@@ -145,6 +145,10 @@ pub struct Proxy {
     states: AdapterStates,
     /// The key ring `authenticate` checks keys against.
     auth: Arc<KeyRing>,
+    /// Subscriptions one connection may hold.
+    max_subscriptions: usize,
+    /// How long a connection may stay unauthenticated.
+    auth_timeout: Duration,
     /// This endpoint's largest client message and slow-consumer policy.
     max_message_bytes: usize,
     slow_consumer: Option<tickwire_config::SlowConsumer>,
@@ -209,6 +213,8 @@ impl Proxy {
             upstreams,
             states,
             auth,
+            max_subscriptions: config.max_subscriptions,
+            auth_timeout: Duration::from_secs(config.auth_timeout_secs),
             max_message_bytes: config.max_message_bytes,
             slow_consumer: config.slow_consumer,
             pong_timeout,
@@ -354,6 +360,11 @@ impl Proxy {
     }
 
     /// The keys connection `id` holds for `instrument`, in `mode` if given.
+    /// How many keys connection `id` holds.
+    fn held_by(&self, id: u64) -> usize {
+        lock(&self.subs).refs.keys_of(&id).count()
+    }
+
     fn keys_of(&self, id: u64, instrument: &Instrument, mode: Option<Mode>) -> Vec<SubKey> {
         lock(&self.subs)
             .refs
@@ -507,6 +518,9 @@ pub struct ProxySession {
     /// The connection's slot in its key's `max_connections`, held from a
     /// successful `authenticate` until the connection closes.
     lease: Option<(Arc<KeyUsage>, Lease)>,
+    /// When the connection opened: it must authenticate within the
+    /// endpoint's `auth_timeout`.
+    opened: Instant,
 }
 
 impl std::fmt::Debug for ProxySession {
@@ -526,6 +540,30 @@ impl ProxySession {
             sub,
             user: None,
             lease: None,
+            opened: Instant::now(),
+        }
+    }
+
+    /// Ends what an earlier `authenticate` granted: the user, the key's
+    /// connection slot, and the subscriptions made under it.
+    fn deauthenticate(&mut self) {
+        if self.user.take().is_some() {
+            debug!(connection = self.sub.id(), "proxy authority ended");
+        }
+        self.lease = None;
+        self.release();
+    }
+
+    /// Takes one request from the key's rate, or refuses it.
+    fn within_rate(&self, now: Instant) -> Result<(), ProxyError> {
+        match &self.lease {
+            Some((usage, _)) if !usage.take(now) => Err(ProxyError::Limited {
+                message: format!(
+                    "Rate limit exceeded for API key {:?}: requests per minute are limited",
+                    usage.name()
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -539,13 +577,18 @@ impl ProxySession {
     }
 
     fn authenticate(&mut self, api_key: &str) -> Step {
-        let principal = match self.proxy.auth.check_bearer(None, Some(api_key)) {
+        // A new authenticate ends the earlier authority, whatever its outcome
+        // (the same key again keeps its slot and subscriptions).
+        let proxy = self.proxy.clone();
+        let principal = match proxy.auth.check_bearer(None, Some(api_key)) {
             Ok(p) => p,
             Err(KeyRejection::Missing | KeyRejection::Invalid) => {
+                self.deauthenticate();
                 return self.error(&ProxyError::invalid_api_key());
             }
         };
         if !principal.allows(Endpoint::Proxy) {
+            self.deauthenticate();
             return self.error(&ProxyError::Authentication {
                 message: "API key not allowed on the proxy".into(),
             });
@@ -555,6 +598,7 @@ impl ProxySession {
             // Authenticating again with the key it holds a slot of: keep that slot.
             Some((held, _)) if Arc::ptr_eq(held, &usage) => {}
             _ => {
+                self.deauthenticate();
                 let Some(lease) = usage.lease() else {
                     warn!(
                         connection = self.sub.id(),
@@ -587,15 +631,36 @@ impl ProxySession {
         Step::Reply(reply)
     }
 
-    fn subscribe(&self, request: &Subscribe) -> Step {
+    fn subscribe(&self, request: &Subscribe, now: Instant) -> Step {
+        if let Err(e) = self.within_rate(now) {
+            return self.error(&e);
+        }
         let proxy = self.proxy();
         let mut snapshots = Vec::new();
+        let mut held = proxy.held_by(self.sub.id());
         let outcomes: Vec<SubscribeOutcome<'_>> = request
             .instruments
             .iter()
             .map(|instrument| {
                 let key = SubKey::new(instrument.clone(), request.mode, request.depth);
-                let result = proxy.join(&self.sub, &key);
+                let result = if let Err(why) = check_instrument(instrument) {
+                    Err(why)
+                } else if held >= proxy.max_subscriptions
+                    && proxy
+                        .keys_of(self.sub.id(), instrument, Some(request.mode))
+                        .is_empty()
+                {
+                    Err(format!(
+                        "Subscription limit reached: at most {} per connection",
+                        proxy.max_subscriptions
+                    ))
+                } else {
+                    let joined = proxy.join(&self.sub, &key);
+                    if joined.is_ok() {
+                        held = proxy.held_by(self.sub.id());
+                    }
+                    joined
+                };
                 if result.is_ok() && proxy.snapshot_on_subscribe {
                     snapshots.extend(proxy.encode(instrument, key.topic));
                 }
@@ -618,7 +683,10 @@ impl ProxySession {
         Step::Replies(replies)
     }
 
-    fn unsubscribe(&self, request: &Unsubscribe) -> Step {
+    fn unsubscribe(&self, request: &Unsubscribe, now: Instant) -> Step {
+        if let Err(e) = self.within_rate(now) {
+            return self.error(&e);
+        }
         let proxy = self.proxy();
         let id = self.sub.id();
         let mut successful: Vec<Instrument> = Vec::new();
@@ -676,7 +744,7 @@ impl ProxySession {
 }
 
 impl Protocol for ProxySession {
-    fn on_message(&mut self, _kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
+    fn on_message(&mut self, _kind: MessageKind, payload: &[u8], now: Instant) -> Step {
         let request = match decode_request(payload, self.user.is_some()) {
             Ok(request) => request,
             Err(e) => return self.error(&e),
@@ -684,8 +752,8 @@ impl Protocol for ProxySession {
         let style = self.proxy().style;
         match request {
             ProxyRequest::Authenticate { api_key } => self.authenticate(&api_key),
-            ProxyRequest::Subscribe(request) => self.subscribe(&request),
-            ProxyRequest::Unsubscribe(request) => self.unsubscribe(&request),
+            ProxyRequest::Subscribe(request) => self.subscribe(&request, now),
+            ProxyRequest::Unsubscribe(request) => self.unsubscribe(&request, now),
             ProxyRequest::Ping(ping) => {
                 Step::Reply(encode_pong(style, &ping, tickwire_model::now_millis()))
             }
@@ -703,13 +771,23 @@ impl Protocol for ProxySession {
     }
 
     /// A client that answers the writer's pings stays connected, however
-    /// quiet (the reference server has no idle limit of its own).
+    /// quiet (the reference server has no idle limit of its own), once it
+    /// authenticated; before, for `auth_timeout` at most.
     fn deadline(&self, activity: &Activity) -> Instant {
-        activity.last_frame + self.proxy.pong_timeout
+        let keepalive = activity.last_frame + self.proxy.pong_timeout;
+        if self.user.is_some() {
+            keepalive
+        } else {
+            keepalive.min(self.opened + self.proxy.auth_timeout)
+        }
     }
 
     fn idle_close(&self) -> (u16, &'static str) {
-        (close_code::POLICY, "keepalive timeout")
+        if self.user.is_some() {
+            (close_code::POLICY, "keepalive timeout")
+        } else {
+            (close_code::POLICY, "authentication timeout")
+        }
     }
 
     fn on_close(&mut self, _ending: tickwire_core::Ending) {
@@ -729,6 +807,31 @@ impl ProxySession {
             );
         }
     }
+}
+
+/// Longest symbol or exchange name a subscription may carry.
+const MAX_NAME_BYTES: usize = 64;
+
+/// Refuses an instrument no adapter could carry: an empty, overlong or
+/// control-character symbol or exchange.
+fn check_instrument(instrument: &Instrument) -> Result<(), String> {
+    for (what, name) in [
+        ("symbol", instrument.symbol.as_ref()),
+        ("exchange", instrument.exchange.as_ref()),
+    ] {
+        if name.trim().is_empty() {
+            return Err(format!("Invalid {what}: empty"));
+        }
+        if name.len() > MAX_NAME_BYTES {
+            return Err(format!(
+                "Invalid {what}: longer than {MAX_NAME_BYTES} bytes"
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(format!("Invalid {what}: control characters"));
+        }
+    }
+    Ok(())
 }
 
 /// The proxy's part of the fan-out: every tick, trade and book goes to the
@@ -836,17 +939,27 @@ mod tests {
     /// The proxy over one in-memory adapter, with the demo key; no socket,
     /// no gateway.
     fn proxy() -> (Arc<Proxy>, MemoryHandle) {
+        proxy_with(ProxyConfig::default(), 600)
+    }
+
+    /// The proxy of `config` over one in-memory adapter, with the demo key
+    /// and `limited`, a key of `rate_per_minute` requests.
+    fn proxy_with(config: ProxyConfig, rate_per_minute: u32) -> (Arc<Proxy>, MemoryHandle) {
         let adapter = MemoryAdapter::new("memory");
         let handle = adapter.handle();
         let adapters: Vec<Arc<dyn BrokerAdapter>> = vec![Arc::new(adapter)];
-        let config = Config::default();
-        let auth = Arc::new(KeyRing::new(&config.api_keys).unwrap());
+        let mut keys = Config::default().api_keys;
+        keys.push(tickwire_config::ApiKey {
+            rate_per_minute,
+            ..tickwire_config::ApiKey::new("limited", "limited-key")
+        });
+        let auth = Arc::new(KeyRing::new(&keys).unwrap());
         let proxy = Proxy::new(
-            &config.proxy,
+            &config,
             &adapters,
             AdapterStates::default(),
             auth,
-            config.transport.pong_timeout(),
+            Duration::from_secs(60),
         );
         (Arc::new(proxy), handle)
     }
@@ -917,6 +1030,109 @@ mod tests {
             "error"
         );
         assert_eq!(ask(&mut session, AUTH)[0]["status"], "success");
+    }
+
+    fn subscribe_to(symbols: &[&str]) -> String {
+        let list: Vec<String> = symbols
+            .iter()
+            .map(|s| format!(r#"{{"symbol":{},"exchange":"NSE"}}"#, serde_json::json!(s)))
+            .collect();
+        format!(
+            r#"{{"action":"subscribe","symbols":[{}],"mode":"LTP"}}"#,
+            list.join(",")
+        )
+    }
+
+    #[test]
+    fn invalid_symbols_are_refused_and_never_reach_the_adapter() {
+        let (proxy, upstream) = proxy();
+        let mut session = client(&proxy, 1);
+        ask(&mut session, AUTH);
+        let long = "X".repeat(65 * 1024);
+        let reply = ask(&mut session, &subscribe_to(&[" ", "A\u{1}B", &long, "TCS"]));
+        let text = reply[0].to_string();
+        for why in ["empty", "control characters", "longer than 64 bytes"] {
+            assert!(text.contains(why), "no {why:?} in the reply");
+        }
+        assert_eq!(
+            upstream.subscriptions(),
+            ["NSE:TCS:LTP"],
+            "only the valid one"
+        );
+    }
+
+    #[test]
+    fn a_connection_holds_at_most_its_limit_of_subscriptions() {
+        let config = ProxyConfig {
+            max_subscriptions: 2,
+            ..ProxyConfig::default()
+        };
+        let (proxy, upstream) = proxy_with(config, 600);
+        let mut session = client(&proxy, 1);
+        ask(&mut session, AUTH);
+        let reply = ask(&mut session, &subscribe_to(&["A", "B", "C"]));
+        assert!(
+            reply[0].to_string().contains("Subscription limit reached"),
+            "{reply:?}"
+        );
+        assert_eq!(upstream.subscriptions().len(), 2);
+        // Subscribing again to what it holds is not a new subscription.
+        let again = ask(&mut session, &subscribe_to(&["A"]));
+        assert!(!again[0].to_string().contains("limit"), "{again:?}");
+    }
+
+    #[test]
+    fn subscribe_requests_count_against_the_keys_rate() {
+        let (proxy, _upstream) = proxy_with(ProxyConfig::default(), 2);
+        let mut session = client(&proxy, 1);
+        ask(
+            &mut session,
+            r#"{"action":"authenticate","api_key":"limited-key"}"#,
+        );
+        for symbol in ["A", "B"] {
+            assert_eq!(
+                ask(&mut session, &subscribe_to(&[symbol]))[0]["status"],
+                "success"
+            );
+        }
+        let limited = ask(&mut session, &subscribe_to(&["C"]));
+        assert_eq!(limited[0]["code"], "RATE_LIMITED", "{limited:?}");
+    }
+
+    #[test]
+    fn an_unauthenticated_connection_has_a_deadline() {
+        let (proxy, _upstream) = proxy();
+        let mut session = client(&proxy, 1);
+        let now = Instant::now();
+        let activity = Activity {
+            last_frame: now,
+            last_message: now,
+        };
+        assert!(session.deadline(&activity) <= session.opened + Duration::from_secs(10));
+        assert_eq!(session.idle_close().1, "authentication timeout");
+        ask(&mut session, AUTH);
+        assert_eq!(session.deadline(&activity), now + Duration::from_secs(60));
+        assert_eq!(session.idle_close().1, "keepalive timeout");
+    }
+
+    #[test]
+    fn a_failed_authenticate_ends_the_earlier_authority() {
+        let (proxy, upstream) = proxy();
+        let mut session = client(&proxy, 1);
+        ask(&mut session, AUTH);
+        ask(&mut session, SUBSCRIBE);
+        assert_eq!(upstream.subscriptions(), ["NSE:RELIANCE:LTP"]);
+        let refused = ask(
+            &mut session,
+            r#"{"action":"authenticate","api_key":"nope"}"#,
+        );
+        assert_eq!(refused[0]["status"], "error");
+        assert!(
+            upstream.subscriptions().is_empty(),
+            "its subscriptions went with it"
+        );
+        let after = ask(&mut session, SUBSCRIBE);
+        assert_eq!(after[0]["code"], "NOT_AUTHENTICATED", "{after:?}");
     }
 
     #[test]

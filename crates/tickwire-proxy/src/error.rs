@@ -51,6 +51,14 @@ pub enum ProxyError {
         message: String,
     },
 
+    /// The key is over its request rate, or the connection at its
+    /// subscription limit: the request is not carried out.
+    #[error("{message}")]
+    Limited {
+        /// Which limit.
+        message: String,
+    },
+
     /// The broker side failed (adapter unavailable or refusing): retry later.
     #[error("{message}")]
     Broker {
@@ -69,6 +77,7 @@ impl ProxyError {
             ProxyError::Authentication { .. } => "AUTHENTICATION_ERROR",
             ProxyError::InvalidMode { .. } => "INVALID_MODE",
             ProxyError::InvalidParameters { .. } => "INVALID_PARAMETERS",
+            ProxyError::Limited { .. } => "RATE_LIMITED",
             ProxyError::Broker { .. } => "BROKER_ERROR",
         }
     }
