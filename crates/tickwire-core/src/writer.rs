@@ -836,25 +836,40 @@ mod tests {
         }
     }
 
-    /// Runs a writer over a broken socket until it gives up.
-    async fn broken_writer(sequencer: Option<Box<dyn Sequencer>>) -> (Subscriber, WriterExit) {
+    /// A connection with a queue of `capacity` that disconnects when full,
+    /// no pacing, and the writer settings of the tests (and the sender
+    /// that keeps the shutdown signal open).
+    fn bare(
+        capacity: usize,
+    ) -> (
+        Subscriber,
+        watch::Receiver<bool>,
+        WriterConfig,
+        watch::Sender<bool>,
+    ) {
         let sub = Subscriber::new(
             1,
             0,
             QueuePolicy {
-                capacity: 16,
+                capacity,
                 slow_consumer: SlowConsumer::Disconnect,
                 pacer: None,
             },
             Arc::new(SlowConsumerStats::default()),
         );
-        let (_tx, shutdown) = watch::channel(false);
+        let (tx, shutdown) = watch::channel(false);
         let config = WriterConfig {
             reply_opcode: OpCode::Text,
             ping_interval: Duration::from_secs(3600),
             write_timeout: Duration::from_secs(10),
             goodbye: None,
         };
+        (sub, shutdown, config, tx)
+    }
+
+    /// Runs a writer over a broken socket until it gives up.
+    async fn broken_writer(sequencer: Option<Box<dyn Sequencer>>) -> (Subscriber, WriterExit) {
+        let (sub, shutdown, config, _tx) = bare(16);
         let writer = Writer::new(Broken, config, sub.clone(), shutdown, sequencer);
         assert!(sub.offer(0, Outbound::text(b"lost on the wire")));
         (sub.clone(), writer.run().await)
@@ -894,23 +909,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_connection_ends_as_vanished_and_keeps_its_queue() {
-        let sub = Subscriber::new(
-            1,
-            0,
-            QueuePolicy {
-                capacity: 16,
-                slow_consumer: SlowConsumer::Disconnect,
-                pacer: None,
-            },
-            Arc::new(SlowConsumerStats::default()),
-        );
-        let (_tx, shutdown) = watch::channel(false);
-        let config = WriterConfig {
-            reply_opcode: OpCode::Text,
-            ping_interval: Duration::from_secs(3600),
-            write_timeout: Duration::from_secs(10),
-            goodbye: None,
-        };
+        let (sub, shutdown, config, _tx) = bare(16);
         let recorder = Recorder::default();
         let writer = Writer::new(
             recorder.clone(),
@@ -983,23 +982,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_writer_stuck_on_a_full_socket_drops_a_slow_consumer_at_once() {
-        let sub = Subscriber::new(
-            1,
-            0,
-            QueuePolicy {
-                capacity: 4,
-                slow_consumer: SlowConsumer::Disconnect,
-                pacer: None,
-            },
-            Arc::new(SlowConsumerStats::default()),
-        );
-        let (_tx, shutdown) = watch::channel(false);
-        let config = WriterConfig {
-            reply_opcode: OpCode::Text,
-            ping_interval: Duration::from_secs(3600),
-            write_timeout: Duration::from_secs(10),
-            goodbye: None,
-        };
+        let (sub, shutdown, config, _tx) = bare(4);
         let socket = Stuck::default();
         let writer =
             tokio::spawn(Writer::new(socket.clone(), config, sub.clone(), shutdown, None).run());
