@@ -117,6 +117,10 @@ pub struct Config {
     /// Most distinct groups the gateway tracks; joins of new groups beyond are
     /// refused. Default 100000.
     pub max_groups: usize,
+    /// Most instruments the gateway knows (each costs about 2 KiB with its
+    /// topics); a publish request naming new ones beyond is refused with
+    /// 422, and an adapter's are left out and counted. Default 100000.
+    pub max_instruments: usize,
     /// The JSONL replay the binary serves (`data_dir`, `date`, `interval_ms`,
     /// `mode`, `tickers`, `buffer`; the replay adapter's `ReplayConfig`).
     /// Default: `data_dir = "data/demo"` (relative to the working directory)
@@ -169,6 +173,7 @@ impl Default for Config {
             token_ttl_secs: 600,
             zstd_level: 3,
             max_groups: 100_000,
+            max_instruments: 100_000,
             replay: Dict::from([
                 ("data_dir".to_owned(), Value::from("data/demo")),
                 ("mode".to_owned(), Value::from("rotation")),
@@ -810,6 +815,7 @@ impl Config {
             ("transport.max_message_bytes", t.max_message_bytes as u64),
             ("transport.send_buffer", t.send_buffer as u64),
             ("max_groups", self.max_groups as u64),
+            ("max_instruments", self.max_instruments as u64),
             (
                 "transport.max_groups_per_connection",
                 t.max_groups_per_connection as u64,

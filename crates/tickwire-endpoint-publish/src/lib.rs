@@ -9,7 +9,9 @@
 //! Answers: 202 `{"accepted": n}`; 400 naming the item and field at fault
 //! (nothing of a bad batch is published); 401 without a valid key; 403 for a
 //! key without the role; 405 for another method; 413 for a body over
-//! `publish.max_body_bytes`; 503 while shutting down.
+//! `publish.max_body_bytes`; 422 when the batch names more new instruments
+//! than `max_instruments` leaves room for (nothing of it is published); 503
+//! while shutting down.
 
 use std::sync::Arc;
 
@@ -114,6 +116,31 @@ pub async fn handle(
         Ok(updates) => updates,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
+    // New instruments beyond the table's limit: refuse the whole batch, so
+    // that nothing of it is half applied.
+    let mut new: Vec<&tickwire_model::Instrument> = updates
+        .iter()
+        .filter_map(Update::instrument)
+        .filter(|i| !context.market.contains(i))
+        .collect();
+    new.sort_unstable_by(|a, b| (&a.exchange, &a.symbol).cmp(&(&b.exchange, &b.symbol)));
+    new.dedup();
+    if new.len() > context.market.room() {
+        debug!(
+            new = new.len(),
+            room = context.market.room(),
+            "publish refused: instrument table full"
+        );
+        return json_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!(
+                "the gateway tracks at most {} instruments (max_instruments); this request names {} new ones and there is room for {}",
+                context.market.limit(),
+                new.len(),
+                context.market.room()
+            ),
+        );
+    }
     if *context.shutdown.borrow() {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -302,7 +302,7 @@ pub async fn run_with(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let groups = Arc::new(tickwire_core::Index::new());
     let feeds = Arc::new(tickwire_core::Index::new());
-    let market = Arc::new(Market::new());
+    let market = Arc::new(Market::with_limit(config.max_instruments));
     let connections = Connections::new(
         ConnectionSettings {
             send_buffer: config.transport.send_buffer,

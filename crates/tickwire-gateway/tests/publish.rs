@@ -276,3 +276,31 @@ async fn a_request_on_a_keep_alive_connection_after_shutdown_is_answered_or_refu
     }
     server.finish().await.unwrap();
 }
+
+#[tokio::test]
+async fn new_instruments_beyond_the_limit_are_refused_whole() {
+    let known = universe().len();
+    let mut config = config();
+    config.max_instruments = known + 1;
+    let server = Server::start_with(config, universe()).await;
+    let tick = |symbol: &str| {
+        format!(r#"{{"kind":"tick","symbol":"{symbol}","price":1,"timestamp":1700000000000}}"#)
+    };
+    // Two new ones, room for one: nothing of the batch is applied.
+    let two = format!("[{},{}]", tick("AAA/USD"), tick("BBB/USD"));
+    let (status, reply) = publish(&server, KEY, &two).await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("max_instruments"),
+        "{reply}"
+    );
+    let (status, _) = publish(&server, KEY, &tick("AAA/USD")).await;
+    assert_eq!(status, 202);
+    let (status, _) = publish(&server, KEY, &tick("CCC/USD")).await;
+    assert_eq!(status, 422, "the table is full");
+    // Known instruments are still served.
+    let (status, _) = publish(&server, KEY, &tick("AAA/USD")).await;
+    assert_eq!(status, 202);
+    let (status, _) = publish(&server, KEY, &tick("BTC/USD")).await;
+    assert_eq!(status, 202);
+}

@@ -122,8 +122,10 @@ impl Learn {
 impl UpdateFeed<Update> for Learn {
     fn on_update(&mut self, update: &Update) {
         if let Some(instrument) = update.instrument() {
-            if !self.seen.contains(instrument) {
-                self.market.learn(instrument);
+            if !self.seen.contains(instrument)
+                && (self.market.learn(instrument) || self.market.contains(instrument))
+            {
+                // Only what the table took: a refused one stays unremembered.
                 self.seen.insert(instrument.clone());
             }
         }
@@ -139,6 +141,10 @@ pub struct Market {
     table: RwLock<Table>,
     adapters: AtomicU64,
     started: Instant,
+    /// Most instruments the table holds; new ones beyond are refused.
+    limit: usize,
+    /// Instruments refused because the table was full.
+    refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -159,24 +165,37 @@ impl Default for Market {
 }
 
 impl Market {
-    /// An empty table, no adapter counted.
+    /// An empty table, no adapter counted, with no bound but memory.
     pub fn new() -> Market {
+        Market::with_limit(usize::MAX)
+    }
+
+    /// An empty table that holds at most `limit` instruments.
+    pub fn with_limit(limit: usize) -> Market {
         Market {
             table: RwLock::new(Table::default()),
             adapters: AtomicU64::new(0),
             started: Instant::now(),
+            limit,
+            refused: AtomicU64::new(0),
         }
     }
 
-    /// Learns `instrument`; returns whether it was new.
+    /// Learns `instrument`; returns whether it was new. A new instrument
+    /// is refused (and counted) when the table holds its limit already.
     pub fn learn(&self, instrument: &Instrument) -> bool {
         if self.read().all.contains(instrument) {
             return false;
         }
         let mut table = self.write();
-        if !table.all.insert(instrument.clone()) {
+        if table.all.contains(instrument) {
             return false;
         }
+        if table.all.len() >= self.limit {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        table.all.insert(instrument.clone());
         let ws_key = ws::symbol_of(instrument).into_owned();
         let preferred = instrument.exchange.as_ref() == Instrument::CRYPTO
             && instrument.quote() == Some(ws::DEFAULT_QUOTE);
@@ -221,6 +240,26 @@ impl Market {
     /// The first known instrument whose canonical symbol is `symbol`.
     pub fn by_symbol(&self, symbol: &str) -> Option<Instrument> {
         self.read().by_symbol.get(symbol).cloned()
+    }
+
+    /// Whether `instrument` is known.
+    pub fn contains(&self, instrument: &Instrument) -> bool {
+        self.read().all.contains(instrument)
+    }
+
+    /// How many new instruments the table can still take.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.read().all.len())
+    }
+
+    /// The most instruments the table holds.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// New instruments refused so far because the table was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// How many instruments are known.
@@ -311,6 +350,37 @@ mod tests {
             topic_of(Feed::of_channel(ws::Channel::OrderBook), &btc),
             "ws:book:CRYPTO:BTC/USD"
         );
+    }
+
+    #[test]
+    fn the_table_holds_its_limit_and_counts_the_refused() {
+        let market = Market::with_limit(2);
+        assert!(market.learn(&Instrument::crypto("BTC/USD")));
+        assert!(market.learn(&Instrument::crypto("ETH/USD")));
+        assert_eq!(market.room(), 0);
+        assert!(!market.learn(&Instrument::crypto("SOL/USD")));
+        assert!(!market.contains(&Instrument::crypto("SOL/USD")));
+        assert_eq!(market.ws_symbol("sol"), None);
+        assert!(
+            !market.learn(&Instrument::crypto("BTC/USD")),
+            "known: not new"
+        );
+        assert_eq!((market.symbols_tracked(), market.refused()), (2, 1));
+
+        // The fan-out's learner does not remember what the table refused.
+        let market = Arc::new(Market::with_limit(1));
+        let mut learn = Learn::new(market.clone());
+        for symbol in ["BTC/USD", "ETH/USD", "ETH/USD"] {
+            learn.on_update(&Update::Trade(tickwire_model::Trade {
+                instrument: Instrument::crypto(symbol),
+                price: 1.0,
+                quantity: None,
+                source: Arc::from("test"),
+                timestamp_ms: 0,
+            }));
+        }
+        assert_eq!(learn.seen.len(), 1);
+        assert_eq!(market.refused(), 2);
     }
 
     #[test]
