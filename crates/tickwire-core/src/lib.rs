@@ -131,6 +131,22 @@ pub mod testing {
         Subscriber::new(id, variant, queue, Arc::new(SlowConsumerStats::default()))
     }
 
+    /// The JSON messages a protocol step sends: its reply or replies.
+    ///
+    /// # Panics
+    ///
+    /// When the step sends no reply, or a reply is not JSON.
+    pub fn replies(step: crate::Step) -> Vec<serde_json::Value> {
+        let all = match step {
+            crate::Step::Reply(one) => vec![one],
+            crate::Step::Replies(all) => all,
+            other => panic!("expected replies, got {other:?}"),
+        };
+        all.iter()
+            .map(|b| serde_json::from_slice(b).expect("a JSON reply"))
+            .collect()
+    }
+
     /// How many connections `index` has in `topic`.
     pub fn members(index: &Index, topic: &str) -> usize {
         index.lookup(topic).map_or(0, |t| index.subscriber_count(t))

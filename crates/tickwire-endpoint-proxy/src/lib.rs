@@ -970,14 +970,11 @@ mod tests {
     }
 
     fn ask(session: &mut ProxySession, request: &str) -> Vec<serde_json::Value> {
-        let all = match session.on_message(MessageKind::Text, request.as_bytes(), Instant::now()) {
-            Step::Reply(one) => vec![one],
-            Step::Replies(all) => all,
-            other => panic!("expected replies, got {other:?}"),
-        };
-        all.iter()
-            .map(|b| serde_json::from_slice(b).unwrap())
-            .collect()
+        tickwire_core::testing::replies(session.on_message(
+            MessageKind::Text,
+            request.as_bytes(),
+            Instant::now(),
+        ))
     }
 
     const AUTH: &str = r#"{"action":"authenticate","api_key":"tickwire-demo-key"}"#;

@@ -50,9 +50,11 @@ use tickwire_config::{Endpoint, StreamConfig};
 use tickwire_core::Tracker;
 use tickwire_core::http::{Body, handshake, handshake_refusal, json_bytes, refuse, upgrade_with};
 use tickwire_core::session::{Activity, Protocol, Step};
-use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
+use tickwire_core::{Feed, Index, Subscriber};
 use tickwire_services::http::{feed_key, json_session};
-use tickwire_services::market::{Feed as Topic, Market, STREAM_HEARTBEAT, deliver, topic_of};
+use tickwire_services::market::{
+    Feed as Topic, Market, STREAM_HEARTBEAT, deliver, housekeeping, topic_of,
+};
 use tickwire_services::{Context, KeyRejection, KeyUsage, Lease};
 use tickwire_websocket::close_code;
 
@@ -129,23 +131,15 @@ pub fn upgrade(
 /// `heartbeat_secs`, until the gateway shuts down.
 pub async fn heartbeat_task(stream: Arc<Stream>, context: Context) {
     let period = Duration::from_secs(stream.config.heartbeat_secs);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = context.shutdown.clone();
-    loop {
-        tokio::select! {
-            () = tickwire_core::shutdown_started(&mut shutdown) => return,
-            _ = ticks.tick() => {}
-        }
-        let Some(topic) = stream.feeds.lookup(STREAM_HEARTBEAT) else {
-            continue;
-        };
-        if stream.feeds.subscriber_count(topic) == 0 {
-            continue;
-        }
-        let pong = codec::encode_pong(tickwire_model::now_millis());
-        publish_text(&stream.feeds, topic, &pong, Kind::Housekeeping);
-    }
+    let encode = || codec::encode_pong(tickwire_model::now_millis());
+    housekeeping(
+        &stream.feeds,
+        STREAM_HEARTBEAT,
+        period,
+        context.shutdown.clone(),
+        encode,
+    )
+    .await;
 }
 
 /// `/stream`'s part of the fan-out: ticks and trades to the price topics,
@@ -422,16 +416,7 @@ mod tests {
         testing::members(&state.feeds, topic)
     }
 
-    fn replies(step: Step) -> Vec<serde_json::Value> {
-        let all = match step {
-            Step::Reply(one) => vec![one],
-            Step::Replies(all) => all,
-            other => panic!("expected replies, got {other:?}"),
-        };
-        all.iter()
-            .map(|b| serde_json::from_slice(b).unwrap())
-            .collect()
-    }
+    use tickwire_core::testing::replies;
 
     const BTC: &str = "stream:price:CRYPTO:BTC/USD";
 

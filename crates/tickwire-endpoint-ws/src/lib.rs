@@ -41,9 +41,11 @@ use tickwire_config::{Endpoint, WsConfig};
 use tickwire_core::Tracker;
 use tickwire_core::http::{Body, handshake, handshake_refusal, json_error, upgrade_with};
 use tickwire_core::session::{Activity, Protocol, Step};
-use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
+use tickwire_core::{Feed, Index, Subscriber};
 use tickwire_services::http::{feed_key, json_session};
-use tickwire_services::market::{Feed as Topic, Market, WS_STATUS, deliver, topic_of};
+use tickwire_services::market::{
+    Feed as Topic, Market, WS_STATUS, deliver, housekeeping, topic_of,
+};
 use tickwire_services::{Context, KeyRejection, KeyUsage, Lease};
 use tickwire_websocket::close_code;
 
@@ -116,24 +118,15 @@ pub fn upgrade(
 /// `status_interval_secs`, until the gateway shuts down.
 pub async fn status_task(ws: Arc<Ws>, context: Context) {
     let period = Duration::from_secs(ws.config.status_interval_secs);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = context.shutdown.clone();
-    loop {
-        tokio::select! {
-            () = tickwire_core::shutdown_started(&mut shutdown) => return,
-            _ = ticks.tick() => {}
-        }
-        let Some(topic) = ws.feeds.lookup(WS_STATUS) else {
-            continue;
-        };
-        if ws.feeds.subscriber_count(topic) == 0 {
-            continue;
-        }
-        let connections = context.connections.open();
-        let status = codec::encode_status(&ws.market.status(connections));
-        publish_text(&ws.feeds, topic, &status, Kind::Housekeeping);
-    }
+    let encode = || codec::encode_status(&ws.market.status(context.connections.open()));
+    housekeeping(
+        &ws.feeds,
+        WS_STATUS,
+        period,
+        context.shutdown.clone(),
+        encode,
+    )
+    .await;
 }
 
 /// `/ws`'s part of the fan-out: ticks and trades to the price topics, books

@@ -102,6 +102,33 @@ pub fn deliver(
     publish_text(feeds, topic, &encode(), Kind::Data);
 }
 
+/// Every `period` until `shutdown` turns true, sends what `encode` makes to
+/// every connection in the housekeeping topic `name` of `feeds` (encoded
+/// once, and only when the topic has connections): `/ws`'s
+/// `server_status`, `/stream`'s heartbeat `pong`.
+pub async fn housekeeping(
+    feeds: &Index,
+    name: &str,
+    period: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut encode: impl FnMut() -> Bytes,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = tickwire_core::shutdown_started(&mut shutdown) => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(topic) = feeds.lookup(name) else {
+            continue;
+        };
+        if feeds.subscriber_count(topic) > 0 {
+            publish_text(feeds, topic, &encode(), Kind::Housekeeping);
+        }
+    }
+}
+
 /// The first part of the fan-out: every instrument an update names becomes
 /// known to the symbol table (the table's lock is taken only for new ones).
 #[derive(Debug)]
