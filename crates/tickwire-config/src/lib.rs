@@ -434,12 +434,17 @@ pub struct HubsConfig {
     /// acknowledged, and the messages of its groups are kept meanwhile (up
     /// to 1000 messages or 16 MB). 0 turns recovery off. Default 30.
     pub recovery_window_secs: u64,
+    /// Most distinct groups the connections of one API key (one user of
+    /// the tokens it negotiated) may hold at once, so that no key takes
+    /// the whole group table (`max_groups`) from the others. Default 10000.
+    pub max_groups_per_key: usize,
 }
 
 impl Default for HubsConfig {
     fn default() -> Self {
         HubsConfig {
             recovery_window_secs: 30,
+            max_groups_per_key: 10_000,
         }
     }
 }
@@ -815,6 +820,10 @@ impl Config {
             ("transport.max_message_bytes", t.max_message_bytes as u64),
             ("transport.send_buffer", t.send_buffer as u64),
             ("max_groups", self.max_groups as u64),
+            (
+                "hubs.max_groups_per_key",
+                self.hubs.max_groups_per_key as u64,
+            ),
             ("max_instruments", self.max_instruments as u64),
             (
                 "transport.max_groups_per_connection",

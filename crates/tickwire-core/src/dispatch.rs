@@ -91,19 +91,23 @@ impl<U> FanOut<U> {
 pub type SharedFanOut<U> = Mutex<FanOut<U>>;
 
 /// Delivers `updates` in corked bursts of at most [`BURST`], taking the
-/// lock once a burst.
+/// lock once a burst; for the queues, the whole batch is one
+/// [burst](crate::outbox::burst).
 pub fn deliver_all<U>(fan_out: &SharedFanOut<U>, updates: impl IntoIterator<Item = U>) {
     let mut updates = updates.into_iter().peekable();
-    while updates.peek().is_some() {
-        // `handle` leaves the state consistent between updates; a panic in one
-        // update must not stop every later one.
-        let mut fan_out = crate::lock(fan_out);
-        crate::corked(|| {
-            for update in updates.by_ref().take(BURST) {
-                fan_out.handle(&update);
-            }
-        });
-    }
+    // One batch is one burst for the queues, however many corked parts.
+    crate::outbox::burst(|| {
+        while updates.peek().is_some() {
+            // `handle` leaves the state consistent between updates; a panic
+            // in one update must not stop every later one.
+            let mut fan_out = crate::lock(fan_out);
+            crate::corked(|| {
+                for update in updates.by_ref().take(BURST) {
+                    fan_out.handle(&update);
+                }
+            });
+        }
+    });
 }
 
 /// A stream of updates (one adapter's).

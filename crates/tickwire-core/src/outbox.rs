@@ -26,6 +26,16 @@
 //! of five), the way uWebSockets corks a socket. A lone update is a burst of
 //! one, so corking adds no latency when the server is quiet.
 //!
+//! **Bursts are not slowness.** A burst can give one connection more
+//! updates of one topic than its queue holds (a publish batch of 300 ticks
+//! of one symbol) before its writer has had a chance to run. When the queue
+//! is full, an update replaces the one of the same topic queued earlier in
+//! the same burst (the connection gets the topic's latest value, counted as
+//! `burst_conflated`) and the slow-consumer policy is applied only when
+//! there is none: a client is slow when it falls behind between bursts, not
+//! when one burst outruns its queue. Sequenced messages (a reliable
+//! subprotocol's, each promised to the client) are never merged this way.
+//!
 //! **Fair wake-ups.** A burst that wakes many writers (more than
 //! [`WAKE_HANDOFF`]) hands their wake-ups to a thread of its own instead of
 //! waking them from the runtime worker that ran the fan-out. The reason is
@@ -55,9 +65,9 @@
 //! never wait. There is no timer per connection: the cost of pacing is one
 //! lock and one `Waker` clone per deferred wake-up.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -74,6 +84,19 @@ thread_local! {
     /// The writers to wake when the innermost [`corked`] call on this thread
     /// returns; `None` outside of one.
     static CORKED: RefCell<Option<Vec<Waker>>> = const { RefCell::new(None) };
+    /// The id of the burst this thread is in ([`NO_BURST`] outside of one).
+    static BURST_ID: Cell<u32> = const { Cell::new(NO_BURST) };
+}
+
+/// The burst id of offers made outside of [`corked`].
+const NO_BURST: u32 = 0;
+
+/// The ids of bursts, unique across threads (until they wrap).
+static NEXT_BURST: AtomicU32 = AtomicU32::new(1);
+
+/// The id of the burst the calling thread is in.
+fn current_burst() -> u32 {
+    BURST_ID.with(Cell::get)
 }
 
 /// Runs `f` with the writer wake-ups of data offers deferred until it
@@ -100,6 +123,30 @@ pub fn corked<R>(f: impl FnOnce() -> R) -> R {
     // Not `then_some(Uncork)`: that builds (and so drops, uncorking) a guard
     // in the nested case too.
     let _uncork = if outermost { Some(Uncork) } else { None };
+    burst(f)
+}
+
+/// Runs `f` as one burst of updates: a queue that the burst fills merges
+/// the burst's updates per topic instead of applying the slow-consumer
+/// policy (see the [module](self) docs). [`corked`] is a burst; a caller
+/// that delivers one batch in several corked parts (to wake the writers
+/// between them) wraps them all in one. Nested calls join the outer one.
+pub fn burst<R>(f: impl FnOnce() -> R) -> R {
+    struct End;
+    impl Drop for End {
+        fn drop(&mut self) {
+            BURST_ID.with(|b| b.set(NO_BURST));
+        }
+    }
+    if current_burst() != NO_BURST {
+        return f();
+    }
+    let mut id = NEXT_BURST.fetch_add(1, Ordering::Relaxed);
+    if id == NO_BURST {
+        id = NEXT_BURST.fetch_add(1, Ordering::Relaxed);
+    }
+    BURST_ID.with(|b| b.set(id));
+    let _end = End;
     f()
 }
 
@@ -207,6 +254,7 @@ pub struct SlowConsumerStats {
     disconnected: AtomicU64,
     dropped_oldest: AtomicU64,
     conflated: AtomicU64,
+    burst_conflated: AtomicU64,
     pub(crate) write_timeouts: AtomicU64,
     pub(crate) write_errors: AtomicU64,
 }
@@ -221,6 +269,10 @@ pub struct SlowConsumerCounts {
     pub dropped_oldest: u64,
     /// Queued updates replaced by a newer one of the same topic (`conflate`).
     pub conflated: u64,
+    /// Updates replaced by a newer one of the same topic and the same burst
+    /// because one burst gave a connection more than its queue holds,
+    /// whatever the policy (see the [module](self) docs): not slowness.
+    pub burst_conflated: u64,
     /// Clients dropped because one write took longer than `write_timeout`
     /// (whatever the policy: a client that stopped reading altogether).
     pub write_timeouts: u64,
@@ -236,6 +288,7 @@ impl SlowConsumerStats {
             disconnected: self.disconnected.load(Ordering::Relaxed),
             dropped_oldest: self.dropped_oldest.load(Ordering::Relaxed),
             conflated: self.conflated.load(Ordering::Relaxed),
+            burst_conflated: self.burst_conflated.load(Ordering::Relaxed),
             write_timeouts: self.write_timeouts.load(Ordering::Relaxed),
             write_errors: self.write_errors.load(Ordering::Relaxed),
         }
@@ -333,6 +386,35 @@ pub const NO_TOPIC: u32 = u32::MAX;
 pub struct Item {
     pub topic: u32,
     pub out: Outbound,
+    /// The burst that offered it ([`NO_BURST`] outside of one).
+    burst: u32,
+}
+
+impl Item {
+    /// An item of `topic` ([`NO_TOPIC`] for none).
+    pub fn new(topic: u32, out: Outbound) -> Item {
+        Item {
+            topic,
+            out,
+            burst: NO_BURST,
+        }
+    }
+}
+
+/// Removes the item of `item`'s topic that the same burst queued last, if
+/// there is one and `item` may replace it (see the [module](self) docs).
+fn burst_conflate(data: &mut VecDeque<Item>, item: &Item) -> bool {
+    if item.burst == NO_BURST
+        || item.topic == NO_TOPIC
+        || matches!(item.out, Outbound::Sequenced(_))
+    {
+        return false;
+    }
+    // A scan of a full queue, only when it is full.
+    let found = data
+        .iter()
+        .rposition(|queued| queued.burst == item.burst && queued.topic == item.topic);
+    found.and_then(|at| data.remove(at)).is_some()
 }
 
 /// Keeps only the newest queued item of each topic (items of no topic stay),
@@ -478,13 +560,16 @@ impl Outbox {
 
     /// Queues a data item without waiting, applying the slow-consumer policy
     /// when the queue is full.
-    pub fn offer(&self, item: Item, stats: &SlowConsumerStats) -> Offered {
+    pub fn offer(&self, mut item: Item, stats: &SlowConsumerStats) -> Offered {
+        item.burst = current_burst();
         let mut state = self.lock();
         if state.dropped || state.writer_gone {
             return Offered::Closed;
         }
         let mut offered = Offered::Queued;
-        if state.data.len() >= self.capacity {
+        if state.data.len() >= self.capacity && burst_conflate(&mut state.data, &item) {
+            stats.burst_conflated.fetch_add(1, Ordering::Relaxed);
+        } else if state.data.len() >= self.capacity {
             match self.policy {
                 SlowConsumer::Disconnect => {
                     state.dropped = true;
@@ -744,10 +829,7 @@ mod tests {
     use super::*;
 
     fn item(topic: u32, n: u8) -> Item {
-        Item {
-            topic,
-            out: Outbound::Frame(Bytes::from(vec![n])),
-        }
+        Item::new(topic, Outbound::Frame(Bytes::from(vec![n])))
     }
 
     fn payloads(batch: &Batch) -> Vec<(u32, u8)> {
@@ -800,6 +882,55 @@ mod tests {
         }
         assert_eq!(payloads(&take_now(&outbox)), [(1, 3), (0, 4), (1, 5)]);
         assert_eq!(stats.counts().dropped_oldest, 2);
+    }
+
+    #[test]
+    fn one_burst_that_outruns_the_queue_is_merged_per_topic_not_dropped() {
+        let stats = SlowConsumerStats::default();
+        let outbox = Outbox::new(4, SlowConsumer::Disconnect, None);
+        // An earlier burst left an update of topic 1 and one of topic 2.
+        corked(|| {
+            assert_eq!(outbox.offer(item(1, 0), &stats), Offered::Queued);
+            assert_eq!(outbox.offer(item(2, 0), &stats), Offered::Queued);
+        });
+        // One burst of ten updates of topic 1: the queue (4) fills, then each
+        // update replaces the burst's previous one; nothing of the earlier
+        // burst is touched and the client is not dropped.
+        corked(|| {
+            for n in 1..=10 {
+                assert_eq!(
+                    outbox.offer(item(1, n), &stats),
+                    Offered::Queued,
+                    "update {n}"
+                );
+            }
+        });
+        assert!(!outbox.is_dropped());
+        let counts = stats.counts();
+        assert_eq!((counts.burst_conflated, counts.disconnected), (8, 0));
+        let mut batch = Batch::default();
+        outbox.take_now(&mut batch);
+        assert_eq!(payloads(&batch), [(1, 0), (2, 0), (1, 1), (1, 10)]);
+        // A full queue that the burst added nothing of that topic to: the
+        // policy applies (the client is slow).
+        corked(|| {
+            for n in 0..4 {
+                outbox.offer(item(n + 10, 0), &stats);
+            }
+        });
+        corked(|| assert_eq!(outbox.offer(item(10, 1), &stats), Offered::Full));
+        assert!(outbox.is_dropped());
+        assert_eq!(stats.counts().disconnected, 1);
+    }
+
+    #[test]
+    fn bursts_never_merge_offers_made_outside_of_them() {
+        let stats = SlowConsumerStats::default();
+        let outbox = Outbox::new(2, SlowConsumer::Disconnect, None);
+        outbox.offer(item(1, 1), &stats);
+        outbox.offer(item(1, 2), &stats);
+        assert_eq!(outbox.offer(item(1, 3), &stats), Offered::Full);
+        assert_eq!(stats.counts().burst_conflated, 0);
     }
 
     #[test]

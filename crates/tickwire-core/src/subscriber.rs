@@ -106,7 +106,7 @@ impl Subscriber {
     /// Queues `msg`, an update of `topic` ([`NO_TOPIC`] for none); a full
     /// queue applies the slow-consumer policy. Returns whether the queue took it.
     pub fn offer(&self, topic: u32, msg: Outbound) -> bool {
-        match self.0.outbox.offer(Item { topic, out: msg }, &self.0.stats) {
+        match self.0.outbox.offer(Item::new(topic, msg), &self.0.stats) {
             Offered::Queued => true,
             Offered::Trimmed => {
                 if !self.0.trimmed.swap(true, Ordering::Relaxed) {

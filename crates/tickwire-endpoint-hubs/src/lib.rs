@@ -9,15 +9,18 @@
 //! - the sessions: what a connection's messages mean, its groups, and the
 //!   sequence ids and unacked buffer of the reliable subprotocols, plugged
 //!   into the core's `Sequencer` hook;
+//! - [`GroupShares`]: each key's share of the group table;
 //! - [`GexFeed`]: the hubs' part of the fan-out.
 //!
 //! The endpoint depends on the core, the shared services and its codec,
 //! never on another endpoint.
 
+mod groups;
 pub mod routes;
 mod session;
 pub mod tokens;
 
+pub use groups::GroupShares;
 pub use routes::{HubRoutes, NEGOTIATE_PATH, hub_of, negotiate, websocket};
 pub use session::{GexFeed, Hubs, ParkedSessions};
 pub use tokens::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND, Tokens};

@@ -8,7 +8,7 @@
 //! message of an unknown type or with a bad field and no `ackId` is logged and
 //! ignored, so newer clients do not lose their session over it.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,7 @@ use tickwire_websocket::OpCode;
 use tickwire_websocket::frame::{frame, header_len, put_header};
 use tracing::{debug, info, warn};
 
+use crate::groups::{GroupShares, Memberships};
 use crate::tokens::Permissions;
 use tickwire_websocket::close_code;
 
@@ -377,6 +378,8 @@ pub struct Hubs {
     pub recovery_window: Duration,
     /// The sessions waiting for their client to come back.
     pub parked: ParkedSessions,
+    /// How many groups each key's connections hold.
+    pub shares: Arc<GroupShares>,
 }
 
 /// Reliable sessions whose transport vanished, by connection id, each
@@ -431,7 +434,7 @@ struct Parked {
     user_id: String,
     permissions: Permissions,
     acked: BTreeSet<u64>,
-    groups: HashSet<TopicId>,
+    groups: Memberships,
     /// In the session's groups instead of the vanished connection: its
     /// queue is drained into `sequencing` by the parking task.
     stand_in: Subscriber,
@@ -604,7 +607,7 @@ pub(crate) struct Session {
     /// Ack ids that succeeded, for `Duplicate` answers; the oldest (smallest)
     /// are forgotten beyond [`ACK_IDS_KEPT`].
     acked: BTreeSet<u64>,
-    groups: HashSet<TopicId>,
+    groups: Memberships,
     /// A reliable session's sequencing and reconnection token.
     reliable: Option<(Arc<Mutex<Sequencing>>, String)>,
 }
@@ -633,6 +636,7 @@ impl Session {
             hubs.parked.connected(&connection_id, token, &sub);
         }
         Session {
+            groups: Memberships::new(hubs.shares.clone(), &params.user_id),
             hubs,
             sub,
             hub: params.hub,
@@ -641,7 +645,6 @@ impl Session {
             user_id: params.user_id,
             connection_id,
             acked: BTreeSet::new(),
-            groups: HashSet::new(),
             reliable,
         }
     }
@@ -738,7 +741,7 @@ impl Session {
             user_id: std::mem::take(&mut self.user_id),
             permissions: std::mem::take(&mut self.permissions),
             acked: std::mem::take(&mut self.acked),
-            groups: std::mem::take(&mut self.groups),
+            groups: self.groups.take(),
             stand_in,
             sequencing,
             task,
@@ -784,7 +787,7 @@ impl Session {
             Upstream::LeaveGroup { group, ack_id } => {
                 if let Some(topic) = self.hubs.index.lookup(&group) {
                     self.hubs.index.unsubscribe(&group, &self.sub);
-                    self.groups.remove(&topic);
+                    self.groups.remove(topic);
                 }
                 self.finish(ack_id, Ok(()))
             }
@@ -860,7 +863,7 @@ impl Session {
         }
         let index = &self.hubs.index;
         let known = index.lookup(group);
-        if known.is_some_and(|t| self.groups.contains(&t)) {
+        if known.is_some_and(|t| self.groups.contains(t)) {
             return Ok(());
         }
         if self.groups.len() >= self.hubs.max_groups_per_connection {
@@ -878,7 +881,19 @@ impl Session {
         }
         debug!(connection = self.sub.id(), group, prefix, "join");
         let subscribed = index.subscribe(group, self.sub.clone());
-        self.groups.insert(subscribed.topic);
+        if !self.groups.insert(subscribed.topic) {
+            index.unsubscribe(group, &self.sub);
+            let max = self.hubs.shares.max_per_key();
+            warn!(
+                connection = self.sub.id(),
+                user = %self.user_id,
+                max_groups_per_key = max,
+                "key's share of groups used up; join refused"
+            );
+            return Err(AckError::forbidden(format!(
+                "the connections of one key may be in at most {max} distinct groups"
+            )));
+        }
         Ok(())
     }
 
@@ -1014,17 +1029,7 @@ mod tests {
         roles: &[&str],
         per_connection: usize,
     ) -> (Arc<Hubs>, Session) {
-        let hubs = Arc::new(Hubs {
-            index: Arc::new(Index::new()),
-            prefix: "blue".to_owned(),
-            max_groups: 100,
-            max_groups_per_connection: per_connection,
-            pong_timeout: std::time::Duration::from_secs(60),
-            max_message_bytes: 512 * 1024,
-            slow_consumer: tickwire_core::SlowConsumer::Disconnect,
-            recovery_window: Duration::from_secs(30),
-            parked: ParkedSessions::default(),
-        });
+        let hubs = hubs(100, per_connection, 3);
         let sub = subscriber(1, variant(protocol));
         let params = SessionParams {
             hub: Hub::StateGex,
@@ -1033,6 +1038,22 @@ mod tests {
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         };
         (hubs.clone(), Session::new(hubs, sub, params))
+    }
+
+    /// The hubs' state with these limits.
+    fn hubs(max_groups: usize, per_connection: usize, per_key: usize) -> Arc<Hubs> {
+        Arc::new(Hubs {
+            index: Arc::new(Index::new()),
+            prefix: "blue".to_owned(),
+            max_groups,
+            max_groups_per_connection: per_connection,
+            pong_timeout: std::time::Duration::from_secs(60),
+            max_message_bytes: 512 * 1024,
+            slow_consumer: tickwire_core::SlowConsumer::Disconnect,
+            recovery_window: Duration::from_secs(30),
+            parked: ParkedSessions::default(),
+            shares: Arc::new(GroupShares::new(per_key)),
+        })
     }
 
     fn json_reply(step: Step) -> serde_json::Value {
@@ -1113,6 +1134,78 @@ mod tests {
         assert_eq!(ack["error"]["name"], "BadRequest", "{ack}");
         alice.on_close(tickwire_core::Ending::Closed);
         assert_eq!(members(&hubs, GROUP), 0);
+    }
+
+    /// Another session of the same hubs, for `user`.
+    fn another(hubs: &Arc<Hubs>, id: u64, user: &str) -> Session {
+        let params = SessionParams {
+            hub: Hub::StateGex,
+            protocol: JSON,
+            user_id: user.to_owned(),
+            roles: vec![ROLE_JOIN_LEAVE.to_owned()],
+        };
+        Session::new(hubs.clone(), subscriber(id, variant(JSON)), params)
+    }
+
+    fn join(session: &mut Session, ticker: &str, ack_id: u64) -> serde_json::Value {
+        let join = format!(
+            r#"{{"type":"joinGroup","group":"blue_{ticker}_state_gex_zero","ackId":{ack_id}}}"#
+        );
+        json_reply(send(session, &join))
+    }
+
+    #[test]
+    fn a_key_takes_its_share_of_groups_and_the_others_are_still_served() {
+        // Shares of 3 groups per key, a table of 100 groups.
+        let (hubs, mut one) = session(JSON, &[ROLE_JOIN_LEAVE], 10);
+        let mut two = another(&hubs, 2, "alice");
+        let mut bob = another(&hubs, 3, "bob");
+        assert_eq!(join(&mut one, "A", 1)["success"], true);
+        assert_eq!(join(&mut one, "B", 2)["success"], true);
+        assert_eq!(join(&mut two, "C", 1)["success"], true);
+        let refused = join(&mut two, "D", 2);
+        assert_eq!(refused["error"]["name"], "Forbidden", "{refused}");
+        assert_eq!(hubs.index.lookup("blue_D_state_gex_zero"), None, "not kept");
+        assert_eq!(
+            join(&mut two, "A", 3)["success"],
+            true,
+            "alice holds A already"
+        );
+        assert_eq!(
+            join(&mut bob, "D", 1)["success"],
+            true,
+            "bob has his own share"
+        );
+        assert_eq!(hubs.index.topic_count(), 4);
+        // The last member leaving frees a group and gives back its share.
+        let leave = r#"{"type":"leaveGroup","group":"blue_C_state_gex_zero","ackId":4}"#;
+        assert_eq!(json_reply(send(&mut two, leave))["success"], true);
+        assert_eq!(hubs.index.lookup("blue_C_state_gex_zero"), None);
+        assert_eq!(join(&mut two, "E", 5)["success"], true);
+        // Connections that end give back everything.
+        for mut s in [one, two, bob] {
+            s.on_close(tickwire_core::Ending::Closed);
+        }
+        assert_eq!(hubs.index.topic_count(), 0);
+        assert_eq!(hubs.shares.held("alice"), 0);
+    }
+
+    #[test]
+    fn groups_are_freed_so_a_full_table_empties_again() {
+        let hubs = hubs(3, 1000, 1000);
+        let mut filler = another(&hubs, 2, "mallory");
+        for (i, t) in ["A", "B", "C"].iter().enumerate() {
+            assert_eq!(join(&mut filler, t, i as u64 + 1)["success"], true);
+        }
+        let mut late = another(&hubs, 3, "alice");
+        let full = join(&mut late, "D", 1);
+        assert_eq!(full["error"]["name"], "InternalServerError", "{full}");
+        filler.on_close(tickwire_core::Ending::Closed);
+        assert_eq!(
+            join(&mut late, "D", 2)["success"],
+            true,
+            "the table emptied"
+        );
     }
 
     #[test]

@@ -397,6 +397,9 @@ pub async fn run_with(
                 slow_consumer: context.slow_consumer,
                 recovery_window: config.hubs.recovery_window(),
                 parked: tickwire_endpoint_hubs::ParkedSessions::default(),
+                shares: Arc::new(tickwire_endpoint_hubs::GroupShares::new(
+                    config.hubs.max_groups_per_key,
+                )),
             }),
             tokens: tickwire_endpoint_hubs::Tokens::new(
                 config.token_secret.as_deref(),

@@ -104,7 +104,7 @@ async fn healthz_and_unknown_paths() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        r#"{"status":"ok","connections":0,"slow_consumers":{"disconnected":0,"dropped_oldest":0,"conflated":0,"write_timeouts":0,"write_errors":0}}"#
+        r#"{"status":"ok","connections":0,"slow_consumers":{"disconnected":0,"dropped_oldest":0,"conflated":0,"burst_conflated":0,"write_timeouts":0,"write_errors":0}}"#
     );
     assert_eq!(http_get(server.addr, "/nope", &[]).await.0, 404);
 }

@@ -304,3 +304,53 @@ async fn new_instruments_beyond_the_limit_are_refused_whole() {
     let (status, _) = publish(&server, KEY, &tick("BTC/USD")).await;
     assert_eq!(status, 202);
 }
+
+#[tokio::test]
+async fn a_burst_of_one_symbol_larger_than_a_queue_keeps_its_subscribers() {
+    let server = Server::start_with(config(), universe()).await;
+    let mut ws = FeedClient::ws(&server).await;
+    ws.send(r#"{"type":"subscribe","symbols":["btc"],"channels":["price"]}"#)
+        .await;
+    ws.sync().await;
+    let mut stream = FeedClient::stream(&server, DEMO).await;
+    stream
+        .send(r#"{"type":"subscribe","symbols":["BTC/USD"]}"#)
+        .await;
+    assert_eq!(stream.json().await["type"], "subscribed");
+
+    // 600 ticks of one symbol in one request: more than a queue (256) holds.
+    let ticks: Vec<String> = (1..=600)
+        .map(|i| format!(r#"{{"kind":"tick","symbol":"BTC/USD","price":{i}}}"#))
+        .collect();
+    let (status, _) = publish(&server, KEY, &format!("[{}]", ticks.join(","))).await;
+    assert_eq!(status, 202);
+
+    // Each client gets the ticks in order, ending with the last one.
+    for (name, client) in [("/ws", &mut ws), ("/stream", &mut stream)] {
+        let mut last = 0.0;
+        let mut received = 0;
+        while last < 600.0 {
+            let update = client.json_skipping(&["server_status", "pong"]).await;
+            let price = update["price"].as_f64().expect("a price update");
+            assert!(price > last, "{name}: {price} after {last}");
+            (last, received) = (price, received + 1);
+        }
+        assert!(received <= 600, "{name}: {received}");
+    }
+    let (_, _, health) = http_get(server.addr, "/healthz", &[]).await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let counts = &health["slow_consumers"];
+    assert_eq!(counts["disconnected"], 0, "{health}");
+    assert!(counts["burst_conflated"].as_u64() > Some(0), "{health}");
+    assert_eq!(health["connections"], 2, "{health}");
+
+    // Still subscribed: the next tick arrives.
+    publish(
+        &server,
+        KEY,
+        r#"{"kind":"tick","symbol":"BTC/USD","price":601}"#,
+    )
+    .await;
+    assert_eq!(ws.json_skipping(&["server_status"]).await["price"], 601.0);
+    assert_eq!(stream.json_skipping(&["pong"]).await["price"], 601.0);
+}

@@ -223,6 +223,7 @@ async fn a_forged_token_or_an_ended_window_is_refused_with_1008() {
     let config = Config {
         hubs: HubsConfig {
             recovery_window_secs: 1,
+            ..HubsConfig::default()
         },
         ..Config::default()
     };

@@ -2,9 +2,13 @@
 //! topic, and which topics each subscriber is in.
 //!
 //! A topic is any string (for tickwire, a group name such as
-//! `blue_SPX_state_gex_zero`). It is interned once into a [`TopicId`]; the id
-//! never changes and indexes an append-only table, so the fan-out path finds a
-//! topic's subscribers without hashing its name. Each topic keeps its
+//! `blue_SPX_state_gex_zero`). It is interned into a [`TopicId`] that indexes
+//! a table whose slots never move, so the fan-out path finds a topic's
+//! subscribers without hashing its name. A topic lives while it has
+//! subscribers: when the last one leaves, its name and its set are freed and
+//! its slot is reused for a later topic under a new generation, so an id kept
+//! from before finds nothing rather than another topic's subscribers, and the
+//! index holds memory for the topics in use, not for every name ever seen. Each topic keeps its
 //! subscribers in a contiguous, insertion-ordered set ([`indexmap::IndexSet`])
 //! with O(1) insert and (swap-)remove, so iterating 10,000 subscribers of a
 //! topic for every update walks one dense array.
@@ -37,27 +41,37 @@
 //! assert!(!index.unsubscribe("blue_SPX_state_gex_zero", &7).last);
 //! let left = index.unsubscribe_all(&8); // connection 8 went away
 //! assert!(left[0].now_empty); // unsubscribe upstream now
+//! assert_eq!(index.lookup("blue_SPX_state_gex_zero"), None); // freed
+//! assert_eq!(index.subscriber_count(first.topic), 0);
 //! ```
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use indexmap::IndexSet;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
-/// The interned id of a topic. Ids are dense (0, 1, 2, ...) and stable for the
-/// life of the index that issued them; an id means nothing to another index.
+/// The id of a live topic: a slot of the topic table and the generation of
+/// the slot when the topic was interned. Slots are dense (0, 1, 2, ...) and
+/// reused once their topic is freed; the generation tells the topics of one
+/// slot apart, so an id of a freed topic finds nothing. An id means nothing
+/// to another index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicId(u32);
+pub struct TopicId {
+    slot: u32,
+    generation: u32,
+}
 
 impl TopicId {
-    /// The id as a dense index, e.g. for a side table kept by the caller.
+    /// The id's slot as a dense index, e.g. for a side table kept by the
+    /// caller. Two topics alive at once never share it; a topic interned
+    /// after another was freed may get the freed one's.
     pub const fn index(self) -> usize {
-        self.0 as usize
+        self.slot as usize
     }
 }
 
@@ -77,7 +91,8 @@ pub struct Subscribed {
 pub struct Unsubscribed {
     /// `false` when the subscriber was not in the topic (nothing changed).
     pub removed: bool,
-    /// The subscriber was the topic's last one: the topic just became empty.
+    /// The subscriber was the topic's last one: the topic just became empty
+    /// (and was freed).
     pub last: bool,
 }
 
@@ -88,31 +103,43 @@ pub struct Left {
     pub topic: TopicId,
     /// The topic's name.
     pub name: Arc<str>,
-    /// The subscriber was the topic's last one: the topic just became empty.
+    /// The subscriber was the topic's last one: the topic just became empty
+    /// (and was freed).
     pub now_empty: bool,
 }
 
-/// One interned topic: its name and its subscribers.
-struct Topic<S> {
-    name: Arc<str>,
-    subscribers: RwLock<IndexSet<S>>,
+/// One slot of the topic table: the topic living in it, if any, and its
+/// subscribers.
+struct Slot<S> {
+    /// Bumped each time the slot's topic is freed.
+    generation: u32,
+    /// The topic's name; `None` while the slot is free.
+    name: Option<Arc<str>>,
+    subscribers: IndexSet<S>,
+}
+
+impl<S> Slot<S> {
+    /// Whether the slot holds the topic `id`.
+    fn holds(&self, id: TopicId) -> bool {
+        self.generation == id.generation && self.name.is_some()
+    }
 }
 
 /// Size of the first chunk of the topic table, as a power of two.
 const FIRST_CHUNK_BITS: u32 = 5;
-/// Chunk `c` holds `2^(c + FIRST_CHUNK_BITS)` topics; this many chunks cover every `u32` id.
+/// Chunk `c` holds `2^(c + FIRST_CHUNK_BITS)` slots; this many chunks cover every `u32` slot.
 const CHUNKS: usize = (33 - FIRST_CHUNK_BITS) as usize;
 
-/// An append-only table of topics indexed by [`TopicId`], readable without locks.
+/// A table of topic slots indexed by [`TopicId::index`], found without locks.
 ///
-/// Chunks double in size and are allocated on first use, so a slot never moves
-/// and `&Topic` borrows stay valid while new topics are added.
+/// Chunks double in size and are allocated on first use, so a slot never
+/// moves and `&RwLock<Slot>` borrows stay valid while slots are added.
 struct TopicTable<S> {
     chunks: [OnceLock<Chunk<S>>; CHUNKS],
 }
 
-/// A fixed-size run of topic slots, each set once.
-type Chunk<S> = Box<[OnceLock<Topic<S>>]>;
+/// A fixed-size run of slots.
+type Chunk<S> = Box<[RwLock<Slot<S>>]>;
 
 impl<S> TopicTable<S> {
     fn new() -> Self {
@@ -121,31 +148,36 @@ impl<S> TopicTable<S> {
         }
     }
 
-    /// The chunk and the offset in it of `id`.
-    fn locate(id: TopicId) -> (usize, usize) {
-        let n = u64::from(id.0) + (1 << FIRST_CHUNK_BITS);
+    /// The chunk and the offset in it of slot `slot`.
+    fn locate(slot: u32) -> (usize, usize) {
+        let n = u64::from(slot) + (1 << FIRST_CHUNK_BITS);
         let bit = 63 - n.leading_zeros();
         let chunk = (bit - FIRST_CHUNK_BITS) as usize;
         let offset = (n - (1 << bit)) as usize;
         (chunk, offset)
     }
 
-    fn get(&self, id: TopicId) -> Option<&Topic<S>> {
-        let (chunk, offset) = Self::locate(id);
-        self.chunks[chunk].get()?.get(offset)?.get()
+    /// The slot `slot`, if its chunk exists.
+    fn get(&self, slot: u32) -> Option<&RwLock<Slot<S>>> {
+        let (chunk, offset) = Self::locate(slot);
+        self.chunks[chunk].get()?.get(offset)
     }
 
-    /// Stores the topic of a freshly allocated id.
-    fn install(&self, id: TopicId, topic: Topic<S>) -> &Topic<S> {
-        let (chunk, offset) = Self::locate(id);
+    /// The slot `slot`, allocating its chunk on first use.
+    fn slot(&self, slot: u32) -> &RwLock<Slot<S>> {
+        let (chunk, offset) = Self::locate(slot);
         let slots = self.chunks[chunk].get_or_init(|| {
             (0..1usize << (chunk as u32 + FIRST_CHUNK_BITS))
-                .map(|_| OnceLock::new())
+                .map(|_| {
+                    RwLock::new(Slot {
+                        generation: 0,
+                        name: None,
+                        subscribers: IndexSet::new(),
+                    })
+                })
                 .collect()
         });
-        // Ids are handed out once, so the slot is empty; `get_or_init` keeps
-        // that an invariant rather than a panic.
-        slots[offset].get_or_init(|| topic)
+        &slots[offset]
     }
 }
 
@@ -155,24 +187,32 @@ impl<S> TopicTable<S> {
 ///
 /// # Locking
 ///
-/// - Topic names map to ids in a [`DashMap`]; the topic table itself is read
+/// - Topic names map to ids in a [`DashMap`]; the slot of an id is found
 ///   without locks.
-/// - Each topic's subscriber set sits behind its own `parking_lot::RwLock`.
+/// - Each slot (a topic and its subscriber set) sits behind its own
+///   `parking_lot::RwLock`.
 /// - Subscriber → topics is a [`DashMap`] keyed by subscriber.
 ///
-/// A change always takes the subscriber's map shard first and then the topic's
-/// lock, never the other way round, and does both under the shard lock, so the
-/// two directions always agree and concurrent changes cannot deadlock.
-/// [`for_each_subscriber`](Self::for_each_subscriber) holds only the topic's
-/// read lock while it calls its closure, which therefore must neither block nor
-/// call back into the index. Every lock is released before a method returns:
-/// nothing here can be held across an `.await`, and callers must never hold
-/// the closure of `for_each_subscriber` open across one either (collect with
-/// [`subscribers`](Self::subscribers) when the work must await).
+/// A change always takes the subscriber's map shard first and then the
+/// slot's lock, and interning or freeing a topic takes the name's shard and
+/// then the slot's lock, never the other way round, so concurrent changes
+/// cannot deadlock and both directions always agree.
+/// [`for_each_subscriber`](Self::for_each_subscriber) holds only the slot's
+/// read lock while it calls its closure, which therefore must neither block
+/// nor call back into the index. Every lock is released before a method
+/// returns: nothing here can be held across an `.await`, and callers must
+/// never hold the closure of `for_each_subscriber` open across one either
+/// (collect with [`subscribers`](Self::subscribers) when the work must
+/// await).
 pub struct SubscriptionIndex<S> {
     names: DashMap<Arc<str>, TopicId>,
     table: TopicTable<S>,
-    next_id: AtomicU64,
+    /// Slots ever used; the next new one.
+    next_slot: AtomicU64,
+    /// Slots whose topic was freed, for reuse.
+    free: Mutex<Vec<u32>>,
+    /// Live topics.
+    live: AtomicUsize,
     by_subscriber: DashMap<S, IndexSet<TopicId>>,
 }
 
@@ -185,32 +225,40 @@ where
         SubscriptionIndex {
             names: DashMap::new(),
             table: TopicTable::new(),
-            next_id: AtomicU64::new(0),
+            next_slot: AtomicU64::new(0),
+            free: Mutex::new(Vec::new()),
+            live: AtomicUsize::new(0),
             by_subscriber: DashMap::new(),
         }
     }
 
     /// The id of `topic`, interning it on first use.
     ///
-    /// Interned topics are never removed, even when their last subscriber
-    /// leaves: callers intern only names they have validated.
+    /// A topic interned this way lives until a subscriber has joined it and
+    /// the last one has left; callers intern only names they have
+    /// validated ([`subscribe`](Self::subscribe) interns by itself).
     ///
     /// # Panics
     ///
-    /// When more than `u32::MAX + 1` distinct topics are interned (memory runs
-    /// out long before).
+    /// When more than `u32::MAX + 1` topics live at once (memory runs out
+    /// long before).
     pub fn intern(&self, topic: &str) -> TopicId {
-        self.intern_topic(topic).0
+        self.intern_topic(topic)
     }
 
-    /// The id of `topic`, if it has been interned.
+    /// The id of `topic`, if it lives.
     pub fn lookup(&self, topic: &str) -> Option<TopicId> {
         self.names.get(topic).map(|id| *id)
     }
 
-    /// The name of the topic `id`, if this index issued it.
+    /// The name of the topic `id`, if it lives.
     pub fn topic_name(&self, id: TopicId) -> Option<Arc<str>> {
-        self.table.get(id).map(|t| t.name.clone())
+        let slot = self.table.get(id.slot)?.read();
+        if slot.generation == id.generation {
+            slot.name.clone()
+        } else {
+            None
+        }
     }
 
     /// Adds `sub` to `topic` (interning it). Subscribing twice is a no-op that
@@ -219,28 +267,42 @@ where
     /// `first` is true when `sub` is now the topic's only subscriber. Changes to
     /// one topic are serialized, so its `first` and `last` flags alternate.
     pub fn subscribe(&self, topic: &str, sub: S) -> Subscribed {
-        let (id, entry) = self.intern_topic(topic);
-        let mut topics = self.by_subscriber.entry(sub.clone()).or_default();
-        if !topics.insert(id) {
+        loop {
+            let id = self.intern_topic(topic);
+            let mut topics = self.by_subscriber.entry(sub.clone()).or_default();
+            if topics.contains(&id) {
+                return Subscribed {
+                    topic: id,
+                    added: false,
+                    first: false,
+                };
+            }
+            let mut slot = self.table.slot(id.slot).write();
+            if !slot.holds(id) {
+                // Freed by its last subscriber since it was looked up: a
+                // new topic of the same name is interned on the next turn.
+                drop(slot);
+                let empty = topics.is_empty();
+                drop(topics);
+                if empty {
+                    self.by_subscriber.remove_if(&sub, |_, t| t.is_empty());
+                }
+                continue;
+            }
+            topics.insert(id);
+            slot.subscribers.insert(sub);
             return Subscribed {
                 topic: id,
-                added: false,
-                first: false,
+                added: true,
+                first: slot.subscribers.len() == 1,
             };
-        }
-        let mut subscribers = entry.subscribers.write();
-        subscribers.insert(sub);
-        Subscribed {
-            topic: id,
-            added: true,
-            first: subscribers.len() == 1,
         }
     }
 
     /// Removes `sub` from `topic`.
     ///
     /// `removed` is false when it was not subscribed; `last` is true when the
-    /// topic has no subscribers left.
+    /// topic has no subscribers left (it is freed).
     pub fn unsubscribe(&self, topic: &str, sub: &S) -> Unsubscribed {
         const UNCHANGED: Unsubscribed = Unsubscribed {
             removed: false,
@@ -255,16 +317,21 @@ where
         if !topics.get_mut().swap_remove(&id) {
             return UNCHANGED;
         }
-        let last = match self.table.get(id) {
-            Some(entry) => {
-                let mut subscribers = entry.subscribers.write();
-                subscribers.swap_remove(sub);
-                subscribers.is_empty()
+        let last = match self.table.get(id.slot) {
+            Some(slot) => {
+                let mut slot = slot.write();
+                slot.subscribers.swap_remove(sub);
+                slot.subscribers.is_empty()
             }
             None => false,
         };
         if topics.get().is_empty() {
             topics.remove();
+        } else {
+            drop(topics);
+        }
+        if last {
+            self.free_if_empty(id, topic);
         }
         Unsubscribed {
             removed: true,
@@ -275,26 +342,28 @@ where
     /// Removes every subscription of `sub`, as on a disconnect.
     ///
     /// Returns the topics it was in, in no particular order, each saying
-    /// whether it became empty.
+    /// whether it became empty (and was freed).
     pub fn unsubscribe_all(&self, sub: &S) -> Vec<Left> {
         let Entry::Occupied(topics) = self.by_subscriber.entry(sub.clone()) else {
             return Vec::new();
         };
-        let left = topics
+        let left: Vec<Left> = topics
             .get()
             .iter()
             .filter_map(|&id| {
-                let entry = self.table.get(id)?;
-                let mut subscribers = entry.subscribers.write();
-                subscribers.swap_remove(sub);
+                let mut slot = self.table.get(id.slot)?.write();
+                slot.subscribers.swap_remove(sub);
                 Some(Left {
                     topic: id,
-                    name: entry.name.clone(),
-                    now_empty: subscribers.is_empty(),
+                    name: slot.name.clone()?,
+                    now_empty: slot.subscribers.is_empty(),
                 })
             })
             .collect();
         topics.remove();
+        for gone in left.iter().filter(|l| l.now_empty) {
+            self.free_if_empty(gone.topic, &gone.name);
+        }
         left
     }
 
@@ -312,12 +381,13 @@ where
         };
         let mut topics = self.by_subscriber.entry(new.clone()).or_default();
         for &id in &moved {
-            let Some(entry) = self.table.get(id) else {
+            let Some(slot) = self.table.get(id.slot) else {
                 continue;
             };
-            let mut subscribers = entry.subscribers.write();
-            subscribers.swap_remove(old);
-            subscribers.insert(new.clone());
+            let mut slot = slot.write();
+            // `old` was in it, so it lives.
+            slot.subscribers.swap_remove(old);
+            slot.subscribers.insert(new.clone());
             topics.insert(id);
         }
         moved.len()
@@ -328,29 +398,36 @@ where
     /// Holds only the topic's read lock meanwhile: `f` must not block, await
     /// or call into this index. Subscribers are visited in a stable order
     /// between changes (insertion order, until a removal moves the last one
-    /// into the gap).
+    /// into the gap). A freed topic's id has no subscribers.
     pub fn for_each_subscriber(&self, topic: TopicId, mut f: impl FnMut(&S)) -> usize {
-        let Some(entry) = self.table.get(topic) else {
+        let Some(slot) = self.table.get(topic.slot) else {
             return 0;
         };
-        let subscribers = entry.subscribers.read();
-        subscribers.iter().for_each(&mut f);
-        subscribers.len()
+        let slot = slot.read();
+        if slot.generation != topic.generation {
+            return 0;
+        }
+        slot.subscribers.iter().for_each(&mut f);
+        slot.subscribers.len()
     }
 
     /// A snapshot of the subscribers of `topic`, for work that must await.
     pub fn subscribers(&self, topic: TopicId) -> Vec<S> {
-        self.table
-            .get(topic)
-            .map(|t| t.subscribers.read().iter().cloned().collect())
-            .unwrap_or_default()
+        let mut all = Vec::new();
+        self.for_each_subscriber(topic, |s| all.push(s.clone()));
+        all
     }
 
     /// How many subscribers `topic` has.
     pub fn subscriber_count(&self, topic: TopicId) -> usize {
-        self.table
-            .get(topic)
-            .map_or(0, |t| t.subscribers.read().len())
+        self.table.get(topic.slot).map_or(0, |slot| {
+            let slot = slot.read();
+            if slot.generation == topic.generation {
+                slot.subscribers.len()
+            } else {
+                0
+            }
+        })
     }
 
     /// Whether `sub` is subscribed to `topic`.
@@ -375,10 +452,9 @@ where
             .unwrap_or_default()
     }
 
-    /// How many topics have been interned (with or without subscribers).
+    /// How many topics live now (interned and not freed).
     pub fn topic_count(&self) -> usize {
-        // Ids are dense; one being interned right now may already be counted.
-        usize::try_from(self.next_id.load(Ordering::Acquire)).unwrap_or(usize::MAX)
+        self.live.load(Ordering::Acquire)
     }
 
     /// How many distinct subscribers hold at least one subscription.
@@ -386,35 +462,61 @@ where
         self.by_subscriber.len()
     }
 
-    /// Interns `name` and returns its id and entry.
-    fn intern_topic(&self, name: &str) -> (TopicId, &Topic<S>) {
+    /// Interns `name` and returns its id.
+    fn intern_topic(&self, name: &str) -> TopicId {
         if let Some(id) = self.lookup(name) {
-            if let Some(entry) = self.table.get(id) {
-                return (id, entry);
-            }
+            return id;
         }
         match self.names.entry(Arc::from(name)) {
-            Entry::Occupied(e) => {
-                let id = *e.get();
-                // An id is installed in the table before it is published in
-                // `names`, under the same shard lock.
-                let entry = self.table.get(id).unwrap_or_else(|| unreachable!());
-                (id, entry)
-            }
+            Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
-                // Allocated under the shard lock of `name`: one id per name.
-                let raw = self.next_id.fetch_add(1, Ordering::AcqRel);
-                let id = TopicId(u32::try_from(raw).expect("topic ids exhausted"));
-                let entry = self.table.install(
-                    id,
-                    Topic {
-                        name: e.key().clone(),
-                        subscribers: RwLock::new(IndexSet::new()),
-                    },
-                );
+                // Under the shard lock of `name`: one id per name.
+                let reused = self.free.lock().pop();
+                let slot_no = reused.unwrap_or_else(|| {
+                    let raw = self.next_slot.fetch_add(1, Ordering::AcqRel);
+                    u32::try_from(raw).expect("topic slots exhausted")
+                });
+                let mut slot = self.table.slot(slot_no).write();
+                debug_assert!(slot.name.is_none() && slot.subscribers.is_empty());
+                slot.name = Some(e.key().clone());
+                let id = TopicId {
+                    slot: slot_no,
+                    generation: slot.generation,
+                };
+                drop(slot);
                 e.insert(id);
-                (id, entry)
+                self.live.fetch_add(1, Ordering::AcqRel);
+                id
             }
+        }
+    }
+
+    /// Frees the topic `id` (named `name`) if it still has no subscriber:
+    /// its name leaves the map, its slot gets a new generation and goes to
+    /// the free list. A subscriber that joined meanwhile keeps it alive.
+    fn free_if_empty(&self, id: TopicId, name: &str) {
+        let freed = self
+            .names
+            .remove_if(name, |_, &current| {
+                if current != id {
+                    return false;
+                }
+                let Some(slot) = self.table.get(id.slot) else {
+                    return false;
+                };
+                let mut slot = slot.write();
+                if !slot.holds(id) || !slot.subscribers.is_empty() {
+                    return false;
+                }
+                slot.generation = slot.generation.wrapping_add(1);
+                slot.name = None;
+                slot.subscribers = IndexSet::new();
+                true
+            })
+            .is_some();
+        if freed {
+            self.free.lock().push(id.slot);
+            self.live.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -472,10 +574,10 @@ mod tests {
         index: &SubscriptionIndex<S>,
     ) {
         let mut pairs = HashSet::new();
-        for raw in 0..index.topic_count() {
-            let id = TopicId(u32::try_from(raw).unwrap());
-            let name = index.topic_name(id).unwrap();
-            assert_eq!(index.lookup(&name), Some(id));
+        assert_eq!(index.names.len(), index.topic_count());
+        for item in &index.names {
+            let (name, id) = (item.key().clone(), *item.value());
+            assert_eq!(index.topic_name(id), Some(name.clone()));
             let mut n = 0;
             let count = index.for_each_subscriber(id, |s| {
                 n += 1;
@@ -504,12 +606,12 @@ mod tests {
 
     #[test]
     fn locate_covers_every_id_without_overlap() {
-        assert_eq!(TopicTable::<u8>::locate(TopicId(0)), (0, 0));
-        assert_eq!(TopicTable::<u8>::locate(TopicId(31)), (0, 31));
-        assert_eq!(TopicTable::<u8>::locate(TopicId(32)), (1, 0));
-        assert_eq!(TopicTable::<u8>::locate(TopicId(95)), (1, 63));
-        assert_eq!(TopicTable::<u8>::locate(TopicId(96)), (2, 0));
-        let (chunk, offset) = TopicTable::<u8>::locate(TopicId(u32::MAX));
+        assert_eq!(TopicTable::<u8>::locate(0), (0, 0));
+        assert_eq!(TopicTable::<u8>::locate(31), (0, 31));
+        assert_eq!(TopicTable::<u8>::locate(32), (1, 0));
+        assert_eq!(TopicTable::<u8>::locate(95), (1, 63));
+        assert_eq!(TopicTable::<u8>::locate(96), (2, 0));
+        let (chunk, offset) = TopicTable::<u8>::locate(u32::MAX);
         assert_eq!(chunk, CHUNKS - 1);
         assert!(offset < 1 << (chunk as u32 + FIRST_CHUNK_BITS));
     }
@@ -527,8 +629,12 @@ mod tests {
             assert_eq!(index.topic_name(*id).as_deref(), Some(&*format!("t{i}")));
         }
         assert_eq!(index.topic_count(), 200);
-        assert_eq!(index.topic_name(TopicId(200)), None);
-        assert_eq!(index.subscriber_count(TopicId(1_000_000)), 0);
+        let nowhere = TopicId {
+            slot: 1_000_000,
+            generation: 0,
+        };
+        assert_eq!(index.topic_name(nowhere), None);
+        assert_eq!(index.subscriber_count(nowhere), 0);
     }
 
     #[test]
@@ -565,9 +671,14 @@ mod tests {
         assert_eq!((two.removed, two.last), (true, true));
         assert_eq!(index.subscriber_count(id), 0);
         assert_eq!(index.subscriber_total(), 0);
-        // The topic stays interned; subscribing again is a new first.
-        assert_eq!(index.lookup("t"), Some(id));
-        assert!(index.subscribe("t", 2).first);
+        // The topic is freed; subscribing again is a new first, in the same
+        // slot under a new generation.
+        assert_eq!(index.lookup("t"), None);
+        assert_eq!(index.topic_count(), 0);
+        let again = index.subscribe("t", 2);
+        assert!(again.first);
+        assert_eq!(again.topic.index(), id.index());
+        assert_ne!(again.topic, id);
         assert_consistent(&index);
     }
 
@@ -691,9 +802,10 @@ mod tests {
                             }
                         }
                         if r % 97 == 0 {
-                            let id = index.lookup(topic).unwrap();
-                            let mut n = 0;
-                            assert_eq!(index.for_each_subscriber(id, |_| n += 1), n);
+                            if let Some(id) = index.lookup(topic) {
+                                let mut n = 0;
+                                assert_eq!(index.for_each_subscriber(id, |_| n += 1), n);
+                            }
                         }
                     }
                 })
@@ -704,9 +816,17 @@ mod tests {
         }
 
         assert_consistent(&index);
-        assert_eq!(index.topic_count(), TOPICS);
+        let live = topics.iter().filter(|t| index.lookup(t).is_some()).count();
+        assert_eq!(index.topic_count(), live);
         for (t, name) in topics.iter().enumerate() {
-            let count = index.subscriber_count(index.lookup(name).unwrap());
+            let count = index
+                .lookup(name)
+                .map_or(0, |id| index.subscriber_count(id));
+            assert_eq!(
+                count > 0,
+                index.lookup(name).is_some(),
+                "{name}: empty but alive"
+            );
             assert_eq!(
                 upstream[t].load(Ordering::SeqCst),
                 i64::from(count > 0),
@@ -731,5 +851,100 @@ mod tests {
         assert_eq!(index.topic_count(), 500);
         let distinct: HashSet<_> = results[0].iter().collect();
         assert_eq!(distinct.len(), 500);
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_and_old_ids_find_nothing() {
+        let index = SubscriptionIndex::<u32>::new();
+        let a = index.subscribe("a", 1).topic;
+        index.subscribe("b", 1);
+        assert!(index.unsubscribe("a", &1).last);
+        assert_eq!(index.topic_count(), 1);
+        assert_eq!(index.lookup("a"), None);
+        let c = index.subscribe("c", 2).topic;
+        assert_eq!(c.index(), a.index(), "the freed slot is reused");
+        assert_ne!(c, a);
+        assert_eq!(index.for_each_subscriber(a, |_| panic!("a is gone")), 0);
+        assert_eq!(index.subscriber_count(a), 0);
+        assert_eq!(index.topic_name(a), None);
+        assert!(index.subscribers(a).is_empty());
+        assert_eq!(index.subscribers(c), vec![2]);
+        assert_eq!(index.topic_name(c).as_deref(), Some("c"));
+        // Leaving everything frees everything.
+        index.unsubscribe_all(&1);
+        index.unsubscribe_all(&2);
+        assert_eq!(index.topic_count(), 0);
+        assert_consistent(&index);
+    }
+
+    #[test]
+    fn churning_names_do_not_grow_the_table() {
+        let index = SubscriptionIndex::<u32>::new();
+        index.subscribe("kept", 0);
+        for i in 0..100_000 {
+            let name = format!("made-up-{i}");
+            assert!(index.subscribe(&name, i % 7 + 1).first);
+            assert!(index.unsubscribe(&name, &(i % 7 + 1)).last);
+        }
+        assert_eq!(index.topic_count(), 1);
+        assert_eq!(index.names.len(), 1);
+        assert_eq!(
+            index.next_slot.load(Ordering::Relaxed),
+            2,
+            "two slots ever used"
+        );
+        assert_consistent(&index);
+    }
+
+    #[test]
+    fn a_reused_slot_never_shows_one_topic_the_other_topics_subscribers() {
+        const WRITERS: u32 = 3;
+        const NAMES: u32 = 8;
+        let index = Arc::new(SubscriptionIndex::<u32>::new());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Subscriber `w * 1000 + n` only ever joins topic `w-n`, so a
+        // subscriber seen under another name is a stale id reaching a
+        // reused slot.
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let index = Arc::clone(&index);
+                thread::spawn(move || {
+                    for round in 0..20_000u32 {
+                        let n = round % NAMES;
+                        let name = format!("{w}-{n}");
+                        index.subscribe(&name, w * 1000 + n);
+                        index.unsubscribe(&name, &(w * 1000 + n));
+                    }
+                })
+            })
+            .collect();
+        let reader = {
+            let (index, stop) = (Arc::clone(&index), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut seen = 0u64;
+                let mut rng = 7u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = xorshift(&mut rng);
+                    let (w, n) = (
+                        (r % u64::from(WRITERS)) as u32,
+                        ((r >> 8) % u64::from(NAMES)) as u32,
+                    );
+                    if let Some(id) = index.lookup(&format!("{w}-{n}")) {
+                        index.for_each_subscriber(id, |&s| {
+                            assert_eq!(s, w * 1000 + n, "topic {w}-{n} showed {s}");
+                            seen += 1;
+                        });
+                    }
+                }
+                seen
+            })
+        };
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        assert_eq!(index.topic_count(), 0);
+        assert_consistent(&index);
     }
 }
