@@ -157,6 +157,12 @@ impl BarAggregator {
         BarAggregator::new(&Resolution::ALL)
     }
 
+    /// Drops the bars of `instrument` (an instrument nobody follows any
+    /// more); its next tick starts new ones.
+    pub fn forget(&mut self, instrument: &Instrument) {
+        self.series.remove(instrument);
+    }
+
     /// The resolutions kept, in reporting order.
     pub fn resolutions(&self) -> &[Resolution] {
         &self.resolutions

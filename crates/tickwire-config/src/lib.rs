@@ -121,6 +121,11 @@ pub struct Config {
     /// topics); a publish request naming new ones beyond is refused with
     /// 422, and an adapter's are left out and counted. Default 100000.
     pub max_instruments: usize,
+    /// An instrument that no update named for this long (between one and
+    /// two times it), that no adapter lists and that no client follows is
+    /// forgotten with what the endpoints keep for it (last values, bars);
+    /// its next update makes it known again. 0: never. Default 600.
+    pub forget_instruments_after_secs: u64,
     /// The JSONL replay the binary serves (`data_dir`, `date`, `interval_ms`,
     /// `mode`, `tickers`, `buffer`; the replay adapter's `ReplayConfig`).
     /// Default: `data_dir = "data/demo"` (relative to the working directory)
@@ -174,6 +179,7 @@ impl Default for Config {
             zstd_level: 3,
             max_groups: 100_000,
             max_instruments: 100_000,
+            forget_instruments_after_secs: 600,
             replay: Dict::from([
                 ("data_dir".to_owned(), Value::from("data/demo")),
                 ("mode".to_owned(), Value::from("rotation")),

@@ -278,6 +278,18 @@ impl Protocol for FastWsSession {
     }
 }
 
+/// Whether a FastWS client follows an instrument (the bars of any
+/// resolution), for the symbol table's forgetting.
+pub fn interest(feeds: Arc<Index>) -> tickwire_services::market::Interest {
+    Box::new(move |instrument| {
+        let mut name = String::new();
+        Resolution::ALL.into_iter().any(|resolution| {
+            bars_topic(&mut name, instrument, resolution);
+            feeds.lookup(&name).is_some()
+        })
+    })
+}
+
 /// The bars of every instrument, fed by the fan-out with every tick.
 ///
 /// Owned by the fan-out task: no lock. For each bar a tick changes, the
@@ -345,6 +357,11 @@ impl Feed<Update> for BarFeed {
             }
             Update::Trade(trade) => {
                 self.on_trade(trade);
+            }
+            Update::Forget(gone) => {
+                for instrument in gone.iter() {
+                    self.bars.forget(instrument);
+                }
             }
             _ => {}
         }

@@ -228,6 +228,14 @@ impl Proxy {
             Update::Tick(tick) => &tick.instrument,
             Update::Trade(trade) => &trade.instrument,
             Update::Book(book) => &book.instrument,
+            Update::Forget(gone) => {
+                for instrument in gone.iter() {
+                    if !self.follows(instrument) {
+                        self.cache.remove(instrument);
+                    }
+                }
+                return;
+            }
             _ => return,
         };
         let kind = match self.cache.get_mut(instrument) {
@@ -260,6 +268,23 @@ impl Proxy {
                 subs.send(&key, &bytes);
             }
         }
+    }
+
+    /// Whether a client of the proxy is subscribed to `instrument` in any
+    /// mode (the gateway never forgets such an instrument).
+    pub fn follows(&self, instrument: &Instrument) -> bool {
+        let subs = lock(&self.subs);
+        Topic::ALL.into_iter().any(|topic| {
+            subs.refs.is_subscribed(&SubKey {
+                instrument: instrument.clone(),
+                topic,
+            })
+        })
+    }
+
+    /// How many instruments the last-value cache holds.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
     }
 
     /// Whether an LTP message of `instrument` goes out now; if not, the

@@ -65,13 +65,25 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
     }
 }
 
-/// `GET /healthz`: liveness, with the open WebSocket connections and what
-/// the slow-consumer policies have done since the start.
+/// `GET /healthz`: liveness, with the open WebSocket connections, what the
+/// slow-consumer policies have done since the start, and the instruments.
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
     connections: u64,
     slow_consumers: tickwire_core::SlowConsumerCounts,
+    instruments: Instruments,
+}
+
+/// The symbol table's figures in `/healthz`.
+#[derive(Serialize)]
+struct Instruments {
+    /// Known now.
+    known: usize,
+    /// Refused because the table was full (`max_instruments`).
+    refused: u64,
+    /// Forgotten when idle (`forget_instruments_after_secs`).
+    forgotten: u64,
 }
 
 fn health(shared: &Shared) -> Response<Body> {
@@ -82,6 +94,11 @@ fn health(shared: &Shared) -> Response<Body> {
             status: "ok",
             connections: connections.open(),
             slow_consumers: connections.slow_consumers(),
+            instruments: Instruments {
+                known: shared.context.market.symbols_tracked(),
+                refused: shared.context.market.refused(),
+                forgotten: shared.context.market.forgotten(),
+            },
         },
     )
 }

@@ -170,6 +170,42 @@ struct Shared {
     publish: tickwire_endpoint_publish::Publish,
 }
 
+/// Every `period` (none when zero) until shutdown: forgets the idle
+/// instruments of `market` ([`Market::sweep`]) and tells every feed, in
+/// order with the data ([`tickwire_model::Update::Forget`]).
+async fn forget_idle_instruments(
+    market: Arc<Market>,
+    fan_out: Arc<tickwire_core::dispatch::SharedFanOut<tickwire_model::Update>>,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if period.is_zero() {
+        return;
+    }
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = tickwire_core::shutdown_started(&mut shutdown) => return,
+            _ = ticks.tick() => {}
+        }
+        let gone = market.sweep();
+        if gone.is_empty() {
+            continue;
+        }
+        info!(
+            forgotten = gone.len(),
+            known = market.symbols_tracked(),
+            idle_secs = period.as_secs(),
+            "forgot idle instruments"
+        );
+        tickwire_core::dispatch::deliver_all(
+            &fan_out,
+            [tickwire_model::Update::Forget(gone.into())],
+        );
+    }
+}
+
 /// Takes every adapter's stream, as the adapter contract asks, then connects
 /// each and subscribes it to everything (`*`). An adapter that fails is left
 /// out, with its reason logged, unless `required` names it: then the gateway
@@ -356,6 +392,21 @@ pub async fn run_with(
             tickwire_endpoint_fastws::BarFeed::new(feeds.clone()),
         );
     let fan_out = Arc::new(std::sync::Mutex::new(fan_out));
+    // Whom each endpoint's clients follow: never forgotten.
+    market.add_interest(tickwire_services::market::json_feeds_interest(
+        feeds.clone(),
+    ));
+    market.add_interest(tickwire_endpoint_fastws::interest(feeds.clone()));
+    market.add_interest({
+        let proxy = proxy.clone();
+        Box::new(move |instrument| proxy.follows(instrument))
+    });
+    let forgetting = tokio::spawn(forget_idle_instruments(
+        market.clone(),
+        fan_out.clone(),
+        Duration::from_secs(config.forget_instruments_after_secs),
+        shutdown_rx.clone(),
+    ));
     let adapters_task = tokio::spawn(tickwire_core::dispatch::run(
         fan_out.clone(),
         streams,
@@ -486,6 +537,7 @@ pub async fn run_with(
     let _ = status.await;
     let _ = heartbeat.await;
     let _ = throttle.await;
+    let _ = forgetting.await;
     info!("stopped");
     Ok(())
 }

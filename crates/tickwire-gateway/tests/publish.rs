@@ -354,3 +354,78 @@ async fn a_burst_of_one_symbol_larger_than_a_queue_keeps_its_subscribers() {
     assert_eq!(ws.json_skipping(&["server_status"]).await["price"], 601.0);
     assert_eq!(stream.json_skipping(&["pong"]).await["price"], 601.0);
 }
+
+async fn health(server: &Server) -> serde_json::Value {
+    let (_, _, body) = http_get(server.addr, "/healthz", &[]).await;
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn idle_instruments_are_forgotten_with_their_cached_values_unless_followed() {
+    let mut config = config();
+    config.forget_instruments_after_secs = 1;
+    let server = Server::start_with(config, universe()).await;
+    let known_before = health(&server).await["instruments"]["known"]
+        .as_u64()
+        .unwrap();
+    let ticks: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"kind":"tick","symbol":"Z{i}/USD","price":{}}}"#, i + 1))
+        .collect();
+    let (status, _) = publish(&server, KEY, &format!("[{}]", ticks.join(","))).await;
+    assert_eq!(status, 202);
+    let mut stream = FeedClient::stream(&server, DEMO).await;
+    stream
+        .send(r#"{"type":"subscribe","symbols":["Z0/USD"]}"#)
+        .await;
+    assert_eq!(stream.json().await["type"], "subscribed");
+    let ltp = |i: usize| format!("/api/v1/ltp?symbol=Z{i}/USD&exchange=CRYPTO");
+    assert_eq!(
+        http_get_bearer(server.addr, &ltp(5), Some(DEMO)).await.0,
+        200
+    );
+
+    // Nothing updates them: within two periods all but the followed one go.
+    let health = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let health = health(&server).await;
+            if health["instruments"]["forgotten"].as_u64() >= Some(299) {
+                return health;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("idle instruments forgotten");
+    assert_eq!(
+        health["instruments"]["known"].as_u64(),
+        Some(known_before + 1),
+        "{health}"
+    );
+    let (status, body) = http_get_bearer(server.addr, &ltp(5), Some(DEMO)).await;
+    assert_eq!(status, 404, "the cached value went with it: {body}");
+    let (status, body) = http_get_bearer(server.addr, &ltp(0), Some(DEMO)).await;
+    assert_eq!(status, 200, "followed, kept: {body}");
+    stream
+        .send(r#"{"type":"subscribe","symbols":["Z5/USD"]}"#)
+        .await;
+    assert_eq!(stream.json_skipping(&["pong"]).await["type"], "error");
+
+    // An update makes it known again.
+    publish(
+        &server,
+        KEY,
+        r#"{"kind":"tick","symbol":"Z5/USD","price":7}"#,
+    )
+    .await;
+    tokio::time::timeout(PATIENCE, async {
+        while http_get_bearer(server.addr, &ltp(5), Some(DEMO)).await.0 != 200 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("Z5/USD known again");
+    stream
+        .send(r#"{"type":"subscribe","symbols":["Z5/USD"]}"#)
+        .await;
+    assert_eq!(stream.json_skipping(&["pong"]).await["type"], "subscribed");
+}

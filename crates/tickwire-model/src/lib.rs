@@ -251,6 +251,12 @@ pub enum Update {
     Signal(Signal),
     /// A payload for one pubsub group, already in its final form (the publish API's raw mode).
     Raw(RawGroupPayload),
+    /// The gateway forgot these instruments (nothing updated them for a while
+    /// and nobody follows them): whoever keeps state per instrument (a
+    /// last-value cache, bars) drops theirs. Made by the gateway, in order with
+    /// the data, never by an adapter; an update of one of them afterwards makes
+    /// it known again.
+    Forget(Arc<[Instrument]>),
 }
 
 /// A payload published to one pubsub group as it is, without the record pipeline.
@@ -283,7 +289,7 @@ impl Update {
             Update::Trade(t) => Some(&t.instrument),
             Update::Book(b) => Some(&b.instrument),
             Update::Signal(s) => Some(&s.instrument),
-            Update::Gex(_) | Update::Raw(_) => None,
+            Update::Gex(_) | Update::Raw(_) | Update::Forget(_) => None,
         }
     }
 }

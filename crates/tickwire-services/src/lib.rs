@@ -17,7 +17,7 @@ pub mod keys;
 pub mod market;
 
 pub use keys::{KeyRejection, KeyRing, KeyUsage, Lease, Principal};
-pub use market::{Learn, Market};
+pub use market::{Interest, Learn, Market};
 
 /// What the router hands every endpoint: the gateway's shared services.
 /// Cheap to clone.

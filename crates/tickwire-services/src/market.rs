@@ -9,6 +9,13 @@
 //! [`DEFAULT_QUOTE`](tickwire_json::ws::DEFAULT_QUOTE) wins, else the first
 //! known), `/stream` by the canonical symbol (`BTC/USD`, exact).
 //!
+//! Instruments are forgotten when idle ([`Market::sweep`], every
+//! `forget_instruments_after_secs`): one that no update named during a
+//! whole period, that no adapter lists and that no client follows (each
+//! endpoint says whom it follows through an [`Interest`]) leaves the table,
+//! and the fan-out carries an [`Update::Forget`] so that every feed drops
+//! what it keeps for it. A later update makes it known again.
+//!
 //! Topics of the JSON feeds, one per instrument and kind of message:
 //! `ws:price:CRYPTO:BTC/USD`, `ws:book:…`, `ws:signal:…`, `stream:price:…`,
 //! plus `ws:status` and `stream:heartbeat`, which every connection of the
@@ -130,40 +137,82 @@ pub async fn housekeeping(
 }
 
 /// The first part of the fan-out: every instrument an update names becomes
-/// known to the symbol table (the table's lock is taken only for new ones).
+/// known to the symbol table, and counts as updated in the table's current
+/// period (the table's lock is taken once per instrument and period).
 #[derive(Debug)]
 pub struct Learn {
     market: Arc<Market>,
-    seen: HashSet<Instrument>,
+    /// Instruments and the last period they were marked in.
+    seen: HashMap<Instrument, u64>,
+    /// The period `seen` was last pruned in.
+    period: u64,
 }
 
 impl Learn {
     pub fn new(market: Arc<Market>) -> Learn {
         Learn {
             market,
-            seen: HashSet::new(),
+            seen: HashMap::new(),
+            period: 0,
         }
     }
 }
 
 impl UpdateFeed<Update> for Learn {
     fn on_update(&mut self, update: &Update) {
-        if let Some(instrument) = update.instrument() {
-            if !self.seen.contains(instrument)
-                && (self.market.learn(instrument) || self.market.contains(instrument))
-            {
-                // Only what the table took: a refused one stays unremembered.
-                self.seen.insert(instrument.clone());
+        if let Update::Forget(gone) = update {
+            for instrument in gone.iter() {
+                self.seen.remove(instrument);
             }
+            return;
+        }
+        let Some(instrument) = update.instrument() else {
+            return;
+        };
+        let period = self.market.period();
+        if period != self.period {
+            // What was not marked in the last period is no longer needed.
+            self.seen.retain(|_, p| *p + 1 >= period);
+            self.period = period;
+        }
+        if self.seen.get(instrument) == Some(&period) {
+            return;
+        }
+        // Only what the table took: a refused one stays unremembered.
+        if self.market.touch(instrument) {
+            self.seen.insert(instrument.clone(), period);
         }
     }
+}
+
+/// Whether an endpoint's clients follow an instrument now (a subscription
+/// of any kind): such an instrument is never forgotten. Registered with
+/// [`Market::add_interest`] by whoever wires the endpoints.
+pub type Interest = Box<dyn Fn(&Instrument) -> bool + Send + Sync>;
+
+/// An [`Interest`] in the JSON feeds' topics of `feeds` (`/ws`'s three and
+/// `/stream`'s).
+pub fn json_feeds_interest(feeds: Arc<Index>) -> Interest {
+    Box::new(move |instrument| {
+        let mut name = String::new();
+        [
+            Feed::WsPrice,
+            Feed::WsBook,
+            Feed::WsSignal,
+            Feed::StreamPrice,
+        ]
+        .into_iter()
+        .any(|feed| {
+            topic(&mut name, feed, instrument);
+            feeds.lookup(&name).is_some()
+        })
+    })
 }
 
 /// Known instruments and the gateway's figures.
 ///
 /// The table's lock is held for a map operation at a time, never across an
 /// `.await`.
-#[derive(Debug)]
 pub struct Market {
     table: RwLock<Table>,
     adapters: AtomicU64,
@@ -172,17 +221,84 @@ pub struct Market {
     limit: usize,
     /// Instruments refused because the table was full.
     refused: AtomicU64,
+    /// The current period of [`Market::sweep`].
+    period: AtomicU64,
+    /// Instruments forgotten so far.
+    forgotten: AtomicU64,
+    /// Whom the endpoints' clients follow.
+    interests: RwLock<Vec<Interest>>,
+}
+
+impl std::fmt::Debug for Market {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Market")
+            .field("instruments", &self.symbols_tracked())
+            .field("limit", &self.limit)
+            .field("period", &self.period())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
 struct Table {
     all: HashSet<Instrument>,
+    /// Listed by an adapter: never forgotten.
+    pinned: HashSet<Instrument>,
+    /// Named by an update in the current period.
+    recent: HashSet<Instrument>,
     /// `/ws` spelling → instrument.
     ws: HashMap<String, Instrument>,
     /// `/stream` spelling → instrument.
     stream: HashMap<String, Instrument>,
     /// Canonical symbol → the first instrument of that symbol (publish API).
     by_symbol: HashMap<String, Instrument>,
+}
+
+impl Table {
+    /// Adds `instrument` to the table and to each dialect's map.
+    fn insert(&mut self, instrument: &Instrument) {
+        self.all.insert(instrument.clone());
+        self.index(instrument);
+    }
+
+    /// Makes `instrument` (known) what each dialect's spelling of it means,
+    /// unless another instrument has that spelling and is preferred.
+    fn index(&mut self, instrument: &Instrument) {
+        let ws_key = ws::symbol_of(instrument).into_owned();
+        let preferred = |i: &Instrument| {
+            i.exchange.as_ref() == Instrument::CRYPTO && i.quote() == Some(ws::DEFAULT_QUOTE)
+        };
+        match self.ws.get(&ws_key) {
+            Some(existing) if !preferred(instrument) || preferred(existing) => {}
+            _ => {
+                self.ws.insert(ws_key, instrument.clone());
+            }
+        }
+        self.stream
+            .entry(stream::symbol_of(instrument).to_owned())
+            .or_insert_with(|| instrument.clone());
+        self.by_symbol
+            .entry(instrument.symbol.to_string())
+            .or_insert_with(|| instrument.clone());
+    }
+
+    /// Drops the spellings of instruments no longer in the table, and gives
+    /// each to another instrument of that spelling, if one is known.
+    fn reindex(&mut self) {
+        let all = &self.all;
+        let before = self.ws.len() + self.stream.len() + self.by_symbol.len();
+        self.ws.retain(|_, i| all.contains(i));
+        self.stream.retain(|_, i| all.contains(i));
+        self.by_symbol.retain(|_, i| all.contains(i));
+        if self.ws.len() + self.stream.len() + self.by_symbol.len() == before {
+            return;
+        }
+        // Spellings shared with a remaining instrument find it again.
+        let remaining: Vec<Instrument> = self.all.iter().cloned().collect();
+        for instrument in &remaining {
+            self.index(instrument);
+        }
+    }
 }
 
 impl Default for Market {
@@ -205,6 +321,9 @@ impl Market {
             started: Instant::now(),
             limit,
             refused: AtomicU64::new(0),
+            period: AtomicU64::new(0),
+            forgotten: AtomicU64::new(0),
+            interests: RwLock::new(Vec::new()),
         }
     }
 
@@ -222,35 +341,98 @@ impl Market {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        table.all.insert(instrument.clone());
-        let ws_key = ws::symbol_of(instrument).into_owned();
-        let preferred = instrument.exchange.as_ref() == Instrument::CRYPTO
-            && instrument.quote() == Some(ws::DEFAULT_QUOTE);
-        match table.ws.get(&ws_key) {
-            Some(existing)
-                if !preferred
-                    || (existing.exchange.as_ref() == Instrument::CRYPTO
-                        && existing.quote() == Some(ws::DEFAULT_QUOTE)) => {}
-            _ => {
-                table.ws.insert(ws_key, instrument.clone());
-            }
-        }
-        table
-            .stream
-            .entry(stream::symbol_of(instrument).to_owned())
-            .or_insert_with(|| instrument.clone());
-        table
-            .by_symbol
-            .entry(instrument.symbol.to_string())
-            .or_insert_with(|| instrument.clone());
+        table.insert(instrument);
         true
     }
 
-    /// Learns every instrument of `instruments`.
+    /// Learns `instrument` if it is new and marks it as updated in the
+    /// current period; false when the table is full and refused it.
+    pub fn touch(&self, instrument: &Instrument) -> bool {
+        let mut table = self.write();
+        if !table.all.contains(instrument) {
+            if table.all.len() >= self.limit {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            table.insert(instrument);
+        }
+        if !table.recent.contains(instrument) {
+            table.recent.insert(instrument.clone());
+        }
+        true
+    }
+
+    /// Learns every instrument of `instruments` (an adapter's list) and
+    /// keeps them for good.
     pub fn learn_all(&self, instruments: &[Instrument]) {
         for instrument in instruments {
-            self.learn(instrument);
+            if self.learn(instrument) || self.contains(instrument) {
+                self.write().pinned.insert(instrument.clone());
+            }
         }
+    }
+
+    /// Adds whom an endpoint's clients follow to what [`sweep`](Self::sweep)
+    /// keeps.
+    pub fn add_interest(&self, interest: Interest) {
+        self.interests
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(interest);
+    }
+
+    /// The current period of [`sweep`](Self::sweep).
+    pub fn period(&self) -> u64 {
+        self.period.load(Ordering::Acquire)
+    }
+
+    /// Instruments forgotten so far.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten.load(Ordering::Relaxed)
+    }
+
+    /// Ends the current period: forgets (and returns) every instrument that
+    /// no update named since the last sweep, that no adapter lists and
+    /// that no [`Interest`] follows, then starts a new period. Called every
+    /// `forget_instruments_after_secs`, so an idle instrument goes after
+    /// one to two of them; the caller tells the feeds
+    /// ([`Update::Forget`]).
+    pub fn sweep(&self) -> Vec<Instrument> {
+        let candidates: Vec<Instrument> = {
+            let table = self.read();
+            table
+                .all
+                .iter()
+                .filter(|i| !table.pinned.contains(*i) && !table.recent.contains(*i))
+                .cloned()
+                .collect()
+        };
+        // The interests take their own locks: not under the table's.
+        let idle: Vec<Instrument> = {
+            let interests = self
+                .interests
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            candidates
+                .into_iter()
+                .filter(|i| !interests.iter().any(|followed| followed(i)))
+                .collect()
+        };
+        let mut table = self.write();
+        // Updated meanwhile: kept.
+        let gone: Vec<Instrument> = idle
+            .into_iter()
+            .filter(|i| !table.recent.contains(i) && table.all.remove(i))
+            .collect();
+        if !gone.is_empty() {
+            table.reindex();
+        }
+        table.recent.clear();
+        self.period.fetch_add(1, Ordering::AcqRel);
+        drop(table);
+        self.forgotten
+            .fetch_add(gone.len() as u64, Ordering::Relaxed);
+        gone
     }
 
     /// The instrument a `/ws` client means by `symbol` (case-insensitive).
@@ -429,5 +611,73 @@ mod tests {
         market.adapter_disconnected();
         market.adapter_disconnected();
         assert_eq!(market.status(0).active_sources, 0);
+    }
+
+    fn trade(symbol: &str) -> Update {
+        Update::Trade(tickwire_model::Trade {
+            instrument: Instrument::crypto(symbol),
+            price: 1.0,
+            quantity: None,
+            source: Arc::from("test"),
+            timestamp_ms: 0,
+        })
+    }
+
+    #[test]
+    fn idle_instruments_nobody_follows_are_forgotten_and_come_back() {
+        let market = Arc::new(Market::new());
+        // Listed by an adapter: kept for good.
+        market.learn_all(&[Instrument::crypto("BTC/USD")]);
+        let followed = Instrument::crypto("ETH/USD");
+        let watched = followed.clone();
+        market.add_interest(Box::new(move |i| *i == watched));
+        let mut learn = Learn::new(market.clone());
+        for symbol in ["ETH/USD", "DOGE/USD", "SOL/USD", "SOL/EUR"] {
+            learn.on_update(&trade(symbol));
+        }
+        assert_eq!(market.symbols_tracked(), 5);
+        // Updated in this period: nothing goes yet.
+        assert!(market.sweep().is_empty());
+        // SOL/USD keeps trading; the others go quiet for a period.
+        learn.on_update(&trade("SOL/USD"));
+        let mut gone = market.sweep();
+        gone.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        assert_eq!(
+            gone,
+            [
+                Instrument::crypto("DOGE/USD"),
+                Instrument::crypto("SOL/EUR")
+            ]
+        );
+        assert_eq!((market.symbols_tracked(), market.forgotten()), (3, 2));
+        assert!(market.contains(&followed), "a client follows it");
+        assert_eq!(market.stream_symbol("DOGE/USD"), None);
+        assert_eq!(market.ws_symbol("doge"), None);
+        assert_eq!(market.ws_symbol("sol"), Some(Instrument::crypto("SOL/USD")));
+        // The fan-out tells the learner; the next update makes it known again.
+        learn.on_update(&Update::Forget(gone.into()));
+        learn.on_update(&trade("DOGE/USD"));
+        assert_eq!(
+            market.stream_symbol("DOGE/USD"),
+            Some(Instrument::crypto("DOGE/USD"))
+        );
+        // SOL/USD's spelling `sol` passes to SOL/EUR when SOL/USD goes.
+        learn.on_update(&trade("SOL/EUR"));
+        assert_eq!(market.sweep(), [Instrument::crypto("SOL/USD")]);
+        assert_eq!(market.ws_symbol("sol"), Some(Instrument::crypto("SOL/EUR")));
+        assert_eq!(market.by_symbol("SOL/USD"), None);
+    }
+
+    #[test]
+    fn the_learner_remembers_no_more_than_two_periods() {
+        let market = Arc::new(Market::new());
+        let mut learn = Learn::new(market.clone());
+        for i in 0..100 {
+            learn.on_update(&trade(&format!("C{i}/USD")));
+        }
+        market.sweep();
+        market.sweep();
+        learn.on_update(&trade("BTC/USD"));
+        assert_eq!(learn.seen.len(), 1, "the forgotten ones are not kept");
     }
 }
