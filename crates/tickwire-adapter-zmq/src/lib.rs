@@ -27,10 +27,23 @@
 //! The update stream is bounded by [`ZmqConfig::hwm`]: while it is full the receive
 //! loop waits, TCP pushes back, and the publisher applies its own high-water mark
 //! (ZeroMQ's PUB drops for a subscriber that lags), as with libzmq.
+//!
+//! Bad input: a bound endpoint is served through a size guard that skips messages
+//! over [`ZmqConfig::max_message_bytes`] before the ZMTP codec buffers them (the
+//! crate has no `ZMQ_MAXMSGSIZE`; a connected endpoint is a publisher the operator
+//! chose, and is read without it). Malformed messages and values out of range
+//! (a price of zero or less, a number beyond a double) are skipped and counted by
+//! reason ([`ZmqAdapter::skipped`]); the log names the first of each stretch at
+//! once and then at most one summary every ten seconds, so a flood of bad messages
+//! cannot flood the log.
 
+mod guard;
 mod payload;
 mod topic;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -73,6 +86,9 @@ pub struct ZmqConfig {
     /// The adapter's name and the `source` of updates whose topic has no broker
     /// prefix (default `zmq`).
     pub name: String,
+    /// The longest message (all its frames) taken from a publisher of a bound
+    /// endpoint; longer ones are skipped and counted (default 1 MiB).
+    pub max_message_bytes: usize,
 }
 
 impl Default for ZmqConfig {
@@ -87,6 +103,7 @@ impl Default for ZmqConfig {
             backoff_max_ms: 8000,
             connect_timeout_ms: 2000,
             name: "zmq".into(),
+            max_message_bytes: 1024 * 1024,
         }
     }
 }
@@ -99,6 +116,9 @@ impl ZmqConfig {
         }
         if self.hwm == 0 {
             return invalid("hwm", "must be at least 1");
+        }
+        if self.max_message_bytes == 0 {
+            return invalid("max_message_bytes", "must be at least 1");
         }
         if self.max_retries == 0 {
             return invalid("max_retries", "must be at least 1");
@@ -186,6 +206,7 @@ impl ZmqState {
 pub struct ZmqAdapter {
     config: ZmqConfig,
     state: watch::Sender<ZmqState>,
+    skips: Arc<Skips>,
     inner: Mutex<Inner>,
     /// Serializes `connect` calls.
     connecting: tokio::sync::Mutex<()>,
@@ -213,6 +234,7 @@ impl ZmqAdapter {
         Ok(ZmqAdapter {
             config,
             state: watch::Sender::new(ZmqState::Idle),
+            skips: Arc::new(Skips::default()),
             inner: Mutex::new(Inner {
                 tx: Some(tx),
                 rx: Some(rx),
@@ -235,6 +257,17 @@ impl ZmqAdapter {
         self.inner.lock().local.clone()
     }
 
+    /// Messages skipped so far, by reason (a malformed message, a value out of
+    /// range, a message over `max_message_bytes`, ...).
+    pub fn skipped(&self) -> BTreeMap<&'static str, u64> {
+        let mut counts = self.skips.by_reason.lock().clone();
+        let oversized = self.skips.guard.oversized.load(Ordering::Relaxed);
+        if oversized > 0 {
+            counts.insert(OVERSIZED, oversized);
+        }
+        counts
+    }
+
     /// The connection state now.
     pub fn state(&self) -> ZmqState {
         *self.state.borrow()
@@ -255,10 +288,9 @@ impl ZmqAdapter {
         }
     }
 
-    /// One bind or connect attempt: a subscribed socket and its monitor.
-    async fn attempt(
-        &self,
-    ) -> Result<(SubSocket, BoxStream<'static, SocketEvent>, String), zeromq::ZmqError> {
+    /// One bind or connect attempt: a subscribed socket, its monitor, the
+    /// endpoint in use and, for a bind, the size guard serving it.
+    async fn attempt(&self) -> Result<Attempted, zeromq::ZmqError> {
         let mut options = SocketOptions::default();
         options.connect_timeout(Duration::from_millis(self.config.connect_timeout_ms.max(1)));
         let mut socket = SubSocket::with_options(options);
@@ -270,13 +302,91 @@ impl ZmqAdapter {
         for prefix in &self.config.topics {
             socket.subscribe(prefix).await?;
         }
-        let local = if self.config.bind {
-            socket.bind(&self.config.endpoint).await?.to_string()
+        let (local, guard) = if self.config.bind {
+            // The socket on a loopback port of its own, the endpoint served
+            // by the guard (see the module docs).
+            let inner = socket.bind("tcp://127.0.0.1:0").await?.to_string();
+            let inner: std::net::SocketAddr = inner
+                .strip_prefix("tcp://")
+                .and_then(|a| a.parse().ok())
+                .ok_or(zeromq::ZmqError::Other("the socket bound no TCP address"))?;
+            let guard = guard::Guard::bind(
+                &self.config.endpoint,
+                inner,
+                self.config.max_message_bytes,
+                self.skips.guard.clone(),
+                self.config.name.clone(),
+            )
+            .await?;
+            (format!("tcp://{}", guard.local_addr()), Some(guard))
         } else {
             socket.connect(&self.config.endpoint).await?;
-            self.config.endpoint.clone()
+            (self.config.endpoint.clone(), None)
         };
-        Ok((socket, monitor, local))
+        Ok(Attempted {
+            socket,
+            monitor,
+            local,
+            guard,
+        })
+    }
+}
+
+/// A successful bind or connect.
+struct Attempted {
+    socket: SubSocket,
+    monitor: BoxStream<'static, SocketEvent>,
+    local: String,
+    guard: Option<guard::Guard>,
+}
+
+/// The reason counted for messages over `max_message_bytes`.
+const OVERSIZED: &str = "message over max_message_bytes";
+
+/// How often at most the receive loop logs skipped messages.
+const SKIP_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Skipped messages, counted by reason.
+#[derive(Debug, Default)]
+struct Skips {
+    by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    guard: Arc<guard::GuardStats>,
+}
+
+/// The receive loop's log of skipped messages: the first of a stretch at
+/// once, then one summary per [`SKIP_LOG_PERIOD`] at most.
+#[derive(Debug, Default)]
+struct SkipLog {
+    last: Option<std::time::Instant>,
+    /// Skipped since the last line, by reason.
+    unreported: BTreeMap<&'static str, u64>,
+}
+
+impl SkipLog {
+    /// Counts one skipped message; logs it when the last line is old enough.
+    fn skipped(&mut self, skips: &Skips, adapter: &str, reason: &'static str, topic: &[u8]) {
+        *skips.by_reason.lock().entry(reason).or_default() += 1;
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|last| now - last < SKIP_LOG_PERIOD) {
+            *self.unreported.entry(reason).or_default() += 1;
+            return;
+        }
+        self.flush(adapter);
+        self.last = Some(now);
+        let topic = String::from_utf8_lossy(&topic[..topic.len().min(128)]);
+        warn!(adapter, %topic, reason, "zmq message skipped");
+    }
+
+    /// Logs what was skipped since the last line, if anything.
+    fn flush(&mut self, adapter: &str) {
+        if self.unreported.is_empty() {
+            return;
+        }
+        let total: u64 = self.unreported.values().sum();
+        let reasons = format!("{:?}", self.unreported);
+        warn!(adapter, skipped = total, %reasons, "zmq messages skipped since the last report");
+        self.unreported.clear();
+        self.last = Some(std::time::Instant::now());
     }
 }
 
@@ -329,18 +439,28 @@ fn set_state(sender: &watch::Sender<ZmqState>, config: &ZmqConfig, state: ZmqSta
 
 /// The receive loop: messages to updates, monitor events to states, until stopped.
 async fn receive(
-    mut socket: SubSocket,
-    mut monitor: BoxStream<'static, SocketEvent>,
+    up: Attempted,
     mut stop: oneshot::Receiver<()>,
     tx: mpsc::Sender<Update>,
     state: watch::Sender<ZmqState>,
     config: ZmqConfig,
+    skips: Arc<Skips>,
 ) {
+    let Attempted {
+        mut socket,
+        mut monitor,
+        guard,
+        ..
+    } = up;
     let mut decoder = BusDecoder::new(config.name.as_str());
     let adapter = config.name.as_str();
+    let mut log = SkipLog::default();
+    let mut report = tokio::time::interval(SKIP_LOG_PERIOD);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = report.tick() => log.flush(adapter),
             event = monitor.next() => match event {
                 Some(SocketEvent::Accepted(endpoint, _)) => {
                     info!(adapter, %endpoint, "zmq publisher connected");
@@ -363,7 +483,8 @@ async fn receive(
             message = socket.recv() => match message {
                 Ok(message) => {
                     let (Some(topic), Some(payload), 2) = (message.get(0), message.get(1), message.len()) else {
-                        warn!(adapter, frames = message.len(), "zmq message skipped: expected two frames [topic, json]");
+                        let topic = message.get(0).map_or(&[][..], |t| &t[..]);
+                        log.skipped(&skips, adapter, "expected two frames [topic, json]", topic);
                         continue;
                     };
                     match decoder.decode(topic, payload, tickwire_model::now_millis()) {
@@ -379,7 +500,7 @@ async fn receive(
                             debug!(adapter, topic = %String::from_utf8_lossy(topic), "zmq control topic skipped");
                         }
                         Err(Skipped::Malformed(reason)) => {
-                            warn!(adapter, topic = %String::from_utf8_lossy(&topic[..topic.len().min(128)]), reason, "zmq message skipped");
+                            log.skipped(&skips, adapter, reason, topic);
                         }
                     }
                 }
@@ -391,7 +512,10 @@ async fn receive(
             },
         }
     }
-    // Dropping the socket stops its accept loop and reconnect tasks.
+    log.flush(adapter);
+    // Dropping the guard stops its relays; the socket, its accept loop and
+    // reconnect tasks.
+    drop(guard);
     drop(socket);
 }
 
@@ -417,7 +541,7 @@ impl BrokerAdapter for ZmqAdapter {
                 }
             }
             let mut attempt = 0;
-            let (socket, monitor, local) = loop {
+            let up = loop {
                 attempt += 1;
                 self.set_state(ZmqState::Connecting { attempt });
                 match self.attempt().await {
@@ -454,13 +578,14 @@ impl BrokerAdapter for ZmqAdapter {
                 _ => return Err(self.disconnected()),
             };
             let (stop_tx, stop_rx) = oneshot::channel();
+            let local = up.local.clone();
             let task = tokio::spawn(receive(
-                socket,
-                monitor,
+                up,
                 stop_rx,
                 tx,
                 self.state.clone(),
                 self.config.clone(),
+                self.skips.clone(),
             ));
             inner.task = Some((stop_tx, task));
             inner.local = Some(local);

@@ -72,8 +72,13 @@ impl BusDecoder {
             "control topic" => Skipped::NotMarketData,
             why => Skipped::Malformed(why),
         })?;
-        let Value::Object(data) = serde_json::from_slice::<Value>(payload)
-            .map_err(|_| Skipped::Malformed("payload is not JSON"))?
+        let Value::Object(data) = serde_json::from_slice::<Value>(payload).map_err(|e| {
+            if e.to_string().starts_with("number out of range") {
+                Skipped::Malformed("a number is out of the range of a double (as 1e309)")
+            } else {
+                Skipped::Malformed("payload is not JSON")
+            }
+        })?
         else {
             return Err(Skipped::Malformed("payload is not a JSON object"));
         };
@@ -102,16 +107,19 @@ impl BusDecoder {
             .iter()
             .find_map(|k| data.get(*k).and_then(millis))
             .unwrap_or(now_ms);
-        let book = data.get("depth").and_then(Value::as_object).map(|depth| {
-            let side = |key| depth.get(key).map(levels).unwrap_or_default();
-            OrderBook {
-                instrument: topic.instrument.clone(),
-                bids: side("buy"),
-                asks: side("sell"),
-                source: Arc::clone(&source),
-                timestamp_ms,
+        let book = match data.get("depth").and_then(Value::as_object) {
+            Some(depth) => {
+                let side = |key| depth.get(key).map_or(Ok(Vec::new()), levels);
+                Some(OrderBook {
+                    instrument: topic.instrument.clone(),
+                    bids: side("buy")?,
+                    asks: side("sell")?,
+                    source: Arc::clone(&source),
+                    timestamp_ms,
+                })
             }
-        });
+            None => None,
+        };
 
         let ohlc = data.get("ohlc").and_then(Value::as_object);
         let get = |keys: &[&str]| keys.iter().find_map(|k| data.get(*k).and_then(number));
@@ -138,6 +146,8 @@ impl BusDecoder {
             ask_quantity: get(&["ask_qty", "ask_quantity", "best_ask_quantity"])
                 .or_else(|| book.as_ref()?.asks.first().map(|l| l.quantity)),
         };
+
+        fields.check(ltp)?;
 
         let mut updates = Vec::with_capacity(2);
         let instrument = &topic.instrument;
@@ -216,6 +226,30 @@ struct TickFields {
 }
 
 impl TickFields {
+    /// Refuses values no market has: a last price of zero or less, negative
+    /// prices or quantities (zero is the model's "unknown").
+    fn check(&self, ltp: Option<f64>) -> Result<(), Skipped> {
+        if ltp.is_some_and(|p| p <= 0.0) {
+            return Err(Skipped::Malformed("ltp must be greater than zero"));
+        }
+        let prices = [
+            self.open, self.high, self.low, self.close, self.bid, self.ask,
+        ];
+        if prices.iter().flatten().any(|p| *p < 0.0) {
+            return Err(Skipped::Malformed("a price is negative"));
+        }
+        let quantities = [
+            self.volume,
+            self.last_quantity,
+            self.bid_quantity,
+            self.ask_quantity,
+        ];
+        if quantities.iter().flatten().any(|q| *q < 0.0) {
+            return Err(Skipped::Malformed("a volume or quantity is negative"));
+        }
+        Ok(())
+    }
+
     /// Whether the message carries a quote figure (the last quantity belongs to the
     /// trade, not to the quote).
     fn any_quote(&self) -> bool {
@@ -285,15 +319,18 @@ fn millis(v: &Value) -> Option<i64> {
     (ms.abs() < 9.0e15).then_some(ms as i64)
 }
 
-fn levels(side: &Value) -> Vec<Level> {
+/// The levels of one side of a `depth` object (items without a price, and
+/// empty slots of price 0, as brokers send for a shallow book, are left
+/// out); a negative price or quantity refuses the message.
+fn levels(side: &Value) -> Result<Vec<Level>, Skipped> {
     let Some(items) = side.as_array() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    items
+    let levels: Vec<Level> = items
         .iter()
         .filter_map(|item| {
             let item = item.as_object()?;
-            let price = item.get("price").and_then(number)?;
+            let price = item.get("price").and_then(number).filter(|p| *p != 0.0)?;
             let quantity = ["quantity", "qty"]
                 .iter()
                 .find_map(|k| item.get(*k).and_then(number))
@@ -311,7 +348,13 @@ fn levels(side: &Value) -> Vec<Level> {
             })
         })
         .take(MAX_LEVELS)
-        .collect()
+        .collect();
+    if levels.iter().any(|l| l.price < 0.0 || l.quantity < 0.0) {
+        return Err(Skipped::Malformed(
+            "a depth level's price or quantity is negative",
+        ));
+    }
+    Ok(levels)
 }
 
 #[cfg(test)]
@@ -490,7 +533,7 @@ mod tests {
         .unwrap();
         assert!(matches!(updates.as_slice(), [Update::Book(_)]));
         let levels: Vec<String> = (0..80)
-            .map(|i| format!(r#"{{"price":{i},"quantity":1}}"#))
+            .map(|i| format!(r#"{{"price":{},"quantity":1}}"#, i + 1))
             .collect();
         let json = format!(r#"{{"depth":{{"buy":[{}],"sell":[]}}}}"#, levels.join(","));
         let updates = decode(&mut d, "NSE_INFY_DEPTH", &json).unwrap();
@@ -535,6 +578,37 @@ mod tests {
                 Skipped::Malformed("unknown mode (expected LTP, QUOTE or DEPTH)"),
             ),
             ("zerodha_orders", r#"{"order":1}"#, Skipped::NotMarketData),
+            // Values no market has.
+            (
+                "NSE_X_LTP",
+                r#"{"ltp":1e309}"#,
+                Skipped::Malformed("a number is out of the range of a double (as 1e309)"),
+            ),
+            (
+                "NSE_X_LTP",
+                r#"{"ltp":0}"#,
+                Skipped::Malformed("ltp must be greater than zero"),
+            ),
+            (
+                "NSE_X_QUOTE",
+                r#"{"ltp":-5,"volume":1}"#,
+                Skipped::Malformed("ltp must be greater than zero"),
+            ),
+            (
+                "NSE_X_QUOTE",
+                r#"{"ltp":5,"bid":-1}"#,
+                Skipped::Malformed("a price is negative"),
+            ),
+            (
+                "NSE_X_QUOTE",
+                r#"{"ltp":5,"volume":"-3"}"#,
+                Skipped::Malformed("a volume or quantity is negative"),
+            ),
+            (
+                "NSE_X_DEPTH",
+                r#"{"depth":{"buy":[{"price":-1,"quantity":1}],"sell":[]}}"#,
+                Skipped::Malformed("a depth level's price or quantity is negative"),
+            ),
         ] {
             assert_eq!(decode(&mut d, topic, json), Err(why), "{topic} {json}");
         }
@@ -542,6 +616,17 @@ mod tests {
             d.decode(&[0xff, b'_', b'X'], b"{}", 0),
             Err(Skipped::Malformed("topic is not UTF-8"))
         );
+        // Empty slots of a shallow book (price 0) are left out.
+        let updates = decode(
+            &mut d,
+            "NSE_Z_DEPTH",
+            r#"{"depth":{"buy":[{"price":10,"quantity":1},{"price":0,"quantity":0}],"sell":[]}}"#,
+        )
+        .unwrap();
+        let Update::Book(book) = &updates[0] else {
+            panic!("book expected")
+        };
+        assert_eq!(book.bids.len(), 1);
         // Huge or odd numbers never panic.
         for json in [
             r#"{"ltp":1e308,"timestamp":1e308}"#,

@@ -125,6 +125,12 @@ async fn bound_sub_receives_skips_malformed_and_survives_publisher_restart() {
         .unwrap()
         .unwrap();
     assert_eq!(price(&next), 2851.0);
+    let skipped = adapter.skipped();
+    assert_eq!(
+        skipped["expected two frames [topic, json]"], 2,
+        "{skipped:?}"
+    );
+    assert_eq!(skipped["payload is not JSON"], 1, "{skipped:?}");
 
     // A depth message gives a tick and a book, for a two-part exchange.
     publisher
@@ -304,4 +310,60 @@ async fn failures_retry_with_backoff_then_fail() {
     .unwrap();
     assert!(adapter.connect().await.is_err());
     assert_eq!(adapter.state(), ZmqState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_out_of_range_messages_are_skipped_counted_and_the_next_one_arrives() {
+    let adapter = ZmqAdapter::new(ZmqConfig {
+        endpoint: "tcp://127.0.0.1:0".into(),
+        max_message_bytes: 64 * 1024,
+        ..ZmqConfig::default()
+    })
+    .unwrap();
+    let mut updates = adapter.updates().unwrap();
+    adapter.connect().await.unwrap();
+    let endpoint = adapter.local_endpoint().unwrap();
+    let mut publisher = PubSocket::new();
+    publisher.connect(&endpoint).await.unwrap();
+    publish_until_received(
+        &mut publisher,
+        &mut updates,
+        "NSE_INFY_LTP",
+        r#"{"ltp":1500}"#,
+    )
+    .await;
+    drain(&mut updates).await;
+
+    // Four messages of 4 MiB: each skipped as it streams by.
+    let big = format!(r#"{{"ltp":1,"pad":"{}"}}"#, "x".repeat(4 << 20));
+    for _ in 0..4 {
+        publisher
+            .send(two_frames("NSE_INFY_LTP", &big))
+            .await
+            .unwrap();
+    }
+    // Values no market has.
+    for json in [r#"{"ltp":0}"#, r#"{"ltp":-3}"#, r#"{"ltp":1e309}"#] {
+        publisher
+            .send(two_frames("NSE_INFY_LTP", json))
+            .await
+            .unwrap();
+    }
+    publisher
+        .send(two_frames("NSE_INFY_LTP", r#"{"ltp":1501}"#))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(GUARD, updates.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(price(&next), 1501.0, "nothing skipped came through");
+    let skipped = adapter.skipped();
+    assert_eq!(skipped["message over max_message_bytes"], 4, "{skipped:?}");
+    assert_eq!(skipped["ltp must be greater than zero"], 2, "{skipped:?}");
+    assert_eq!(
+        skipped["a number is out of the range of a double (as 1e309)"], 1,
+        "{skipped:?}"
+    );
+    adapter.disconnect().await.unwrap();
 }

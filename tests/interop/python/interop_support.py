@@ -205,6 +205,19 @@ class TickwireServer:
             f"tickwire-server not ready within {WAIT_SECONDS}s ({last_error}):\n" + self.log_tail()
         )
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (while it runs)."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+    def rss_kib(self) -> int:
+        """The server's resident memory now, in KiB (Linux `/proc`)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:

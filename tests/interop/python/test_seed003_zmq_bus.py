@@ -274,3 +274,59 @@ def test_an_ltp_bus_message_does_not_become_an_empty_quote(
             REPUBLISH_SECONDS, lambda m: m["mode"] == 2 and m["data"]["bid"] == 0
         )
         assert empty is None, empty
+
+
+@pytest.fixture()
+def lone_server(tmp_path):
+    """A server of its own, whose memory and log only this test touches."""
+    server = TickwireServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def same_wipro_ltp(payload: dict, msg: dict) -> bool:
+    return msg["symbol"] == "WIPRO" and msg["data"].get("ltp") == payload["ltp"]
+
+
+def test_oversized_and_bad_bus_messages_are_skipped_with_few_log_lines_and_no_memory_kept(
+    lone_server: TickwireServer,
+) -> None:
+    publisher = BusPublisher(lone_server.zmq_endpoint)
+    try:
+        with ProxyClient(lone_server.proxy_ws) as client:
+            client.authenticate()
+            # WIPRO: no other test publishes it.
+            client.subscribe("WIPRO", "NSE", "LTP")
+            publish_until_received(
+                publisher, client,
+                lambda i: ("NSE_WIPRO_LTP", {"ltp": round(300 + i / 100, 2)}),
+                same_wipro_ltp, "before",
+            )
+            rss_before = lone_server.rss_kib()
+            # Four messages of 64 MiB (the default limit is 1 MiB).
+            big = b"x" * (64 << 20)
+            for _ in range(4):
+                publisher.socket.send_multipart([b"NSE_WIPRO_LTP", big])
+            # A flood of malformed messages and values no market has.
+            for i in range(100_000):
+                publisher.socket.send_multipart([b"NSE_WIPRO_LTP", b"{not json"])
+            for payload in (b'{"ltp":0}', b'{"ltp":-5}', b'{"ltp":1e309}'):
+                publisher.socket.send_multipart([b"NSE_WIPRO_LTP", payload])
+            _, after = publish_until_received(
+                publisher, client,
+                lambda i: ("NSE_WIPRO_LTP", {"ltp": round(400 + i / 100, 2)}),
+                same_wipro_ltp, "after",
+            )
+            assert after["data"]["ltp"] >= 400
+            bad = client.market_data_within(REPUBLISH_SECONDS, lambda m: m["data"]["ltp"] <= 0)
+            assert bad is None, bad
+            grown_mib = (lone_server.rss_kib() - rss_before) / 1024
+            assert grown_mib < 32, f"RSS grew {grown_mib:.1f} MiB"
+    finally:
+        publisher.close()
+    log = lone_server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "zmq message over max_message_bytes skipped" in log
+    lines = [l for l in log.splitlines() if "zmq message" in l and "skipped" in l]
+    # The first of a stretch at once, then one line per ten seconds: a handful, not 100,000.
+    assert 2 <= len(lines) <= 6, "\n".join(lines[:10])
