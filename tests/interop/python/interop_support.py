@@ -19,8 +19,10 @@ import importlib.resources
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -268,6 +270,86 @@ def client_access_url(ws_url: str) -> str:
     return urllib.parse.urlunsplit(
         (parts.scheme, parts.netloc, f"/client/hubs/{segments[1]}", parts.query, "")
     )
+
+
+# --- A link that breaks ------------------------------------------------------------------
+
+
+class Relay:
+    """Forwards TCP bytes between clients and the server until told to cut them."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.dead = False
+        self.swallowed = 0
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.pairs.append((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                self._close_pair(src)
+                return
+            if self.dead:
+                self.swallowed += len(data)
+                continue
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def _close_pair(self, either: socket.socket) -> None:
+        with self.lock:
+            for pair in list(self.pairs):
+                if either in pair:
+                    self.pairs.remove(pair)
+                    for s in pair:
+                        s.close()
+
+    def reset(self) -> None:
+        """Resets every connection through the relay, both sides."""
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def dead_link(self, seconds: float) -> None:
+        """Swallows every byte for `seconds`, then resets the connections."""
+        self.dead = True
+        time.sleep(seconds)  # the length of the simulated outage, not a wait for a result
+        self.reset()
+        self.dead = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+        self.reset()
 
 
 # --- Records ------------------------------------------------------------------------------

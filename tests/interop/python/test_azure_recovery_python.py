@@ -9,8 +9,6 @@ swallowed both ways, as a broken network does) that end in a reset. The SDK reco
 
 from __future__ import annotations
 
-import socket
-import struct
 import threading
 import time
 
@@ -22,89 +20,19 @@ from azure.messaging.webpubsubclient.models import (
     WebPubSubProtocolType,
 )
 
-from interop_support import DEMO_KEY, PUBLISHER_KEY, WAIT_SECONDS, client_access_url, negotiate
+from interop_support import (
+    DEMO_KEY,
+    PUBLISHER_KEY,
+    WAIT_SECONDS,
+    Relay,
+    client_access_url,
+    negotiate,
+)
 
 TOTAL = 600
 RATE_PER_SECOND = 50
 CUTS = ["reset", "dead", "reset", "dead", "reset"]
 DEAD_SECONDS = 3.0
-
-
-class Relay:
-    """Forwards TCP bytes between clients and the server until told to cut them."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
-        self.pairs: list[tuple[socket.socket, socket.socket]] = []
-        self.dead = False
-        self.swallowed = 0
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            with self.lock:
-                self.pairs.append((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                return
-            if not data:
-                self._close_pair(src)
-                return
-            if self.dead:
-                self.swallowed += len(data)
-                continue
-            try:
-                dst.sendall(data)
-            except OSError:
-                return
-
-    def _close_pair(self, either: socket.socket) -> None:
-        with self.lock:
-            for pair in list(self.pairs):
-                if either in pair:
-                    self.pairs.remove(pair)
-                    for s in pair:
-                        s.close()
-
-    def reset(self) -> None:
-        """Resets every connection through the relay, both sides."""
-        with self.lock:
-            pairs, self.pairs = self.pairs, []
-        for pair in pairs:
-            for s in pair:
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-    def dead_link(self, seconds: float) -> None:
-        """Swallows every byte for `seconds`, then resets the connections."""
-        self.dead = True
-        time.sleep(seconds)  # the length of the simulated outage, not a wait for a result
-        self.reset()
-        self.dead = False
-
-    def close(self) -> None:
-        self.closed = True
-        self.listener.close()
-        self.reset()
 
 
 def test_a_reliable_client_loses_nothing_across_five_cuts(server):
