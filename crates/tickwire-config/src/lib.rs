@@ -444,6 +444,10 @@ pub struct HubsConfig {
     /// the tokens it negotiated) may hold at once, so that no key takes
     /// the whole group table (`max_groups`) from the others. Default 10000.
     pub max_groups_per_key: usize,
+    /// Most reliable sessions of one key kept for recovery at once (each
+    /// holds up to 1000 messages or 16 MB while it waits); a connection of
+    /// a key at its limit that vanishes ends its session. Default 100.
+    pub max_parked_per_key: usize,
 }
 
 impl Default for HubsConfig {
@@ -451,6 +455,7 @@ impl Default for HubsConfig {
         HubsConfig {
             recovery_window_secs: 30,
             max_groups_per_key: 10_000,
+            max_parked_per_key: 100,
         }
     }
 }

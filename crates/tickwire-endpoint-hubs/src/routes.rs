@@ -205,6 +205,7 @@ pub fn websocket(
                 // every connection's task.
                 let resumed = Box::pin(hubs.recover(id, token, hub, protocol)).await;
                 if resumed.is_none() {
+                    hubs.parked.refused();
                     debug!(connection_id = %id, %protocol, "recovery attempt refused");
                 }
                 resumed

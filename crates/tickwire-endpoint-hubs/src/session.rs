@@ -384,9 +384,13 @@ pub struct Hubs {
 
 /// Reliable sessions whose transport vanished, by connection id, each
 /// until its client resumes it or its recovery window ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ParkedSessions {
     sessions: Mutex<HashMap<String, Parked>>,
+    /// What became of reliable sessions whose connection vanished.
+    outcomes: Outcomes,
+    /// Most sessions one key (a token's user) may have parked at once.
+    max_per_key: usize,
     /// The reliable sessions connected now: their token and connection.
     live: Mutex<HashMap<String, (String, Subscriber)>>,
     /// Signalled whenever a session is parked.
@@ -396,7 +400,87 @@ pub struct ParkedSessions {
     next_id: AtomicU64,
 }
 
+impl Default for ParkedSessions {
+    /// At most [`DEFAULT_MAX_PARKED_PER_KEY`] parked sessions per key.
+    fn default() -> Self {
+        ParkedSessions::with_limit(DEFAULT_MAX_PARKED_PER_KEY)
+    }
+}
+
+/// What became of reliable sessions whose connection vanished, since the
+/// start (in `/healthz`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecoveryCounts {
+    /// Sessions kept for their client to come back.
+    pub parked: u64,
+    /// Sessions a client came back to and resumed.
+    pub resumed: u64,
+    /// Kept sessions that ended unresumed: the window ended, or more than
+    /// 1000 messages / 16 MB waited.
+    pub ended: u64,
+    /// Sessions not kept at all: their key had `max_parked_per_key`
+    /// waiting, or a message was already lost when the connection vanished.
+    pub not_kept: u64,
+    /// Recovery attempts refused with 1008 (no such session, a wrong token,
+    /// hub or subprotocol, or too late).
+    pub refused: u64,
+}
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    parked: AtomicU64,
+    resumed: AtomicU64,
+    ended: AtomicU64,
+    not_kept: AtomicU64,
+    refused: AtomicU64,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The default of [`ParkedSessions::with_limit`].
+pub const DEFAULT_MAX_PARKED_PER_KEY: usize = 100;
+
 impl ParkedSessions {
+    /// No session parked yet; at most `max_per_key` of one key at once (each
+    /// holds up to 1000 messages and 16 MB while it waits).
+    pub fn with_limit(max_per_key: usize) -> ParkedSessions {
+        ParkedSessions {
+            sessions: Mutex::new(HashMap::new()),
+            outcomes: Outcomes::default(),
+            max_per_key,
+            live: Mutex::new(HashMap::new()),
+            parked: tokio::sync::Notify::new(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// What became of reliable sessions whose connection vanished.
+    pub fn outcomes(&self) -> RecoveryCounts {
+        let o = &self.outcomes;
+        RecoveryCounts {
+            parked: o.parked.load(Ordering::Relaxed),
+            resumed: o.resumed.load(Ordering::Relaxed),
+            ended: o.ended.load(Ordering::Relaxed),
+            not_kept: o.not_kept.load(Ordering::Relaxed),
+            refused: o.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a recovery attempt refused.
+    pub(crate) fn refused(&self) {
+        count(&self.outcomes.refused);
+    }
+
+    /// How many sessions of `user` wait now.
+    pub fn held_by(&self, user: &str) -> usize {
+        lock(&self.sessions)
+            .values()
+            .filter(|p| p.user_id == user)
+            .count()
+    }
+
     /// How many sessions wait now.
     pub fn len(&self) -> usize {
         lock(&self.sessions).len()
@@ -456,6 +540,7 @@ impl Drop for Resumption {
     fn drop(&mut self) {
         if let Some(parked) = self.parked.take() {
             info!(connection_id = %parked.connection_id, "reliable session ended: its resumption was not used");
+            count(&self.hubs.parked.outcomes.ended);
             self.hubs.index.unsubscribe_all(&parked.stand_in);
             parked.task.abort();
         }
@@ -491,6 +576,7 @@ impl Hubs {
         let mut sequencing = lock(&parked.sequencing);
         if sequencing.overflowed {
             drop(sequencing);
+            count(&self.parked.outcomes.ended);
             self.index.unsubscribe_all(&parked.stand_in);
             return None;
         }
@@ -542,6 +628,7 @@ impl Hubs {
     fn forget(&self, connection_id: &str, why: &str) {
         let parked = lock(&self.parked.sessions).remove(connection_id);
         if let Some(parked) = parked {
+            count(&self.parked.outcomes.ended);
             self.index.unsubscribe_all(&parked.stand_in);
             info!(connection_id, why, "reliable session ended");
         }
@@ -656,6 +743,7 @@ impl Session {
     pub(crate) fn resume(hubs: Arc<Hubs>, sub: Subscriber, mut resumption: Resumption) -> Session {
         let parked = resumption.parked.take().expect("a resumption is used once");
         parked.task.abort();
+        count(&hubs.parked.outcomes.resumed);
         {
             let mut seq = lock(&parked.sequencing);
             hubs.index.replace(&parked.stand_in, sub.clone());
@@ -699,7 +787,22 @@ impl Session {
         let Some((sequencing, token)) = self.reliable.clone() else {
             return false;
         };
-        if window.is_zero() || self.sub.outbox().is_dropped() {
+        if window.is_zero() {
+            return false;
+        }
+        if self.sub.outbox().is_dropped() {
+            count(&self.hubs.parked.outcomes.not_kept);
+            return false;
+        }
+        let max = self.hubs.parked.max_per_key;
+        if self.hubs.parked.held_by(&self.user_id) >= max {
+            count(&self.hubs.parked.outcomes.not_kept);
+            info!(
+                connection_id = %self.connection_id,
+                user = %self.user_id,
+                max_parked_per_key = max,
+                "reliable session ended: its key has as many sessions waiting for recovery as it may"
+            );
             return false;
         }
         let stand_in = Subscriber::new(
@@ -722,6 +825,7 @@ impl Session {
             if !seq.keep_all(&mut batch) {
                 drop(seq);
                 self.hubs.index.unsubscribe_all(&stand_in);
+                count(&self.hubs.parked.outcomes.not_kept);
                 info!(connection_id = %self.connection_id, "reliable session ended: too many unacknowledged messages");
                 return true;
             }
@@ -748,6 +852,7 @@ impl Session {
         };
         debug!(connection_id = %self.connection_id, window_secs = window.as_secs(), "transport vanished; session kept for recovery");
         lock(&self.hubs.parked.sessions).insert(self.connection_id.clone(), parked);
+        count(&self.hubs.parked.outcomes.parked);
         self.hubs.parked.parked.notify_waiters();
         true
     }
@@ -1417,6 +1522,8 @@ mod tests {
         new.on_close(Ending::Closed);
         assert_eq!(testing::members(&hubs.index, GROUP), 0);
         assert!(hubs.parked.is_empty());
+        let counts = hubs.parked.outcomes();
+        assert_eq!((counts.parked, counts.resumed, counts.ended), (1, 1, 0));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1426,6 +1533,7 @@ mod tests {
         assert_eq!(hubs.parked.len(), 1);
         tokio::time::sleep(Duration::from_secs(31)).await;
         assert!(hubs.parked.is_empty(), "the window ended");
+        assert_eq!(hubs.parked.outcomes().ended, 1);
         assert_eq!(testing::members(&hubs.index, GROUP), 0);
         assert!(
             hubs.resume(&id, &token, Hub::StateGex, Subprotocol::JsonReliable)
@@ -1449,6 +1557,45 @@ mod tests {
             hubs.resume(&id, &token, Hub::StateGex, Subprotocol::JsonReliable)
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_key_parks_at_most_its_limit_of_sessions() {
+        let (hubs, mut first, _sub, _id, _token) = reliable_in_group();
+        let hubs = Arc::new(Hubs {
+            index: hubs.index.clone(),
+            prefix: hubs.prefix.clone(),
+            max_groups: hubs.max_groups,
+            max_groups_per_connection: hubs.max_groups_per_connection,
+            pong_timeout: hubs.pong_timeout,
+            max_message_bytes: hubs.max_message_bytes,
+            slow_consumer: hubs.slow_consumer,
+            recovery_window: hubs.recovery_window,
+            parked: ParkedSessions::with_limit(1),
+            shares: hubs.shares.clone(),
+        });
+        let reliable = |id: u64, user: &str| {
+            let params = SessionParams {
+                hub: Hub::StateGex,
+                protocol: Subprotocol::JsonReliable,
+                user_id: user.to_owned(),
+                roles: vec![],
+            };
+            Session::new(hubs.clone(), subscriber(id, 2), params)
+        };
+        let (mut one, mut two, mut bob) = (
+            reliable(2, "alice"),
+            reliable(3, "alice"),
+            reliable(4, "bob"),
+        );
+        one.on_close(Ending::Vanished);
+        two.on_close(Ending::Vanished);
+        bob.on_close(Ending::Vanished);
+        assert_eq!(hubs.parked.held_by("alice"), 1, "the second one ended");
+        assert_eq!(hubs.parked.held_by("bob"), 1, "another key has its own");
+        let counts = hubs.parked.outcomes();
+        assert_eq!((counts.parked, counts.not_kept), (2, 1), "{counts:?}");
+        first.on_close(Ending::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -668,7 +668,7 @@ impl ProxySession {
             .iter()
             .map(|instrument| {
                 let key = SubKey::new(instrument.clone(), request.mode, request.depth);
-                let result = if let Err(why) = check_instrument(instrument) {
+                let result = if let Err(why) = tickwire_proxy::check_instrument(instrument) {
                     Err(why)
                 } else if held >= proxy.max_subscriptions
                     && proxy
@@ -832,31 +832,6 @@ impl ProxySession {
             );
         }
     }
-}
-
-/// Longest symbol or exchange name a subscription may carry.
-const MAX_NAME_BYTES: usize = 64;
-
-/// Refuses an instrument no adapter could carry: an empty, overlong or
-/// control-character symbol or exchange.
-fn check_instrument(instrument: &Instrument) -> Result<(), String> {
-    for (what, name) in [
-        ("symbol", instrument.symbol.as_ref()),
-        ("exchange", instrument.exchange.as_ref()),
-    ] {
-        if name.trim().is_empty() {
-            return Err(format!("Invalid {what}: empty"));
-        }
-        if name.len() > MAX_NAME_BYTES {
-            return Err(format!(
-                "Invalid {what}: longer than {MAX_NAME_BYTES} bytes"
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(format!("Invalid {what}: control characters"));
-        }
-    }
-    Ok(())
 }
 
 /// The proxy's part of the fan-out: every tick, trade and book goes to the

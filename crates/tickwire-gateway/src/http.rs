@@ -66,13 +66,15 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
 }
 
 /// `GET /healthz`: liveness, with the open WebSocket connections, what the
-/// slow-consumer policies have done since the start, and the instruments.
+/// slow-consumer policies have done since the start, the instruments, and
+/// what became of reliable sessions whose connection vanished.
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
     connections: u64,
     slow_consumers: tickwire_core::SlowConsumerCounts,
     instruments: Instruments,
+    recovery: tickwire_endpoint_hubs::RecoveryCounts,
 }
 
 /// The symbol table's figures in `/healthz`.
@@ -99,6 +101,7 @@ fn health(shared: &Shared) -> Response<Body> {
                 refused: shared.context.market.refused(),
                 forgotten: shared.context.market.forgotten(),
             },
+            recovery: shared.hubs.hubs.parked.outcomes(),
         },
     )
 }

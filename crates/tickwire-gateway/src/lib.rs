@@ -447,7 +447,9 @@ pub async fn run_with(
                 max_message_bytes: config.transport.max_message_bytes,
                 slow_consumer: context.slow_consumer,
                 recovery_window: config.hubs.recovery_window(),
-                parked: tickwire_endpoint_hubs::ParkedSessions::default(),
+                parked: tickwire_endpoint_hubs::ParkedSessions::with_limit(
+                    config.hubs.max_parked_per_key,
+                ),
                 shares: Arc::new(tickwire_endpoint_hubs::GroupShares::new(
                     config.hubs.max_groups_per_key,
                 )),

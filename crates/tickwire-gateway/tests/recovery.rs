@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Client, Down, JSON_RELIABLE, PROTOBUF_RELIABLE, Payload, Server, Up};
+use common::{Client, Down, JSON_RELIABLE, PROTOBUF_RELIABLE, Payload, Server, Up, http_get};
 use prost::Message as _;
 use tickwire_gateway::{Config, HubsConfig};
 use tickwire_model::{Hub, RawDataType, RawGroupPayload, Update};
@@ -258,6 +258,14 @@ async fn a_forged_token_or_an_ended_window_is_refused_with_1008() {
         .await
         .unwrap();
     assert_eq!(late.close_code().await, 1008);
+    // Every outcome counted.
+    let (_, _, health) = http_get(server.addr, "/healthz", &[]).await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(
+        health["recovery"],
+        serde_json::json!({"parked": 2, "resumed": 1, "ended": 1, "not_kept": 0, "refused": 3}),
+        "{health}"
+    );
     server.finish().await.unwrap();
 }
 

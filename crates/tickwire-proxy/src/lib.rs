@@ -79,5 +79,8 @@ pub use reply::{
     encode_auth_ok, encode_broker_info, encode_error, encode_pong, encode_subscribe,
     encode_supported_brokers, encode_unsubscribe,
 };
-pub use request::{Ping, RawJson, Request, Subscribe, Unsubscribe, decode_request};
+pub use request::{
+    MAX_NAME_BYTES, Ping, RawJson, Request, Subscribe, Unsubscribe, check_instrument,
+    decode_request,
+};
 pub use throttle::Throttle;

@@ -398,6 +398,42 @@ fn cut(s: &str) -> String {
     }
 }
 
+/// Longest symbol or exchange name a subscription may carry.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Refuses an instrument no adapter could carry: an empty, overlong or
+/// control-character symbol or exchange. The error is the reply's message.
+///
+/// ```
+/// use tickwire_model::Instrument;
+/// use tickwire_proxy::check_instrument;
+///
+/// assert!(check_instrument(&Instrument::new("RELIANCE", "NSE")).is_ok());
+/// assert_eq!(
+///     check_instrument(&Instrument::new("A\u{1}B", "NSE")),
+///     Err("Invalid symbol: control characters".to_owned())
+/// );
+/// ```
+pub fn check_instrument(instrument: &Instrument) -> Result<(), String> {
+    for (what, name) in [
+        ("symbol", instrument.symbol.as_ref()),
+        ("exchange", instrument.exchange.as_ref()),
+    ] {
+        if name.trim().is_empty() {
+            return Err(format!("Invalid {what}: empty"));
+        }
+        if name.len() > MAX_NAME_BYTES {
+            return Err(format!(
+                "Invalid {what}: longer than {MAX_NAME_BYTES} bytes"
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(format!("Invalid {what}: control characters"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
