@@ -145,9 +145,41 @@ pub async fn shutdown_started(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|&s| s).await.map(|_| ());
 }
 
+/// Calls `tick` every `period`, the first time one period from now, until
+/// `shutdown` says the server shuts down (late ticks are not made up): the
+/// loop of a gateway's housekeeping tasks.
+pub async fn every(
+    period: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut tick: impl FnMut(),
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown_started(&mut shutdown) => return,
+            _ = ticks.tick() => tick(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn every_ticks_each_period_until_shutdown() {
+        let (tx, rx) = watch::channel(false);
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = ticks.clone();
+        let task = tokio::spawn(every(std::time::Duration::from_secs(1), rx, move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+        assert_eq!(ticks.load(std::sync::atomic::Ordering::Relaxed), 3);
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
 
     #[tokio::test]
     async fn counts_open_connections_and_waits_for_trackers() {

@@ -92,7 +92,7 @@ pub mod subscriber;
 pub mod writer;
 
 pub use connections::{
-    ConnectionSettings, Connections, Drained, Tracker, shutdown_started, tracker,
+    ConnectionSettings, Connections, Drained, Tracker, every, shutdown_started, tracker,
 };
 pub use dispatch::{FanOut, Feed};
 pub use outbox::{SlowConsumer, SlowConsumerCounts, corked};

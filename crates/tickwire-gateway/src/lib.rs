@@ -177,21 +177,15 @@ async fn forget_idle_instruments(
     market: Arc<Market>,
     fan_out: Arc<tickwire_core::dispatch::SharedFanOut<tickwire_model::Update>>,
     period: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     if period.is_zero() {
         return;
     }
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = tickwire_core::shutdown_started(&mut shutdown) => return,
-            _ = ticks.tick() => {}
-        }
+    tickwire_core::every(period, shutdown, || {
         let gone = market.sweep();
         if gone.is_empty() {
-            continue;
+            return;
         }
         info!(
             forgotten = gone.len(),
@@ -203,7 +197,8 @@ async fn forget_idle_instruments(
             &fan_out,
             [tickwire_model::Update::Forget(gone.into())],
         );
-    }
+    })
+    .await;
 }
 
 /// Takes every adapter's stream, as the adapter contract asks, then connects

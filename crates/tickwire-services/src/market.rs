@@ -117,23 +117,18 @@ pub async fn housekeeping(
     feeds: &Index,
     name: &str,
     period: std::time::Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
     mut encode: impl FnMut() -> Bytes,
 ) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = tickwire_core::shutdown_started(&mut shutdown) => return,
-            _ = ticks.tick() => {}
-        }
+    tickwire_core::every(period, shutdown, || {
         let Some(topic) = feeds.lookup(name) else {
-            continue;
+            return;
         };
         if feeds.subscriber_count(topic) > 0 {
             publish_text(feeds, topic, &encode(), Kind::Housekeeping);
         }
-    }
+    })
+    .await;
 }
 
 /// The first part of the fan-out: every instrument an update names becomes
