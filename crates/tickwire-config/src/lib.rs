@@ -165,6 +165,99 @@ pub struct Config {
     /// reason logged, and the others serve. A name that is not one of the
     /// adapters is refused. Default: none.
     pub required_adapters: Vec<String>,
+    /// Membership of a cluster of nodes sharing one NATS bus. Default:
+    /// none, a single node that needs no NATS.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: this node is one of several that share a NATS bus
+/// (`TICKWIRE_CLUSTER__NATS_URL=nats://127.0.0.1:4222`,
+/// `TICKWIRE_CLUSTER__NODE_NAME=a`). Updates ingested on any node are
+/// published once to NATS and every node delivers them to its own clients;
+/// the node's `public_url` is the address the others hand out for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS servers: one URL or a list (`nats://host:4222`,
+    /// `tls://host:4222`).
+    #[serde(deserialize_with = "one_or_many")]
+    pub nats_url: Vec<String>,
+    /// This node's name, unique in the cluster (letters, digits, `-`, `_`).
+    pub node_name: String,
+    /// The first token of every subject the cluster uses. Default `tickwire`.
+    #[serde(default = "ClusterConfig::default_subject_prefix")]
+    pub subject_prefix: String,
+    /// Whether this node runs its adapters (`adapters`); their updates reach
+    /// every node through NATS, so the demo's synthetic market and replay
+    /// run on one node of a cluster (`scripts/cluster` starts one such
+    /// node). Default true.
+    #[serde(default = "default_true")]
+    pub run_adapters: bool,
+    /// A NATS credentials file (JWT and NKey seed), if the server wants one.
+    #[serde(default)]
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// A user and password, if the server wants them.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    /// The password of `user`.
+    pub password: Option<String>,
+    /// A token, if the server wants one.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Insist on TLS to the NATS servers. Default false (TLS when a URL says
+    /// `tls://`).
+    #[serde(default)]
+    pub tls_required: bool,
+    /// A PEM file of root certificates the NATS servers' certificates are
+    /// checked against.
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+}
+
+impl ClusterConfig {
+    fn default_subject_prefix() -> String {
+        "tickwire".to_owned()
+    }
+
+    /// A cluster member of `node_name` on the NATS server `nats_url`.
+    pub fn new(nats_url: impl Into<String>, node_name: impl Into<String>) -> ClusterConfig {
+        ClusterConfig {
+            nats_url: vec![nats_url.into()],
+            node_name: node_name.into(),
+            subject_prefix: ClusterConfig::default_subject_prefix(),
+            run_adapters: true,
+            credentials_file: None,
+            user: None,
+            password: None,
+            token: None,
+            tls_required: false,
+            tls_ca_file: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(url) => url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect(),
+        OneOrMany::Many(urls) => urls,
+    })
 }
 
 impl Default for Config {
@@ -195,6 +288,7 @@ impl Default for Config {
             zmq: Dict::new(),
             adapters: ADAPTER_NAMES.map(String::from).to_vec(),
             required_adapters: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -768,6 +862,29 @@ impl Config {
     /// The adapters' sections are checked by the adapters that read them.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |reason: String| Err(ConfigError::Invalid { reason });
+        if let Some(cluster) = &self.cluster {
+            if cluster.nats_url.is_empty() {
+                return invalid("cluster.nats_url names no NATS server".into());
+            }
+            let name_ok = |n: &str| {
+                !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            if !name_ok(&cluster.node_name) {
+                return invalid(format!(
+                    "cluster.node_name {:?} must be 1 to 64 letters, digits, `-` or `_`",
+                    cluster.node_name
+                ));
+            }
+            if !name_ok(&cluster.subject_prefix) {
+                return invalid(format!(
+                    "cluster.subject_prefix {:?} must be 1 to 64 letters, digits, `-` or `_`",
+                    cluster.subject_prefix
+                ));
+            }
+        }
         if self.api_keys.is_empty() {
             return invalid("no api key is configured; add one under [[api_keys]]".into());
         }

@@ -14,6 +14,7 @@
 //! order in which feeds see them.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -108,6 +109,29 @@ pub fn deliver_all<U>(fan_out: &SharedFanOut<U>, updates: impl IntoIterator<Item
             });
         }
     });
+}
+
+/// Where a batch of updates from outside the adapters (a publish request's)
+/// enters: a single node's fan-out delivers them at once; a cluster's bus
+/// carries them to every node. The future completes once they are delivered
+/// (locally) or the bus has them; `Err` says why neither happened.
+pub trait Ingest<U>: Send + Sync {
+    /// Takes `updates`, in order.
+    fn ingest(
+        &self,
+        updates: Vec<U>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+impl<U: Send> Ingest<U> for SharedFanOut<U> {
+    /// Delivers on the caller's task ([`deliver_all`]): done when it returns.
+    fn ingest(
+        &self,
+        updates: Vec<U>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        deliver_all(self, updates);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// A stream of updates (one adapter's).

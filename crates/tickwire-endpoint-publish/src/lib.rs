@@ -11,7 +11,7 @@
 //! key without the role; 405 for another method; 413 for a body over
 //! `publish.max_body_bytes`; 422 when the batch names more new instruments
 //! than `max_instruments` leaves room for (nothing of it is published); 503
-//! while shutting down.
+//! while shutting down, or when a cluster's bus cannot take the updates.
 
 use std::sync::Arc;
 
@@ -21,25 +21,33 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use tickwire_config::PublishConfig;
-use tickwire_core::dispatch::SharedFanOut;
+use tickwire_core::dispatch::Ingest;
 use tickwire_core::http::{Body, json, json_error};
 use tickwire_json::publish::parse;
 use tickwire_model::Update;
 use tickwire_services::{Context, KeyRejection};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// The route of the publish API.
 pub const PATH: &str = "/api/v1/publish";
 
 /// What the publish API needs beside the gateway's [`Context`].
-#[derive(Debug)]
 pub struct Publish {
     /// `[publish]` of the configuration.
     pub config: PublishConfig,
     /// The group prefix raw group payloads are checked against.
     pub prefix: String,
-    /// The fan-out the updates are delivered through.
-    pub fan_out: Arc<SharedFanOut<Update>>,
+    /// Where the updates enter: this node's fan-out, or a cluster's bus.
+    pub ingest: Arc<dyn Ingest<Update>>,
+}
+
+impl std::fmt::Debug for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publish")
+            .field("config", &self.config)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Answers one request to [`PATH`].
@@ -106,28 +114,34 @@ pub async fn handle(
             );
         }
     };
-    let known = |symbol: &str| context.market.by_symbol(symbol);
-    let parsing = tickwire_json::publish::Context {
-        prefix: &publish.prefix,
-        known: &known,
-        now: tickwire_model::now_millis(),
+    let parsed = {
+        let known = |symbol: &str| context.market.by_symbol(symbol);
+        let parsing = tickwire_json::publish::Context {
+            prefix: &publish.prefix,
+            known: &known,
+            now: tickwire_model::now_millis(),
+        };
+        parse(&body, &parsing)
     };
-    let updates = match parse(&body, &parsing) {
+    let updates = match parsed {
         Ok(updates) => updates,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
     // New instruments beyond the table's limit: refuse the whole batch, so
     // that nothing of it is half applied.
-    let mut new: Vec<&tickwire_model::Instrument> = updates
-        .iter()
-        .filter_map(Update::instrument)
-        .filter(|i| !context.market.contains(i))
-        .collect();
-    new.sort_unstable_by(|a, b| (&a.exchange, &a.symbol).cmp(&(&b.exchange, &b.symbol)));
-    new.dedup();
-    if new.len() > context.market.room() {
+    let new = {
+        let mut new: Vec<&tickwire_model::Instrument> = updates
+            .iter()
+            .filter_map(Update::instrument)
+            .filter(|i| !context.market.contains(i))
+            .collect();
+        new.sort_unstable_by(|a, b| (&a.exchange, &a.symbol).cmp(&(&b.exchange, &b.symbol)));
+        new.dedup();
+        new.len()
+    };
+    if new > context.market.room() {
         debug!(
-            new = new.len(),
+            new,
             room = context.market.room(),
             "publish refused: instrument table full"
         );
@@ -136,7 +150,7 @@ pub async fn handle(
             &format!(
                 "the gateway tracks at most {} instruments (max_instruments); this request names {} new ones and there is room for {}",
                 context.market.limit(),
-                new.len(),
+                new,
                 context.market.room()
             ),
         );
@@ -148,9 +162,16 @@ pub async fn handle(
         );
     }
     let accepted = updates.len();
-    // Delivered here, on this request's task: the answer means every
-    // subscriber's outbox has the updates.
-    tickwire_core::dispatch::deliver_all(&publish.fan_out, updates);
+    // On a single node, delivered here on this request's task: the answer
+    // means every subscriber's outbox has the updates. In a cluster, it
+    // means the bus has them.
+    if let Err(why) = publish.ingest.ingest(updates).await {
+        warn!(error = %why, "publish request not taken");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the updates could not be delivered: {why}"),
+        );
+    }
     json(StatusCode::ACCEPTED, &Accepted { accepted })
 }
 

@@ -76,6 +76,7 @@ use std::time::Duration;
 
 use tickwire_adapter::{AdapterError, BrokerAdapter};
 use tickwire_config::PublicUrl;
+use tickwire_core::dispatch::Ingest;
 use tickwire_core::{ConnectionSettings, Connections, FanOut};
 use tickwire_services::{Context, KeyRing, Learn, Market};
 use tokio::net::TcpListener;
@@ -94,9 +95,9 @@ pub use tickwire_adapter_replay::{ReplayConfig, ReplayMode};
 pub use tickwire_adapter_synthetic::SyntheticConfig;
 pub use tickwire_adapter_zmq::{ZmqConfig, ZmqState};
 pub use tickwire_config::{
-    ADAPTER_NAMES, ApiKey, Config, ConfigError, DEMO_KEY, DEMO_KEY_NAME, Endpoint, FastWsConfig,
-    HubsConfig, ProxyConfig, PublishConfig, ROLE_PUBLISH, ReplyStyle, Section, SlowConsumer,
-    StreamConfig, TransportConfig, WsConfig,
+    ADAPTER_NAMES, ApiKey, ClusterConfig, Config, ConfigError, DEMO_KEY, DEMO_KEY_NAME, Endpoint,
+    FastWsConfig, HubsConfig, ProxyConfig, PublishConfig, ROLE_PUBLISH, ReplyStyle, Section,
+    SlowConsumer, StreamConfig, TransportConfig, WsConfig,
 };
 pub use tickwire_endpoint_hubs::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
 
@@ -142,6 +143,10 @@ pub enum GatewayError {
     /// A socket operation failed (for example binding the listener).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+
+    /// The cluster's bus (NATS) could not be used.
+    #[error("cluster: {0}")]
+    Cluster(#[from] tickwire_cluster::ClusterError),
 }
 
 impl From<ConfigError> for GatewayError {
@@ -168,6 +173,54 @@ struct Shared {
     fastws: Arc<tickwire_endpoint_fastws::FastWs>,
     proxy: Arc<tickwire_endpoint_proxy::Proxy>,
     publish: tickwire_endpoint_publish::Publish,
+}
+
+/// A cluster member's publish API: the updates go to the bus, which brings
+/// them back to every node's fan-out, this one's included.
+struct BusIngest(tickwire_cluster::Cluster);
+
+impl Ingest<tickwire_model::Update> for BusIngest {
+    fn ingest(
+        &self,
+        updates: Vec<tickwire_model::Update>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.0
+                .publish_all(&updates)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// A cluster member's adapters: every update they produce is published once
+/// to the bus, until shutdown.
+async fn forward_to_bus(
+    streams: Vec<tickwire_core::dispatch::Updates<tickwire_model::Update>>,
+    cluster: tickwire_cluster::Cluster,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt as _;
+    if streams.is_empty() {
+        return;
+    }
+    let mut updates = futures_util::stream::select_all(streams);
+    let mut failures = 0u64;
+    loop {
+        let update = tokio::select! {
+            () = tickwire_core::shutdown_started(&mut shutdown) => return,
+            update = updates.next() => match update {
+                Some(update) => update,
+                None => return,
+            },
+        };
+        if let Err(e) = cluster.publish(&update).await {
+            failures += 1;
+            if failures.is_power_of_two() {
+                warn!(error = %e, failures, "an adapter's update could not be published to the cluster");
+            }
+        }
+    }
 }
 
 /// Every `period` (none when zero) until shutdown: forgets the idle
@@ -352,6 +405,23 @@ pub async fn run_with(
         slow_consumer: tickwire_services::slow_consumer(config.transport.slow_consumer),
     };
 
+    // A cluster member takes every update from the bus; one that waits for
+    // NATS at start says so and retries (`Cluster::connect`).
+    let cluster = match &config.cluster {
+        Some(cluster) => Some(
+            tickwire_cluster::Cluster::connect(cluster, &config.prefix, shutdown_rx.clone())
+                .await?,
+        ),
+        None => None,
+    };
+    let adapters = if config.cluster.as_ref().is_some_and(|c| !c.run_adapters) {
+        info!(
+            "cluster.run_adapters is false: this node runs no adapter, the bus brings the updates"
+        );
+        Vec::new()
+    } else {
+        adapters
+    };
     let (adapters, streams) = start_adapters(adapters, &config.required_adapters, &market).await?;
     let proxy = Arc::new(tickwire_endpoint_proxy::Proxy::new(
         &config.proxy,
@@ -402,6 +472,21 @@ pub async fn run_with(
         Duration::from_secs(config.forget_instruments_after_secs),
         shutdown_rx.clone(),
     ));
+    // Single node: the adapters' streams feed the fan-out. Cluster member:
+    // they feed the bus, and the bus feeds the fan-out.
+    let (streams, forwarding, ingest): (_, _, Arc<dyn Ingest<tickwire_model::Update>>) =
+        match &cluster {
+            Some(cluster) => (
+                vec![cluster.updates().await?],
+                Some(tokio::spawn(forward_to_bus(
+                    streams,
+                    cluster.clone(),
+                    shutdown_rx.clone(),
+                ))),
+                Arc::new(BusIngest(cluster.clone())),
+            ),
+            None => (streams, None, fan_out.clone()),
+        };
     let adapters_task = tokio::spawn(tickwire_core::dispatch::run(
         fan_out.clone(),
         streams,
@@ -468,7 +553,7 @@ pub async fn run_with(
         publish: tickwire_endpoint_publish::Publish {
             config: config.publish.clone(),
             prefix: config.prefix.clone(),
-            fan_out,
+            ingest,
         },
         context,
     });
@@ -535,6 +620,9 @@ pub async fn run_with(
     let _ = heartbeat.await;
     let _ = throttle.await;
     let _ = forgetting.await;
+    if let Some(forwarding) = forwarding {
+        let _ = forwarding.await;
+    }
     info!("stopped");
     Ok(())
 }

@@ -4,6 +4,8 @@
 //!   package `azure.webpubsub`), whose field numbers are the wire contract.
 //! - [`records`]: the GEX records (`proto/orderflow.proto`, `proto/gex.proto`,
 //!   `proto/option_profile.proto`, package `proto`).
+//! - [`cluster`]: the updates a cluster's nodes exchange over NATS (`proto/cluster.proto`,
+//!   package `tickwire.cluster.v1`).
 //!
 //! The code is generated at build time by `protox` and `prost-build`; no `protoc`
 //! binary is needed. `bytes` fields are [`bytes::Bytes`](prost::bytes::Bytes).
@@ -18,4 +20,9 @@ pub mod webpubsub {
 /// The GEX records, package `proto`.
 pub mod records {
     include!(concat!(env!("OUT_DIR"), "/proto.rs"));
+}
+
+/// The updates a cluster's nodes exchange, package `tickwire.cluster.v1`.
+pub mod cluster {
+    include!(concat!(env!("OUT_DIR"), "/tickwire.cluster.v1.rs"));
 }

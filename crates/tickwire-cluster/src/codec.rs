@@ -1,0 +1,273 @@
+//! The model's updates on the bus: `proto/cluster.proto`, version 1, one
+//! update per NATS message, and the subject each is published on.
+//!
+//! Subjects name the feed and the topic: `{prefix}.i.{exchange}.{symbol}.{kind}`
+//! for an instrument's tick, trade, book or signal, `{prefix}.g.{group}.{kind}`
+//! for a pubsub group's GEX record or raw payload. Names are escaped into one
+//! token each ([`token`]), so any symbol (`BRK.B`, `BTC/USD`) makes a valid
+//! subject and a node can subscribe to exactly one instrument or group.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message as _;
+use tickwire_model::{
+    GexRecord, Hub, Instrument, Level, OrderBook, PriceTick, RawDataType, RawGroupPayload, Signal,
+    SignalDirection, Trade, Update,
+};
+use tickwire_proto::cluster as pb;
+
+/// The version of the encoding this node writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Why a bus message could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a message of `proto/cluster.proto`.
+    #[error("not a cluster message: {0}")]
+    Protobuf(String),
+    /// A version this node does not know (a newer node's?).
+    #[error("cluster message version {0}; this node reads version {VERSION}")]
+    Version(u32),
+    /// No update, or one this node cannot represent.
+    #[error("cluster message without a valid update: {0}")]
+    Invalid(&'static str),
+}
+
+/// The subject of `update` under the subject prefix `prefix`, for a gateway
+/// whose groups are named with `groups` (`blue`); `None` for an update that
+/// never travels (a node's own forgetting).
+pub fn subject(prefix: &str, groups: &str, update: &Update) -> Option<String> {
+    let (instrument, kind) = match update {
+        Update::Tick(t) => (&t.instrument, "tick"),
+        Update::Trade(t) => (&t.instrument, "trade"),
+        Update::Book(b) => (&b.instrument, "book"),
+        Update::Signal(s) => (&s.instrument, "signal"),
+        Update::Gex(g) => return Some(group_subject(prefix, &g.group(groups), "gex")),
+        Update::Raw(r) => return Some(group_subject(prefix, &r.group, "raw")),
+        _ => return None,
+    };
+    Some(instrument_subject(prefix, instrument, kind))
+}
+
+/// The subject of `instrument`'s updates of `kind` (`*` for every kind).
+pub fn instrument_subject(prefix: &str, instrument: &Instrument, kind: &str) -> String {
+    format!(
+        "{prefix}.i.{}.{}.{kind}",
+        token(&instrument.exchange),
+        token(&instrument.symbol)
+    )
+}
+
+/// The subject of `group`'s updates of `kind` (`*` for every kind).
+pub fn group_subject(prefix: &str, group: &str, kind: &str) -> String {
+    format!("{prefix}.g.{}.{kind}", token(group))
+}
+
+/// `name` as one subject token: bytes outside `[A-Za-z0-9_-/:]` become
+/// `%XX` (so `.`, `*`, `>`, spaces and `%` itself never reach the subject).
+pub fn token(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("%00");
+    }
+    out
+}
+
+fn instrument(i: &Instrument) -> Option<pb::Instrument> {
+    Some(pb::Instrument {
+        symbol: i.symbol.to_string(),
+        exchange: i.exchange.to_string(),
+    })
+}
+
+fn levels(levels: &[Level]) -> Vec<pb::Level> {
+    levels
+        .iter()
+        .map(|l| pb::Level {
+            price: l.price,
+            quantity: l.quantity,
+            orders: l.orders,
+        })
+        .collect()
+}
+
+/// Encodes `update`, ingested by node `origin`; `None` for an update that
+/// never travels.
+pub fn encode(update: &Update, origin: &str) -> Option<Bytes> {
+    use pb::envelope::Update as U;
+    let body = match update {
+        Update::Tick(t) => U::Tick(pb::Tick {
+            instrument: instrument(&t.instrument),
+            price: t.price,
+            last_quantity: t.last_quantity,
+            bid: t.bid,
+            bid_quantity: t.bid_quantity,
+            ask: t.ask,
+            ask_quantity: t.ask_quantity,
+            open: t.open,
+            high: t.high,
+            low: t.low,
+            prev_close: t.prev_close,
+            change_24h_pct: t.change_24h_pct,
+            volume_24h: t.volume_24h,
+            session_volume: t.session_volume,
+            source: t.source.to_string(),
+            timestamp_ms: t.timestamp_ms,
+        }),
+        Update::Trade(t) => U::Trade(pb::Trade {
+            instrument: instrument(&t.instrument),
+            price: t.price,
+            quantity: t.quantity,
+            source: t.source.to_string(),
+            timestamp_ms: t.timestamp_ms,
+        }),
+        Update::Book(b) => U::Book(pb::Book {
+            instrument: instrument(&b.instrument),
+            bids: levels(&b.bids),
+            asks: levels(&b.asks),
+            source: b.source.to_string(),
+            timestamp_ms: b.timestamp_ms,
+        }),
+        Update::Signal(s) => U::Signal(pb::Signal {
+            instrument: instrument(&s.instrument),
+            indicator: s.indicator.to_string(),
+            direction: s.direction.as_str().to_owned(),
+            value: s.value,
+            confidence: s.confidence,
+            timestamp_ms: s.timestamp_ms,
+        }),
+        Update::Gex(g) => U::Gex(pb::Gex {
+            hub: g.hub.name().to_owned(),
+            ticker: g.ticker.to_string(),
+            category: g.category.to_owned(),
+            json: g.json.clone(),
+        }),
+        Update::Raw(r) => U::Raw(pb::Raw {
+            group: r.group.to_string(),
+            data: r.data.clone(),
+            data_type: match r.data_type {
+                RawDataType::Text => "text",
+                RawDataType::Json => "json",
+                RawDataType::Binary => "binary",
+            }
+            .to_owned(),
+        }),
+        _ => return None,
+    };
+    let envelope = pb::Envelope {
+        version: VERSION,
+        origin: origin.to_owned(),
+        update: Some(body),
+    };
+    Some(Bytes::from(envelope.encode_to_vec()))
+}
+
+fn from_instrument(i: Option<pb::Instrument>) -> Result<Instrument, DecodeError> {
+    let i = i.ok_or(DecodeError::Invalid("no instrument"))?;
+    if i.symbol.is_empty() || i.exchange.is_empty() {
+        return Err(DecodeError::Invalid("an empty symbol or exchange"));
+    }
+    Ok(Instrument::new(i.symbol, i.exchange))
+}
+
+fn from_levels(levels: Vec<pb::Level>) -> Vec<Level> {
+    levels
+        .into_iter()
+        .map(|l| Level {
+            price: l.price,
+            quantity: l.quantity,
+            orders: l.orders,
+        })
+        .collect()
+}
+
+/// Decodes a bus message: the update and the node that ingested it.
+pub fn decode(payload: &[u8]) -> Result<(Update, String), DecodeError> {
+    use pb::envelope::Update as U;
+    let envelope =
+        pb::Envelope::decode(payload).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    if envelope.version != VERSION {
+        return Err(DecodeError::Version(envelope.version));
+    }
+    let update = match envelope.update.ok_or(DecodeError::Invalid("no update"))? {
+        U::Tick(t) => Update::Tick(PriceTick {
+            instrument: from_instrument(t.instrument)?,
+            price: t.price,
+            last_quantity: t.last_quantity,
+            bid: t.bid,
+            bid_quantity: t.bid_quantity,
+            ask: t.ask,
+            ask_quantity: t.ask_quantity,
+            open: t.open,
+            high: t.high,
+            low: t.low,
+            prev_close: t.prev_close,
+            change_24h_pct: t.change_24h_pct,
+            volume_24h: t.volume_24h,
+            session_volume: t.session_volume,
+            source: Arc::from(t.source),
+            timestamp_ms: t.timestamp_ms,
+        }),
+        U::Trade(t) => Update::Trade(Trade {
+            instrument: from_instrument(t.instrument)?,
+            price: t.price,
+            quantity: t.quantity,
+            source: Arc::from(t.source),
+            timestamp_ms: t.timestamp_ms,
+        }),
+        U::Book(b) => Update::Book(OrderBook {
+            instrument: from_instrument(b.instrument)?,
+            bids: from_levels(b.bids),
+            asks: from_levels(b.asks),
+            source: Arc::from(b.source),
+            timestamp_ms: b.timestamp_ms,
+        }),
+        U::Signal(s) => Update::Signal(Signal {
+            instrument: from_instrument(s.instrument)?,
+            indicator: Arc::from(s.indicator),
+            direction: match s.direction.as_str() {
+                "buy" => SignalDirection::Buy,
+                "sell" => SignalDirection::Sell,
+                "neutral" => SignalDirection::Neutral,
+                _ => return Err(DecodeError::Invalid("an unknown signal direction")),
+            },
+            value: s.value,
+            confidence: s.confidence,
+            timestamp_ms: s.timestamp_ms,
+        }),
+        U::Gex(g) => {
+            let hub = Hub::from_name(&g.hub).ok_or(DecodeError::Invalid("an unknown hub"))?;
+            let category = hub
+                .categories()
+                .iter()
+                .copied()
+                .find(|c| *c == g.category)
+                .ok_or(DecodeError::Invalid("an unknown category"))?;
+            Update::Gex(GexRecord {
+                hub,
+                ticker: Arc::from(g.ticker),
+                category,
+                json: g.json,
+            })
+        }
+        U::Raw(r) => Update::Raw(RawGroupPayload {
+            group: Arc::from(r.group),
+            data: r.data,
+            data_type: match r.data_type.as_str() {
+                "text" => RawDataType::Text,
+                "json" => RawDataType::Json,
+                "binary" => RawDataType::Binary,
+                _ => return Err(DecodeError::Invalid("an unknown data type")),
+            },
+        }),
+    };
+    Ok((update, envelope.origin))
+}

@@ -1,0 +1,262 @@
+//! A cluster of gateways on a real `nats-server` (Debian's, with JetStream):
+//! what one node ingests reaches the clients of every node, once.
+//!
+//! The NATS server is the real one (`scripts/test` installs Debian's
+//! `nats-server`); `TICKWIRE_NATS_SERVER` names another binary.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tickwire_gateway::{ClusterConfig, Config};
+use tickwire_model::{Hub, Instrument, Update};
+
+/// A `nats-server` on a free loopback port, killed when dropped.
+struct Nats {
+    child: Child,
+    port: u16,
+    _store: Store,
+}
+
+/// A directory removed when dropped.
+struct Store(PathBuf);
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TICKWIRE_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin"])
+    {
+        let candidate = PathBuf::from(dir).join("nats-server");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "nats-server not found: install Debian's nats-server (scripts/test does) \
+         or set TICKWIRE_NATS_SERVER"
+    );
+}
+
+impl Nats {
+    async fn start() -> Nats {
+        let port = free_port();
+        let store =
+            std::env::temp_dir().join(format!("tickwire-nats-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&store).unwrap();
+        let child = Command::new(nats_binary())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let nats = Nats {
+            child,
+            port,
+            _store: Store(store),
+        };
+        tokio::time::timeout(PATIENCE, async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("nats-server listens");
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(nats: &Nats, name: &str) -> Config {
+    Config {
+        cluster: Some(ClusterConfig::new(nats.url(), name)),
+        ..Config::default()
+    }
+}
+
+fn btc(price: f64) -> Update {
+    Update::Tick(tick(Instrument::crypto("BTC/USD"), price))
+}
+
+/// The `/ws` price updates of `btc` a client reads until `last`.
+async fn prices_until(client: &mut FeedClient, last: f64) -> Vec<f64> {
+    let mut seen = Vec::new();
+    while seen.last() != Some(&last) {
+        let msg = client
+            .json_skipping(&["server_status", "pong", "signal_update"])
+            .await;
+        if msg["type"] == "price_update" && msg["symbol"] == "btc" {
+            seen.push(msg["price"].as_f64().unwrap());
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_node_ingests_reaches_every_nodes_clients_once() {
+    let nats = Nats::start().await;
+    let a = Server::start_with(node(&nats, "a"), universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    let mut on_a = FeedClient::ws(&a).await;
+    let mut on_b = FeedClient::ws(&b).await;
+    for client in [&mut on_a, &mut on_b] {
+        client
+            .send(r#"{"type":"subscribe","symbols":["btc"],"channels":["price"]}"#)
+            .await;
+        client.sync().await;
+    }
+    // Until both nodes are subscribed on the bus, a tick may not reach them:
+    // push until each client has seen one.
+    let mut price = 1.0;
+    tokio::time::timeout(PATIENCE, async {
+        let mut seen = [false, false];
+        while seen != [true, true] {
+            a.feed.push(btc(price)).await.unwrap();
+            for (i, client) in [&mut on_a, &mut on_b].into_iter().enumerate() {
+                if let Ok(msg) = tokio::time::timeout(
+                    Duration::from_millis(50),
+                    client.json_skipping(&["server_status"]),
+                )
+                .await
+                {
+                    seen[i] |= msg["type"] == "price_update";
+                }
+            }
+            price += 1.0;
+        }
+    })
+    .await
+    .expect("the bus carries ticks to both nodes");
+
+    // Now every tick, on the node that ingested it and on the other, once
+    // and in order.
+    let first = price + 100.0;
+    for n in 0..20 {
+        a.feed.push(btc(first + f64::from(n))).await.unwrap();
+    }
+    let last = first + 19.0;
+    for (name, client) in [("a", &mut on_a), ("b", &mut on_b)] {
+        let seen = prices_until(client, last).await;
+        let tail: Vec<f64> = seen.into_iter().filter(|p| *p >= first).collect();
+        let expected: Vec<f64> = (0..20).map(|n| first + f64::from(n)).collect();
+        assert_eq!(tail, expected, "node {name}: every tick once, in order");
+    }
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_group_member_on_one_node_gets_records_ingested_on_another() {
+    let nats = Nats::start().await;
+    let a = Server::start_with(node(&nats, "a"), universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    let mut member = b.connect(Hub::Classic, JSON).await;
+    assert!(matches!(member.recv().await, Down::Connected { .. }));
+    member.join("blue_SPX_classic_gex_zero", 1).await;
+    let mut ts = 1000;
+    let data = tokio::time::timeout(PATIENCE, async {
+        loop {
+            a.push(gex(Hub::Classic, "SPX", "gex_zero", ts)).await;
+            ts += 1;
+            if let Ok(down) = tokio::time::timeout(Duration::from_millis(50), member.recv()).await {
+                return down;
+            }
+        }
+    })
+    .await
+    .expect("a record ingested on a reaches b's member");
+    assert!(
+        matches!(&data, Down::Data { group: Some(g), .. } if g == "blue_SPX_classic_gex_zero"),
+        "{data:?}"
+    );
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_nats_says_so_and_starts_once_nats_is_there() {
+    // A port nobody listens on yet.
+    let port = free_port();
+    let config = Config {
+        cluster: Some(ClusterConfig::new(
+            format!("nats://127.0.0.1:{port}"),
+            "late",
+        )),
+        ..Config::default()
+    };
+    let server = Server::start_with(config, universe()).await;
+    // Not serving while it waits for NATS.
+    let early = tokio::time::timeout(
+        Duration::from_millis(800),
+        http_get(server.addr, "/healthz", &[]),
+    )
+    .await;
+    assert!(
+        early.is_err(),
+        "no answer before NATS is reachable: {early:?}"
+    );
+    // NATS comes: the node connects and serves.
+    let store = std::env::temp_dir().join(format!("tickwire-nats-late-{}", std::process::id()));
+    std::fs::create_dir_all(&store).unwrap();
+    let mut child = Command::new(nats_binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok((200, _, _)) = tokio::time::timeout(
+                Duration::from_millis(500),
+                http_get(server.addr, "/healthz", &[]),
+            )
+            .await
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    server.finish().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&store);
+    up.expect("the node serves once NATS is up");
+}
