@@ -184,7 +184,11 @@ async fn cut_five_times(protocol: &str) {
     rx.read_until(total).await;
     stream.await.unwrap();
     let expected: Vec<u64> = (1..=total).collect();
-    let missing: Vec<u64> = expected.iter().filter(|n| !rx.got.contains(n)).copied().collect();
+    let missing: Vec<u64> = expected
+        .iter()
+        .filter(|n| !rx.got.contains(n))
+        .copied()
+        .collect();
     let out_of_order: Vec<(u64, u64)> = rx
         .got
         .windows(2)
