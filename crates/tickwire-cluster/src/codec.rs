@@ -271,3 +271,133 @@ pub fn decode(payload: &[u8]) -> Result<(Update, String), DecodeError> {
     };
     Ok((update, envelope.origin))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn btc() -> Instrument {
+        Instrument::crypto("BTC/USD")
+    }
+
+    #[test]
+    fn every_update_that_travels_reads_back_as_it_was() {
+        let updates = [
+            Update::Tick(PriceTick {
+                instrument: btc(),
+                price: 67_000.5,
+                last_quantity: 0.25,
+                bid: 66_999.0,
+                bid_quantity: 1.0,
+                ask: 67_001.0,
+                ask_quantity: 2.0,
+                open: 66_000.0,
+                high: 67_500.0,
+                low: 65_900.0,
+                prev_close: 66_100.0,
+                change_24h_pct: 1.36,
+                volume_24h: Some(1e9),
+                session_volume: 12.0,
+                source: Arc::from("synthetic"),
+                timestamp_ms: 1_700_000_000_000,
+            }),
+            Update::Trade(Trade {
+                instrument: Instrument::new("RELIANCE", "NSE"),
+                price: 2850.5,
+                quantity: None,
+                source: Arc::from("zerodha"),
+                timestamp_ms: 1,
+            }),
+            Update::Book(OrderBook {
+                instrument: btc(),
+                bids: vec![Level {
+                    price: 1.0,
+                    quantity: 2.0,
+                    orders: 3,
+                }],
+                asks: vec![],
+                source: Arc::from("x"),
+                timestamp_ms: 2,
+            }),
+            Update::Signal(Signal {
+                instrument: btc(),
+                indicator: Arc::from("macd"),
+                direction: SignalDirection::Sell,
+                value: -1.5,
+                confidence: 0.5,
+                timestamp_ms: 3,
+            }),
+            Update::Gex(GexRecord {
+                hub: Hub::StateGex,
+                ticker: Arc::from("SPX"),
+                category: "gex_zero",
+                json: Bytes::from_static(b"{\"spot\":1}"),
+            }),
+            Update::Raw(RawGroupPayload {
+                group: Arc::from("blue_SPX_classic_gex_full"),
+                data: Bytes::from_static(b"\x00\x01"),
+                data_type: RawDataType::Binary,
+            }),
+        ];
+        for update in updates {
+            let bytes = encode(&update, "a").unwrap();
+            assert_eq!(decode(&bytes), Ok((update, "a".to_owned())));
+        }
+        assert!(encode(&Update::Forget(Arc::from([btc()])), "a").is_none());
+        assert!(subject("t", "blue", &Update::Forget(Arc::from([btc()]))).is_none());
+    }
+
+    #[test]
+    fn other_versions_and_garbage_are_refused() {
+        let newer = pb::Envelope {
+            version: VERSION + 1,
+            origin: "z".into(),
+            update: None,
+        };
+        assert_eq!(
+            decode(&newer.encode_to_vec()),
+            Err(DecodeError::Version(VERSION + 1))
+        );
+        assert!(matches!(
+            decode(b"\xff\xff\xff"),
+            Err(DecodeError::Protobuf(_))
+        ));
+        let empty = pb::Envelope {
+            version: VERSION,
+            origin: "z".into(),
+            update: None,
+        };
+        assert_eq!(
+            decode(&empty.encode_to_vec()),
+            Err(DecodeError::Invalid("no update"))
+        );
+    }
+
+    #[test]
+    fn subjects_name_feed_and_topic_in_safe_tokens() {
+        let tick = Update::Trade(Trade {
+            instrument: Instrument::new("BRK.B", "NYSE"),
+            price: 1.0,
+            quantity: None,
+            source: Arc::from("x"),
+            timestamp_ms: 0,
+        });
+        assert_eq!(
+            subject("tickwire", "blue", &tick).as_deref(),
+            Some("tickwire.i.NYSE.BRK%2EB.trade")
+        );
+        assert_eq!(token("a b*>%"), "a%20b%2A%3E%25");
+        assert_eq!(token(""), "%00");
+        assert_eq!(token("BTC/USD"), "BTC/USD");
+        let gex = Update::Gex(GexRecord {
+            hub: Hub::Classic,
+            ticker: Arc::from("ES_SPX"),
+            category: "gex_full",
+            json: Bytes::new(),
+        });
+        assert_eq!(
+            subject("tickwire", "blue", &gex).as_deref(),
+            Some("tickwire.g.blue_ES_SPX_classic_gex_full.gex")
+        );
+    }
+}

@@ -8,7 +8,9 @@
 //! own clients through its own fan-out, encoding once per topic and wire format
 //! as a single node does. So a client of any node receives what any node
 //! ingested, in the order the bus carried it, and nothing is clustered by hand:
-//! NATS carries the updates and reconnects on its own.
+//! NATS carries the updates and reconnects on its own. The nodes find each
+//! other in a key-value bucket ([`registry`]), which `/negotiate` reads to
+//! send new clients to the least-loaded node.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tickwire_cluster::ClusterError> {
@@ -27,6 +29,7 @@
 //! ```
 
 pub mod codec;
+pub mod registry;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,6 +213,14 @@ impl Cluster {
             })
             .boxed())
     }
+}
+
+/// Locks `mutex`, whether or not a holder panicked (every lock here guards
+/// a map that is consistent between operations).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The connection options of `config`.

@@ -863,6 +863,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |reason: String| Err(ConfigError::Invalid { reason });
         if let Some(cluster) = &self.cluster {
+            if self.token_secret.is_none() {
+                return invalid(
+                    "a cluster's nodes must share token_secret (a long random string), so that a token one node issues is good on every node".into(),
+                );
+            }
             if cluster.nats_url.is_empty() {
                 return invalid("cluster.nats_url names no NATS server".into());
             }

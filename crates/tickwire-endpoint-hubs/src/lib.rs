@@ -21,6 +21,6 @@ mod session;
 pub mod tokens;
 
 pub use groups::GroupShares;
-pub use routes::{HubRoutes, NEGOTIATE_PATH, hub_of, negotiate, websocket};
+pub use routes::{HubRoutes, NEGOTIATE_PATH, Placement, hub_of, negotiate, websocket};
 pub use session::{DEFAULT_MAX_PARKED_PER_KEY, GexFeed, Hubs, ParkedSessions, RecoveryCounts};
 pub use tokens::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND, Tokens};

@@ -43,6 +43,14 @@ use crate::tokens::Tokens;
 /// The route of `/negotiate`.
 pub const NEGOTIATE_PATH: &str = "/negotiate";
 
+/// Where `/negotiate` sends new clients: in a cluster, the least-loaded
+/// live node (any node's tokens are good on every node, which share the
+/// token secret).
+pub trait Placement: Send + Sync + std::fmt::Debug {
+    /// The public URL of the node a new client should use; `None`: this one.
+    fn pick(&self) -> Option<PublicUrl>;
+}
+
 /// What the hubs' routes need beside the gateway's [`Context`].
 #[derive(Debug)]
 pub struct HubRoutes {
@@ -56,6 +64,8 @@ pub struct HubRoutes {
     /// The gateway's listen address: the URLs' host when the request has no
     /// usable `Host`.
     pub listen: SocketAddr,
+    /// Where new clients go when not to this node (a cluster's).
+    pub placement: Option<Arc<dyn Placement>>,
 }
 
 /// The hub a path names: `/ws/{hub}` or `/client/hubs/{hub}` (a trailing
@@ -106,20 +116,22 @@ pub fn negotiate(req: &Request<Incoming>, routes: &HubRoutes, context: &Context)
             &format!("api key {:?} may not use /negotiate", principal.user_id),
         );
     }
-    let (tls, authority): (bool, Cow<'_, str>) = match &routes.public_url {
-        Some(url) => (url.tls, Cow::Borrowed(&url.authority)),
-        None => {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| is_valid_authority(h));
-            match host {
-                Some(host) => (false, Cow::Borrowed(host)),
-                None => (false, Cow::Owned(routes.listen.to_string())),
+    let elsewhere = routes.placement.as_ref().and_then(|p| p.pick());
+    let (tls, authority): (bool, Cow<'_, str>) =
+        match elsewhere.as_ref().or(routes.public_url.as_ref()) {
+            Some(url) => (url.tls, Cow::Borrowed(&url.authority)),
+            None => {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .filter(|h| is_valid_authority(h));
+                match host {
+                    Some(host) => (false, Cow::Borrowed(host)),
+                    None => (false, Cow::Owned(routes.listen.to_string())),
+                }
             }
-        }
-    };
+        };
     let (ws, http) = if tls {
         ("wss", "https")
     } else {

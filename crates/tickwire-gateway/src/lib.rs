@@ -175,6 +175,18 @@ struct Shared {
     publish: tickwire_endpoint_publish::Publish,
 }
 
+/// A cluster member's `/negotiate`: new clients go to the least-loaded live
+/// node of the registry.
+#[derive(Debug)]
+struct LeastLoaded(Arc<tickwire_cluster::registry::Registry>);
+
+impl tickwire_endpoint_hubs::Placement for LeastLoaded {
+    fn pick(&self) -> Option<PublicUrl> {
+        let (_, node) = self.0.least_loaded()?;
+        PublicUrl::parse(&node.url).ok()
+    }
+}
+
 /// A cluster member's publish API: the updates go to the bus, which brings
 /// them back to every node's fan-out, this one's included.
 struct BusIngest(tickwire_cluster::Cluster);
@@ -414,6 +426,26 @@ pub async fn run_with(
         ),
         None => None,
     };
+    // The node registry: where this node is, how busy, and who else is up.
+    let registry = match &cluster {
+        Some(cluster) => {
+            let url = match &config.public_url {
+                Some(url) => url.clone(),
+                None => format!("http://{}", listener.local_addr()?),
+            };
+            let connections = context.connections.clone();
+            Some(
+                tickwire_cluster::registry::Registry::start(
+                    cluster,
+                    url,
+                    move || connections.open(),
+                    shutdown_rx.clone(),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
     let adapters = if config.cluster.as_ref().is_some_and(|c| !c.run_adapters) {
         info!(
             "cluster.run_adapters is false: this node runs no adapter, the bus brings the updates"
@@ -541,6 +573,9 @@ pub async fn run_with(
             ),
             public_url,
             listen: config.listen,
+            placement: registry.map(|registry| {
+                Arc::new(LeastLoaded(registry)) as Arc<dyn tickwire_endpoint_hubs::Placement>
+            }),
         },
         ws,
         stream,

@@ -260,3 +260,52 @@ async fn a_node_without_nats_says_so_and_starts_once_nats_is_there() {
     let _ = std::fs::remove_dir_all(&store);
     up.expect("the node serves once NATS is up");
 }
+
+/// The host and port of `/negotiate`'s URL for the `classic` hub on `server`.
+async fn negotiated_authority(server: &Server) -> String {
+    let url = server.url(Hub::Classic).await;
+    url.trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negotiate_sends_new_clients_to_the_least_loaded_live_node() {
+    let nats = Nats::start().await;
+    let a = Server::start_with(node(&nats, "a"), universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    // Three connections on a, none on b.
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        busy.push(FeedClient::ws(&a).await);
+    }
+    let b_authority = b.addr.to_string();
+    let a_authority = a.addr.to_string();
+    // Once a has seen b in the registry (refreshed every second), a's
+    // /negotiate hands out b.
+    tokio::time::timeout(PATIENCE, async {
+        while negotiated_authority(&a).await != b_authority {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a sends new clients to b");
+    // The token a issued is good on b.
+    let url = a.url(Hub::Classic).await;
+    let mut client = Client::connect(&url, Some(JSON)).await.unwrap();
+    assert!(matches!(client.recv().await, Down::Connected { .. }));
+    drop(client);
+    // b stops: within a few seconds a offers itself again.
+    b.finish().await.unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while negotiated_authority(&a).await != a_authority {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a stops offering b once it is gone");
+    drop(busy);
+    a.finish().await.unwrap();
+}
