@@ -65,18 +65,18 @@ impl Nats {
         let store =
             std::env::temp_dir().join(format!("tickwire-nats-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&store).unwrap();
-        let child = Command::new(nats_binary())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
+        let child = spawn_nats(port, &store);
         let nats = Nats {
             child,
             port,
             _store: Store(store),
         };
+        nats.listening().await;
+        nats
+    }
+
+    async fn listening(&self) {
+        let port = self.port;
         tokio::time::timeout(PATIENCE, async {
             while tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -87,7 +87,14 @@ impl Nats {
         })
         .await
         .expect("nats-server listens");
-        nats
+    }
+
+    /// Kills the server and starts it again on the same port.
+    async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_nats(self.port, &self._store.0);
+        self.listening().await;
     }
 
     fn url(&self) -> String {
@@ -100,6 +107,16 @@ impl Drop for Nats {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_nats(port: u16, store: &std::path::Path) -> Child {
+    Command::new(nats_binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts")
 }
 
 fn node(nats: &Nats, name: &str) -> Config {
@@ -233,13 +250,7 @@ async fn a_node_without_nats_says_so_and_starts_once_nats_is_there() {
     // NATS comes: the node connects and serves.
     let store = std::env::temp_dir().join(format!("tickwire-nats-late-{}", std::process::id()));
     std::fs::create_dir_all(&store).unwrap();
-    let mut child = Command::new(nats_binary())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_nats(port, &store);
     let up = tokio::time::timeout(PATIENCE, async {
         loop {
             if let Ok((200, _, _)) = tokio::time::timeout(
@@ -308,4 +319,64 @@ async fn negotiate_sends_new_clients_to_the_least_loaded_live_node() {
     .expect("a stops offering b once it is gone");
     drop(busy);
     a.finish().await.unwrap();
+}
+
+/// Pushes BTC ticks from `from`, one every 20 ms from `price` on, until
+/// `client` sees one; returns how long that took and the price seen.
+async fn until_delivered(
+    from: &Server,
+    client: &mut FeedClient,
+    mut price: f64,
+) -> (Duration, f64) {
+    let start = std::time::Instant::now();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let _ = from.feed.push(btc(price)).await;
+            if let Ok(msg) = tokio::time::timeout(
+                Duration::from_millis(20),
+                client.json_skipping(&["server_status"]),
+            )
+            .await
+            {
+                if msg["type"] == "price_update" && msg["price"].as_f64() >= Some(price - 50.0) {
+                    return (start.elapsed(), msg["price"].as_f64().unwrap());
+                }
+            }
+            price += 1.0;
+        }
+    })
+    .await
+    .expect("delivery resumes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_keep_their_clients_through_a_nats_restart_and_deliver_again() {
+    let mut nats = Nats::start().await;
+    let a = Server::start_with(node(&nats, "a"), universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    let mut on_b = FeedClient::ws(&b).await;
+    on_b.send(r#"{"type":"subscribe","symbols":["btc"],"channels":["price"]}"#)
+        .await;
+    on_b.sync().await;
+    until_delivered(&a, &mut on_b, 100.0).await;
+
+    let killed = std::time::Instant::now();
+    nats.restart().await;
+    let down = killed.elapsed();
+    // The client stays connected to b meanwhile, and ticks flow again once
+    // both nodes have reconnected and resubscribed.
+    let (_, price) = until_delivered(&a, &mut on_b, 1000.0).await;
+    assert!(price >= 950.0, "a tick from after the restart: {price}");
+    println!(
+        "nats-server down for {} ms; delivery stopped for {} ms in all",
+        down.as_millis(),
+        killed.elapsed().as_millis()
+    );
+    on_b.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(
+        on_b.json_skipping(&["price_update", "server_status"]).await["type"],
+        "pong"
+    );
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
 }
