@@ -19,7 +19,7 @@ healthy clients' p99 delay, and at the end it prints the table and the verdict:
 - RSS and open files flat after the warm-up (the first fifth of the run),
 - nothing lost, duplicated or reordered by the reliable clients, and they never gave up,
 - the healthy clients never dropped and their p99 steady (the median window of the last third
-  at most twice that of the first third after the warm-up, plus 5 ms),
+  at most twice that of the first third after the warm-up, plus 10 ms),
 - every piece of bad input answered with its error.
 
 The exit status is 0 when every verdict holds. Not part of CI in full; `scripts/test` runs a
@@ -477,7 +477,7 @@ def verdicts(samples: list[dict], figures: Figures, warmup: float) -> list[tuple
     early = statistics.median(p99s[:third]) if p99s else 0
     late = statistics.median(p99s[-third:]) if p99s else 0
     worst = max(p99s) if p99s else 0
-    p99_ok = bool(p99s) and late <= 2 * early + 5
+    p99_ok = bool(p99s) and late <= 2 * early + 10
     healthy_ok = figures.healthy_dropped == 0 and figures.healthy_received > 0
     bad_ok = not figures.bad_unanswered
     return [
