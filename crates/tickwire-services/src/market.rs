@@ -343,6 +343,20 @@ impl Market {
     /// Learns `instrument` if it is new and marks it as updated in the
     /// current period; false when the table is full and refused it.
     pub fn touch(&self, instrument: &Instrument) -> bool {
+        {
+            // The common cases under the read lock: marked already, or
+            // refused (a flood of a full table's refused instruments must
+            // not take the write lock per update).
+            let table = self.read();
+            let known = table.all.contains(instrument);
+            if known && table.recent.contains(instrument) {
+                return true;
+            }
+            if !known && table.all.len() >= self.limit {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
         let mut table = self.write();
         if !table.all.contains(instrument) {
             if table.all.len() >= self.limit {
