@@ -241,7 +241,13 @@ class Soak:
                 break
             if reply.get("type") == "error":
                 raise RuntimeError(f"healthy client refused: {reply}")
+        # A client that says nothing for `idle_timeout_secs` (300) is closed: ping as real
+        # clients do.
+        pinged = time.monotonic()
         while not self.stop.is_set():
+            if time.monotonic() - pinged > 30:
+                ws.send(json.dumps({"type": "ping"}))
+                pinged = time.monotonic()
             try:
                 msg = json.loads(ws.recv())
             except websocket.WebSocketTimeoutException:
