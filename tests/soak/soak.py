@@ -110,6 +110,10 @@ class Figures:
     reliable_seq: list[tuple[int, int]] = field(default_factory=list)
     reliable_cuts: int = 0
     reliable_stopped: bool = False
+    # The longest a 10 ms sleep of the soak process overslept in the window: how much of a
+    # delay the clients measured may be the soak's own stall (CPU, the GIL) rather than the
+    # server's.
+    lag_ms: float = 0.0
 
     def count(self, table: dict[str, int], key: str) -> None:
         with self.lock:
@@ -119,6 +123,7 @@ class Figures:
         with self.lock:
             delays, self.delays_ms = self.delays_ms, []
         return delays
+
 
 
 def now_ms() -> int:
@@ -408,6 +413,14 @@ class Soak:
                 self.figures.bad_unanswered += [name for name, ok in checks if not ok]
         bus.close(linger=0)
 
+    def lag_probe(self) -> None:
+        while not self.stop.is_set():
+            start = time.monotonic()
+            time.sleep(0.01)  # the probe's period
+            over = (time.monotonic() - start - 0.01) * 1000
+            with self.figures.lock:
+                self.figures.lag_ms = max(self.figures.lag_ms, over)
+
     # --- the run --------------------------------------------------------------------------
 
     def sample(self) -> dict:
@@ -417,6 +430,7 @@ class Soak:
         delays = sorted(self.figures.take_delays())
         p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else None
         with self.figures.lock:
+            lag, self.figures.lag_ms = self.figures.lag_ms, 0.0
             return {
                 "t": 0.0,
                 "rss_mib": round(self.server.rss_kib() / 1024, 1),
@@ -425,6 +439,7 @@ class Soak:
                 "p99_ms": p99,
                 "delivered": len(delays),
                 "reliable_got": len(self.figures.reliable_got),
+                "soak_lag_ms": round(lag, 1),
                 "slow": health["slow_consumers"],
             }
 
@@ -446,6 +461,7 @@ class Soak:
             self.spawn(f"stalled-{i}", self.stalled)
         self.spawn("reliable", self.reliable, 20, 12.0, again=False)
         self.spawn("bad-input", self.bad_input)
+        self.spawn("lag-probe", self.lag_probe)
         start = time.monotonic()
         samples = []
         while time.monotonic() - start < self.seconds:
@@ -456,7 +472,8 @@ class Soak:
             print(
                 f"t={row['t']:>7}s rss={row['rss_mib']:>6} MiB fds={row['fds']:>4} "
                 f"conns={row['connections']:>4} p99={row['p99_ms']} ms "
-                f"delivered={row['delivered']} reliable={row['reliable_got']}",
+                f"delivered={row['delivered']} reliable={row['reliable_got']} "
+                f"soak-lag={row['soak_lag_ms']} ms",
                 flush=True,
             )
         self.stop.set()
