@@ -19,7 +19,8 @@ healthy clients' p99 delay, and at the end it prints the table and the verdict:
 - RSS and open files flat after the warm-up (the first fifth of the run),
 - nothing lost, duplicated or reordered by the reliable clients, and they never gave up,
 - the healthy clients never dropped and their p99 steady (the median window of the last third
-  at most twice that of the first third after the warm-up, plus 10 ms),
+  at most twice that of the first third after the warm-up, plus 10 ms; judged in runs of ten
+  minutes or more, reported in shorter ones),
 - every piece of bad input answered with its error.
 
 The exit status is 0 when every verdict holds. Not part of CI in full; `scripts/test` runs a
@@ -482,7 +483,14 @@ class Soak:
         return samples
 
 
-def verdicts(samples: list[dict], figures: Figures, warmup: float) -> list[tuple[str, bool, str]]:
+# Runs shorter than this report the p99 trend without judging it: a minute on a shared host is
+# mostly the host's noise (the one-minute run of scripts/test checks everything else).
+P99_JUDGED_FROM_SECONDS = 600
+
+
+def verdicts(
+    samples: list[dict], figures: Figures, warmup: float, duration: float
+) -> list[tuple[str, bool, str]]:
     steady = [s for s in samples if s["t"] >= warmup] or samples[-1:]
     base = steady[0]
     last = steady[-len(steady) // 3 or -1:]
@@ -509,7 +517,8 @@ def verdicts(samples: list[dict], figures: Figures, warmup: float) -> list[tuple
     early = statistics.median(p99s[:third]) if p99s else 0
     late = statistics.median(p99s[-third:]) if p99s else 0
     worst = max(p99s) if p99s else 0
-    p99_ok = bool(p99s) and late <= 2 * early + 10
+    judged = duration >= P99_JUDGED_FROM_SECONDS
+    p99_ok = bool(p99s) and (late <= 2 * early + 10 or not judged)
     healthy_ok = figures.healthy_dropped == 0 and figures.healthy_received > 0
     bad_ok = not figures.bad_unanswered
     return [
@@ -523,7 +532,8 @@ def verdicts(samples: list[dict], figures: Figures, warmup: float) -> list[tuple
         ("healthy clients stay", healthy_ok,
          f"received {figures.healthy_received}, dropped {figures.healthy_dropped}"),
         ("healthy p99 steady", p99_ok,
-         f"typical window {early} ms early, {late} ms late, worst {worst} ms"),
+         f"typical window {early} ms early, {late} ms late, worst {worst} ms"
+         + ("" if judged else f" (not judged in a run under {P99_JUDGED_FROM_SECONDS} s)")),
         ("bad input answered", bad_ok,
          f"{figures.bad_sent} sent, unanswered: {sorted(set(figures.bad_unanswered)) or 'none'}"),
     ]
@@ -549,7 +559,7 @@ def main() -> int:
             log_tail = server.log_tail(20)
             server.stop()
     figures = soak.figures
-    results = verdicts(samples, figures, warmup=args.duration / 5)
+    results = verdicts(samples, figures, warmup=args.duration / 5, duration=args.duration)
     results.insert(0, ("server alive", alive, "" if alive else log_tail))
     print()
     print(f"churned: {dict(sorted(figures.churned.items()))}")
