@@ -7,6 +7,7 @@
 //! token each ([`token`]), so any symbol (`BRK.B`, `BTC/USD`) makes a valid
 //! subject and a node can subscribe to exactly one instrument or group.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -72,7 +73,7 @@ pub fn token(name: &str) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/' | b':') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     if out.is_empty() {

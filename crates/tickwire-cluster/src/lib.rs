@@ -182,7 +182,8 @@ impl Cluster {
     }
 
     /// Every update any node publishes, this node's included, in the order
-    /// the bus delivers them. A message that cannot be read is skipped,
+    /// the bus delivers them (everything under `{subject_prefix}.>`, which
+    /// carries updates only: the registry has a root of its own). A message that cannot be read is skipped,
     /// counted and logged (at most one line per ten seconds).
     pub async fn updates(&self) -> Result<BoxStream<'static, Update>, ClusterError> {
         let subscriber = self

@@ -1,7 +1,8 @@
 //! The node registry: who is up, where clients reach it and how busy it is.
 //!
 //! Each node publishes its entry ([`NodeInfo`]: public URL, open
-//! connections, CPU) every second on `{subject_prefix}.nodes.{name}`, and an
+//! connections, CPU) every second on `{subject_prefix}_nodes.{name}` (a root of
+//! its own, apart from the updates under `{subject_prefix}.>`), and an
 //! empty one when it stops; every node subscribes to them all and forgets an
 //! entry not refreshed for [`STALE`] (a node that died). So each knows the
 //! live nodes without asking, and [`Registry::least_loaded`] is a local read
@@ -78,7 +79,8 @@ impl Registry {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Registry>, ClusterError> {
         let client = cluster.client().clone();
-        let prefix = format!("{}.nodes.", cluster.subjects);
+        // Not under `{prefix}.>`, where every node reads updates.
+        let prefix = format!("{}_nodes.", cluster.subjects);
         let mut entries = client
             .subscribe(format!("{prefix}*"))
             .await

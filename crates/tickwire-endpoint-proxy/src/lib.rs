@@ -282,11 +282,6 @@ impl Proxy {
         })
     }
 
-    /// How many instruments the last-value cache holds.
-    pub fn cached(&self) -> usize {
-        self.cache.len()
-    }
-
     /// Whether an LTP message of `instrument` goes out now; if not, the
     /// throttle keeps it for the end of the window.
     fn admit_ltp(&self, instrument: &Instrument, now: Instant) -> bool {

@@ -75,6 +75,18 @@ struct Health {
     slow_consumers: tickwire_core::SlowConsumerCounts,
     instruments: Instruments,
     recovery: tickwire_endpoint_hubs::RecoveryCounts,
+    /// A cluster member's bus: what it published, took, and could not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterHealth>,
+}
+
+/// The cluster's figures in `/healthz`.
+#[derive(Serialize)]
+struct ClusterHealth {
+    node: String,
+    published: u64,
+    received: u64,
+    unreadable: u64,
 }
 
 /// The symbol table's figures in `/healthz`.
@@ -102,6 +114,17 @@ fn health(shared: &Shared) -> Response<Body> {
                 forgotten: shared.context.market.forgotten(),
             },
             recovery: shared.hubs.hubs.parked.outcomes(),
+            cluster: shared.cluster.as_ref().map(|c| {
+                let stats = c.stats();
+                let read =
+                    |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+                ClusterHealth {
+                    node: c.node().to_owned(),
+                    published: read(&stats.published),
+                    received: read(&stats.received),
+                    unreadable: read(&stats.unreadable),
+                }
+            }),
         },
     )
 }

@@ -173,6 +173,8 @@ struct Shared {
     fastws: Arc<tickwire_endpoint_fastws::FastWs>,
     proxy: Arc<tickwire_endpoint_proxy::Proxy>,
     publish: tickwire_endpoint_publish::Publish,
+    /// This node's bus, when it is a cluster member.
+    cluster: Option<tickwire_cluster::Cluster>,
 }
 
 /// A cluster member's `/negotiate`: new clients go to the least-loaded live
@@ -590,6 +592,7 @@ pub async fn run_with(
             prefix: config.prefix.clone(),
             ingest,
         },
+        cluster: cluster.clone(),
         context,
     });
     let proxy_listener = options.proxy_listener;

@@ -384,3 +384,64 @@ async fn nodes_keep_their_clients_through_a_nats_restart_and_deliver_again() {
     a.finish().await.unwrap();
     b.finish().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_api_of_one_node_reaches_another_through_the_bus() {
+    let nats = Nats::start().await;
+    let key = "cluster-publisher-key";
+    let with_publisher = |mut config: Config| {
+        config.api_keys.push(tickwire_gateway::ApiKey {
+            roles: vec![tickwire_gateway::ROLE_PUBLISH.into()],
+            ..tickwire_gateway::ApiKey::new("publisher", key)
+        });
+        config
+    };
+    let a = Server::start_with(with_publisher(node(&nats, "a")), universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    let mut on_b = FeedClient::ws(&b).await;
+    on_b.send(r#"{"type":"subscribe","symbols":["btc"],"channels":["price"]}"#)
+        .await;
+    on_b.sync().await;
+    let auth = format!("Bearer {key}");
+    let mut price = 500.0;
+    let seen = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let body = format!(r#"{{"kind":"tick","symbol":"BTC/USD","price":{price}}}"#);
+            let (status, _, _) = http_request(
+                a.addr,
+                "POST",
+                "/api/v1/publish",
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(status, 202);
+            if let Ok(msg) = tokio::time::timeout(
+                Duration::from_millis(50),
+                on_b.json_skipping(&["server_status"]),
+            )
+            .await
+            {
+                if msg["type"] == "price_update" && msg["price"].as_f64() >= Some(500.0) {
+                    return msg["price"].as_f64().unwrap();
+                }
+            }
+            price += 1.0;
+        }
+    })
+    .await
+    .expect("a published tick reaches b");
+    assert!(seen >= 500.0);
+    // Both nodes count what crossed the bus.
+    for (server, what) in [(&a, "published"), (&b, "received")] {
+        let (_, _, body) = http_get(server.addr, "/healthz", &[]).await;
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(health["cluster"][what].as_u64() > Some(0), "{body}");
+        assert_eq!(health["cluster"]["unreadable"], 0, "{body}");
+    }
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+}
