@@ -115,6 +115,10 @@ class Figures:
     # delay the clients measured may be the soak's own stall (CPU, the GIL) rather than the
     # server's.
     lag_ms: float = 0.0
+    # The longest publish request of the window (sent to answered), and when the worst tick
+    # delay of the window was seen: a stall of the server shows in both at once.
+    publish_max_ms: float = 0.0
+    worst_delay: tuple[float, float] = (0.0, 0.0)
 
     def count(self, table: dict[str, int], key: str) -> None:
         with self.lock:
@@ -125,6 +129,25 @@ class Figures:
             delays, self.delays_ms = self.delays_ms, []
         return delays
 
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_counters(pid: int) -> dict[str, int]:
+    """Clock ticks so far: the server's CPU (user + system), and the host's busy, stolen and
+    total time over all cores (`/proc/stat`)."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    fields = stat[stat.rindex(")") + 2:].split()
+    server = int(fields[11]) + int(fields[12])  # utime, stime
+    cpu = [int(v) for v in Path("/proc/stat").read_text(encoding="utf-8").split("\n")[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = cpu[:8]
+    return {
+        "server": server,
+        "host_busy": user + nice + system + irq + softirq,
+        "host_steal": steal,
+        "host_total": sum(cpu[:8]),
+    }
 
 
 def now_ms() -> int:
@@ -149,6 +172,8 @@ class Soak:
         self.stop = threading.Event()
         self.figures = Figures()
         self.threads: list[threading.Thread] = []
+        self.window_start = time.monotonic()
+        self.cpu_before = cpu_counters(server.pid)
 
     def spawn(self, name: str, target, *args, again: bool = True) -> None:
         def run() -> None:
@@ -224,12 +249,15 @@ class Soak:
                  "timestamp": now_ms()}
                 for _ in range(batch)
             ]
+            sent = time.monotonic()
             try:
                 resp = session.post(url, json=ticks, headers=headers, timeout=10)
                 ok = resp.status_code == 202
             except requests.RequestException:
                 ok = False
+            took = (time.monotonic() - sent) * 1000
             with self.figures.lock:
+                self.figures.publish_max_ms = max(self.figures.publish_max_ms, took)
                 if ok:
                     self.figures.published += batch
                 else:
@@ -269,6 +297,8 @@ class Soak:
             if msg.get("type") == "price_update" and msg.get("symbol", "").startswith("soak"):
                 delay = now_ms() - int(msg["timestamp"])
                 with self.figures.lock:
+                    if delay > self.figures.worst_delay[0]:
+                        self.figures.worst_delay = (delay, time.monotonic())
                     self.figures.delays_ms.append(delay)
                     self.figures.healthy_received += 1
         ws.close()
@@ -430,8 +460,18 @@ class Soak:
         health = requests.get(f"{self.server.http}/healthz", timeout=10).json()
         delays = sorted(self.figures.take_delays())
         p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else None
+        cpu = cpu_counters(pid)
+        window = time.monotonic() - self.window_start
+        used = {k: (cpu[k] - self.cpu_before[k]) / CLOCK_TICKS for k in cpu}
+        host_total = max(used["host_total"], 1e-9)
+        self.cpu_before = cpu
         with self.figures.lock:
             lag, self.figures.lag_ms = self.figures.lag_ms, 0.0
+            publish_max, self.figures.publish_max_ms = self.figures.publish_max_ms, 0.0
+            worst, seen_at = self.figures.worst_delay
+            self.figures.worst_delay = (0.0, 0.0)
+            worst_at = round(seen_at - self.window_start, 1) if worst else None
+            self.window_start = time.monotonic()
             return {
                 "t": 0.0,
                 "rss_mib": round(self.server.rss_kib() / 1024, 1),
@@ -441,6 +481,14 @@ class Soak:
                 "delivered": len(delays),
                 "reliable_got": len(self.figures.reliable_got),
                 "soak_lag_ms": round(lag, 1),
+                "worst_delay_ms": worst,
+                "worst_at_s": worst_at,
+                "publish_max_ms": round(publish_max, 1),
+                # Shares of the window: the server's CPU (of one core), the host's busy and
+                # stolen time (of all cores): a host that takes the CPU away shows here.
+                "server_cpu_pct": round(100 * used["server"] / window, 1),
+                "host_busy_pct": round(100 * used["host_busy"] / host_total, 1),
+                "host_steal_pct": round(100 * used["host_steal"] / host_total, 1),
                 "slow": health["slow_consumers"],
             }
 
@@ -474,7 +522,10 @@ class Soak:
                 f"t={row['t']:>7}s rss={row['rss_mib']:>6} MiB fds={row['fds']:>4} "
                 f"conns={row['connections']:>4} p99={row['p99_ms']} ms "
                 f"delivered={row['delivered']} reliable={row['reliable_got']} "
-                f"soak-lag={row['soak_lag_ms']} ms",
+                f"soak-lag={row['soak_lag_ms']} ms worst={row['worst_delay_ms']} ms "
+                f"at +{row['worst_at_s']} s publish-max={row['publish_max_ms']} ms "
+                f"server-cpu={row['server_cpu_pct']}% host={row['host_busy_pct']}% "
+                f"steal={row['host_steal_pct']}%",
                 flush=True,
             )
         self.stop.set()
