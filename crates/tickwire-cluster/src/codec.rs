@@ -60,6 +60,16 @@ pub fn instrument_subject(prefix: &str, instrument: &Instrument, kind: &str) -> 
     )
 }
 
+/// The subject a node asks the others for `instrument`'s last values on
+/// (outside the updates' root, so no node takes a request for an update).
+pub fn last_values_subject(prefix: &str, instrument: &Instrument) -> String {
+    format!(
+        "{prefix}_last.i.{}.{}",
+        token(&instrument.exchange),
+        token(&instrument.symbol)
+    )
+}
+
 /// The subject of `group`'s updates of `kind` (`*` for every kind).
 pub fn group_subject(prefix: &str, group: &str, kind: &str) -> String {
     format!("{prefix}.g.{}.{kind}", token(group))
@@ -188,6 +198,51 @@ fn from_levels(levels: Vec<pb::Level>) -> Vec<Level> {
             orders: l.orders,
         })
         .collect()
+}
+
+/// Encodes a list of known instruments ([`pb::Known`]), from node `origin`.
+pub fn encode_known(instruments: &[Instrument], origin: &str) -> Bytes {
+    let known = pb::Known {
+        version: VERSION,
+        origin: origin.to_owned(),
+        instruments: instruments.iter().filter_map(instrument).collect(),
+    };
+    Bytes::from(known.encode_to_vec())
+}
+
+/// Decodes a list of known instruments: them, and the node that sent them.
+/// An instrument without a symbol or exchange is skipped.
+pub fn decode_known(payload: &[u8]) -> Result<(Vec<Instrument>, String), DecodeError> {
+    let known = pb::Known::decode(payload).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    if known.version != VERSION {
+        return Err(DecodeError::Version(known.version));
+    }
+    let instruments = known
+        .instruments
+        .into_iter()
+        .filter_map(|i| from_instrument(Some(i)).ok())
+        .collect();
+    Ok((instruments, known.origin))
+}
+
+/// Whether updates of `update`'s kind restate an instrument's state (its
+/// price, its book): the last of each is what a node that starts following
+/// the instrument is sent first ([`crate::Cluster`]'s last values). Trades,
+/// signals and group payloads are events: a late follower has missed them.
+pub fn is_state(update: &Update) -> bool {
+    matches!(update, Update::Tick(_) | Update::Book(_))
+}
+
+/// When `update` happened, by its source's clock, for telling a last value
+/// from a newer one (`None` for updates without a time).
+pub fn timestamp_ms(update: &Update) -> Option<i64> {
+    match update {
+        Update::Tick(t) => Some(t.timestamp_ms),
+        Update::Book(b) => Some(b.timestamp_ms),
+        Update::Trade(t) => Some(t.timestamp_ms),
+        Update::Signal(s) => Some(s.timestamp_ms),
+        _ => None,
+    }
 }
 
 /// Decodes a bus message: the update and the node that ingested it.
@@ -346,6 +401,39 @@ mod tests {
         }
         assert!(encode(&Update::Forget(Arc::from([btc()])), "a").is_none());
         assert!(subject("t", "blue", &Update::Forget(Arc::from([btc()]))).is_none());
+    }
+
+    #[test]
+    fn known_instruments_read_back_and_skip_the_empty() {
+        let list = [btc(), Instrument::new("BRK.B", "NYSE")];
+        let bytes = encode_known(&list, "b");
+        assert_eq!(decode_known(&bytes), Ok((list.to_vec(), "b".to_owned())));
+        let with_empty = pb::Known {
+            version: VERSION,
+            origin: "c".into(),
+            instruments: vec![
+                pb::Instrument {
+                    symbol: String::new(),
+                    exchange: "X".into(),
+                },
+                pb::Instrument {
+                    symbol: "ETH/USD".into(),
+                    exchange: "CRYPTO".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            decode_known(&with_empty.encode_to_vec()).map(|(i, _)| i),
+            Ok(vec![Instrument::crypto("ETH/USD")])
+        );
+        let newer = pb::Known {
+            version: VERSION + 1,
+            ..with_empty
+        };
+        assert_eq!(
+            decode_known(&newer.encode_to_vec()),
+            Err(DecodeError::Version(VERSION + 1))
+        );
     }
 
     #[test]

@@ -163,6 +163,15 @@ fn bars_topic(buf: &mut String, instrument: &Instrument, resolution: Resolution)
     buf.push_str(resolution.as_str());
 }
 
+/// The instrument of a bars topic (`fastws:bars:NASDAQ:AAPL:1`), `None`
+/// for any other name.
+pub fn instrument_of_topic(name: &str) -> Option<Instrument> {
+    let rest = name.strip_prefix("fastws:bars:")?;
+    let (instrument, _resolution) = rest.rsplit_once(':')?;
+    let (exchange, symbol) = instrument.split_once(':')?;
+    (!exchange.is_empty() && !symbol.is_empty()).then(|| Instrument::new(symbol, exchange))
+}
+
 /// What the endpoint's connections share: its configuration, the symbol
 /// table and the feed index its bars' topics live in. Nothing else of the
 /// gateway, so that a session can be driven by a test alone.
@@ -509,6 +518,12 @@ mod tests {
             Resolution::Min1,
         );
         assert_eq!(buf, "fastws:bars:NASDAQ:AAPL:1");
+        assert_eq!(
+            instrument_of_topic(&buf),
+            Some(Instrument::new("AAPL", "NASDAQ"))
+        );
+        assert_eq!(instrument_of_topic("ws:price:NASDAQ:AAPL"), None);
+        assert_eq!(instrument_of_topic("fastws:bars:AAPL"), None);
         bars_topic(&mut buf, &Instrument::crypto("BTC/USD"), Resolution::Week);
         assert_eq!(buf, "fastws:bars:CRYPTO:BTC/USD:W");
     }

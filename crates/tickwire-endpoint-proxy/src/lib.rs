@@ -46,7 +46,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -154,7 +154,27 @@ pub struct Proxy {
     slow_consumer: Option<tickwire_config::SlowConsumer>,
     /// No frame from a client for this long closes its connection.
     pong_timeout: Duration,
+    /// Told of each instrument's first subscription and last leaving, by
+    /// mode (a cluster node following it on the bus): an upstream that
+    /// carries every instrument.
+    watch: OnceLock<ProxyWatch>,
+    /// Where a poll of an instrument no client here follows finds its last
+    /// values (a cluster member: the nodes that ingest it).
+    last_values: OnceLock<Arc<dyn LastValues>>,
 }
+
+/// The last values of instruments this node's clients do not follow, so
+/// its cache does not have them live: a cluster member asks the nodes that
+/// ingest them.
+pub trait LastValues: Send + Sync {
+    /// The newest tick and book of `instrument` there are (none if nobody
+    /// has them).
+    fn fetch(&self, instrument: &Instrument) -> Pin<Box<dyn Future<Output = Vec<Update>> + Send>>;
+}
+
+/// A [`Proxy::watch`] callback: the instrument, and whether a key of it got
+/// its first client (`true`) or lost its last (`false`).
+pub type ProxyWatch = Box<dyn Fn(&Instrument, bool) + Send + Sync>;
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,7 +238,27 @@ impl Proxy {
             max_message_bytes: config.max_message_bytes,
             slow_consumer: config.slow_consumer,
             pong_timeout,
+            watch: OnceLock::new(),
+            last_values: OnceLock::new(),
         }
+    }
+
+    /// Answers polls of instruments no client of this node follows from
+    /// `source` rather than from the cache (which holds such an instrument
+    /// only while followed, or while ingested here). Returns `false` if a
+    /// source was set already.
+    pub fn last_values_from(&self, source: Arc<dyn LastValues>) -> bool {
+        self.last_values.set(source).is_ok()
+    }
+
+    /// Calls `watch` from now on for each subscription key's first client
+    /// and last leaving (one key per instrument and mode: the calls for an
+    /// instrument are counted by whoever watches). The watcher counts as an
+    /// upstream that carries every instrument, so a node with no adapter of
+    /// its own (a cluster member fed by the bus) takes subscriptions.
+    /// Returns `false` if a watch was set already.
+    pub fn watch(&self, watch: ProxyWatch) -> bool {
+        self.watch.set(watch).is_ok()
     }
 
     /// The fan-out hook: caches a tick or book and delivers it to the topics
@@ -400,6 +440,10 @@ impl Proxy {
     fn upstream(&self, key: &SubKey, subscribe: bool) -> Result<(), String> {
         let keys = vec![key.adapter_key()];
         let mut served = false;
+        if let Some(watch) = self.watch.get() {
+            watch(&key.instrument, subscribe);
+            served = true;
+        }
         let mut refusal = None;
         for upstream in self.upstreams.iter().filter(|u| u.carries(&key.instrument)) {
             let name = upstream.adapter.name();
@@ -849,7 +893,11 @@ pub fn serves_rest(path: &str) -> bool {
 /// the cache: the `market_data` message of the mode; 400 on missing or bad
 /// parameters, 401 without a valid key, 403 for a key not allowed on the
 /// proxy, 404 when no data arrived yet.
-pub fn rest(req: &Request<Incoming>, proxy: &Proxy) -> Response<Body> {
+///
+/// A cluster member asks the nodes that ingest an instrument no client of
+/// its own follows ([`Proxy::last_values_from`]): its cache has such an
+/// instrument only while followed.
+pub async fn rest(req: &Request<Incoming>, proxy: &Proxy) -> Response<Body> {
     if req.method() != Method::GET {
         return tickwire_core::http::method_not_allowed();
     }
@@ -897,7 +945,17 @@ pub fn rest(req: &Request<Incoming>, proxy: &Proxy) -> Response<Body> {
         },
     };
     let instrument = Instrument::new(symbol.trim(), exchange.trim());
-    match proxy.poll(&instrument, mode, depth) {
+    let found = match proxy.last_values.get() {
+        Some(source) if !proxy.follows(&instrument) => {
+            let mut state = MarketState::default();
+            for update in source.fetch(&instrument).await {
+                state.apply(&update);
+            }
+            encode_market_data(proxy.style, &instrument, mode, depth, &state)
+        }
+        _ => proxy.poll(&instrument, mode, depth),
+    };
+    match found {
         Some(body) => json_bytes(StatusCode::OK, body),
         None => json_error(
             StatusCode::NOT_FOUND,

@@ -55,7 +55,7 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         (publish::PATH, _) => publish::handle(req, &shared.publish, context).await,
         (p, _) if fastws::serves(p) => fastws::handle(req, &shared.fastws, context, &tracker),
         (proxy::PATH, _) if get => proxy::upgrade(req, &shared.proxy, context, &tracker),
-        (p, _) if proxy::serves_rest(p) => proxy::rest(&req, &shared.proxy),
+        (p, _) if proxy::serves_rest(p) => proxy::rest(&req, &shared.proxy).await,
         (NEGOTIATE_PATH, _) if get => hubs::negotiate(&req, &shared.hubs, context),
         ("/healthz", _) if get => health(&shared),
         (NEGOTIATE_PATH | "/healthz" | ws::PATH | stream::PATH | proxy::PATH, _) => {
@@ -87,6 +87,12 @@ struct ClusterHealth {
     published: u64,
     received: u64,
     unreadable: u64,
+    /// Updates not published because the queue to the bus was full.
+    dropped: u64,
+    /// Topics subscribed to on the bus now.
+    subscriptions: u64,
+    /// Last values taken from other nodes.
+    last_values: u64,
 }
 
 /// The symbol table's figures in `/healthz`.
@@ -123,6 +129,9 @@ fn health(shared: &Shared) -> Response<Body> {
                     published: read(&stats.published),
                     received: read(&stats.received),
                     unreadable: read(&stats.unreadable),
+                    dropped: read(&stats.dropped),
+                    subscriptions: read(&stats.subscriptions),
+                    last_values: read(&stats.last_values),
                 }
             }),
         },

@@ -189,9 +189,13 @@ impl tickwire_endpoint_hubs::Placement for LeastLoaded {
     }
 }
 
-/// A cluster member's publish API: the updates go to the bus, which brings
-/// them back to every node's fan-out, this one's included.
-struct BusIngest(tickwire_cluster::Cluster);
+/// A cluster member's publish API: the updates reach this node's own
+/// clients at once, then the bus, which brings them to the nodes that
+/// follow their topics; answered once NATS has them.
+struct BusIngest {
+    cluster: tickwire_cluster::Cluster,
+    local: Arc<tickwire_core::dispatch::SharedFanOut<tickwire_model::Update>>,
+}
 
 impl Ingest<tickwire_model::Update> for BusIngest {
     fn ingest(
@@ -199,42 +203,72 @@ impl Ingest<tickwire_model::Update> for BusIngest {
         updates: Vec<tickwire_model::Update>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move {
-            self.0
+            tickwire_core::dispatch::deliver_all(&self.local, updates.iter().cloned());
+            self.cluster
                 .publish_all(&updates)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("delivered on this node only: {e}"))
         })
     }
 }
 
-/// A cluster member's adapters: every update they produce is published once
-/// to the bus, until shutdown.
-async fn forward_to_bus(
-    streams: Vec<tickwire_core::dispatch::Updates<tickwire_model::Update>>,
-    cluster: tickwire_cluster::Cluster,
-    mut shutdown: watch::Receiver<bool>,
+/// A cluster member's proxy polls: the last values of the nodes that ingest
+/// an instrument.
+struct ClusterLastValues(tickwire_cluster::Cluster);
+
+impl tickwire_endpoint_proxy::LastValues for ClusterLastValues {
+    fn fetch(
+        &self,
+        instrument: &tickwire_model::Instrument,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Vec<tickwire_model::Update>> + Send>> {
+        let (cluster, instrument) = (self.0.clone(), instrument.clone());
+        Box::pin(async move { cluster.last_values(&instrument).await })
+    }
+}
+
+/// How long a node keeps a topic's bus subscription after its last local
+/// follower left.
+const FOLLOW_GRACE: Duration = Duration::from_secs(2);
+
+/// Updates of this node's adapters waiting for the bus (NATS away) before
+/// further ones reach only this node's clients.
+const BUS_QUEUE: usize = 65_536;
+
+/// Tells `interest` what this node's clients follow, as each endpoint's
+/// topics gain their first subscriber and lose their last: the hub groups
+/// by name, the JSON feeds' and FastWS bars' topics and the proxy's keys by
+/// instrument (the interest counts the several topics of one instrument).
+fn follow_local_interest(
+    groups: &tickwire_core::Index,
+    feeds: &tickwire_core::Index,
+    proxy: &tickwire_endpoint_proxy::Proxy,
+    interest: &tickwire_cluster::interest::Interest,
 ) {
-    use futures_util::StreamExt as _;
-    if streams.is_empty() {
-        return;
-    }
-    let mut updates = futures_util::stream::select_all(streams);
-    let mut failures = 0u64;
-    loop {
-        let update = tokio::select! {
-            () = tickwire_core::shutdown_started(&mut shutdown) => return,
-            update = updates.next() => match update {
-                Some(update) => update,
-                None => return,
-            },
-        };
-        if let Err(e) = cluster.publish(&update).await {
-            failures += 1;
-            if failures.is_power_of_two() {
-                warn!(error = %e, failures, "an adapter's update could not be published to the cluster");
-            }
+    use tickwire_cluster::interest::BusTopic;
+    let tell = |interest: &tickwire_cluster::interest::Interest, topic, live| {
+        if live {
+            interest.want(topic);
+        } else {
+            interest.release(topic);
         }
-    }
+    };
+    let to_groups = interest.clone();
+    let groups_watched = groups.watch(Box::new(move |name, live| {
+        tell(&to_groups, BusTopic::Group(name.clone()), live);
+    }));
+    let to_feeds = interest.clone();
+    let feeds_watched = feeds.watch(Box::new(move |name, live| {
+        let instrument = tickwire_services::market::instrument_of_topic(name)
+            .or_else(|| tickwire_endpoint_fastws::instrument_of_topic(name));
+        if let Some(instrument) = instrument {
+            tell(&to_feeds, BusTopic::Instrument(instrument), live);
+        }
+    }));
+    let to_proxy = interest.clone();
+    let proxy_watched = proxy.watch(Box::new(move |instrument, live| {
+        tell(&to_proxy, BusTopic::Instrument(instrument.clone()), live);
+    }));
+    debug_assert!(groups_watched.is_ok() && feeds_watched.is_ok() && proxy_watched);
 }
 
 /// Every `period` (none when zero) until shutdown: forgets the idle
@@ -243,6 +277,7 @@ async fn forward_to_bus(
 async fn forget_idle_instruments(
     market: Arc<Market>,
     fan_out: Arc<tickwire_core::dispatch::SharedFanOut<tickwire_model::Update>>,
+    bus: Option<tickwire_cluster::Publisher>,
     period: Duration,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -260,10 +295,12 @@ async fn forget_idle_instruments(
             idle_secs = period.as_secs(),
             "forgot idle instruments"
         );
-        tickwire_core::dispatch::deliver_all(
-            &fan_out,
-            [tickwire_model::Update::Forget(gone.into())],
-        );
+        let forget = tickwire_model::Update::Forget(gone.into());
+        if let Some(bus) = &bus {
+            // What the node keeps for the other nodes goes too.
+            bus.offer(forget.clone());
+        }
+        tickwire_core::dispatch::deliver_all(&fan_out, [forget]);
     })
     .await;
 }
@@ -500,27 +537,70 @@ pub async fn run_with(
         let proxy = proxy.clone();
         Box::new(move |instrument| proxy.follows(instrument))
     });
+    // Single node: the adapters' streams feed the fan-out. Cluster member:
+    // they feed its fan-out and the bus, and the bus brings what other
+    // nodes ingest of the topics this node's clients follow.
+    let (streams, bus, serving, ingest): (_, _, _, Arc<dyn Ingest<tickwire_model::Update>>) =
+        match &cluster {
+            Some(cluster) => {
+                use futures_util::StreamExt as _;
+                let (interest, from_bus) = cluster.follow(FOLLOW_GRACE, shutdown_rx.clone());
+                follow_local_interest(&groups, &feeds, &proxy, &interest);
+                proxy.last_values_from(Arc::new(ClusterLastValues(cluster.clone())));
+                let serving = cluster
+                    .serve(
+                        {
+                            let market = market.clone();
+                            move || market.instruments()
+                        },
+                        {
+                            let market = market.clone();
+                            move |instruments: &[tickwire_model::Instrument]| {
+                                for instrument in instruments {
+                                    market.touch(instrument);
+                                }
+                            }
+                        },
+                        shutdown_rx.clone(),
+                    )
+                    .await?;
+                let listed: Vec<_> = adapters.iter().flat_map(|a| a.instruments()).collect();
+                cluster.announce(&listed).await?;
+                let publisher = cluster.publisher(BUS_QUEUE);
+                let mut streams: Vec<tickwire_core::dispatch::Updates<tickwire_model::Update>> =
+                    streams
+                        .into_iter()
+                        .map(|stream| {
+                            let publisher = publisher.clone();
+                            Box::pin(stream.map(move |update| {
+                                publisher.offer(update.clone());
+                                update
+                            })) as tickwire_core::dispatch::Updates<_>
+                        })
+                        .collect();
+                streams.push(Box::pin(futures_util::stream::unfold(
+                    from_bus,
+                    |mut rx| async move { rx.recv().await.map(|u| (u, rx)) },
+                )));
+                (
+                    streams,
+                    Some(publisher),
+                    Some(serving),
+                    Arc::new(BusIngest {
+                        cluster: cluster.clone(),
+                        local: fan_out.clone(),
+                    }),
+                )
+            }
+            None => (streams, None, None, fan_out.clone()),
+        };
     let forgetting = tokio::spawn(forget_idle_instruments(
         market.clone(),
         fan_out.clone(),
+        bus,
         Duration::from_secs(config.forget_instruments_after_secs),
         shutdown_rx.clone(),
     ));
-    // Single node: the adapters' streams feed the fan-out. Cluster member:
-    // they feed the bus, and the bus feeds the fan-out.
-    let (streams, forwarding, ingest): (_, _, Arc<dyn Ingest<tickwire_model::Update>>) =
-        match &cluster {
-            Some(cluster) => (
-                vec![cluster.updates().await?],
-                Some(tokio::spawn(forward_to_bus(
-                    streams,
-                    cluster.clone(),
-                    shutdown_rx.clone(),
-                ))),
-                Arc::new(BusIngest(cluster.clone())),
-            ),
-            None => (streams, None, fan_out.clone()),
-        };
     let adapters_task = tokio::spawn(tickwire_core::dispatch::run(
         fan_out.clone(),
         streams,
@@ -658,8 +738,8 @@ pub async fn run_with(
     let _ = heartbeat.await;
     let _ = throttle.await;
     let _ = forgetting.await;
-    if let Some(forwarding) = forwarding {
-        let _ = forwarding.await;
+    if let Some(serving) = serving {
+        let _ = serving.await;
     }
     info!("stopped");
     Ok(())

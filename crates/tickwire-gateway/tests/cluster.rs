@@ -15,10 +15,12 @@ use common::*;
 use tickwire_gateway::{ClusterConfig, Config};
 use tickwire_model::{Hub, Instrument, Update};
 
-/// A `nats-server` on a free loopback port, killed when dropped.
+/// A `nats-server` on a free loopback port (its monitoring on another),
+/// killed when dropped.
 struct Nats {
     child: Child,
     port: u16,
+    monitor: u16,
     _store: Store,
 }
 
@@ -65,10 +67,12 @@ impl Nats {
         let store =
             std::env::temp_dir().join(format!("tickwire-nats-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&store).unwrap();
-        let child = spawn_nats(port, &store);
+        let monitor = free_port();
+        let child = spawn_nats(port, Some(monitor), &store);
         let nats = Nats {
             child,
             port,
+            monitor,
             _store: Store(store),
         };
         nats.listening().await;
@@ -93,12 +97,36 @@ impl Nats {
     async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn_nats(self.port, &self._store.0);
+        self.child = spawn_nats(self.port, Some(self.monitor), &self._store.0);
         self.listening().await;
     }
 
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The subjects the node `name` subscribes to now, as the server's
+    /// monitoring (`/connz?subs=1`) lists them.
+    async fn subscriptions_of(&self, name: &str) -> Vec<String> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.monitor));
+        let (status, _, body) = http_get(addr, "/connz?subs=1", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let connz: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let wanted = format!("tickwire-{name}");
+        let conn = connz["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == wanted.as_str())
+            .unwrap_or_else(|| panic!("no connection named {wanted}: {body}"));
+        conn["subscriptions_list"]
+            .as_array()
+            .map(|subs| {
+                subs.iter()
+                    .map(|s| s.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -109,10 +137,14 @@ impl Drop for Nats {
     }
 }
 
-fn spawn_nats(port: u16, store: &std::path::Path) -> Child {
-    Command::new(nats_binary())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(store)
+fn spawn_nats(port: u16, monitor: Option<u16>, store: &std::path::Path) -> Child {
+    let mut command = Command::new(nats_binary());
+    command.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]);
+    command.arg(store);
+    if let Some(monitor) = monitor {
+        command.args(["-m", &monitor.to_string()]);
+    }
+    command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -250,7 +282,7 @@ async fn a_node_without_nats_says_so_and_starts_once_nats_is_there() {
     // NATS comes: the node connects and serves.
     let store = std::env::temp_dir().join(format!("tickwire-nats-late-{}", std::process::id()));
     std::fs::create_dir_all(&store).unwrap();
-    let mut child = spawn_nats(port, &store);
+    let mut child = spawn_nats(port, None, &store);
     let up = tokio::time::timeout(PATIENCE, async {
         loop {
             if let Ok((200, _, _)) = tokio::time::timeout(
@@ -442,6 +474,153 @@ async fn the_publish_api_of_one_node_reaches_another_through_the_bus() {
         assert!(health["cluster"][what].as_u64() > Some(0), "{body}");
         assert_eq!(health["cluster"]["unreadable"], 0, "{body}");
     }
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+}
+
+/// The bus messages node `server` has taken so far (`/healthz`).
+async fn received_from_bus(server: &Server) -> u64 {
+    let (_, _, body) = http_get(server.addr, "/healthz", &[]).await;
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    health["cluster"]["received"].as_u64().unwrap()
+}
+
+/// Whether a subscription of `subjects` is to `instrument`'s updates.
+fn follows(subjects: &[String], symbol: &str) -> bool {
+    subjects
+        .iter()
+        .any(|s| s.starts_with("tickwire.i.") && s.contains(symbol))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_takes_from_the_bus_only_what_its_clients_follow() {
+    let nats = Nats::start().await;
+    let key = "cluster-publisher-key";
+    let mut config = node(&nats, "a");
+    config.api_keys.push(tickwire_gateway::ApiKey {
+        roles: vec![tickwire_gateway::ROLE_PUBLISH.into()],
+        ..tickwire_gateway::ApiKey::new("publisher", key)
+    });
+    let a = Server::start_with(config, universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    let mut on_b = FeedClient::ws(&b).await;
+    on_b.send(r#"{"type":"subscribe","symbols":["btc"],"channels":["price"]}"#)
+        .await;
+    on_b.sync().await;
+    until_delivered(&a, &mut on_b, 100.0).await;
+
+    // What the NATS server says: b subscribes to BTC and to nothing else of
+    // the market; a, whose clients follow nothing, to no topic at all.
+    let of_b = nats.subscriptions_of("b").await;
+    assert!(follows(&of_b, "BTC"), "{of_b:?}");
+    assert!(!follows(&of_b, "ETH"), "{of_b:?}");
+    let of_a = nats.subscriptions_of("a").await;
+    assert!(
+        !of_a
+            .iter()
+            .any(|s| s.starts_with("tickwire.i.") || s.starts_with("tickwire.g.")),
+        "{of_a:?}"
+    );
+
+    // And b receives none of ETH's traffic: 50 ETH ticks and one BTC from a
+    // cost b one message.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while tokio::time::timeout(Duration::from_millis(50), on_b.json())
+        .await
+        .is_ok()
+    {}
+    let before = received_from_bus(&b).await;
+    for n in 0..50 {
+        a.feed
+            .push(Update::Tick(tick(
+                Instrument::crypto("ETH/USD"),
+                f64::from(n),
+            )))
+            .await
+            .unwrap();
+    }
+    a.feed.push(btc(7777.0)).await.unwrap();
+    prices_until(&mut on_b, 7777.0).await;
+    assert_eq!(received_from_bus(&b).await - before, 1);
+
+    // An instrument only a knows (published there) is known on b, and a
+    // client of b that follows it starts from a's last value, with nothing
+    // published after it.
+    let auth = format!("Bearer {key}");
+    let (status, _, body) = http_request(
+        a.addr,
+        "POST",
+        "/api/v1/publish",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"kind":"tick","symbol":"DOGE/USD","price":0.25}"#,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let mut doge = FeedClient::ws(&b).await;
+    let last = tokio::time::timeout(PATIENCE, async {
+        loop {
+            doge.send(r#"{"type":"subscribe","symbols":["doge"],"channels":["price"]}"#)
+                .await;
+            let before_pong = doge.sync().await;
+            if let Some(msg) = before_pong.iter().find(|m| m["type"] == "price_update") {
+                return msg.clone();
+            }
+            if before_pong.iter().any(|m| m["type"] == "error") {
+                // Not announced yet.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let msg = doge.json_skipping(&["server_status"]).await;
+            if msg["type"] == "price_update" {
+                return msg;
+            }
+        }
+    })
+    .await
+    .expect("b knows DOGE and sends a's last value");
+    assert_eq!(last["symbol"], "doge", "{last}");
+    assert_eq!(last["price"].as_f64(), Some(0.25), "{last}");
+
+    // A poll of b's last-value cache for an instrument no client of b
+    // follows is answered from the node that ingests it: a's last tick.
+    let (status, body) = http_get_bearer(
+        b.addr,
+        "/api/v1/ltp?symbol=ETH/USD&exchange=CRYPTO",
+        Some(DEMO),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ltp: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        ltp["data"]["ltp"].as_f64(),
+        Some(49.0),
+        "the last of a's ETH ticks: {ltp}"
+    );
+    let (status, body) = http_get_bearer(
+        b.addr,
+        "/api/v1/ltp?symbol=NOPE/USD&exchange=CRYPTO",
+        Some(DEMO),
+    )
+    .await;
+    assert_eq!(status, 404, "nobody has it: {body}");
+
+    // Once b's clients leave, b unsubscribes (after a short grace).
+    drop(on_b);
+    drop(doge);
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let of_b = nats.subscriptions_of("b").await;
+            if !follows(&of_b, "BTC") && !follows(&of_b, "DOGE") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("b drops its subscriptions after its last clients left");
     a.finish().await.unwrap();
     b.finish().await.unwrap();
 }

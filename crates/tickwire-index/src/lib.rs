@@ -20,6 +20,12 @@
 //! ([`Unsubscribed::last`], [`Left::now_empty`]), which is what a caller needs
 //! to reference-count subscriptions at an upstream broker.
 //!
+//! A caller that must follow those changes as they happen (a cluster node
+//! subscribing upstream to what its clients want) installs a
+//! [`watch`](SubscriptionIndex::watch): it is told of each topic's first
+//! subscriber and of its last one leaving, in order for each topic, whoever
+//! made the change.
+//!
 //! What it does not do: it does not send anything, hold queues or know what a
 //! subscriber is. The subscriber type `S` is typically an `Arc` of the
 //! connection whose `Eq` and `Hash` are its connection id, so the fan-out gets
@@ -214,7 +220,25 @@ pub struct SubscriptionIndex<S> {
     /// Live topics.
     live: AtomicUsize,
     by_subscriber: DashMap<S, IndexSet<TopicId>>,
+    /// Told of each topic's first subscriber and last leaving.
+    watch: OnceLock<Watch>,
 }
+
+/// A [`SubscriptionIndex::watch`] callback: the topic, and whether it just
+/// got its first subscriber (`true`) or lost its last (`false`).
+pub type Watch = Box<dyn Fn(&Arc<str>, bool) + Send + Sync>;
+
+/// [`SubscriptionIndex::watch`] was called before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlreadyWatched;
+
+impl fmt::Display for AlreadyWatched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the index is watched already")
+    }
+}
+
+impl std::error::Error for AlreadyWatched {}
 
 impl<S> SubscriptionIndex<S>
 where
@@ -229,6 +253,45 @@ where
             free: Mutex::new(Vec::new()),
             live: AtomicUsize::new(0),
             by_subscriber: DashMap::new(),
+            watch: OnceLock::new(),
+        }
+    }
+
+    /// Calls `watch` from now on each time a topic gets its first subscriber
+    /// (`true`) and each time its last one leaves (`false`). For one topic the
+    /// calls alternate, in the order the changes happened: each is made under
+    /// the topic's lock, by the thread that made the change. So `watch` must
+    /// be quick and must neither block nor call into the index (hand the
+    /// change to a channel). One watch per index.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tickwire_index::SubscriptionIndex;
+    ///
+    /// let index = SubscriptionIndex::<u64>::new();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// index
+    ///     .watch(Box::new(move |topic, live| log.lock().unwrap().push((topic.to_string(), live))))
+    ///     .unwrap();
+    /// index.subscribe("btc", 1);
+    /// index.subscribe("btc", 2); // not the first: nothing said
+    /// index.unsubscribe("btc", &1);
+    /// index.unsubscribe_all(&2);
+    /// assert_eq!(*seen.lock().unwrap(), [("btc".into(), true), ("btc".into(), false)]);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`AlreadyWatched`] when the index has a watch already.
+    pub fn watch(&self, watch: Watch) -> Result<(), AlreadyWatched> {
+        self.watch.set(watch).map_err(|_| AlreadyWatched)
+    }
+
+    /// Tells the watch, if any, that `name` became live or empty.
+    fn tell(&self, name: Option<&Arc<str>>, live: bool) {
+        if let (Some(watch), Some(name)) = (self.watch.get(), name) {
+            watch(name, live);
         }
     }
 
@@ -291,10 +354,14 @@ where
             }
             topics.insert(id);
             slot.subscribers.insert(sub);
+            let first = slot.subscribers.len() == 1;
+            if first {
+                self.tell(slot.name.as_ref(), true);
+            }
             return Subscribed {
                 topic: id,
                 added: true,
-                first: slot.subscribers.len() == 1,
+                first,
             };
         }
     }
@@ -321,7 +388,11 @@ where
             Some(slot) => {
                 let mut slot = slot.write();
                 slot.subscribers.swap_remove(sub);
-                slot.subscribers.is_empty()
+                let last = slot.subscribers.is_empty();
+                if last {
+                    self.tell(slot.name.as_ref(), false);
+                }
+                last
             }
             None => false,
         };
@@ -353,10 +424,14 @@ where
             .filter_map(|&id| {
                 let mut slot = self.table.get(id.slot)?.write();
                 slot.subscribers.swap_remove(sub);
+                let now_empty = slot.subscribers.is_empty();
+                if now_empty {
+                    self.tell(slot.name.as_ref(), false);
+                }
                 Some(Left {
                     topic: id,
                     name: slot.name.clone()?,
-                    now_empty: slot.subscribers.is_empty(),
+                    now_empty,
                 })
             })
             .collect();
@@ -602,6 +677,54 @@ mod tests {
             }
         }
         assert_eq!(reverse, pairs.len());
+    }
+
+    /// The watch hears, for each topic, first and last alternately, and
+    /// ends on what the topic is: with threads joining and leaving a few
+    /// topics at once, each one's last leaving racing the next first.
+    #[test]
+    fn watch_alternates_per_topic_under_races() {
+        let index = Arc::new(SubscriptionIndex::<u64>::new());
+        let live: Arc<DashMap<String, i64>> = Arc::new(DashMap::new());
+        let broken = Arc::new(AtomicUsize::new(0));
+        let (l, b) = (live.clone(), broken.clone());
+        index
+            .watch(Box::new(move |topic, up| {
+                let mut n = l.entry(topic.to_string()).or_insert(0);
+                *n += if up { 1 } else { -1 };
+                if !(0..=1).contains(&*n) {
+                    b.fetch_add(1, Ordering::Relaxed);
+                }
+            }))
+            .unwrap();
+        assert_eq!(index.watch(Box::new(|_, _| {})), Err(AlreadyWatched));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let index = index.clone();
+                thread::spawn(move || {
+                    for round in 0..2_000u64 {
+                        let topic = format!("t{}", round % 3);
+                        let sub = t * 10_000 + round;
+                        index.subscribe(&topic, sub);
+                        if round % 2 == 0 {
+                            index.unsubscribe(&topic, &sub);
+                        } else {
+                            index.unsubscribe_all(&sub);
+                        }
+                    }
+                    // Each thread keeps one subscription to t0.
+                    index.subscribe("t0", t);
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(broken.load(Ordering::Relaxed), 0, "first/last out of turn");
+        assert_eq!(live.get("t0").map(|n| *n), Some(1));
+        assert_eq!(live.get("t1").map(|n| *n), Some(0));
+        assert_eq!(live.get("t2").map(|n| *n), Some(0));
+        assert_eq!(index.topic_count(), 1);
     }
 
     #[test]

@@ -82,6 +82,22 @@ pub fn topic(buf: &mut String, feed: Feed, instrument: &Instrument) {
     );
 }
 
+/// The instrument of a JSON-feed topic of an instrument
+/// (`ws:price:CRYPTO:BTC/USD`), `None` for any other name (the housekeeping
+/// topics, another endpoint's).
+pub fn instrument_of_topic(name: &str) -> Option<Instrument> {
+    let rest = [
+        Feed::WsPrice,
+        Feed::WsBook,
+        Feed::WsSignal,
+        Feed::StreamPrice,
+    ]
+    .into_iter()
+    .find_map(|feed| name.strip_prefix(feed.prefix()))?;
+    let (exchange, symbol) = rest.split_once(':')?;
+    (!exchange.is_empty() && !symbol.is_empty()).then(|| Instrument::new(symbol, exchange))
+}
+
 /// The topic of `feed` for `instrument`.
 pub fn topic_of(feed: Feed, instrument: &Instrument) -> String {
     let mut buf = String::new();
@@ -322,6 +338,11 @@ impl Market {
         }
     }
 
+    /// Every instrument known now, in no particular order.
+    pub fn instruments(&self) -> Vec<Instrument> {
+        self.read().all.iter().cloned().collect()
+    }
+
     /// Learns `instrument`; returns whether it was new. A new instrument
     /// is refused (and counted) when the table holds its limit already.
     pub fn learn(&self, instrument: &Instrument) -> bool {
@@ -523,6 +544,29 @@ impl Market {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topics_name_their_instrument_back() {
+        for feed in [
+            Feed::WsPrice,
+            Feed::WsBook,
+            Feed::WsSignal,
+            Feed::StreamPrice,
+        ] {
+            for instrument in [
+                Instrument::crypto("BTC/USD"),
+                Instrument::new("BRK.B", "NYSE"),
+                Instrument::new("A:B", "X"),
+            ] {
+                let name = topic_of(feed, &instrument);
+                assert_eq!(instrument_of_topic(&name), Some(instrument), "{name}");
+            }
+        }
+        assert_eq!(instrument_of_topic(WS_STATUS), None);
+        assert_eq!(instrument_of_topic(STREAM_HEARTBEAT), None);
+        assert_eq!(instrument_of_topic("ws:price:CRYPTO"), None);
+        assert_eq!(instrument_of_topic("fastws:bars:NASDAQ:AAPL:1"), None);
+    }
 
     #[test]
     fn each_dialect_finds_its_spelling() {
