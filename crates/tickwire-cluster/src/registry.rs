@@ -8,6 +8,14 @@
 //! live nodes without asking, and [`Registry::least_loaded`] is a local read
 //! (what `/negotiate` uses to spread clients).
 //!
+//! The registry also holds the adapters' lease: of the live nodes that may
+//! run the cluster's leased adapters (those that make a market of their own,
+//! run once per cluster), the one up the longest holds it
+//! ([`Registry::holds_lease`]). A node takes it only after watching the
+//! registry for [`LEASE_AFTER`], so a node that starts never takes it from
+//! one that runs; when the holder stops (its empty entry) or dies (its entry
+//! goes stale), the next takes over within [`STALE`].
+//!
 //! Core NATS, not a JetStream key-value bucket: the entries are refreshed
 //! every second anyway, and the JetStream answers of Debian's `nats-server`
 //! 2.9 do not parse with the current Rust client (the bucket cannot even be
@@ -15,6 +23,7 @@
 //! here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +38,8 @@ use crate::{Cluster, ClusterError};
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// An entry not refreshed for this long is not offered to clients.
 pub const STALE: Duration = Duration::from_secs(3);
+/// How long a node watches the registry before it may hold the lease.
+pub const LEASE_AFTER: Duration = Duration::from_secs(2);
 
 /// One node's entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,16 +50,26 @@ pub struct NodeInfo {
     pub connections: u64,
     /// Its CPU use over the last second, in percent of one core.
     pub cpu_percent: f64,
+    /// When it started (Unix milliseconds): the oldest candidate holds the
+    /// lease.
+    pub started_ms: u64,
+    /// Whether it may run the cluster's leased adapters.
+    pub candidate: bool,
 }
 
 impl NodeInfo {
     fn encode(&self) -> Bytes {
         Bytes::from(format!(
-            "{}\n{}\n{:.1}",
-            self.url, self.connections, self.cpu_percent
+            "{}\n{}\n{:.1}\n{}\n{}",
+            self.url,
+            self.connections,
+            self.cpu_percent,
+            self.started_ms,
+            u8::from(self.candidate)
         ))
     }
 
+    /// An entry; one of an earlier node (three lines) is no candidate.
     fn decode(value: &[u8]) -> Option<NodeInfo> {
         let text = std::str::from_utf8(value).ok()?;
         let mut lines = text.lines();
@@ -56,15 +77,37 @@ impl NodeInfo {
             url: lines.next()?.to_owned(),
             connections: lines.next()?.parse().ok()?,
             cpu_percent: lines.next()?.parse().ok()?,
+            started_ms: lines
+                .next()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(u64::MAX),
+            candidate: lines.next() == Some("1"),
         })
     }
 }
 
 /// The live nodes of the cluster, as this node sees them.
-#[derive(Debug)]
 pub struct Registry {
     me: String,
     nodes: Mutex<HashMap<String, (NodeInfo, Instant)>>,
+    /// When this node started watching.
+    since: Instant,
+    /// Whether this node may hold the lease.
+    candidate: bool,
+    /// Whether it holds it, as last worked out (read on every update of a
+    /// leased adapter).
+    lease: AtomicBool,
+    /// Whether this node's connection to NATS is up now.
+    connected: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("me", &self.me)
+            .field("lease", &self.holds_lease())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -75,6 +118,7 @@ impl Registry {
     pub async fn start(
         cluster: &Cluster,
         url: String,
+        candidate: bool,
         connections: impl Fn() -> u64 + Send + Sync + 'static,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Registry>, ClusterError> {
@@ -85,9 +129,21 @@ impl Registry {
             .subscribe(format!("{prefix}*"))
             .await
             .map_err(|e| ClusterError::Subscribe(format!("{prefix}*: {e}")))?;
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let registry = Arc::new(Registry {
             me: cluster.node().to_owned(),
             nodes: Mutex::new(HashMap::new()),
+            since: Instant::now(),
+            candidate,
+            lease: AtomicBool::new(false),
+            connected: {
+                let client = client.clone();
+                Box::new(move || {
+                    client.connection_state() == async_nats::connection::State::Connected
+                })
+            },
         });
         let watching = registry.clone();
         let mut stop = shutdown.clone();
@@ -103,11 +159,13 @@ impl Registry {
                     continue;
                 };
                 watching.seen(node, &message.payload);
+                watching.update_lease();
             }
         });
         let me = cluster.node().to_owned();
         let subject = format!("{prefix}{me}");
         let mut stop = shutdown;
+        let refreshing = registry.clone();
         tokio::spawn(async move {
             let mut cpu = CpuClock::new();
             let mut ticks = tokio::time::interval(REFRESH);
@@ -121,10 +179,19 @@ impl Registry {
                     url: url.clone(),
                     connections: connections(),
                     cpu_percent: cpu.percent(),
+                    started_ms,
+                    candidate,
                 };
-                if let Err(e) = client.publish(subject.clone(), info.encode()).await {
+                let entry = info.encode();
+                // This node's own entry, which NATS does not echo back.
+                refreshing.seen(&me, &entry);
+                refreshing.update_lease();
+                if let Err(e) = client.publish(subject.clone(), entry).await {
                     debug!(error = %e, "node registry refresh failed");
                 }
+            }
+            if refreshing.lease.swap(false, Ordering::Relaxed) {
+                info!(node = %me, "stopping: the adapters' lease passes to another node");
             }
             // An empty entry: this node leaves.
             let left = match client.publish(subject, Bytes::new()).await {
@@ -156,6 +223,41 @@ impl Registry {
                 nodes.insert(node.to_owned(), (info, Instant::now()));
             }
             None => warn!(node, "unreadable node registry entry"),
+        }
+    }
+
+    /// Whether this node holds the adapters' lease now: it may hold it, it
+    /// has watched the registry for [`LEASE_AFTER`], and of the live nodes
+    /// that may, it is the one up the longest (then the first by name).
+    pub fn holds_lease(&self) -> bool {
+        self.lease.load(Ordering::Relaxed)
+    }
+
+    /// Works out whether this node holds the lease, and says when that
+    /// changes. While its connection to NATS is down, a node keeps what it
+    /// had: the holder goes on feeding its own clients, and no other takes
+    /// the lease on the strength of not hearing from anyone.
+    fn update_lease(&self) {
+        let oldest = || {
+            self.live()
+                .into_iter()
+                .filter(|(_, info)| info.candidate)
+                .min_by(|(an, a), (bn, b)| a.started_ms.cmp(&b.started_ms).then(an.cmp(bn)))
+                .is_some_and(|(name, _)| name == self.me)
+        };
+        let holds = self.candidate
+            && self.since.elapsed() >= LEASE_AFTER
+            && if (self.connected)() {
+                oldest()
+            } else {
+                self.holds_lease()
+            };
+        if self.lease.swap(holds, Ordering::Relaxed) != holds {
+            if holds {
+                info!(node = %self.me, "this node holds the adapters' lease: its leased adapters feed the cluster");
+            } else {
+                info!(node = %self.me, "another node holds the adapters' lease: this node's leased adapters stand by");
+            }
         }
     }
 
@@ -235,24 +337,107 @@ impl CpuClock {
 mod tests {
     use super::*;
 
+    /// A registry of node `me`, which watched it long enough; its own
+    /// start is in its own entry.
+    fn registry(me: &str, candidate: bool) -> Registry {
+        Registry {
+            me: me.into(),
+            nodes: Mutex::new(HashMap::new()),
+            since: Instant::now() - LEASE_AFTER,
+            candidate,
+            lease: AtomicBool::new(false),
+            connected: Box::new(|| true),
+        }
+    }
+
+    fn candidate(started_ms: u64, candidate: bool) -> Bytes {
+        NodeInfo {
+            url: "http://x".into(),
+            connections: 0,
+            cpu_percent: 0.0,
+            started_ms,
+            candidate,
+        }
+        .encode()
+    }
+
+    #[test]
+    fn the_oldest_live_candidate_holds_the_lease() {
+        let b = registry("b", true);
+        b.seen("b", &candidate(200, true));
+        b.seen("a", &candidate(100, true));
+        b.seen("old", &candidate(50, false));
+        b.update_lease();
+        assert!(!b.holds_lease(), "a is older");
+        // A younger candidate changes nothing.
+        b.seen("c", &candidate(300, true));
+        b.update_lease();
+        assert!(!b.holds_lease());
+        // a dies (its entry goes stale): b, the oldest left that may,
+        // takes it; so it does when a leaves.
+        crate::lock(&b.nodes).get_mut("a").unwrap().1 = Instant::now() - STALE;
+        b.update_lease();
+        assert!(b.holds_lease());
+        b.seen("a", &candidate(100, true));
+        b.update_lease();
+        assert!(!b.holds_lease(), "a is back");
+        b.seen("a", b"");
+        b.update_lease();
+        assert!(b.holds_lease());
+        // a is back, but a's entry says it started later now.
+        b.seen("a", &candidate(400, true));
+        b.update_lease();
+        assert!(b.holds_lease());
+        // An entry of an earlier node (three lines) is no candidate.
+        b.seen("d", b"http://d\n0\n0.0");
+        b.update_lease();
+        assert!(b.holds_lease());
+        // NATS away: the holder keeps it, and a node that did not hold it
+        // does not take it for hearing nobody.
+        let away = Registry {
+            connected: Box::new(|| false),
+            ..registry("b", true)
+        };
+        away.seen("b", &candidate(200, true));
+        away.update_lease();
+        assert!(!away.holds_lease());
+        away.lease.store(true, Ordering::Relaxed);
+        away.seen("a", &candidate(100, true));
+        away.update_lease();
+        assert!(away.holds_lease());
+        // A node that may not hold it never does; a new one waits.
+        let never = registry("n", false);
+        never.seen("n", &candidate(0, false));
+        never.update_lease();
+        assert!(!never.holds_lease());
+        let fresh = Registry {
+            since: Instant::now(),
+            ..registry("f", true)
+        };
+        fresh.seen("f", &candidate(0, true));
+        fresh.update_lease();
+        assert!(!fresh.holds_lease(), "watches for LEASE_AFTER first");
+    }
+
     #[test]
     fn entries_read_back_and_the_least_loaded_wins() {
         let info = NodeInfo {
             url: "http://127.0.0.1:8081".into(),
             connections: 12,
             cpu_percent: 3.5,
+            started_ms: 1_700_000_000_000,
+            candidate: true,
         };
         assert_eq!(NodeInfo::decode(&info.encode()), Some(info.clone()));
         assert_eq!(NodeInfo::decode(b"no"), None);
-        let registry = Registry {
-            me: "a".into(),
-            nodes: Mutex::new(HashMap::new()),
-        };
+        let registry = registry("a", true);
         let entry = |url: &str, connections: u64, cpu: f64| {
             NodeInfo {
                 url: url.into(),
                 connections,
                 cpu_percent: cpu,
+                started_ms: 0,
+                candidate: false,
             }
             .encode()
         };

@@ -187,12 +187,21 @@ pub struct ClusterConfig {
     /// The first token of every subject the cluster uses. Default `tickwire`.
     #[serde(default = "ClusterConfig::default_subject_prefix")]
     pub subject_prefix: String,
-    /// Whether this node runs its adapters (`adapters`); their updates reach
-    /// every node through NATS, so the demo's synthetic market and replay
-    /// run on one node of a cluster (`scripts/cluster` starts one such
-    /// node). Default true.
+    /// Whether this node runs its adapters (`adapters`) at all; their
+    /// updates reach every node through NATS. Default true.
     #[serde(default = "default_true")]
     pub run_adapters: bool,
+    /// The adapters that run once per cluster, not once per node: those that
+    /// make a market of their own (the demo's synthetic market, the replay),
+    /// which every node would otherwise make again. Of the live nodes that
+    /// run adapters, the one up the longest holds the lease (through the
+    /// node registry) and only its leased adapters' updates are delivered;
+    /// the others keep theirs ready and take over within a few seconds of its
+    /// going. Adapters not listed (an ingress such as the ZeroMQ bus, which
+    /// takes what is sent to this node) run on every node. Default
+    /// `["synthetic", "replay"]`.
+    #[serde(default = "ClusterConfig::default_leased_adapters")]
+    pub leased_adapters: Vec<String>,
     /// A NATS credentials file (JWT and NKey seed), if the server wants one.
     #[serde(default)]
     pub credentials_file: Option<std::path::PathBuf>,
@@ -220,6 +229,10 @@ impl ClusterConfig {
         "tickwire".to_owned()
     }
 
+    fn default_leased_adapters() -> Vec<String> {
+        vec!["synthetic".to_owned(), "replay".to_owned()]
+    }
+
     /// A cluster member of `node_name` on the NATS server `nats_url`.
     pub fn new(nats_url: impl Into<String>, node_name: impl Into<String>) -> ClusterConfig {
         ClusterConfig {
@@ -227,6 +240,7 @@ impl ClusterConfig {
             node_name: node_name.into(),
             subject_prefix: ClusterConfig::default_subject_prefix(),
             run_adapters: true,
+            leased_adapters: ClusterConfig::default_leased_adapters(),
             credentials_file: None,
             user: None,
             password: None,

@@ -477,6 +477,7 @@ pub async fn run_with(
                 tickwire_cluster::registry::Registry::start(
                     cluster,
                     url,
+                    config.cluster.as_ref().is_some_and(|c| c.run_adapters),
                     move || connections.open(),
                     shutdown_rx.clone(),
                 )
@@ -567,14 +568,30 @@ pub async fn run_with(
                 let listed: Vec<_> = adapters.iter().flat_map(|a| a.instruments()).collect();
                 cluster.announce(&listed).await?;
                 let publisher = cluster.publisher(BUS_QUEUE);
+                let leased = config
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.leased_adapters.clone())
+                    .unwrap_or_default();
+                let registry = registry.clone();
+                // Each update of an adapter reaches this node's clients and
+                // the bus; a leased adapter's, only while this node holds
+                // the lease (the others' stand by).
                 let mut streams: Vec<tickwire_core::dispatch::Updates<tickwire_model::Update>> =
                     streams
                         .into_iter()
-                        .map(|stream| {
+                        .zip(&adapters)
+                        .map(|(stream, adapter)| {
                             let publisher = publisher.clone();
-                            Box::pin(stream.map(move |update| {
-                                publisher.offer(update.clone());
-                                update
+                            let lease = registry
+                                .clone()
+                                .filter(|_| leased.iter().any(|name| name == adapter.name()));
+                            Box::pin(stream.filter_map(move |update| {
+                                let live = lease.as_ref().is_none_or(|r| r.holds_lease());
+                                if live {
+                                    publisher.offer(update.clone());
+                                }
+                                std::future::ready(live.then_some(update))
                             })) as tickwire_core::dispatch::Updates<_>
                         })
                         .collect();

@@ -624,3 +624,62 @@ async fn a_node_takes_from_the_bus_only_what_its_clients_follow() {
     a.finish().await.unwrap();
     b.finish().await.unwrap();
 }
+
+/// A cluster member whose `memory` adapter (the tests' feed) runs once per
+/// cluster, as the demo's synthetic market and replay do.
+fn leased_node(nats: &Nats, name: &str) -> Config {
+    let mut config = node(nats, name);
+    if let Some(cluster) = &mut config.cluster {
+        cluster.leased_adapters = vec!["memory".into()];
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_adapter_feeds_the_cluster_from_one_node_and_another_takes_over() {
+    let nats = Nats::start().await;
+    let a = Server::start_with(leased_node(&nats, "a"), universe()).await;
+    // a holds the lease before b starts (it watches the registry for 2 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let b = Server::start_with(leased_node(&nats, "b"), universe()).await;
+    let mut on_b = FeedClient::ws(&b).await;
+    on_b.send(r#"{"type":"subscribe","symbols":["btc"],"channels":["price"]}"#)
+        .await;
+    on_b.sync().await;
+    // Both nodes' feeds tick, a's at 1000 and up, b's at 5000 and up: b's
+    // client gets a's only, whether b watched the registry long or not.
+    until_delivered(&a, &mut on_b, 1000.0).await;
+    let mut seen = Vec::new();
+    for n in 0..40 {
+        a.feed.push(btc(2000.0 + f64::from(n))).await.unwrap();
+        b.feed.push(btc(5000.0 + f64::from(n))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Ok(msg) = tokio::time::timeout(
+            Duration::from_millis(5),
+            on_b.json_skipping(&["server_status"]),
+        )
+        .await
+        {
+            if msg["type"] == "price_update" {
+                seen.push(msg["price"].as_f64().unwrap());
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|p| *p < 5000.0),
+        "only the lease holder's ticks: {seen:?}"
+    );
+    assert!(seen.contains(&2039.0), "{seen:?}");
+
+    // a stops: b takes the lease within a few seconds and its own feed
+    // reaches its client.
+    let stopped = std::time::Instant::now();
+    a.finish().await.unwrap();
+    let (_, price) = until_delivered(&b, &mut on_b, 6000.0).await;
+    assert!(price >= 6000.0, "{price}");
+    #[allow(clippy::print_stdout)]
+    {
+        println!("the lease passed in {} ms", stopped.elapsed().as_millis());
+    }
+    b.finish().await.unwrap();
+}
