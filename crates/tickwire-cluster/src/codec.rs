@@ -92,6 +92,24 @@ pub fn token(name: &str) -> String {
     out
 }
 
+/// The name [`token`] escaped; `None` for a token it could not have made.
+pub fn untoken(token: &str) -> Option<String> {
+    if token == "%00" {
+        return Some(String::new());
+    }
+    let mut out = Vec::with_capacity(token.len());
+    let mut bytes = token.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn instrument(i: &Instrument) -> Option<pb::Instrument> {
     Some(pb::Instrument {
         symbol: i.symbol.to_string(),
@@ -401,6 +419,17 @@ mod tests {
         }
         assert!(encode(&Update::Forget(Arc::from([btc()])), "a").is_none());
         assert!(subject("t", "blue", &Update::Forget(Arc::from([btc()]))).is_none());
+    }
+
+    #[test]
+    fn tokens_read_back() {
+        for name in ["BTC/USD", "BRK.B", "a b*>%", "", "ключ"] {
+            let escaped = token(name);
+            assert!(!escaped.contains(['.', ' ', '*', '>']), "{escaped}");
+            assert_eq!(untoken(&escaped).as_deref(), Some(name));
+        }
+        assert_eq!(untoken("%4"), None);
+        assert_eq!(untoken("%zz"), None);
     }
 
     #[test]

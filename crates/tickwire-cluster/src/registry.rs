@@ -23,6 +23,7 @@
 //! here.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,21 +56,40 @@ pub struct NodeInfo {
     pub started_ms: u64,
     /// Whether it may run the cluster's leased adapters.
     pub candidate: bool,
+    /// Its open connections by API key name (keys with none left out).
+    pub keys: Vec<(String, u64)>,
+}
+
+/// What a node tells the registry of itself, and takes from the others'
+/// entries.
+pub trait Local: Send + Sync + 'static {
+    /// Its open WebSocket connections.
+    fn connections(&self) -> u64;
+    /// Its open connections by API key name (keys with none left out).
+    fn connections_by_key(&self) -> Vec<(String, u64)>;
+    /// The other live nodes' connections by key name, summed; called each
+    /// time an entry arrives and every [`REFRESH`].
+    fn elsewhere(&self, by_key: &HashMap<String, u64>);
 }
 
 impl NodeInfo {
     fn encode(&self) -> Bytes {
-        Bytes::from(format!(
+        let mut text = format!(
             "{}\n{}\n{:.1}\n{}\n{}",
             self.url,
             self.connections,
             self.cpu_percent,
             self.started_ms,
             u8::from(self.candidate)
-        ))
+        );
+        for (key, open) in &self.keys {
+            let _ = write!(text, "\nk {} {open}", crate::codec::token(key));
+        }
+        Bytes::from(text)
     }
 
-    /// An entry; one of an earlier node (three lines) is no candidate.
+    /// An entry; one of an earlier node (three lines) is no candidate and
+    /// holds no key's connections.
     fn decode(value: &[u8]) -> Option<NodeInfo> {
         let text = std::str::from_utf8(value).ok()?;
         let mut lines = text.lines();
@@ -82,6 +102,12 @@ impl NodeInfo {
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(u64::MAX),
             candidate: lines.next() == Some("1"),
+            keys: lines
+                .filter_map(|line| {
+                    let (key, open) = line.strip_prefix("k ")?.split_once(' ')?;
+                    Some((crate::codec::untoken(key)?, open.parse().ok()?))
+                })
+                .collect(),
         })
     }
 }
@@ -119,7 +145,7 @@ impl Registry {
         cluster: &Cluster,
         url: String,
         candidate: bool,
-        connections: impl Fn() -> u64 + Send + Sync + 'static,
+        local: Arc<dyn Local>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Registry>, ClusterError> {
         let client = cluster.client().clone();
@@ -146,6 +172,7 @@ impl Registry {
             },
         });
         let watching = registry.clone();
+        let watching_local = local.clone();
         let mut stop = shutdown.clone();
         let names = prefix.clone();
         tokio::spawn(async move {
@@ -160,6 +187,7 @@ impl Registry {
                 };
                 watching.seen(node, &message.payload);
                 watching.update_lease();
+                watching_local.elsewhere(&watching.elsewhere());
             }
         });
         let me = cluster.node().to_owned();
@@ -177,15 +205,17 @@ impl Registry {
                 }
                 let info = NodeInfo {
                     url: url.clone(),
-                    connections: connections(),
+                    connections: local.connections(),
                     cpu_percent: cpu.percent(),
                     started_ms,
                     candidate,
+                    keys: local.connections_by_key(),
                 };
                 let entry = info.encode();
                 // This node's own entry, which NATS does not echo back.
                 refreshing.seen(&me, &entry);
                 refreshing.update_lease();
+                local.elsewhere(&refreshing.elsewhere());
                 if let Err(e) = client.publish(subject.clone(), entry).await {
                     debug!(error = %e, "node registry refresh failed");
                 }
@@ -224,6 +254,20 @@ impl Registry {
             }
             None => warn!(node, "unreadable node registry entry"),
         }
+    }
+
+    /// The other live nodes' connections by API key name, summed.
+    pub fn elsewhere(&self) -> HashMap<String, u64> {
+        let mut sums = HashMap::new();
+        for (name, info) in self.live() {
+            if name == self.me {
+                continue;
+            }
+            for (key, open) in info.keys {
+                *sums.entry(key).or_insert(0) += open;
+            }
+        }
+        sums
     }
 
     /// Whether this node holds the adapters' lease now: it may hold it, it
@@ -357,6 +401,7 @@ mod tests {
             cpu_percent: 0.0,
             started_ms,
             candidate,
+            keys: Vec::new(),
         }
         .encode()
     }
@@ -427,6 +472,7 @@ mod tests {
             cpu_percent: 3.5,
             started_ms: 1_700_000_000_000,
             candidate: true,
+            keys: vec![("demo".into(), 3), ("a key. with*dots".into(), 1)],
         };
         assert_eq!(NodeInfo::decode(&info.encode()), Some(info.clone()));
         assert_eq!(NodeInfo::decode(b"no"), None);
@@ -438,6 +484,7 @@ mod tests {
                 cpu_percent: cpu,
                 started_ms: 0,
                 candidate: false,
+                keys: vec![("demo".into(), connections)],
             }
             .encode()
         };
@@ -449,6 +496,8 @@ mod tests {
             "c",
             "fewest connections, then CPU"
         );
+        // Every node but this one, by key.
+        assert_eq!(registry.elsewhere(), HashMap::from([("demo".into(), 4)]));
         registry.seen("c", b"");
         assert_eq!(registry.least_loaded().unwrap().0, "b");
         assert_eq!(registry.live().len(), 2);

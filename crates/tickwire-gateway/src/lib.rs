@@ -212,6 +212,27 @@ impl Ingest<tickwire_model::Update> for BusIngest {
     }
 }
 
+/// What a cluster member tells the registry, and takes from it: its
+/// connections, in all and by key, and the keys' connections elsewhere.
+struct NodeLocal {
+    connections: Arc<Connections>,
+    keys: Arc<KeyRing>,
+}
+
+impl tickwire_cluster::registry::Local for NodeLocal {
+    fn connections(&self) -> u64 {
+        self.connections.open()
+    }
+
+    fn connections_by_key(&self) -> Vec<(String, u64)> {
+        self.keys.connections_by_key()
+    }
+
+    fn elsewhere(&self, by_key: &std::collections::HashMap<String, u64>) {
+        self.keys.set_elsewhere(by_key);
+    }
+}
+
 /// A cluster member's proxy polls: the last values of the nodes that ingest
 /// an instrument.
 struct ClusterLastValues(tickwire_cluster::Cluster);
@@ -472,13 +493,15 @@ pub async fn run_with(
                 Some(url) => url.clone(),
                 None => format!("http://{}", listener.local_addr()?),
             };
-            let connections = context.connections.clone();
             Some(
                 tickwire_cluster::registry::Registry::start(
                     cluster,
                     url,
                     config.cluster.as_ref().is_some_and(|c| c.run_adapters),
-                    move || connections.open(),
+                    Arc::new(NodeLocal {
+                        connections: context.connections.clone(),
+                        keys: context.keys.clone(),
+                    }),
                     shutdown_rx.clone(),
                 )
                 .await?,

@@ -683,3 +683,56 @@ async fn a_leased_adapter_feeds_the_cluster_from_one_node_and_another_takes_over
     }
     b.finish().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_max_connections_holds_across_the_cluster() {
+    let nats = Nats::start().await;
+    let key = "limited-key-of-two";
+    let limited = |mut config: Config| {
+        config.api_keys.push(tickwire_gateway::ApiKey {
+            max_connections: 2,
+            ..tickwire_gateway::ApiKey::new("limited", key)
+        });
+        config
+    };
+    let a = Server::start_with(limited(node(&nats, "a")), universe()).await;
+    let b = Server::start_with(limited(node(&nats, "b")), universe()).await;
+    let proxy = |server: &Server| FeedClient::connect(server.addr, "/proxy", &[]);
+    let mut on_a = proxy(&a).await.unwrap();
+    assert_eq!(authenticate(&mut on_a, key).await["status"], "success");
+    let mut on_b = proxy(&b).await.unwrap();
+    assert_eq!(authenticate(&mut on_b, key).await["status"], "success");
+    // Once a has heard from b (every second), a third connection of the key
+    // is refused on a, though a holds only one.
+    let mut third = proxy(&a).await.unwrap();
+    let refused = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let reply = authenticate(&mut third, key).await;
+            if reply["status"] == "error" {
+                return reply;
+            }
+            // Admitted before a heard of b's: give the slot back, retry.
+            third = proxy(&a).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the cluster-wide limit applies");
+    assert_eq!(refused["code"], "AUTHENTICATION_ERROR", "{refused}");
+    // b's connection goes: within a refresh a admits the key again.
+    drop(on_b);
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut again = proxy(&a).await.unwrap();
+            if authenticate(&mut again, key).await["status"] == "success" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the slot b gave back is free on a");
+    drop(on_a);
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+}

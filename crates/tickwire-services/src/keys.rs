@@ -37,16 +37,21 @@ pub struct KeyUsage {
     name: String,
     max_connections: usize,
     connections: AtomicUsize,
+    /// The key's connections on the cluster's other nodes, as they last
+    /// said (a cluster member; 0 on a single node).
+    elsewhere: AtomicUsize,
     bucket: Mutex<TokenBucket>,
 }
 
 impl KeyUsage {
-    /// One more connection of the key, if it is under its limit; the
-    /// connection is counted until the [`Lease`] is dropped.
+    /// One more connection of the key, if it is under its limit (counting
+    /// its connections on the cluster's other nodes); the connection is
+    /// counted until the [`Lease`] is dropped.
     pub fn lease(self: &Arc<Self>) -> Option<Lease> {
+        let elsewhere = self.elsewhere.load(Ordering::Acquire);
         self.connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_connections).then_some(n + 1)
+                (n + elsewhere < self.max_connections).then_some(n + 1)
             })
             .ok()
             .map(|_| Lease(self.clone()))
@@ -184,11 +189,38 @@ impl KeyRing {
                     name: k.name.clone(),
                     max_connections: k.max_connections,
                     connections: AtomicUsize::new(0),
+                    elsewhere: AtomicUsize::new(0),
                     bucket: Mutex::new(TokenBucket::new(k.rate_per_minute, now)),
                 }),
             });
         }
         Ok(KeyRing { keys, by_digest })
+    }
+
+    /// The open connections of each key that has any, by key name: what a
+    /// cluster member tells the others.
+    pub fn connections_by_key(&self) -> Vec<(String, u64)> {
+        self.keys
+            .iter()
+            .filter_map(|k| {
+                let open = k.usage.connections.load(Ordering::Acquire);
+                (open > 0).then(|| (k.config.name.clone(), open as u64))
+            })
+            .collect()
+    }
+
+    /// Takes the connections each key holds on the cluster's other nodes
+    /// (by key name; a key not named holds none there): a key's
+    /// `max_connections` then bounds its connections across the cluster, as
+    /// closely as the nodes' last reports (every second) allow.
+    pub fn set_elsewhere(&self, by_key: &HashMap<String, u64>) {
+        for k in &self.keys {
+            let there = by_key.get(&k.config.name).copied().unwrap_or(0);
+            k.usage.elsewhere.store(
+                usize::try_from(there).unwrap_or(usize::MAX),
+                Ordering::Release,
+            );
+        }
     }
 
     /// The principal of an `Authorization` header value: `Basic <KEY>` with
@@ -264,6 +296,26 @@ mod tests {
             ..ApiKey::new("writer", "w-key")
         });
         KeyRing::new(&config.api_keys).unwrap()
+    }
+
+    #[test]
+    fn a_keys_connections_on_other_nodes_count_against_its_limit() {
+        let ring = auth();
+        let usage = ring
+            .check_bearer(Some(b"Bearer w-key"), None)
+            .unwrap()
+            .usage();
+        let first = usage.lease().expect("one of two");
+        assert_eq!(ring.connections_by_key(), [("writer".to_owned(), 1)]);
+        // The other nodes hold one: this node's second is refused.
+        ring.set_elsewhere(&HashMap::from([("writer".to_owned(), 1)]));
+        assert!(usage.lease().is_none());
+        // They let it go: the second is admitted, a third is not.
+        ring.set_elsewhere(&HashMap::new());
+        let second = usage.lease().expect("two of two");
+        assert!(usage.lease().is_none());
+        drop((first, second));
+        assert!(ring.connections_by_key().is_empty());
     }
 
     #[test]
