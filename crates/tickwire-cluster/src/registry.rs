@@ -39,6 +39,8 @@ use crate::{Cluster, ClusterError};
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// An entry not refreshed for this long is not offered to clients.
 pub const STALE: Duration = Duration::from_secs(3);
+/// How long `/negotiate` waits for a node it would hand out to answer.
+pub const PING_WAIT: Duration = Duration::from_millis(250);
 /// How long a node watches the registry before it may hold the lease.
 pub const LEASE_AFTER: Duration = Duration::from_secs(2);
 
@@ -125,6 +127,10 @@ pub struct Registry {
     lease: AtomicBool,
     /// Whether this node's connection to NATS is up now.
     connected: Box<dyn Fn() -> bool + Send + Sync>,
+    /// For asking a node whether it is up (none in unit tests).
+    client: Option<async_nats::Client>,
+    /// `{prefix}_nodes_ping.`
+    ping_prefix: String,
 }
 
 impl std::fmt::Debug for Registry {
@@ -164,12 +170,39 @@ impl Registry {
             since: Instant::now(),
             candidate,
             lease: AtomicBool::new(false),
+            client: Some(client.clone()),
+            ping_prefix: format!("{}_nodes_ping.", cluster.subjects),
             connected: {
                 let client = client.clone();
                 Box::new(move || {
                     client.connection_state() == async_nats::connection::State::Connected
                 })
             },
+        });
+        // Every node answers a ping on `{prefix}_nodes_ping.{name}`: a node
+        // about to be handed out is asked first, and NATS says at once when
+        // nobody listens there any more (a node that died).
+        let mut pings = client
+            .subscribe(format!(
+                "{}_nodes_ping.{}",
+                cluster.subjects,
+                cluster.node()
+            ))
+            .await
+            .map_err(|e| ClusterError::Subscribe(format!("node ping: {e}")))?;
+        let answering = client.clone();
+        let mut stop_answering = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let ping = tokio::select! {
+                    () = crate::stopped(&mut stop_answering) => return,
+                    ping = pings.next() => ping,
+                };
+                let Some(ping) = ping else { return };
+                if let Some(reply) = ping.reply {
+                    let _ = answering.publish(reply, Bytes::new()).await;
+                }
+            }
         });
         let watching = registry.clone();
         let watching_local = local.clone();
@@ -318,6 +351,30 @@ impl Registry {
         live
     }
 
+    /// The live node with the fewest connections, as
+    /// [`least_loaded`](Self::least_loaded), that answers a ping through NATS
+    /// within [`PING_WAIT`] (this node needs none). A node that does not
+    /// (NATS answers at once when nobody listens on its ping subject any
+    /// more: a node killed a moment ago, whose entry is not stale yet) is
+    /// forgotten and the next is asked. `None` when none answers.
+    pub async fn least_loaded_alive(&self) -> Option<(String, NodeInfo)> {
+        loop {
+            let (name, info) = self.least_loaded()?;
+            let Some(client) = self.client.as_ref().filter(|_| name != self.me) else {
+                return Some((name, info));
+            };
+            let ping = client.request(format!("{}{name}", self.ping_prefix), Bytes::new());
+            match tokio::time::timeout(PING_WAIT, ping).await {
+                Ok(Ok(_)) => return Some((name, info)),
+                Ok(Err(e)) => {
+                    info!(node = %name, error = %e, "node does not answer: not handed out")
+                }
+                Err(_) => info!(node = %name, "node does not answer in time: not handed out"),
+            }
+            crate::lock(&self.nodes).remove(&name);
+        }
+    }
+
     /// The live node with the fewest connections (then the least CPU, then
     /// this node, then by name): where a new client should go. `None` until
     /// the registry has seen any node.
@@ -391,6 +448,8 @@ mod tests {
             candidate,
             lease: AtomicBool::new(false),
             connected: Box::new(|| true),
+            client: None,
+            ping_prefix: String::new(),
         }
     }
 

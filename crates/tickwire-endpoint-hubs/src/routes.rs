@@ -19,7 +19,9 @@
 //! The chosen subprotocol is echoed in `Sec-WebSocket-Protocol`.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -48,7 +50,8 @@ pub const NEGOTIATE_PATH: &str = "/negotiate";
 /// token secret).
 pub trait Placement: Send + Sync + std::fmt::Debug {
     /// The public URL of the node a new client should use; `None`: this one.
-    fn pick(&self) -> Option<PublicUrl>;
+    /// It may ask the cluster (whether the node it picks is up).
+    fn pick(&self) -> Pin<Box<dyn Future<Output = Option<PublicUrl>> + Send + '_>>;
 }
 
 /// What the hubs' routes need beside the gateway's [`Context`].
@@ -96,7 +99,11 @@ impl Serialize for HubUrls {
 
 /// Answers `GET /negotiate` (`Authorization: Basic <API key>`): one access
 /// URL per hub, each with its token, and the group prefix.
-pub fn negotiate(req: &Request<Incoming>, routes: &HubRoutes, context: &Context) -> Response<Body> {
+pub async fn negotiate(
+    req: &Request<Incoming>,
+    routes: &HubRoutes,
+    context: &Context,
+) -> Response<Body> {
     let principal = match context.keys.check_basic(
         req.headers()
             .get(header::AUTHORIZATION)
@@ -116,7 +123,10 @@ pub fn negotiate(req: &Request<Incoming>, routes: &HubRoutes, context: &Context)
             &format!("api key {:?} may not use /negotiate", principal.user_id),
         );
     }
-    let elsewhere = routes.placement.as_ref().and_then(|p| p.pick());
+    let elsewhere = match &routes.placement {
+        Some(placement) => placement.pick().await,
+        None => None,
+    };
     let (tls, authority): (bool, Cow<'_, str>) =
         match elsewhere.as_ref().or(routes.public_url.as_ref()) {
             Some(url) => (url.tls, Cow::Borrowed(&url.authority)),

@@ -56,7 +56,7 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         (p, _) if fastws::serves(p) => fastws::handle(req, &shared.fastws, context, &tracker),
         (proxy::PATH, _) if get => proxy::upgrade(req, &shared.proxy, context, &tracker),
         (p, _) if proxy::serves_rest(p) => proxy::rest(&req, &shared.proxy).await,
-        (NEGOTIATE_PATH, _) if get => hubs::negotiate(&req, &shared.hubs, context),
+        (NEGOTIATE_PATH, _) if get => hubs::negotiate(&req, &shared.hubs, context).await,
         ("/healthz", _) if get => health(&shared),
         (NEGOTIATE_PATH | "/healthz" | ws::PATH | stream::PATH | proxy::PATH, _) => {
             method_not_allowed()

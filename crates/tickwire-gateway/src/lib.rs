@@ -183,9 +183,11 @@ struct Shared {
 struct LeastLoaded(Arc<tickwire_cluster::registry::Registry>);
 
 impl tickwire_endpoint_hubs::Placement for LeastLoaded {
-    fn pick(&self) -> Option<PublicUrl> {
-        let (_, node) = self.0.least_loaded()?;
-        PublicUrl::parse(&node.url).ok()
+    fn pick(&self) -> std::pin::Pin<Box<dyn Future<Output = Option<PublicUrl>> + Send + '_>> {
+        Box::pin(async move {
+            let (_, node) = self.0.least_loaded_alive().await?;
+            PublicUrl::parse(&node.url).ok()
+        })
     }
 }
 
