@@ -3,7 +3,9 @@
 //!
 //! - pubsub (Azure Web PubSub client protocol): `GET /negotiate` with
 //!   `Authorization: Basic <key>` gives the `state_gex` hub's URL with an
-//!   access token; the connection offers `protobuf.webpubsub.azure.v1` or
+//!   access token. The connection goes to that URL's host and port, which
+//!   need not be the node asked (a cluster's `/negotiate` names its
+//!   least-loaded node), offers `protobuf.webpubsub.azure.v1` or
 //!   `json.webpubsub.azure.v1` and sends one `joinGroup` with an `ackId` per
 //!   group, then waits for every ack.
 //! - `/ws`: one `subscribe` naming every symbol, then a `ping`; replies come
@@ -32,6 +34,7 @@ use tickwire_proto::webpubsub::{
 };
 
 use crate::Error;
+use crate::cli::Target;
 use crate::net::{HttpClient, Prefixed};
 use crate::topics::{EXCHANGE, PUBSUB_HUB};
 
@@ -50,8 +53,18 @@ const STREAM_SYMBOLS_PER_MESSAGE: usize = 10;
 pub struct Negotiated {
     /// The group prefix.
     pub prefix: String,
-    /// Path and query of the `state_gex` hub's URL (with its token).
-    pub hub_path: String,
+    /// The `state_gex` hub's URL (with its token).
+    pub hub: HubUrl,
+}
+
+/// A hub's URL as `/negotiate` gives it: where to connect, and what to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubUrl {
+    /// The node the URL names (its address and `Host` header): the node
+    /// asked, or another one (a cluster's least-loaded node).
+    pub target: Target,
+    /// Path and query (`/ws/state_gex?access_token=…`).
+    pub path: String,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +73,8 @@ struct NegotiateBody {
     prefix: String,
 }
 
-/// Trades `key` for the `state_gex` hub's URL and the group prefix.
+/// Trades `key` for the `state_gex` hub's URL and the group prefix, at the
+/// node `http` talks to.
 pub async fn negotiate(http: &mut HttpClient, key: &str) -> Result<Negotiated, Error> {
     let answer = http
         .request(
@@ -90,12 +104,35 @@ pub async fn negotiate(http: &mut HttpClient, key: &str) -> Result<Negotiated, E
         .websocket_urls
         .get(PUBSUB_HUB)
         .ok_or_else(|| bad(format!("no URL for hub {PUBSUB_HUB}")))?;
+    let hub = hub_url(http.target(), url)
+        .await
+        .map_err(|why| bad(format!("bad hub URL {url:?}: {why}")))?;
     Ok(Negotiated {
         prefix: body.prefix,
-        hub_path: path_of(url)
-            .ok_or_else(|| bad(format!("bad hub URL {url:?}")))?
-            .to_owned(),
+        hub,
     })
+}
+
+/// The hub URL `url` that node `asked` answered: the node asked when the
+/// URL names its host (as the request's `Host` header gave it), else the
+/// node the URL names, resolved.
+async fn hub_url(asked: &Target, url: &str) -> Result<HubUrl, String> {
+    let (scheme, _) = url.split_once("://").ok_or("no scheme")?;
+    if !(scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("http")) {
+        return Err(format!("scheme {scheme:?} is not supported (no TLS)"));
+    }
+    let path = path_of(url).ok_or("no path")?.to_owned();
+    let target = match authority_of(url) {
+        Some(host) if host.eq_ignore_ascii_case(&asked.host) => asked.clone(),
+        _ => Target::resolve(url, asked.addr).await?,
+    };
+    Ok(HubUrl { target, path })
+}
+
+/// `host:port` of `ws://host:port/path`.
+fn authority_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    rest.split(['/', '?']).next()
 }
 
 /// `/ws/state_gex?access_token=…` of `ws://host:port/ws/state_gex?access_token=…`.
@@ -409,6 +446,39 @@ pub fn close_reason(payload: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn hub_urls_name_the_node_to_connect_to() {
+        let asked = Target {
+            addr: "127.0.0.1:8081".parse().unwrap(),
+            host: "127.0.0.1:8081".into(),
+        };
+        // The node asked: kept as it is (no resolution).
+        let same = hub_url(&asked, "ws://127.0.0.1:8081/ws/state_gex?access_token=t")
+            .await
+            .unwrap();
+        assert_eq!(same.target, asked);
+        assert_eq!(same.path, "/ws/state_gex?access_token=t");
+        // Another node of the cluster: its address and its Host header.
+        let other = hub_url(&asked, "ws://127.0.0.1:8082/ws/state_gex?access_token=t")
+            .await
+            .unwrap();
+        assert_eq!(other.target.addr, "127.0.0.1:8082".parse().unwrap());
+        assert_eq!(other.target.host, "127.0.0.1:8082");
+        assert_eq!(other.path, "/ws/state_gex?access_token=t");
+        // No TLS, and a URL needs a path.
+        assert!(
+            hub_url(&asked, "wss://127.0.0.1:8082/ws/state_gex")
+                .await
+                .is_err()
+        );
+        assert!(
+            hub_url(&asked, "wss://127.0.0.1:8081/ws/state_gex")
+                .await
+                .is_err()
+        );
+        assert!(hub_url(&asked, "ws://127.0.0.1:8082").await.is_err());
+    }
 
     #[test]
     fn hub_paths() {

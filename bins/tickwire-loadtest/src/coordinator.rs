@@ -1,14 +1,21 @@
 //! The coordinator: runs the phases of a load test and builds the report.
 //!
-//! 1. Raise the open-file limit; learn the group prefix (pubsub); publish
-//!    sequence number 0 on every topic (checks the publish key, makes the
-//!    symbols known).
-//! 2. Read the server's resident memory (baseline), start the workers and
-//!    wait until each has tried all its connections; read the memory again.
-//! 3. Publish for `duration`, printing progress every second.
+//! 1. Raise the open-file limit; learn the group prefix (pubsub: from
+//!    every node, which must agree); publish sequence number 0 on every
+//!    topic to the publish node (checks the publish key, makes the symbols
+//!    known).
+//! 2. Read the servers' resident memory (baseline, every `--server-pid`),
+//!    start the workers and wait until each has tried all its connections;
+//!    read the memory again.
+//! 3. Publish for `duration` to the publish node, printing progress every
+//!    second.
 //! 4. Tell the workers the last sequence numbers; they wait for what is
 //!    still on its way (`drain`), add what never came to the drops, and
 //!    send their histograms and counters, which are merged into the report.
+//!
+//! Each worker gets a contiguous range of the global connection indices and
+//! every node; connection `i` goes to node `i mod N` whichever worker opens
+//! it ([`crate::cli::node_of`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,11 +27,13 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use crate::Error;
-use crate::cli::Settings;
+use crate::cli::{Settings, Target};
 use crate::client;
 use crate::net::HttpClient;
 use crate::publisher::{Published, Publisher};
-use crate::report::{self, ConnectTimes, ErrorSample, Latency, Report};
+use crate::report::{
+    self, ConnectTimes, ErrorSample, Latency, NodeConnections, Report, ServerProcess,
+};
 use crate::system;
 use crate::worker::{self, Command, Counters, Event, WorkerPlan, WorkerReport};
 
@@ -62,15 +71,12 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
     };
 
     let prefix = if settings.protocol.is_pubsub() {
-        let mut http = HttpClient::new(settings.target.clone());
-        client::negotiate(&mut http, &settings.api_keys[0])
-            .await?
-            .prefix
+        group_prefix(&settings.nodes, &settings.api_keys[0]).await?
     } else {
         DEFAULT_PREFIX.to_owned()
     };
     let mut publisher = Publisher::new(
-        settings.target.clone(),
+        settings.publish_target.clone(),
         &settings.publish_key,
         settings.protocol,
         settings.topics.count(),
@@ -79,8 +85,12 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
     );
     publisher.prime().await?;
 
-    let rss = |pid: Option<u32>| pid.and_then(|pid| system::rss_bytes(pid).ok());
-    let baseline = rss(settings.server_pid);
+    let rss = |pids: &[u32]| -> Vec<Option<u64>> {
+        pids.iter()
+            .map(|&pid| system::rss_bytes(pid).ok())
+            .collect()
+    };
+    let baseline = rss(&settings.server_pids);
     let mut fleet = Fleet::start(&settings, &prefix, exe)?;
     let connect_start = Instant::now();
     let mut progress = Progress::new(&settings);
@@ -105,8 +115,8 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
         fleet.stop().await;
         return Err(Error::NoConnections { samples });
     }
-    let subscribed_rss = rss(settings.server_pid);
-    let host = HostWindow::open(settings.server_pid);
+    let subscribed_rss = rss(&settings.server_pids);
+    let host = HostWindow::open(&settings.server_pids);
 
     let published_count = Arc::new(AtomicU64::new(0));
     progress.start_publishing(published_count.clone());
@@ -145,7 +155,7 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
             }
         }
     }
-    let end_rss = rss(settings.server_pid);
+    let end_rss = rss(&settings.server_pids);
     let reports = fleet.reports()?;
     fleet.stop().await;
     Ok(build_report(
@@ -159,31 +169,61 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
     ))
 }
 
-/// The machine and the server while publishing; each figure `None` when
-/// `/proc` (or the server's pid) did not give it.
+/// The group prefix of the nodes, from `/negotiate` at each of them (each
+/// address once): they must agree, or they are not one cluster.
+async fn group_prefix(nodes: &[Target], key: &str) -> Result<String, Error> {
+    let mut prefix: Option<(String, &Target)> = None;
+    for (i, node) in nodes.iter().enumerate() {
+        if nodes[..i].iter().any(|n| n.addr == node.addr) {
+            continue;
+        }
+        let mut http = HttpClient::new(node.clone());
+        let theirs = client::negotiate(&mut http, key).await?.prefix;
+        match &prefix {
+            None => prefix = Some((theirs, node)),
+            Some((first, at)) if *first != theirs => {
+                return Err(Error::invalid(format!(
+                    "the nodes do not share a group prefix ({} has {first:?}, {} has {theirs:?}): \
+                     --url names the nodes of one cluster",
+                    at.addr, node.addr
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    prefix
+        .map(|(p, _)| p)
+        .ok_or_else(|| Error::invalid("--url names no node"))
+}
+
+/// The machine and the servers while publishing; each figure `None` when
+/// `/proc` (or a server's pid) did not give it.
 struct Host {
-    server_cpu_s: Option<f64>,
+    /// Per `--server-pid`, in order.
+    server_cpu_s: Vec<Option<f64>>,
     load_avg_1m: Option<f64>,
     host_steal_pct: Option<f64>,
 }
 
 /// What [`Host`] is measured from: the readings when publishing began.
 struct HostWindow {
-    server_pid: Option<u32>,
-    server_cpu: Option<f64>,
+    server_pids: Vec<u32>,
+    server_cpu: Vec<Option<f64>>,
     machine: Option<system::MachineCpu>,
     load_avg_1m: Option<f64>,
 }
 
 impl HostWindow {
-    fn server_cpu(pid: Option<u32>) -> Option<f64> {
-        pid.and_then(|pid| system::cpu_seconds(pid).ok())
+    fn server_cpu(pids: &[u32]) -> Vec<Option<f64>> {
+        pids.iter()
+            .map(|&pid| system::cpu_seconds(pid).ok())
+            .collect()
     }
 
-    fn open(server_pid: Option<u32>) -> HostWindow {
+    fn open(server_pids: &[u32]) -> HostWindow {
         HostWindow {
-            server_pid,
-            server_cpu: Self::server_cpu(server_pid),
+            server_pids: server_pids.to_vec(),
+            server_cpu: Self::server_cpu(server_pids),
             machine: system::MachineCpu::now().ok(),
             load_avg_1m: system::load_average().ok(),
         }
@@ -191,10 +231,19 @@ impl HostWindow {
 
     /// What happened since [`HostWindow::open`].
     fn close(self) -> Host {
-        let server_cpu = self.server_cpu.zip(Self::server_cpu(self.server_pid));
+        let now = Self::server_cpu(&self.server_pids);
         let machine = self.machine.zip(system::MachineCpu::now().ok());
         Host {
-            server_cpu_s: server_cpu.map(|(before, after)| round(after - before, 3)),
+            server_cpu_s: self
+                .server_cpu
+                .iter()
+                .zip(now)
+                .map(|(before, after)| {
+                    before
+                        .zip(after)
+                        .map(|(before, after)| round(after - before, 3))
+                })
+                .collect(),
             load_avg_1m: self.load_avg_1m.map(|l| round(l, 2)),
             host_steal_pct: machine
                 .and_then(|(before, after)| after.steal_pct_since(before))
@@ -203,13 +252,94 @@ impl HostWindow {
     }
 }
 
+/// The sum of `values`; `None` when there is none or one is missing.
+fn sum_all<T: std::iter::Sum<T> + Copy>(values: &[Option<T>]) -> Option<T> {
+    if values.is_empty() {
+        return None;
+    }
+    values.iter().copied().sum()
+}
+
+/// Subscribed connections by address: the nodes' addresses first (in
+/// order, each once, 0 when none ended up there), then the others the
+/// workers name, by address.
+fn by_node(nodes: &[Target], reports: &[WorkerReport]) -> Vec<NodeConnections> {
+    let mut out: Vec<NodeConnections> = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let addr = node.addr.to_string();
+        if !out.iter().any(|n| n.addr == addr) {
+            out.push(NodeConnections { addr, connected: 0 });
+        }
+    }
+    let known = out.len();
+    for r in reports {
+        for n in &r.nodes {
+            match out.iter_mut().find(|o| o.addr == n.addr) {
+                Some(o) => o.connected += n.connected,
+                None => out.push(n.clone()),
+            }
+        }
+    }
+    out[known..].sort_by(|a, b| a.addr.cmp(&b.addr));
+    out
+}
+
+/// Each server process's figures. Which connections a pid holds: all of
+/// them when it is the only pid; with as many pids as nodes, pid `k` is
+/// node `k`'s and holds the connections subscribed at its address (unless
+/// another node has the same address); otherwise unknown.
+fn server_processes(
+    settings: &Settings,
+    by_node: &[NodeConnections],
+    connected: u64,
+    [baseline, subscribed, end]: [&[Option<u64>]; 3],
+    cpu: &[Option<f64>],
+) -> Vec<ServerProcess> {
+    let pids = &settings.server_pids;
+    let paired = pids.len() == settings.nodes.len();
+    pids.iter()
+        .enumerate()
+        .map(|(k, &pid)| {
+            let node = settings.nodes.get(k).filter(|_| paired);
+            let connections = if pids.len() == 1 {
+                Some(connected)
+            } else {
+                node.filter(|n| settings.nodes.iter().filter(|o| o.addr == n.addr).count() == 1)
+                    .map(|n| {
+                        let addr = n.addr.to_string();
+                        by_node
+                            .iter()
+                            .find(|b| b.addr == addr)
+                            .map_or(0, |b| b.connected)
+                    })
+            };
+            let (before, after) = (baseline[k], subscribed[k]);
+            ServerProcess {
+                pid,
+                url: node.map(|_| settings.urls[k].clone()),
+                connections,
+                rss_per_conn_bytes: match (before, after, connections) {
+                    (Some(before), Some(after), Some(c)) if c > 0 => {
+                        Some(after.saturating_sub(before) / c)
+                    }
+                    _ => None,
+                },
+                rss_bytes: after,
+                rss_baseline_bytes: before,
+                rss_end_bytes: end[k],
+                cpu_s: cpu[k],
+            }
+        })
+        .collect()
+}
+
 /// Merges the workers' reports.
 fn build_report(
     settings: &Settings,
     reports: &[WorkerReport],
     published: &Published,
     connect_phase: Duration,
-    [baseline, subscribed, end]: [Option<u64>; 3],
+    [baseline, subscribed, end]: [Vec<Option<u64>>; 3],
     nofile: u64,
     host: Host,
 ) -> Report {
@@ -236,6 +366,15 @@ fn build_report(
     }
     errors.sort_by(|a, b| b.count.cmp(&a.count).then(a.message.cmp(&b.message)));
     let secs = published.elapsed.as_secs_f64().max(1e-9);
+    let connected_by_node = by_node(&settings.nodes, reports);
+    let servers = server_processes(
+        settings,
+        &connected_by_node,
+        counters.connected,
+        [&baseline, &subscribed, &end],
+        &host.server_cpu_s,
+    );
+    let (baseline, subscribed, end) = (sum_all(&baseline), sum_all(&subscribed), sum_all(&end));
     let rss_per_conn = match (baseline, subscribed) {
         (Some(before), Some(after)) if counters.connected > 0 => {
             Some(after.saturating_sub(before) / counters.connected)
@@ -244,7 +383,16 @@ fn build_report(
     };
     Report {
         protocol: settings.protocol.name().to_owned(),
-        server: settings.target.addr.to_string(),
+        server: settings
+            .nodes
+            .iter()
+            .map(|n| n.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        nodes: settings.nodes.len(),
+        urls: settings.urls.clone(),
+        publish_url: settings.publish_url.clone(),
+        connected_by_node,
         connections: settings.connections,
         connected: counters.connected,
         connect_failures: counters.failed,
@@ -273,9 +421,10 @@ fn build_report(
         server_rss_baseline_bytes: baseline,
         server_rss_end_bytes: end,
         client_nofile_limit: nofile,
-        server_cpu_s: host.server_cpu_s,
+        server_cpu_s: sum_all(&host.server_cpu_s).map(|s| round(s, 3)),
         load_avg_1m: host.load_avg_1m,
         host_steal_pct: host.host_steal_pct,
+        servers,
     }
 }
 
@@ -320,7 +469,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// Starts the workers: connections are split in contiguous ranges.
+    /// Starts the workers of [`plans`].
     fn start(settings: &Settings, prefix: &str, exe: Option<PathBuf>) -> Result<Fleet, Error> {
         let (merged, events) = mpsc::unbounded_channel();
         let n = settings.workers;
@@ -330,26 +479,7 @@ impl Fleet {
             running: Vec::with_capacity(n),
             events,
         };
-        let mut first = 0;
-        for w in 0..n {
-            let count = settings.connections / n + usize::from(w < settings.connections % n);
-            let plan = WorkerPlan {
-                worker: w,
-                target: settings.target.clone(),
-                protocol: settings.protocol,
-                topics: settings.topics.count(),
-                per_connection: settings.topics.per_connection(),
-                first,
-                count,
-                connect_rate: settings.connect_rate / n as f64,
-                connect_concurrency: settings.connect_concurrency,
-                connect_timeout_ms: u64::try_from(settings.connect_timeout.as_millis())
-                    .unwrap_or(u64::MAX),
-                api_keys: settings.api_keys.clone(),
-                source_ips: settings.source_ips.clone(),
-                prefix: prefix.to_owned(),
-            };
-            first += count;
+        for plan in plans(settings, prefix) {
             let (command_tx, command_rx) = mpsc::unbounded_channel();
             let running = match &exe {
                 None => spawn_thread(plan, command_rx, merged.clone())?,
@@ -460,6 +590,37 @@ impl Fleet {
             }
         }
     }
+}
+
+/// The workers' plans: the connections split in contiguous ranges of their
+/// global indices, every plan with every node (connection `i` goes to node
+/// `i mod N`, whichever worker opens it).
+fn plans(settings: &Settings, prefix: &str) -> Vec<WorkerPlan> {
+    let n = settings.workers;
+    let mut first = 0;
+    (0..n)
+        .map(|w| {
+            let count = settings.connections / n + usize::from(w < settings.connections % n);
+            let plan = WorkerPlan {
+                worker: w,
+                targets: settings.nodes.clone(),
+                protocol: settings.protocol,
+                topics: settings.topics.count(),
+                per_connection: settings.topics.per_connection(),
+                first,
+                count,
+                connect_rate: settings.connect_rate / n as f64,
+                connect_concurrency: settings.connect_concurrency,
+                connect_timeout_ms: u64::try_from(settings.connect_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
+                api_keys: settings.api_keys.clone(),
+                source_ips: settings.source_ips.clone(),
+                prefix: prefix.to_owned(),
+            };
+            first += count;
+            plan
+        })
+        .collect()
 }
 
 fn spawn_thread(
@@ -590,5 +751,197 @@ impl Progress {
             t.disconnects,
             t.errors,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Args, node_of};
+
+    fn settings(extra: &[&str]) -> Settings {
+        let mut argv = vec!["tickwire-loadtest", "--protocol", "ws"];
+        argv.extend_from_slice(extra);
+        Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap()
+    }
+
+    const THREE: &str = "http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083";
+
+    /// (global index, the port of the node it goes to) of every connection
+    /// of every plan, in the order the workers open them.
+    fn assignment(plans: &[WorkerPlan]) -> Vec<(usize, u16)> {
+        plans
+            .iter()
+            .flat_map(|p| {
+                (p.first..p.first + p.count).map(move |i| (i, p.target_of(i).addr.port()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connections_go_round_robin_over_the_nodes_across_workers() {
+        for workers in ["1", "2", "3", "4"] {
+            let s = settings(&["--url", THREE, "--connections", "10", "--workers", workers]);
+            let plans = plans(&s, "blue");
+            assert_eq!(plans.len(), s.workers);
+            for plan in &plans {
+                assert_eq!(plan.targets, s.nodes, "every worker knows every node");
+            }
+            let got = assignment(&plans);
+            // Every connection once, in order, to node i mod 3.
+            let want: Vec<(usize, u16)> = (0..10).map(|i| (i, [8081, 8082, 8083][i % 3])).collect();
+            assert_eq!(got, want, "{workers} workers");
+            for (i, port) in got {
+                assert_eq!(s.nodes[node_of(i, 3)].addr.port(), port);
+            }
+        }
+        // 3 workers of 10 connections: 4, 3, 3, the middle one starting at
+        // node 1 (connection 4), the last at node 1 too (connection 7).
+        let s = settings(&["--url", THREE, "--connections", "10", "--workers", "3"]);
+        let plans = plans(&s, "blue");
+        let firsts: Vec<(usize, usize, u16)> = plans
+            .iter()
+            .map(|p| (p.first, p.count, p.target_of(p.first).addr.port()))
+            .collect();
+        assert_eq!(firsts, [(0, 4, 8081), (4, 3, 8082), (7, 3, 8082)]);
+    }
+
+    #[test]
+    fn a_single_url_sends_every_connection_to_it() {
+        let s = settings(&["--connections", "5", "--workers", "2"]);
+        let plans = plans(&s, "blue");
+        assert!(assignment(&plans).iter().all(|&(_, port)| port == 8080));
+    }
+
+    #[test]
+    fn plans_cross_the_pipe_to_worker_processes_intact() {
+        let s = settings(&["--url", THREE, "--connections", "10", "--workers", "2"]);
+        for plan in plans(&s, "blue") {
+            let line = serde_json::to_string(&plan).unwrap();
+            assert!(!line.contains('\n'));
+            let back: WorkerPlan = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, plan);
+            assert_eq!(back.targets.len(), 3);
+            assert_eq!(back.target_of(back.first), plan.target_of(plan.first));
+        }
+    }
+
+    fn worker_report(nodes: &[(&str, u64)]) -> WorkerReport {
+        WorkerReport {
+            counters: Counters::default(),
+            expected: 0,
+            latency: Vec::new(),
+            connect: Vec::new(),
+            errors: Vec::new(),
+            nodes: nodes
+                .iter()
+                .map(|&(addr, connected)| NodeConnections {
+                    addr: addr.into(),
+                    connected,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn connections_are_counted_by_node_nodes_first() {
+        let s = settings(&["--url", "127.0.0.1:8082,127.0.0.1:8081,127.0.0.1:8082"]);
+        let reports = [
+            worker_report(&[("127.0.0.1:8081", 2), ("127.0.0.1:9999", 1)]),
+            worker_report(&[("127.0.0.1:8081", 3), ("127.0.0.1:9000", 4)]),
+        ];
+        let got: Vec<(String, u64)> = by_node(&s.nodes, &reports)
+            .into_iter()
+            .map(|n| (n.addr, n.connected))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("127.0.0.1:8082".to_owned(), 0),
+                ("127.0.0.1:8081".to_owned(), 5),
+                ("127.0.0.1:9000".to_owned(), 4),
+                ("127.0.0.1:9999".to_owned(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn server_figures_per_pid_and_summed() {
+        let by = |counts: &[(&str, u64)]| -> Vec<NodeConnections> { worker_report(counts).nodes };
+        // As many pids as nodes: pid k is node k's.
+        let s = settings(&[
+            "--url",
+            "127.0.0.1:8081,127.0.0.1:8082",
+            "--server-pid",
+            "7,8",
+        ]);
+        let nodes = by(&[("127.0.0.1:8081", 4), ("127.0.0.1:8082", 2)]);
+        let servers = server_processes(
+            &s,
+            &nodes,
+            6,
+            [
+                &[Some(1000), Some(2000)],
+                &[Some(5000), None],
+                &[None, Some(9)],
+            ],
+            &[Some(0.25), None],
+        );
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[0].pid, 7);
+        assert_eq!(servers[0].url.as_deref(), Some("127.0.0.1:8081"));
+        assert_eq!(servers[0].connections, Some(4));
+        assert_eq!(servers[0].rss_per_conn_bytes, Some(1000));
+        assert_eq!(servers[0].cpu_s, Some(0.25));
+        assert_eq!(servers[1].url.as_deref(), Some("127.0.0.1:8082"));
+        assert_eq!(servers[1].connections, Some(2));
+        // Not read once every connection was subscribed: no figure.
+        assert_eq!(servers[1].rss_per_conn_bytes, None);
+        assert_eq!(servers[1].rss_end_bytes, Some(9));
+        // Summed only when every pid was read.
+        assert_eq!(sum_all(&[Some(1000), Some(2000)]), Some(3000));
+        assert_eq!(sum_all(&[Some(5000), None]), None);
+        assert_eq!(sum_all::<f64>(&[]), None);
+
+        // One pid: it holds every connection, whatever the nodes.
+        let s = settings(&[
+            "--url",
+            "127.0.0.1:8081,127.0.0.1:8082",
+            "--server-pid",
+            "7",
+        ]);
+        let servers = server_processes(&s, &nodes, 6, [&[Some(0)], &[Some(600)], &[None]], &[None]);
+        assert_eq!(servers[0].url, None);
+        assert_eq!(servers[0].connections, Some(6));
+        assert_eq!(servers[0].rss_per_conn_bytes, Some(100));
+
+        // Pids and nodes not paired: no per-pid connections.
+        let s = settings(&[
+            "--url",
+            "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083",
+            "--server-pid",
+            "7,8",
+        ]);
+        let some = [Some(1), Some(2)];
+        let servers = server_processes(&s, &nodes, 6, [&some, &some, &some], &[None, None]);
+        assert!(
+            servers.iter().all(|p| p.url.is_none()
+                && p.connections.is_none()
+                && p.rss_per_conn_bytes.is_none())
+        );
+        assert_eq!(servers[1].rss_bytes, Some(2));
+
+        // The same address twice: which pid holds what is unknown.
+        let s = settings(&[
+            "--url",
+            "127.0.0.1:8081,127.0.0.1:8081",
+            "--server-pid",
+            "7,8",
+        ]);
+        let servers = server_processes(&s, &nodes, 6, [&some, &some, &some], &[None, None]);
+        assert!(servers.iter().all(|p| p.connections.is_none()));
+        assert_eq!(servers[0].url.as_deref(), Some("127.0.0.1:8081"));
     }
 }

@@ -13,6 +13,16 @@
 //! sequence numbers, and what never came), duplicates, disconnects, connect
 //! times, and — given the server's pid — its resident memory per connection.
 //!
+//! The server may be a cluster: `--url` then names its nodes
+//! (comma-separated), connection `i` goes to node `i mod N` whichever
+//! worker opens it, pubsub connections negotiate at their node and connect
+//! to the node its `/negotiate` names (in a cluster the least-loaded one),
+//! updates are published to one node (`--publish-url`, the first by
+//! default) and reach the others over the cluster's bus, and
+//! `--server-pid` takes the nodes' pids, whose figures the report sums and
+//! gives one by one ([`Report::servers`]), with the connections each
+//! address ended up with ([`Report::connected_by_node`]).
+//!
 //! Connections are bound to several loopback source addresses so that
 //! ephemeral ports do not run out, the open-file soft limit is raised to the
 //! hard one, and the connections can be spread over worker processes

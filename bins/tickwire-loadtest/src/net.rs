@@ -256,6 +256,11 @@ impl HttpClient {
         }
     }
 
+    /// The server it talks to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
     /// Sends one request (`authorization` is the whole header value) and
     /// reads the whole answer. Retries once on a fresh connection when the
     /// kept-alive one turns out to be closed.

@@ -1,5 +1,11 @@
 //! The report of a run: its JSON shape (`--json`), its table, and the
 //! histograms behind the percentiles.
+//!
+//! Against a cluster the report names the nodes (`nodes`, `urls`,
+//! `publish_url`), where the subscribed connections ended up
+//! (`connected_by_node`), and with several `--server-pid`s the server
+//! figures summed over them (`rss_per_conn_bytes`, `server_rss_*`,
+//! `server_cpu_s`) and per pid (`servers`).
 
 use std::fmt::Write as _;
 
@@ -100,13 +106,64 @@ pub struct ErrorSample {
     pub count: u64,
 }
 
+/// Subscribed connections at one server address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConnections {
+    /// The address connected to (`127.0.0.1:8081`).
+    pub addr: String,
+    /// Connections opened and subscribed there.
+    pub connected: u64,
+}
+
+/// One server process's figures (`--server-pid`); each `null` when `/proc`
+/// did not give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerProcess {
+    /// Its pid.
+    pub pid: u32,
+    /// The node it is taken to be: with as many pids as `--url`s, the
+    /// `--url` at the pid's position; `null` otherwise.
+    pub url: Option<String>,
+    /// The connections it is taken to hold: all of them for the only pid;
+    /// with as many pids as `--url`s, those subscribed at its node's
+    /// address (unless another `--url` has that address too); else `null`.
+    pub connections: Option<u64>,
+    /// Resident memory per connection: (once every connection is subscribed
+    /// − before) / `connections`.
+    pub rss_per_conn_bytes: Option<u64>,
+    /// Resident memory once every connection is subscribed.
+    pub rss_bytes: Option<u64>,
+    /// Resident memory before the first connection.
+    pub rss_baseline_bytes: Option<u64>,
+    /// Resident memory at the end of the run.
+    pub rss_end_bytes: Option<u64>,
+    /// CPU time (user and system) while publishing, seconds.
+    pub cpu_s: Option<f64>,
+}
+
 /// The outcome of a run, as `--json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The protocol of the subscribers.
     pub protocol: String,
-    /// The server's address.
+    /// The server's address; for a cluster, the nodes' addresses,
+    /// comma-separated.
     pub server: String,
+    /// Nodes connected to (`--url` elements; 1 for a single server).
+    #[serde(default)]
+    pub nodes: usize,
+    /// The `--url` elements, as given.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Where the updates were published (`--publish-url`, or the first
+    /// `--url`).
+    #[serde(default)]
+    pub publish_url: String,
+    /// Subscribed connections by the server address they connected to: the
+    /// nodes' addresses first (in `--url` order, each once), then any other
+    /// one a pubsub `/negotiate` sent connections to.
+    #[serde(default)]
+    pub connected_by_node: Vec<NodeConnections>,
     /// Connections asked for.
     pub connections: usize,
     /// Connections opened and subscribed.
@@ -157,17 +214,23 @@ pub struct Report {
     pub connect_ms: ConnectTimes,
     /// The server's resident memory per connection: (after connecting and
     /// subscribing − before) / connected; `null` without `--server-pid`.
+    /// With several pids, their memory summed (`null` when one of them
+    /// could not be read; see `servers`).
     pub rss_per_conn_bytes: Option<u64>,
-    /// The server's resident memory once every connection is subscribed.
+    /// The server's resident memory once every connection is subscribed
+    /// (summed over the pids).
     pub server_rss_bytes: Option<u64>,
-    /// The server's resident memory before the first connection.
+    /// The server's resident memory before the first connection (summed
+    /// over the pids).
     pub server_rss_baseline_bytes: Option<u64>,
-    /// The server's resident memory at the end of the run.
+    /// The server's resident memory at the end of the run (summed over the
+    /// pids).
     pub server_rss_end_bytes: Option<u64>,
     /// The load generator's open-file limit (per process).
     pub client_nofile_limit: u64,
     /// The server's CPU time (user and system) while publishing, seconds;
-    /// `null` without `--server-pid`.
+    /// `null` without `--server-pid`; summed over the pids (`null` when one
+    /// of them could not be read).
     pub server_cpu_s: Option<f64>,
     /// The machine's one-minute load average when publishing began.
     pub load_avg_1m: Option<f64>,
@@ -175,6 +238,9 @@ pub struct Report {
     /// gave to other machines (steal), percent: on a shared host, what
     /// makes runs noisy.
     pub host_steal_pct: Option<f64>,
+    /// Each `--server-pid`'s figures, in order (empty without one).
+    #[serde(default)]
+    pub servers: Vec<ServerProcess>,
 }
 
 impl Report {
@@ -188,7 +254,33 @@ impl Report {
             "tickwire-loadtest: {} against {}, {} workers",
             self.protocol, self.server, self.workers
         );
-        let rows: [(&str, String); 17] = [
+        let several = self.servers.len() > 1;
+        let summed = |value: String| {
+            if several && value != "-" {
+                format!("{value} (sum of {} pids)", self.servers.len())
+            } else {
+                value
+            }
+        };
+        let mut rows: Vec<(String, String)> = Vec::with_capacity(24);
+        rows.push((
+            "nodes".into(),
+            format!(
+                "{}: {}; publish to {}",
+                self.nodes,
+                self.urls.join(", "),
+                self.publish_url
+            ),
+        ));
+        rows.push((
+            "by node".into(),
+            self.connected_by_node
+                .iter()
+                .map(|n| format!("{} {}", n.addr, n.connected))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+        let figures: [(&str, String); 17] = [
             (
                 "connections",
                 format!(
@@ -233,27 +325,18 @@ impl Report {
             ("duplicates", self.duplicates.to_string()),
             ("disconnects", self.disconnects.to_string()),
             ("errors", self.errors.to_string()),
-            ("rss/conn", opt_bytes(self.rss_per_conn_bytes)),
-            ("server rss", opt_bytes(self.server_rss_bytes)),
+            ("rss/conn", summed(opt_bytes(self.rss_per_conn_bytes))),
+            ("server rss", summed(opt_bytes(self.server_rss_bytes))),
             (
                 "rss base/end",
-                format!(
+                summed(format!(
                     "{} / {}",
                     opt_bytes(self.server_rss_baseline_bytes),
                     opt_bytes(self.server_rss_end_bytes)
-                ),
+                )),
             ),
             ("nofile limit", self.client_nofile_limit.to_string()),
-            (
-                "server cpu",
-                match self.server_cpu_s {
-                    None => "-".to_owned(),
-                    Some(s) => format!(
-                        "{s:.2} s while publishing ({:.2} cores)",
-                        s / self.duration_s.max(1e-9)
-                    ),
-                },
-            ),
+            ("server cpu", summed(self.cpu_text(self.server_cpu_s))),
             (
                 "machine",
                 format!(
@@ -265,6 +348,26 @@ impl Report {
                 ),
             ),
         ];
+        rows.extend(figures.map(|(name, value)| (name.to_owned(), value)));
+        if several {
+            for p in &self.servers {
+                let node = p.url.as_ref().map_or(String::new(), |u| format!(" ({u})"));
+                let conns = p
+                    .connections
+                    .map_or(String::new(), |c| format!(" over {c} connections"));
+                rows.push((
+                    format!("pid {}", p.pid),
+                    format!(
+                        "rss/conn {}{conns}, rss {} (base {}, end {}), cpu {}{node}",
+                        opt_bytes(p.rss_per_conn_bytes),
+                        opt_bytes(p.rss_bytes),
+                        opt_bytes(p.rss_baseline_bytes),
+                        opt_bytes(p.rss_end_bytes),
+                        self.cpu_text(p.cpu_s),
+                    ),
+                ));
+            }
+        }
         for (name, value) in rows {
             let _ = writeln!(t, "  {name:<14}{value}");
         }
@@ -272,6 +375,19 @@ impl Report {
             let _ = writeln!(t, "  {:<14}{} x {}", "error", e.count, e.message);
         }
         t
+    }
+}
+
+impl Report {
+    /// `0.50 s while publishing (0.50 cores)`, or `-`.
+    fn cpu_text(&self, cpu_s: Option<f64>) -> String {
+        match cpu_s {
+            None => "-".to_owned(),
+            Some(s) => format!(
+                "{s:.2} s while publishing ({:.2} cores)",
+                s / self.duration_s.max(1e-9)
+            ),
+        }
     }
 }
 
@@ -301,6 +417,13 @@ pub(crate) mod tests {
         Report {
             protocol: "ws".into(),
             server: "127.0.0.1:8080".into(),
+            nodes: 1,
+            urls: vec!["http://127.0.0.1:8080".into()],
+            publish_url: "http://127.0.0.1:8080".into(),
+            connected_by_node: vec![NodeConnections {
+                addr: "127.0.0.1:8080".into(),
+                connected: 10,
+            }],
             connections: 10,
             connected: 10,
             connect_failures: 0,
@@ -335,6 +458,71 @@ pub(crate) mod tests {
             server_cpu_s: Some(0.5),
             load_avg_1m: Some(1.25),
             host_steal_pct: Some(3.0),
+            servers: vec![ServerProcess {
+                pid: 42,
+                url: Some("http://127.0.0.1:8080".into()),
+                connections: Some(10),
+                rss_per_conn_bytes: Some(4096),
+                rss_bytes: Some(50 << 20),
+                rss_baseline_bytes: Some(10 << 20),
+                rss_end_bytes: None,
+                cpu_s: Some(0.5),
+            }],
+        }
+    }
+
+    /// [`sample`] against three nodes with two server pids.
+    pub(crate) fn cluster_sample() -> Report {
+        let urls = ["8081", "8082", "8083"].map(|p| format!("http://127.0.0.1:{p}"));
+        Report {
+            server: "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083".into(),
+            nodes: 3,
+            urls: urls.to_vec(),
+            publish_url: urls[1].clone(),
+            connected_by_node: vec![
+                NodeConnections {
+                    addr: "127.0.0.1:8081".into(),
+                    connected: 4,
+                },
+                NodeConnections {
+                    addr: "127.0.0.1:8082".into(),
+                    connected: 3,
+                },
+                NodeConnections {
+                    addr: "127.0.0.1:8083".into(),
+                    connected: 3,
+                },
+            ],
+            // (50 − 24 MiB) / 10 connections, rounded down as built.
+            rss_per_conn_bytes: Some((26 << 20) / 10),
+            server_rss_bytes: Some(50 << 20),
+            server_rss_baseline_bytes: Some(24 << 20),
+            // One pid's end was not read: no sum.
+            server_rss_end_bytes: None,
+            server_cpu_s: Some(1.5),
+            servers: vec![
+                ServerProcess {
+                    pid: 42,
+                    url: None,
+                    connections: None,
+                    rss_per_conn_bytes: None,
+                    rss_bytes: Some(30 << 20),
+                    rss_baseline_bytes: Some(12 << 20),
+                    rss_end_bytes: Some(31 << 20),
+                    cpu_s: Some(1.0),
+                },
+                ServerProcess {
+                    pid: 43,
+                    url: None,
+                    connections: None,
+                    rss_per_conn_bytes: None,
+                    rss_bytes: Some(20 << 20),
+                    rss_baseline_bytes: Some(12 << 20),
+                    rss_end_bytes: None,
+                    cpu_s: Some(0.5),
+                },
+            ],
+            ..sample()
         }
     }
 
@@ -355,6 +543,11 @@ pub(crate) mod tests {
             "server_cpu_s",
             "load_avg_1m",
             "host_steal_pct",
+            "nodes",
+            "urls",
+            "publish_url",
+            "connected_by_node",
+            "servers",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
@@ -372,6 +565,64 @@ pub(crate) mod tests {
             ..sample()
         };
         assert!(serde_json::to_value(none).unwrap()["rss_per_conn_bytes"].is_null());
+        assert_eq!(json["servers"][0]["pid"], 42);
+        assert_eq!(json["servers"][0]["rss_per_conn_bytes"], 4096);
+        assert_eq!(json["servers"][0]["cpu_s"], 0.5);
+        assert!(json["servers"][0]["rss_end_bytes"].is_null());
+    }
+
+    #[test]
+    fn a_cluster_report_names_its_nodes_and_pids() {
+        let report = cluster_sample();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["nodes"], 3);
+        assert_eq!(json["urls"][2], "http://127.0.0.1:8083");
+        assert_eq!(json["publish_url"], "http://127.0.0.1:8082");
+        assert_eq!(json["connected_by_node"][0]["addr"], "127.0.0.1:8081");
+        assert_eq!(json["connected_by_node"][0]["connected"], 4);
+        assert_eq!(json["servers"].as_array().unwrap().len(), 2);
+        assert_eq!(json["servers"][1]["pid"], 43);
+        assert_eq!(json["servers"][1]["cpu_s"], 0.5);
+        assert_eq!(
+            serde_json::from_value::<Report>(json).unwrap(),
+            report,
+            "round trip"
+        );
+
+        let t = report.table();
+        for needle in [
+            "nodes         3: http://127.0.0.1:8081, http://127.0.0.1:8082, http://127.0.0.1:8083; publish to http://127.0.0.1:8082",
+            "by node       127.0.0.1:8081 4, 127.0.0.1:8082 3, 127.0.0.1:8083 3",
+            "rss/conn      2662.4 KiB (sum of 2 pids)",
+            "server rss    50.0 MiB (sum of 2 pids)",
+            "rss base/end  24.0 MiB / - (sum of 2 pids)",
+            "1.50 s while publishing (1.50 cores) (sum of 2 pids)",
+            "pid 42        rss/conn -, rss 30.0 MiB (base 12.0 MiB, end 31.0 MiB), cpu 1.00 s",
+            "pid 43        rss/conn -, rss 20.0 MiB (base 12.0 MiB, end -), cpu 0.50 s",
+        ] {
+            assert!(t.contains(needle), "{needle} in\n{t}");
+        }
+        // One pid: no per-pid rows, no sums.
+        let t = sample().table();
+        assert!(!t.contains("pid 42") && !t.contains("sum of"), "{t}");
+    }
+
+    #[test]
+    fn reports_without_the_cluster_keys_still_read() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        let object = json.as_object_mut().unwrap();
+        for key in [
+            "nodes",
+            "urls",
+            "publish_url",
+            "connected_by_node",
+            "servers",
+        ] {
+            object.remove(key);
+        }
+        let report: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(report.nodes, 0);
+        assert!(report.servers.is_empty());
     }
 
     #[test]

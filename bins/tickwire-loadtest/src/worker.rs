@@ -7,6 +7,13 @@
 //! that reads its [`WorkerPlan`] and [`Command`]s as JSON lines on stdin and
 //! writes its [`Event`]s as JSON lines on stdout.
 //!
+//! Connection `i` (its index over all workers) goes to node
+//! [`node_of`]`(i, N)` of the plan's [`WorkerPlan::targets`]. A pubsub
+//! connection negotiates at that node (the worker keeps a hub URL per node
+//! and key, renewed every second while connecting) and connects to the node
+//! the hub URL names, which in a cluster may be another one. The worker
+//! counts its subscribed connections by the address they connected to.
+//!
 //! The receive path of a connection, per WebSocket message: read the frame
 //! (fastwebsockets, one buffer per connection), read the clock, find the
 //! stamp by scanning bytes ([`crate::stamp`]), record the latency in the
@@ -17,7 +24,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,10 +36,10 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::Error;
-use crate::cli::{Protocol, Target};
-use crate::client::{self, Ws};
+use crate::cli::{self, Protocol, Target, node_of};
+use crate::client::{self, HubUrl, Ws};
 use crate::net::{self, HttpClient, Upgrade};
-use crate::report::{self, ErrorSample};
+use crate::report::{self, ErrorSample, NodeConnections};
 use crate::seq::{Observation, SeqTracker};
 use crate::stamp;
 use crate::topics::{self, Topics};
@@ -41,8 +48,11 @@ use crate::topics::{self, Topics};
 const MAX_ERROR_KINDS: usize = 16;
 /// How often a worker reports its counters.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// Access tokens are renewed this often while connecting.
-const RENEGOTIATE_EVERY: Duration = Duration::from_secs(60);
+/// Hub URLs (and their access tokens) are negotiated again this often
+/// while connecting: a cluster's nodes refresh the load they tell each
+/// other (what `/negotiate` places new clients by) once a second, so the
+/// connections of the next second follow the cluster's placement.
+const RENEGOTIATE_EVERY: Duration = Duration::from_secs(1);
 /// `/ws` closes connections that send nothing for 5 minutes: ping this often.
 const WS_PING_EVERY_US: u64 = 60_000_000;
 /// FastWS closes connections that send nothing for 30 s: repeat the
@@ -56,8 +66,9 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 pub struct WorkerPlan {
     /// The worker's index.
     pub worker: usize,
-    /// The server.
-    pub target: Target,
+    /// The nodes (one for a single server); connection `i` goes to node
+    /// [`node_of`]`(i, targets.len())`.
+    pub targets: Vec<Target>,
     /// What the subscribers speak.
     pub protocol: Protocol,
     /// Topics of the run.
@@ -76,10 +87,18 @@ pub struct WorkerPlan {
     pub connect_timeout_ms: u64,
     /// Subscribers' keys; connection `i` takes key `i % len`.
     pub api_keys: Vec<String>,
-    /// Source addresses; connection `i` takes address `i % len`.
+    /// Source addresses; connection `i` takes address `i % len` (see
+    /// [`cli::source_for`]).
     pub source_ips: Vec<IpAddr>,
     /// The pubsub group prefix.
     pub prefix: String,
+}
+
+impl WorkerPlan {
+    /// The node connection `index` (global) goes to.
+    pub fn target_of(&self, index: usize) -> &Target {
+        &self.targets[node_of(index, self.targets.len())]
+    }
 }
 
 /// What the coordinator tells a worker.
@@ -145,6 +164,9 @@ pub struct WorkerReport {
     pub connect: Vec<(u64, u64)>,
     /// Errors by message.
     pub errors: Vec<ErrorSample>,
+    /// Subscribed connections by the server address they connected to.
+    #[serde(default)]
+    pub nodes: Vec<NodeConnections>,
 }
 
 /// What a worker tells the coordinator.
@@ -214,8 +236,11 @@ struct Worker {
     conns: RefCell<Vec<Rc<Conn>>>,
     /// Set once publishing is over: closes after it are not disconnects.
     finishing: Cell<bool>,
-    /// Per key: the hub path with its token, or why there is none (pubsub).
-    hub_paths: RefCell<Vec<Result<String, String>>>,
+    /// Per node, per key: the hub URL with its token, or why there is none
+    /// (pubsub).
+    hubs: RefCell<Vec<Vec<Result<HubUrl, String>>>>,
+    /// Subscribed connections by the address they connected to.
+    by_node: RefCell<Vec<(SocketAddr, u64)>>,
     /// Connection attempts not yet finished.
     pending: Cell<usize>,
     attempts_done: Notify,
@@ -245,6 +270,7 @@ pub async fn run(
                     message: e.to_string(),
                     count: 1,
                 }],
+                nodes: Vec::new(),
             }));
             return;
         }
@@ -259,7 +285,8 @@ pub async fn run(
         }),
         conns: RefCell::new(Vec::with_capacity(plan.count)),
         finishing: Cell::new(false),
-        hub_paths: RefCell::new(Vec::new()),
+        hubs: RefCell::new(Vec::new()),
+        by_node: RefCell::new(Vec::new()),
         pending: Cell::new(plan.count),
         attempts_done: Notify::new(),
         plan,
@@ -293,13 +320,18 @@ pub async fn run(
 async fn connect_all(worker: Rc<Worker>, events: mpsc::UnboundedSender<Event>) {
     let plan = &worker.plan;
     let mut negotiated_at = None;
+    let mut http: Vec<HttpClient> = if plan.protocol.is_pubsub() {
+        plan.targets.iter().cloned().map(HttpClient::new).collect()
+    } else {
+        Vec::new()
+    };
     let start = tokio::time::Instant::now();
     let gate = Arc::new(Semaphore::new(plan.connect_concurrency));
     for i in 0..plan.count {
         if plan.protocol.is_pubsub()
             && negotiated_at.is_none_or(|at: Instant| at.elapsed() >= RENEGOTIATE_EVERY)
         {
-            negotiate_all(&worker).await;
+            negotiate_all(&worker, &mut http).await;
             negotiated_at = Some(Instant::now());
         }
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / plan.connect_rate))
@@ -320,19 +352,43 @@ async fn connect_all(worker: Rc<Worker>, events: mpsc::UnboundedSender<Event>) {
     });
 }
 
-/// Negotiates a hub URL for every key.
-async fn negotiate_all(worker: &Worker) {
-    let mut http = HttpClient::new(worker.plan.target.clone());
-    let mut paths = Vec::with_capacity(worker.plan.api_keys.len());
-    for key in &worker.plan.api_keys {
-        paths.push(
-            client::negotiate(&mut http, key)
-                .await
-                .map(|n| n.hub_path)
-                .map_err(|e| e.to_string()),
-        );
+/// Negotiates a hub URL for every node and key, at every node at once;
+/// `http` holds a client per node, kept from one round to the next.
+async fn negotiate_all(worker: &Worker, http: &mut [HttpClient]) {
+    let rounds: Vec<_> = http
+        .iter_mut()
+        .map(|client| {
+            let fresh = HttpClient::new(client.target().clone());
+            let mut client = std::mem::replace(client, fresh);
+            let keys = worker.plan.api_keys.clone();
+            tokio::task::spawn_local(async move {
+                let mut hubs = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    hubs.push(
+                        client::negotiate(&mut client, key)
+                            .await
+                            .map(|n| n.hub)
+                            .map_err(|e| e.to_string()),
+                    );
+                }
+                (client, hubs)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(rounds.len());
+    for (slot, round) in http.iter_mut().zip(rounds) {
+        match round.await {
+            Ok((client, hubs)) => {
+                *slot = client;
+                all.push(hubs);
+            }
+            Err(e) => all.push(vec![
+                Err(format!("negotiate failed: {e}"));
+                worker.plan.api_keys.len()
+            ]),
+        }
     }
-    *worker.hub_paths.borrow_mut() = paths;
+    *worker.hubs.borrow_mut() = all;
 }
 
 /// One connection, from its handshake to its end.
@@ -360,7 +416,14 @@ async fn connection(worker: Rc<Worker>, local: usize, permit: tokio::sync::Owned
             None
         }
     };
-    let conn = ws.map(|ws| {
+    let conn = ws.map(|(ws, addr)| {
+        {
+            let mut by_node = worker.by_node.borrow_mut();
+            match by_node.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, n)) => *n += 1,
+                None => by_node.push((addr, 1)),
+            }
+        }
         let conn = Rc::new(Conn {
             index,
             tracker: RefCell::new(SeqTracker::new(worker.topics.per_connection())),
@@ -389,30 +452,40 @@ async fn connection(worker: Rc<Worker>, local: usize, permit: tokio::sync::Owned
     }
 }
 
-/// Connects connection `index` and subscribes it to its topics.
-async fn open(worker: &Worker, index: usize) -> Result<Ws, String> {
+/// Connects connection `index` and subscribes it to its topics; returns
+/// the WebSocket and the server address it connected to.
+async fn open(worker: &Worker, index: usize) -> Result<(Ws, SocketAddr), String> {
     let plan = &worker.plan;
-    let source =
-        (!plan.source_ips.is_empty()).then(|| plan.source_ips[index % plan.source_ips.len()]);
     let key = index % plan.api_keys.len();
-    let stream = net::connect_tcp(plan.target.addr, source)
+    // Pubsub: where the node's `/negotiate` sent this key.
+    let hub = if plan.protocol.is_pubsub() {
+        let node = node_of(index, plan.targets.len());
+        Some(
+            worker
+                .hubs
+                .borrow()
+                .get(node)
+                .and_then(|keys| keys.get(key))
+                .cloned()
+                .unwrap_or_else(|| Err("not negotiated".to_owned()))?,
+        )
+    } else {
+        None
+    };
+    let dest = hub.as_ref().map_or(plan.target_of(index), |h| &h.target);
+    let source = cli::source_for(&plan.source_ips, index, dest.addr);
+    let stream = net::connect_tcp(dest.addr, source)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("connect to {}: {e}", dest.addr))?;
     let topics = worker.topics.of_connection(index);
-    let host = plan.target.host.as_str();
-    let hub_path;
+    let host = dest.host.as_str();
     let (upgrade, protobuf) = match plan.protocol {
         Protocol::PubsubProtobuf | Protocol::PubsubJson => {
-            hub_path = worker
-                .hub_paths
-                .borrow()
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| Err("not negotiated".to_owned()))?;
+            let path = hub.as_ref().map_or("", |h| h.path.as_str());
             let protobuf = plan.protocol == Protocol::PubsubProtobuf;
             let upgrade = Upgrade {
                 host,
-                path: &hub_path,
+                path,
                 subprotocol: Some(if protobuf {
                     client::PROTOBUF_SUBPROTOCOL
                 } else {
@@ -486,7 +559,7 @@ async fn open(worker: &Worker, index: usize) -> Result<Ws, String> {
             }
         }
     }
-    Ok(ws)
+    Ok((ws, dest.addr))
 }
 
 /// Reads updates until the connection ends; returns why it ended.
@@ -650,6 +723,15 @@ async fn finish(worker: &Worker, last_seq: &[u64], drain: Duration) -> WorkerRep
         latency: report::to_buckets(&stats.latency),
         connect: report::to_buckets(&stats.connect),
         errors: stats.error_samples(),
+        nodes: worker
+            .by_node
+            .borrow()
+            .iter()
+            .map(|&(addr, connected)| NodeConnections {
+                addr: addr.to_string(),
+                connected,
+            })
+            .collect(),
     }
 }
 
@@ -739,6 +821,10 @@ mod tests {
             latency: vec![(10, 5)],
             connect: vec![(1000, 1)],
             errors: Vec::new(),
+            nodes: vec![NodeConnections {
+                addr: "127.0.0.1:8081".into(),
+                connected: 1,
+            }],
         });
         let line = serde_json::to_string(&report).unwrap();
         assert!(!line.contains('\n'));

@@ -1,6 +1,8 @@
 //! A tiny load against an in-process gateway, for every protocol: updates
-//! arrive, none is lost, and the report is well formed. No timing is
-//! asserted.
+//! arrive, none is lost, and the report is well formed; then two targets
+//! (`--url` naming one gateway twice, in one process and over worker
+//! processes) and a `/negotiate` that sends the connections to another
+//! gateway than the one asked, as a cluster's does. No timing is asserted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,11 @@ const KEY: &str = "loadtest-key";
 /// Starts a gateway with a key that may publish and hold many connections;
 /// dropping the sender stops it.
 async fn gateway() -> (SocketAddr, oneshot::Sender<()>) {
+    gateway_with(|_| {}).await
+}
+
+/// [`gateway`], its configuration changed by `configure` first.
+async fn gateway_with(configure: impl FnOnce(&mut Config)) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = Config {
@@ -30,6 +37,7 @@ async fn gateway() -> (SocketAddr, oneshot::Sender<()>) {
         rate_per_minute: 100_000,
         ..ApiKey::new("loadtest", KEY)
     });
+    configure(&mut config);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let shutdown = async {
@@ -188,4 +196,131 @@ async fn a_key_that_may_not_publish_is_explained() {
         .to_string();
     assert!(err.contains("HTTP 403"), "{err}");
     assert!(err.contains("TICKWIRE_API_KEYS"), "{err}");
+}
+
+/// The report's connections by node, as (address, connected).
+fn by_node(report: &Report) -> Vec<(String, u64)> {
+    report
+        .connected_by_node
+        .iter()
+        .map(|n| (n.addr.clone(), n.connected))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_urls_of_one_server_deliver_everything() {
+    let (addr, _stop) = gateway().await;
+    // The same gateway written two ways: two nodes.
+    let urls = format!("http://{addr}, {addr}");
+    for protocol in ["pubsub-protobuf", "ws"] {
+        let mut argv = args(addr, protocol, &[]);
+        let at = argv.iter().position(|a| a == "--url").unwrap();
+        argv[at + 1] = urls.clone();
+        let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
+        let report = tickwire_loadtest::run(settings).await.unwrap();
+        assert_clean(&report, protocol);
+        assert_eq!(report.nodes, 2, "{report:#?}");
+        assert_eq!(report.urls, [format!("http://{addr}"), addr.to_string()]);
+        assert_eq!(report.publish_url, format!("http://{addr}"));
+        assert_eq!(report.server, format!("{addr},{addr}"));
+        assert_eq!(by_node(&report), [(addr.to_string(), 20)], "{report:#?}");
+        assert!(report.servers.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_urls_over_worker_processes_report_json() {
+    let (addr, _stop) = gateway().await;
+    let mut argv = args(addr, "pubsub-json", &["--workers", "2", "--json"]);
+    let at = argv.iter().position(|a| a == "--url").unwrap();
+    argv[at + 1] = format!("http://{addr},ws://{addr}");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickwire-loadtest"))
+        .args(&argv[1..])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report.workers, 2);
+    assert_clean(&report, "pubsub-json");
+    assert_eq!(report.nodes, 2);
+    assert_eq!(
+        report.urls,
+        [format!("http://{addr}"), format!("ws://{addr}")]
+    );
+    assert_eq!(by_node(&report), [(addr.to_string(), 20)], "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_go_where_negotiate_sends_them() {
+    const SECRET: &str = "a secret the two gateways share, as a cluster's nodes do";
+    // B takes the connections; A's `/negotiate` names B (its public URL),
+    // as a cluster's names its least-loaded node. Not a cluster: updates
+    // are published to B.
+    let (b, _stop_b) = gateway_with(|c| c.token_secret = Some(SECRET.into())).await;
+    let (a, _stop_a) = gateway_with(|c| {
+        c.token_secret = Some(SECRET.into());
+        c.public_url = Some(format!("http://{b}"));
+    })
+    .await;
+    // Two pids for one node: this process (both gateways) and its parent.
+    let pids = format!(
+        "{},{}",
+        std::process::id(),
+        std::os::unix::process::parent_id()
+    );
+    let publish_url = format!("http://{b}");
+    let argv = args(
+        a,
+        "pubsub-json",
+        &["--publish-url", &publish_url, "--server-pid", &pids],
+    );
+    let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
+    let report = tickwire_loadtest::run(settings).await.unwrap();
+    assert_clean(&report, "pubsub-json");
+    assert_eq!(report.nodes, 1);
+    assert_eq!(report.urls, [format!("http://{a}")]);
+    assert_eq!(report.publish_url, publish_url);
+    assert_eq!(
+        by_node(&report),
+        [(a.to_string(), 0), (b.to_string(), 20)],
+        "{report:#?}"
+    );
+
+    // Both pids read, summed, and each given.
+    assert_eq!(report.servers.len(), 2, "{report:#?}");
+    assert_eq!(report.servers[0].pid, std::process::id());
+    let rss: Vec<u64> = report
+        .servers
+        .iter()
+        .map(|p| p.rss_bytes.unwrap())
+        .collect();
+    assert_eq!(
+        report.server_rss_bytes,
+        Some(rss[0] + rss[1]),
+        "{report:#?}"
+    );
+    assert!(report.rss_per_conn_bytes.is_some(), "{report:#?}");
+    for p in &report.servers {
+        assert!(
+            p.rss_baseline_bytes.is_some() && p.cpu_s.is_some(),
+            "{report:#?}"
+        );
+        // More pids than nodes: which connections a pid holds is unknown.
+        assert_eq!((p.url.as_ref(), p.connections), (None, None), "{report:#?}");
+        assert_eq!(p.rss_per_conn_bytes, None, "{report:#?}");
+    }
+    let cpu: f64 = report.servers.iter().map(|p| p.cpu_s.unwrap()).sum();
+    let total = report.server_cpu_s.unwrap();
+    assert!((total - cpu).abs() < 0.002, "{total} {cpu}");
+    let table = report.table();
+    assert!(
+        table.contains(&format!("pid {}", std::process::id())),
+        "{table}"
+    );
+    assert!(table.contains("(sum of 2 pids)"), "{table}");
 }
