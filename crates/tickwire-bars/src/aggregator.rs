@@ -241,6 +241,61 @@ impl BarAggregator {
         Some(slot.bar)
     }
 
+    /// The current bar of `instrument` at every resolution kept that has
+    /// one, with the exchange times of its earliest and latest trades: what
+    /// another aggregator needs to go on from there ([`BarAggregator::seed`]).
+    pub fn export(&self, instrument: &Instrument) -> Vec<(Resolution, Bar, i64, i64)> {
+        let Some(series) = self.series.get(instrument) else {
+            return Vec::new();
+        };
+        self.resolutions
+            .iter()
+            .zip(&series.slots)
+            .filter_map(|(&r, slot)| slot.map(|s| (r, s.bar, s.first_ts, s.last_ts)))
+            .collect()
+    }
+
+    /// Takes `bar` (whose trades' earliest and latest exchange times are
+    /// `first_ts` and `last_ts`) as the current bar of `instrument` at
+    /// `resolution`, in place of the one kept, unless the one kept is of a
+    /// later bucket (then the seed is stale). Returns whether it was taken.
+    /// A resolution not kept, or a bar whose figures are not finite, is not.
+    pub fn seed(
+        &mut self,
+        instrument: &Instrument,
+        resolution: Resolution,
+        bar: Bar,
+        first_ts: i64,
+        last_ts: i64,
+    ) -> bool {
+        let Some(i) = self.resolutions.iter().position(|&r| r == resolution) else {
+            return false;
+        };
+        let finite = [bar.open, bar.high, bar.low, bar.close, bar.volume]
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite || bar.time != resolution.bucket_start(bar.time) {
+            return false;
+        }
+        let n = self.resolutions.len();
+        let series = self
+            .series
+            .entry(instrument.clone())
+            .or_insert_with(|| Series {
+                slots: vec![None; n],
+            });
+        let slot = &mut series.slots[i];
+        if slot.is_some_and(|s| s.bar.time > bar.time) {
+            return false;
+        }
+        *slot = Some(Slot {
+            bar,
+            first_ts,
+            last_ts,
+        });
+        true
+    }
+
     /// The instruments that have traded.
     pub fn instruments(&self) -> impl Iterator<Item = &Instrument> {
         self.series.keys()
@@ -249,6 +304,56 @@ impl BarAggregator {
     /// Counters of applied, late and invalid ticks.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_replaces_the_current_bar_and_aggregation_goes_on_from_it() {
+        let aapl = Instrument::new("AAPL", "NASDAQ");
+        let t = 1_697_105_262_000; // 10:07:42 UTC
+        let mut full = BarAggregator::new(&[Resolution::Min1, Resolution::Min5]);
+        for (n, price) in [150.0, 152.0, 149.0].into_iter().enumerate() {
+            let _ = full.on_tick(&aapl, price, 10.0, t + n as i64 * 1000);
+        }
+        // A late follower saw only the last trade.
+        let mut late = BarAggregator::new(&[Resolution::Min1, Resolution::Min5]);
+        let _ = late.on_tick(&aapl, 149.0, 10.0, t + 2000);
+        for (r, bar, first, last) in full.export(&aapl) {
+            assert!(late.seed(&aapl, r, bar, first, last));
+        }
+        let _ = full.on_tick(&aapl, 151.0, 5.0, t + 3000);
+        let _ = late.on_tick(&aapl, 151.0, 5.0, t + 3000);
+        for r in [Resolution::Min1, Resolution::Min5] {
+            assert_eq!(late.current(&aapl, r), full.current(&aapl, r), "{r:?}");
+        }
+        let bar = late.current(&aapl, Resolution::Min5).unwrap();
+        assert_eq!(
+            (bar.open, bar.high, bar.low, bar.volume),
+            (150.0, 152.0, 149.0, 35.0)
+        );
+        // A seed of an earlier bucket than the one kept is stale.
+        let old = Bar {
+            time: Resolution::Min5.bucket_start(t - 600_000),
+            ..bar
+        };
+        assert!(!late.seed(&aapl, Resolution::Min5, old, 0, 0));
+        // Not a bucket start, or not finite: refused.
+        assert!(!late.seed(&aapl, Resolution::Min5, Bar { time: t, ..bar }, 0, 0));
+        assert!(!late.seed(
+            &aapl,
+            Resolution::Min5,
+            Bar {
+                volume: f64::NAN,
+                ..bar
+            },
+            0,
+            0
+        ));
+        assert_eq!(late.export(&Instrument::crypto("NONE/USD")), Vec::new());
     }
 }
 

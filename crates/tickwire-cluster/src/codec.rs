@@ -13,8 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message as _;
 use tickwire_model::{
-    GexRecord, Hub, Instrument, Level, OrderBook, PriceTick, RawDataType, RawGroupPayload, Signal,
-    SignalDirection, Trade, Update,
+    BarSeed, GexRecord, Hub, Instrument, Level, OrderBook, PriceTick, RawDataType, RawGroupPayload,
+    SeedBar, Signal, SignalDirection, Trade, Update,
 };
 use tickwire_proto::cluster as pb;
 
@@ -243,6 +243,103 @@ pub fn decode_known(payload: &[u8]) -> Result<(Vec<Instrument>, String), DecodeE
     Ok((instruments, known.origin))
 }
 
+/// The subject of `instrument`'s seeds ([`pb::Seed`]): one of its own, so
+/// that a seed reaches a follower in order with the instrument's updates.
+pub fn seed_subject(prefix: &str, instrument: &Instrument) -> String {
+    instrument_subject(prefix, instrument, SEED)
+}
+
+/// The last token of a seed's subject.
+pub const SEED: &str = "seed";
+
+/// Encodes a seed from node `origin` for node `for_node`: `updates` (each
+/// an encoded [`pb::Envelope`]) and `bars`.
+pub fn encode_seed(
+    origin: &str,
+    for_node: &str,
+    updates: Vec<Bytes>,
+    bars: Option<&BarSeed>,
+) -> Bytes {
+    let seed = pb::Seed {
+        version: VERSION,
+        origin: origin.to_owned(),
+        for_node: for_node.to_owned(),
+        updates,
+        instrument: bars.and_then(|b| instrument(&b.instrument)),
+        bars: bars
+            .map(|b| {
+                b.bars
+                    .iter()
+                    .map(|bar| pb::Bar {
+                        resolution: bar.resolution.to_string(),
+                        time: bar.time,
+                        open: bar.open,
+                        high: bar.high,
+                        low: bar.low,
+                        close: bar.close,
+                        volume: bar.volume,
+                        first_ts: bar.first_ts,
+                        last_ts: bar.last_ts,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    Bytes::from(seed.encode_to_vec())
+}
+
+/// A seed, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seed {
+    /// The node that asked for it.
+    pub for_node: String,
+    /// The updates it carries, each with its bytes as published (to tell a
+    /// repeat of one already delivered).
+    pub updates: Vec<(Update, Bytes)>,
+    /// The bars, if the sender keeps any of the instrument.
+    pub bars: Option<BarSeed>,
+}
+
+/// Decodes a seed; an update in it that cannot be read is skipped.
+pub fn decode_seed(payload: &[u8]) -> Result<Seed, DecodeError> {
+    let seed = pb::Seed::decode(payload).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    if seed.version != VERSION {
+        return Err(DecodeError::Version(seed.version));
+    }
+    let updates = seed
+        .updates
+        .into_iter()
+        .filter_map(|raw| decode(&raw).ok().map(|(update, _)| (update, raw)))
+        .collect();
+    let bars = if seed.bars.is_empty() {
+        None
+    } else {
+        Some(BarSeed {
+            instrument: from_instrument(seed.instrument)?,
+            bars: seed
+                .bars
+                .into_iter()
+                .map(|b| SeedBar {
+                    resolution: Arc::from(b.resolution),
+                    time: b.time,
+                    open: b.open,
+                    high: b.high,
+                    low: b.low,
+                    close: b.close,
+                    volume: b.volume,
+                    first_ts: b.first_ts,
+                    last_ts: b.last_ts,
+                })
+                .collect(),
+        })
+    };
+    Ok(Seed {
+        for_node: seed.for_node,
+        updates,
+        bars,
+    })
+}
+
 /// Whether updates of `update`'s kind restate an instrument's state (its
 /// price, its book): the last of each is what a node that starts following
 /// the instrument is sent first ([`crate::Cluster`]'s last values). Trades,
@@ -419,6 +516,63 @@ mod tests {
         }
         assert!(encode(&Update::Forget(Arc::from([btc()])), "a").is_none());
         assert!(subject("t", "blue", &Update::Forget(Arc::from([btc()]))).is_none());
+    }
+
+    #[test]
+    fn seeds_read_back() {
+        let tick = Update::Tick(PriceTick {
+            instrument: btc(),
+            price: 1.0,
+            last_quantity: 1.0,
+            bid: 1.0,
+            bid_quantity: 1.0,
+            ask: 1.0,
+            ask_quantity: 1.0,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            prev_close: 1.0,
+            change_24h_pct: 0.0,
+            volume_24h: None,
+            session_volume: 0.0,
+            source: Arc::from("x"),
+            timestamp_ms: 5,
+        });
+        let raw = encode(&tick, "a").unwrap();
+        let bars = BarSeed {
+            instrument: btc(),
+            bars: vec![SeedBar {
+                resolution: Arc::from("5"),
+                time: 0,
+                open: 1.0,
+                high: 2.0,
+                low: 0.5,
+                close: 1.5,
+                volume: 9.0,
+                first_ts: 1,
+                last_ts: 4,
+            }],
+        };
+        let bytes = encode_seed(
+            "a",
+            "b",
+            vec![raw.clone(), Bytes::from_static(b"\xff")],
+            Some(&bars),
+        );
+        let seed = decode_seed(&bytes).unwrap();
+        assert_eq!(seed.for_node, "b");
+        assert_eq!(
+            seed.updates,
+            vec![(tick, raw)],
+            "the unreadable one skipped"
+        );
+        assert_eq!(seed.bars, Some(bars));
+        let empty = decode_seed(&encode_seed("a", "c", Vec::new(), None)).unwrap();
+        assert_eq!((empty.updates.len(), empty.bars), (0, None));
+        assert_eq!(
+            seed_subject("t", &btc()),
+            "t.i.CRYPTO.BTC/USD.seed".to_owned()
+        );
     }
 
     #[test]

@@ -13,13 +13,17 @@
 //!
 //! A node that starts following an instrument has missed its earlier
 //! updates, so it asks every node for the instrument's last values
-//! (`{prefix}_last.i.{exchange}.{symbol}`; each node answers with the last
-//! tick and book it published itself, see [`crate::Cluster::serve`]) and
-//! delivers the newest of each before or among the live ones, never one
-//! older than what it delivered already, never one twice. It asks again
-//! after the connection to NATS comes back, so that no client stays on a
-//! price from before an outage. Groups carry events, not state: nothing is
-//! asked for them.
+//! (`{prefix}_last.i.{exchange}.{symbol}`). Each node that ingests it
+//! answers with a seed ([`codec::Seed`], see [`crate::Cluster::serve`]):
+//! the last tick and book it published, and its current bars. The seed
+//! comes on the instrument's own subject, so it arrives in order with that
+//! node's updates: the follower delivers the last values newer than what it
+//! delivered (never one older, never one twice), and the bars
+//! ([`Update::Bars`]) take the place of those it began from the middle of
+//! their buckets, so bars are aggregated by the ingesting node and counted
+//! once. It asks again after the connection to NATS comes back, so that no
+//! client stays on a price from before an outage. Groups carry events, not
+//! state: nothing is asked for them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +83,8 @@ struct Followed {
 /// What the follow task needs.
 pub(crate) struct Bus {
     pub client: async_nats::Client,
+    /// This node's name: the seeds for it.
+    pub node: Arc<str>,
     pub subjects: Arc<str>,
     pub groups: Arc<str>,
     pub stats: Arc<BridgeStats>,
@@ -153,13 +159,16 @@ pub(crate) fn start(
     (interest, updates)
 }
 
-/// The subscription of `topic`, and the subject its last values are asked
-/// on (none for a group).
-fn subjects(bus: &Bus, topic: &BusTopic) -> (String, Option<String>) {
+/// The subscription of `topic`, and for an instrument the subjects its last
+/// values are asked on and come back on.
+fn subjects(bus: &Bus, topic: &BusTopic) -> (String, Option<(String, String)>) {
     match topic {
         BusTopic::Instrument(i) => (
             codec::instrument_subject(&bus.subjects, i, "*"),
-            Some(codec::last_values_subject(&bus.subjects, i)),
+            Some((
+                codec::last_values_subject(&bus.subjects, i),
+                codec::seed_subject(&bus.subjects, i),
+            )),
         ),
         BusTopic::Group(g) => (codec::group_subject(&bus.subjects, g, "*"), None),
     }
@@ -173,9 +182,11 @@ async fn follow(
     out: mpsc::Sender<Update>,
     mut reconnected: watch::Receiver<u64>,
 ) {
-    let (filter, last_subject) = subjects(&bus, &topic);
-    // Live first, so nothing published from now on is missed; the last
-    // values come while it buffers.
+    let (filter, seeding) = subjects(&bus, &topic);
+    // Live first, so nothing published from now on is missed. The nodes
+    // that ingest the instrument answer on its own subject (`….seed`), so
+    // their seed comes in order with their updates: what it counts has
+    // come before it, what it does not, after.
     let mut live = match bus.client.subscribe(filter.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -183,23 +194,28 @@ async fn follow(
             return;
         }
     };
-    let mut last = LastDelivered::default();
-    let mut replies = None;
-    let inbox = bus.client.new_inbox();
-    if let Some(subject) = &last_subject {
-        match bus.client.subscribe(inbox.clone()).await {
-            Ok(s) => {
-                replies = Some(s);
-                ask(&bus, subject, &inbox).await;
-            }
-            Err(e) => warn!(subject = %inbox, error = %e, "cannot take last values"),
-        }
+    if let Some((ask_on, answer_on)) = &seeding {
+        ask(&bus, ask_on, answer_on).await;
     }
     reconnected.mark_unchanged();
+    let mut last = LastDelivered::default();
     loop {
         tokio::select! {
             message = live.next() => {
                 let Some(message) = message else { break };
+                if message.subject.as_str().ends_with(SEED_SUFFIX) {
+                    if message.status.is_some() {
+                        // NATS saying that no node is up to answer.
+                        continue;
+                    }
+                    for update in seeded(&bus, &message.payload, &mut last) {
+                        bus.stats.last_values.fetch_add(1, Ordering::Relaxed);
+                        if out.send(update).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 let Some(update) = read(&bus, &message.payload) else { continue };
                 if codec::is_state(&update) && !last.live(message.subject.as_str(), &update, &message.payload) {
                     continue;
@@ -208,57 +224,66 @@ async fn follow(
                     break;
                 }
             }
-            message = next_reply(&mut replies) => {
-                let Some(message) = message else {
-                    // The inbox is gone (the connection closed): live only.
-                    replies = None;
-                    continue;
-                };
-                if message.status.is_some() {
-                    // NATS saying that no other node is up to answer.
-                    continue;
-                }
-                let Some(update) = read(&bus, &message.payload) else { continue };
-                // Only a state of this very instrument (a node may answer
-                // anything: it is another process).
-                let BusTopic::Instrument(wanted) = &topic else { continue };
-                if update.instrument() != Some(wanted) || !codec::is_state(&update) {
-                    continue;
-                }
-                let Some(subject) = codec::subject(&bus.subjects, &bus.groups, &update) else { continue };
-                if !last.restated(&subject, &update, &message.payload) {
-                    continue;
-                }
-                bus.stats.last_values.fetch_add(1, Ordering::Relaxed);
-                if out.send(update).await.is_err() {
-                    break;
-                }
-            }
             changed = reconnected.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                if let Some(subject) = &last_subject {
-                    ask(&bus, subject, &inbox).await;
+                if let Some((ask_on, answer_on)) = &seeding {
+                    ask(&bus, ask_on, answer_on).await;
                 }
             }
         }
     }
 }
 
-/// The next reply of `replies`, or never when there is none to read.
-async fn next_reply(replies: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
-    match replies {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
+/// `.seed`: the last token of a seed's subject.
+const SEED_SUFFIX: &str = ".seed";
+
+/// What a seed for this node brings: its last values newer than what was
+/// delivered (never one twice), then its bars. Nothing of a seed for
+/// another node, or of one that cannot be read (counted, logged).
+fn seeded(bus: &Bus, payload: &[u8], last: &mut LastDelivered) -> Vec<Update> {
+    let seed = match codec::decode_seed(payload) {
+        Ok(seed) => seed,
+        Err(e) => {
+            let skipped = bus.stats.unreadable.fetch_add(1, Ordering::Relaxed) + 1;
+            if bus.stats.should_warn() {
+                warn!(error = %e, skipped, "unreadable seed skipped");
+            }
+            return Vec::new();
+        }
+    };
+    if seed.for_node != *bus.node {
+        return Vec::new();
     }
+    let mut updates = Vec::with_capacity(seed.updates.len() + 1);
+    for (update, bytes) in seed.updates {
+        if !codec::is_state(&update) {
+            continue;
+        }
+        let Some(subject) = codec::subject(&bus.subjects, &bus.groups, &update) else {
+            continue;
+        };
+        if last.restated(&subject, &update, &bytes) {
+            updates.push(update);
+        }
+    }
+    if let Some(bars) = seed.bars {
+        updates.push(Update::Bars(Arc::new(bars)));
+    }
+    updates
 }
 
-/// Asks every node for the last values on `subject`, answers to `inbox`.
-async fn ask(bus: &Bus, subject: &str, inbox: &str) {
+/// Asks every node for the last values on `subject`, answers on
+/// `answer_on` (the instrument's seed subject), naming this node.
+async fn ask(bus: &Bus, subject: &str, answer_on: &str) {
     if let Err(e) = bus
         .client
-        .publish_with_reply(subject.to_owned(), inbox.to_owned(), Bytes::new())
+        .publish_with_reply(
+            subject.to_owned(),
+            answer_on.to_owned(),
+            Bytes::from(bus.node.to_string()),
+        )
         .await
     {
         warn!(subject, error = %e, "cannot ask for last values");

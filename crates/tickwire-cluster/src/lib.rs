@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tickwire_config::ClusterConfig;
-use tickwire_model::{Instrument, Update};
+use tickwire_model::{BarSeed, Instrument, Update};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -354,6 +354,7 @@ impl Cluster {
         interest::start(
             interest::Bus {
                 client: self.client.clone(),
+                node: self.node.clone(),
                 subjects: self.subjects.clone(),
                 groups: self.groups.clone(),
                 stats: self.stats.clone(),
@@ -366,14 +367,16 @@ impl Cluster {
 
     /// Serves what this node shares with the others, until `shutdown`:
     /// answers a request for an instrument's last values with the last tick
-    /// and book this node published of it; answers a starting node's
-    /// request for the catalogue with the instruments `known` lists; and
-    /// hands every instrument another node announces (and those of the
+    /// and book this node published of it (and, to a node that starts
+    /// following it, with the bars `bars` gives: a seed); answers a starting
+    /// node's request for the catalogue with the instruments `known` lists;
+    /// and hands every instrument another node announces (and those of the
     /// catalogue this node asks for at once) to `learn`.
     pub async fn serve(
         &self,
         known: impl Fn() -> Vec<Instrument> + Send + Sync + 'static,
         learn: impl Fn(&[Instrument]) + Send + Sync + 'static,
+        bars: impl Fn(&Instrument) -> Option<BarSeed> + Send + Sync + 'static,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<JoinHandle<()>, ClusterError> {
         let subscribe = |subject: String| {
@@ -411,7 +414,7 @@ impl Cluster {
             };
             loop {
                 tokio::select! {
-                    Some(request) = last_requests.next() => cluster.answer_last(&request).await,
+                    Some(request) = last_requests.next() => cluster.answer_last(&request, &bars).await,
                     Some(request) = catalogue_requests.next() => {
                         let Some(reply) = request.reply else { continue };
                         let all = known();
@@ -497,8 +500,16 @@ impl Cluster {
     }
 
     /// Answers a request on `{prefix}_last.i.{exchange}.{symbol}` with the
-    /// last tick and book this node published of the instrument, if any.
-    async fn answer_last(&self, request: &async_nats::Message) {
+    /// last tick and book this node published of the instrument, if it
+    /// published any: one message each to an inbox (a poll), or one seed
+    /// with the instrument's bars as well when the request names the node
+    /// that asks (a node that starts following the instrument; the reply
+    /// subject is then the instrument's seed subject).
+    async fn answer_last(
+        &self,
+        request: &async_nats::Message,
+        bars: &(impl Fn(&Instrument) -> Option<BarSeed> + Send + Sync),
+    ) {
         let Some(reply) = &request.reply else { return };
         let Some(topic) = request
             .subject
@@ -517,7 +528,32 @@ impl Cluster {
                 })
                 .collect()
         };
-        for payload in found {
+        if found.is_empty() {
+            // This node does not ingest it: others answer.
+            return;
+        }
+        let asking = std::str::from_utf8(&request.payload).unwrap_or_default();
+        let answers = if asking.is_empty() {
+            found
+        } else {
+            let instrument = topic
+                .strip_prefix("i.")
+                .and_then(|rest| rest.split_once('.'))
+                .and_then(|(exchange, symbol)| {
+                    Some(Instrument::new(
+                        codec::untoken(symbol)?,
+                        codec::untoken(exchange)?,
+                    ))
+                });
+            let seed_bars = instrument.as_ref().and_then(bars);
+            vec![codec::encode_seed(
+                &self.node,
+                asking,
+                found,
+                seed_bars.as_ref(),
+            )]
+        };
+        for payload in answers {
             if let Err(e) = self.client.publish(reply.clone(), payload).await {
                 warn!(error = %e, "cannot answer a last-values request");
                 return;

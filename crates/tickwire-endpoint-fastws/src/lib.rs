@@ -48,19 +48,19 @@
 //! includes the exchange (`fastws:bars:NASDAQ:AAPL:1`); the session ends by
 //! leaving all of them.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use tickwire_bars::{BarAggregator, Resolution};
+use tickwire_bars::{Bar, BarAggregator, Resolution};
 use tickwire_fastws::{
     ASYNCAPI_DOCS_PATH, ASYNCAPI_JS_PATH, ASYNCAPI_JSON_PATH, BARS, ClientOp, DOCS_HTML, DOCS_JS,
     Info, Timers, WS_PATH, encode_update,
 };
-use tickwire_model::{Instrument, PriceTick, Trade, Update};
+use tickwire_model::{BarSeed, Instrument, PriceTick, SeedBar, Trade, Update};
 use tickwire_websocket::MessageKind;
 use tracing::debug;
 
@@ -301,14 +301,46 @@ pub fn interest(feeds: Arc<Index>) -> tickwire_services::market::Interest {
 
 /// The bars of every instrument, fed by the fan-out with every tick.
 ///
-/// Owned by the fan-out task: no lock. For each bar a tick changes, the
-/// `bars.update` frame is encoded once if its topic has subscribers.
+/// Owned by the fan-out task. For each bar a tick changes, the
+/// `bars.update` frame is encoded once if its topic has subscribers. The
+/// bars live behind a lock that only the fan-out task and a cluster's
+/// seeds take ([`BarFeed::state`]).
 #[derive(Debug)]
 pub struct BarFeed {
     feeds: Arc<Index>,
-    bars: BarAggregator,
+    bars: Arc<Mutex<BarAggregator>>,
     /// A reused buffer for topic names.
     topic: String,
+}
+
+/// The bars a [`BarFeed`] keeps, read from elsewhere: what a cluster node
+/// sends a node that starts following an instrument.
+#[derive(Debug, Clone)]
+pub struct BarState(Arc<Mutex<BarAggregator>>);
+
+impl BarState {
+    /// The current bars of `instrument` at every resolution, if it traded.
+    pub fn seed_of(&self, instrument: &Instrument) -> Option<BarSeed> {
+        let bars: Vec<SeedBar> = tickwire_core::lock(&self.0)
+            .export(instrument)
+            .into_iter()
+            .map(|(resolution, bar, first_ts, last_ts)| SeedBar {
+                resolution: Arc::from(resolution.as_str()),
+                time: bar.time,
+                open: bar.open,
+                high: bar.high,
+                low: bar.low,
+                close: bar.close,
+                volume: bar.volume,
+                first_ts,
+                last_ts,
+            })
+            .collect();
+        (!bars.is_empty()).then(|| BarSeed {
+            instrument: instrument.clone(),
+            bars,
+        })
+    }
 }
 
 impl BarFeed {
@@ -316,9 +348,14 @@ impl BarFeed {
     pub fn new(feeds: Arc<Index>) -> BarFeed {
         BarFeed {
             feeds,
-            bars: BarAggregator::all(),
+            bars: Arc::new(Mutex::new(BarAggregator::all())),
             topic: String::with_capacity(64),
         }
+    }
+
+    /// A handle on the bars, for a cluster's seeds.
+    pub fn state(&self) -> BarState {
+        BarState(self.bars.clone())
     }
 
     /// Applies `tick` and sends every bar it changed to the subscribers of
@@ -335,6 +372,44 @@ impl BarFeed {
         self.on_price(&trade.instrument, trade.price, quantity, trade.timestamp_ms)
     }
 
+    /// Takes the bars of a seed (the ingesting node's, in a cluster) in
+    /// place of those kept, and sends each taken one to its topic's
+    /// subscribers. Returns how many queues took an update.
+    pub fn on_seed(&mut self, seed: &BarSeed) -> usize {
+        let mut delivered = 0;
+        let mut bars = tickwire_core::lock(&self.bars);
+        for seeded in &seed.bars {
+            let Some(resolution) = Resolution::parse(&seeded.resolution) else {
+                continue;
+            };
+            let bar = Bar {
+                time: seeded.time,
+                open: seeded.open,
+                high: seeded.high,
+                low: seeded.low,
+                close: seeded.close,
+                volume: seeded.volume,
+            };
+            if !bars.seed(
+                &seed.instrument,
+                resolution,
+                bar,
+                seeded.first_ts,
+                seeded.last_ts,
+            ) {
+                continue;
+            }
+            delivered += send_bar(
+                &self.feeds,
+                &mut self.topic,
+                &seed.instrument,
+                resolution,
+                &bar,
+            );
+        }
+        delivered
+    }
+
     fn on_price(
         &mut self,
         instrument: &Instrument,
@@ -343,19 +418,31 @@ impl BarFeed {
         ts_ms: i64,
     ) -> usize {
         let mut delivered = 0;
-        let feeds = &self.feeds;
-        for (resolution, bar) in self.bars.on_tick(instrument, price, quantity, ts_ms) {
-            bars_topic(&mut self.topic, instrument, resolution);
-            let Some(topic) = feeds.lookup(&self.topic) else {
-                continue;
-            };
-            if feeds.subscriber_count(topic) == 0 {
-                continue;
-            }
-            delivered += publish_text(feeds, topic, &encode_update(bar), Kind::Data);
+        let mut bars = tickwire_core::lock(&self.bars);
+        for (resolution, bar) in bars.on_tick(instrument, price, quantity, ts_ms) {
+            delivered += send_bar(&self.feeds, &mut self.topic, instrument, resolution, bar);
         }
         delivered
     }
+}
+
+/// Sends `bar` to the subscribers of its topic, encoded once, if it has
+/// any. Returns how many queues took it.
+fn send_bar(
+    feeds: &Index,
+    topic: &mut String,
+    instrument: &Instrument,
+    resolution: Resolution,
+    bar: &Bar,
+) -> usize {
+    bars_topic(topic, instrument, resolution);
+    let Some(id) = feeds.lookup(topic) else {
+        return 0;
+    };
+    if feeds.subscriber_count(id) == 0 {
+        return 0;
+    }
+    publish_text(feeds, id, &encode_update(bar), Kind::Data)
 }
 
 impl Feed<Update> for BarFeed {
@@ -367,9 +454,13 @@ impl Feed<Update> for BarFeed {
             Update::Trade(trade) => {
                 self.on_trade(trade);
             }
+            Update::Bars(seed) => {
+                self.on_seed(seed);
+            }
             Update::Forget(gone) => {
+                let mut bars = tickwire_core::lock(&self.bars);
                 for instrument in gone.iter() {
-                    self.bars.forget(instrument);
+                    bars.forget(instrument);
                 }
             }
             _ => {}

@@ -528,6 +528,8 @@ pub async fn run_with(
         config.transport.pong_timeout(),
     ));
 
+    let bar_feed = tickwire_endpoint_fastws::BarFeed::new(feeds.clone());
+    let bar_state = bar_feed.state();
     // The one place that knows every endpoint's part of the fan-out, in the
     // order each update reaches them.
     let fan_out = FanOut::new()
@@ -549,10 +551,7 @@ pub async fn run_with(
             "stream",
             tickwire_endpoint_stream::StreamFeed::new(feeds.clone()),
         )
-        .with(
-            "fastws",
-            tickwire_endpoint_fastws::BarFeed::new(feeds.clone()),
-        );
+        .with("fastws", bar_feed);
     let fan_out = Arc::new(std::sync::Mutex::new(fan_out));
     // Whom each endpoint's clients follow: never forgotten.
     market.add_interest(tickwire_services::market::json_feeds_interest(
@@ -586,6 +585,9 @@ pub async fn run_with(
                                     market.touch(instrument);
                                 }
                             }
+                        },
+                        move |instrument: &tickwire_model::Instrument| {
+                            bar_state.seed_of(instrument)
                         },
                         shutdown_rx.clone(),
                     )

@@ -736,3 +736,61 @@ async fn a_keys_max_connections_holds_across_the_cluster() {
     a.finish().await.unwrap();
     b.finish().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bars_on_a_node_that_starts_following_count_the_whole_bucket_once() {
+    let nats = Nats::start().await;
+    let a = Server::start_with(node(&nats, "a"), universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    let aapl = Instrument::new("AAPL", "NASDAQ");
+    // Three trades on a (0.5 each, one bucket: the tests' ticks share a
+    // timestamp) before anybody on b follows AAPL.
+    for price in [10.0, 12.0, 11.0] {
+        a.feed
+            .push(Update::Tick(tick(aapl.clone(), price)))
+            .await
+            .unwrap();
+    }
+    let mut bars = FeedClient::connect(b.addr, "/api/v1/ws", &[])
+        .await
+        .unwrap();
+    bars.send(
+        r#"{"type":"bars.subscribe","payload":{"symbol":"AAPL","params":{"resolution":"1"}}}"#,
+    )
+    .await;
+    assert_eq!(bars.json().await["type"], "bars.subscribe.response");
+    // b's bar is a's: the whole bucket, from a's seed (b may first show the
+    // bar of the one trade it was sent as the last value).
+    let seeded = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let msg = bars.json().await;
+            if msg["type"] == "bars.update" && msg["payload"]["volume"].as_f64() == Some(1.5) {
+                return msg;
+            }
+        }
+    })
+    .await
+    .expect("b sends the bar a aggregated");
+    let bar = &seeded["payload"];
+    assert_eq!(
+        (
+            bar["open"].as_f64(),
+            bar["high"].as_f64(),
+            bar["low"].as_f64(),
+            bar["close"].as_f64()
+        ),
+        (Some(10.0), Some(12.0), Some(10.0), Some(11.0)),
+        "{seeded}"
+    );
+    // The next trade counts once on top of it.
+    a.feed
+        .push(Update::Tick(tick(aapl.clone(), 13.0)))
+        .await
+        .unwrap();
+    let next = bars.json().await;
+    assert_eq!(next["type"], "bars.update", "{next}");
+    assert_eq!(next["payload"]["volume"].as_f64(), Some(2.0), "{next}");
+    assert_eq!(next["payload"]["high"].as_f64(), Some(13.0), "{next}");
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+}

@@ -257,6 +257,45 @@ pub enum Update {
     /// the data, never by an adapter; an update of one of them afterwards makes
     /// it known again.
     Forget(Arc<[Instrument]>),
+    /// The current bars of one instrument as the node of a cluster that
+    /// ingests it aggregated them, for a node that starts following it
+    /// (which has seen only the bucket's later trades): whoever aggregates
+    /// bars takes these in place of its own. Made by the cluster, never by
+    /// an adapter.
+    Bars(Arc<BarSeed>),
+}
+
+/// The current bars of one instrument, each with the times of its earliest
+/// and latest trades ([`Update::Bars`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarSeed {
+    /// The instrument.
+    pub instrument: Instrument,
+    /// One bar per resolution kept.
+    pub bars: Vec<SeedBar>,
+}
+
+/// One bar of a [`BarSeed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedBar {
+    /// The resolution's name (`1`, `5`, `60`, `1D`, ...).
+    pub resolution: Arc<str>,
+    /// The bucket's start, ms since the epoch.
+    pub time: i64,
+    /// The price of the bucket's earliest trade.
+    pub open: f64,
+    /// The highest traded price.
+    pub high: f64,
+    /// The lowest traded price.
+    pub low: f64,
+    /// The price of the bucket's latest trade.
+    pub close: f64,
+    /// The sum of the trades' quantities.
+    pub volume: f64,
+    /// The exchange time of the earliest trade, ms since the epoch.
+    pub first_ts: i64,
+    /// The exchange time of the latest trade, ms since the epoch.
+    pub last_ts: i64,
 }
 
 /// A payload published to one pubsub group as it is, without the record pipeline.
@@ -289,6 +328,7 @@ impl Update {
             Update::Trade(t) => Some(&t.instrument),
             Update::Book(b) => Some(&b.instrument),
             Update::Signal(s) => Some(&s.instrument),
+            Update::Bars(b) => Some(&b.instrument),
             Update::Gex(_) | Update::Raw(_) | Update::Forget(_) => None,
         }
     }
