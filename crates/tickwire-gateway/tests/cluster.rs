@@ -794,3 +794,58 @@ async fn bars_on_a_node_that_starts_following_count_the_whole_bucket_once() {
     a.finish().await.unwrap();
     b.finish().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_and_proxy_clients_of_one_node_get_what_another_ingests() {
+    let nats = Nats::start().await;
+    let a = Server::start_with(node(&nats, "a"), universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    let mut stream = FeedClient::stream(&b, DEMO).await;
+    stream
+        .send(r#"{"type":"subscribe","symbols":["ETH/USD"]}"#)
+        .await;
+    assert_eq!(stream.json().await["type"], "subscribed");
+    let mut proxy = FeedClient::connect(b.addr, "/proxy", &[]).await.unwrap();
+    assert_eq!(authenticate(&mut proxy, DEMO).await["status"], "success");
+    let reply = ask(
+        &mut proxy,
+        r#"{"action":"subscribe","symbols":[{"symbol":"ETH/USD","exchange":"CRYPTO"}],"mode":"Quote"}"#,
+    )
+    .await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    let eth = |price| Update::Tick(tick(Instrument::crypto("ETH/USD"), price));
+    // Ticks on a until both clients of b have one of them, then one more
+    // that each must get.
+    tokio::time::timeout(PATIENCE, async {
+        let mut price = 100.0;
+        let (mut on_stream, mut on_proxy) = (false, false);
+        while !(on_stream && on_proxy) {
+            a.feed.push(eth(price)).await.unwrap();
+            price += 1.0;
+            if let Ok(msg) = tokio::time::timeout(Duration::from_millis(50), stream.json()).await {
+                on_stream |= msg["type"] == "price_update";
+            }
+            if let Ok(msg) = tokio::time::timeout(Duration::from_millis(50), proxy.json()).await {
+                on_proxy |= msg["type"] == "market_data";
+            }
+        }
+    })
+    .await
+    .expect("b's /stream and proxy clients get a's ticks");
+    a.feed.push(eth(4242.0)).await.unwrap();
+    let mut seen = (false, false);
+    tokio::time::timeout(PATIENCE, async {
+        while !seen.0 {
+            let msg = stream.json().await;
+            seen.0 = msg["type"] == "price_update" && msg["price"].as_f64() == Some(4242.0);
+        }
+        while !seen.1 {
+            let msg = proxy.json().await;
+            seen.1 = msg["type"] == "market_data" && msg.to_string().contains("4242");
+        }
+    })
+    .await
+    .expect("the last tick on both");
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+}
