@@ -80,7 +80,8 @@ export async function within(promise, what, ms = WAIT_MS) {
  * Every listener is on a free loopback port: the main one (`http`, `ws`), the market-data
  * proxy's own (`proxyWs`, `--proxy-listen`) and the ZeroMQ bus (`zmqEndpoint`,
  * `--zmq-bind`). `extraConfig` is appended to the test configuration; `env` adds
- * `TICKWIRE_*` variables (the caller's own are never passed on).
+ * `TICKWIRE_*` variables (the caller's own are never passed on), or is a function of the
+ * server that returns them once its ports are chosen.
  */
 export class TickwireServer {
   constructor({ extraConfig = "", env = {} } = {}) {
@@ -107,7 +108,8 @@ export class TickwireServer {
     writeFileSync(configPath, TEST_CONFIG + this.extraConfig);
     // The server reads TICKWIRE_* variables as configuration: keep the caller's out.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("TICKWIRE_")));
-    Object.assign(env, this.extraEnv);
+    // `env` may be a function of the server, for what names its own ports.
+    Object.assign(env, typeof this.extraEnv === "function" ? this.extraEnv(this) : this.extraEnv);
     env.RUST_LOG ??= "info";
     const log = createWriteStream(this.logPath);
     await new Promise((ok) => log.once("open", ok));
