@@ -849,3 +849,82 @@ async fn stream_and_proxy_clients_of_one_node_get_what_another_ingests() {
     a.finish().await.unwrap();
     b.finish().await.unwrap();
 }
+
+/// A raw text payload `n` for `group`.
+fn numbered(group: &str, n: u64) -> Update {
+    Update::Raw(tickwire_model::RawGroupPayload {
+        group: group.into(),
+        data: bytes::Bytes::from(n.to_string()),
+        data_type: tickwire_model::RawDataType::Text,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reliable_session_on_a_node_outlives_a_nats_restart() {
+    let mut nats = Nats::start().await;
+    let a = Server::start_with(node(&nats, "a"), universe()).await;
+    let b = Server::start_with(node(&nats, "b"), universe()).await;
+    let group = "blue_SPX_classic_gex_zero";
+    let mut member = b.connect(Hub::Classic, JSON_RELIABLE).await;
+    assert!(matches!(member.recv().await, Down::Connected { .. }));
+    member.join(group, 1).await;
+    // What b ingests itself goes to its member whether NATS is there or
+    // not: 1..=20 before the restart, 21..=40 while it restarts.
+    for n in 1..=20 {
+        b.feed.push(numbered(group, n)).await.unwrap();
+    }
+    let restart = nats.restart();
+    let during = async {
+        for n in 21..=40 {
+            b.feed.push(numbered(group, n)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::join!(restart, during);
+    let mut numbers = Vec::new();
+    let mut sequence = Vec::new();
+    while numbers.last() != Some(&40) {
+        match member.recv().await {
+            Down::Data {
+                payload: Payload::Text(text),
+                sequence_id,
+                ..
+            } => {
+                numbers.push(text.parse::<u64>().unwrap());
+                sequence.push(sequence_id.expect("a reliable session numbers its messages"));
+            }
+            Down::Data { .. } => {}
+            other => panic!("the session goes on: {other:?}"),
+        }
+    }
+    assert_eq!(
+        numbers,
+        (1..=40).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+    assert!(
+        sequence.windows(2).all(|w| w[1] == w[0] + 1),
+        "sequence ids without a gap: {sequence:?}"
+    );
+    // And what a ingests reaches it again through the bus.
+    let mut n = 1000;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            a.feed.push(numbered(group, n)).await.unwrap();
+            n += 1;
+            if let Ok(Down::Data {
+                payload: Payload::Text(text),
+                ..
+            }) = tokio::time::timeout(Duration::from_millis(50), member.recv()).await
+            {
+                if text.parse::<u64>().unwrap() >= 1000 {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a's payloads reach b's member again");
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+}
