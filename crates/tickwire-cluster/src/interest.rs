@@ -320,35 +320,40 @@ impl LastDelivered {
     /// A live state update on `subject`: whether to deliver it (not a
     /// repeat of the one delivered last).
     fn live(&mut self, subject: &str, update: &Update, payload: &Bytes) -> bool {
-        let at = codec::timestamp_ms(update).unwrap_or(i64::MIN);
-        match self.by_subject.get_mut(subject) {
-            Some((_, last)) if last == payload => false,
-            Some(entry) => {
-                *entry = (at, payload.clone());
-                true
-            }
-            None => {
-                self.by_subject
-                    .insert(subject.to_owned(), (at, payload.clone()));
-                true
-            }
+        if self
+            .by_subject
+            .get(subject)
+            .is_some_and(|(_, last)| last == payload)
+        {
+            return false;
         }
+        self.set(subject, update, payload);
+        true
     }
 
     /// A last value of `subject` from another node: whether to deliver it
     /// (newer than what was delivered, or the first).
     fn restated(&mut self, subject: &str, update: &Update, payload: &Bytes) -> bool {
         let at = codec::timestamp_ms(update).unwrap_or(i64::MIN);
+        if self
+            .by_subject
+            .get(subject)
+            .is_some_and(|(last_at, _)| *last_at >= at)
+        {
+            return false;
+        }
+        self.set(subject, update, payload);
+        true
+    }
+
+    /// `update` (as `payload`) is the last delivered on `subject`.
+    fn set(&mut self, subject: &str, update: &Update, payload: &Bytes) {
+        let at = codec::timestamp_ms(update).unwrap_or(i64::MIN);
         match self.by_subject.get_mut(subject) {
-            Some((last_at, _)) if *last_at >= at => false,
-            Some(entry) => {
-                *entry = (at, payload.clone());
-                true
-            }
+            Some(entry) => *entry = (at, payload.clone()),
             None => {
                 self.by_subject
                     .insert(subject.to_owned(), (at, payload.clone()));
-                true
             }
         }
     }

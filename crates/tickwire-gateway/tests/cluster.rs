@@ -158,6 +158,18 @@ fn node(nats: &Nats, name: &str) -> Config {
     }
 }
 
+/// A key that may use the publish API.
+const PUBLISHER: &str = "cluster-publisher-key";
+
+/// `config` with the [`PUBLISHER`] key.
+fn with_publisher(mut config: Config) -> Config {
+    config.api_keys.push(tickwire_gateway::ApiKey {
+        roles: vec![tickwire_gateway::ROLE_PUBLISH.into()],
+        ..tickwire_gateway::ApiKey::new("publisher", PUBLISHER)
+    });
+    config
+}
+
 fn btc(price: f64) -> Update {
     Update::Tick(tick(Instrument::crypto("BTC/USD"), price))
 }
@@ -420,14 +432,7 @@ async fn nodes_keep_their_clients_through_a_nats_restart_and_deliver_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_publish_api_of_one_node_reaches_another_through_the_bus() {
     let nats = Nats::start().await;
-    let key = "cluster-publisher-key";
-    let with_publisher = |mut config: Config| {
-        config.api_keys.push(tickwire_gateway::ApiKey {
-            roles: vec![tickwire_gateway::ROLE_PUBLISH.into()],
-            ..tickwire_gateway::ApiKey::new("publisher", key)
-        });
-        config
-    };
+    let key = PUBLISHER;
     let a = Server::start_with(with_publisher(node(&nats, "a")), universe()).await;
     let b = Server::start_with(node(&nats, "b"), universe()).await;
     let mut on_b = FeedClient::ws(&b).await;
@@ -495,13 +500,8 @@ fn follows(subjects: &[String], symbol: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_takes_from_the_bus_only_what_its_clients_follow() {
     let nats = Nats::start().await;
-    let key = "cluster-publisher-key";
-    let mut config = node(&nats, "a");
-    config.api_keys.push(tickwire_gateway::ApiKey {
-        roles: vec![tickwire_gateway::ROLE_PUBLISH.into()],
-        ..tickwire_gateway::ApiKey::new("publisher", key)
-    });
-    let a = Server::start_with(config, universe()).await;
+    let key = PUBLISHER;
+    let a = Server::start_with(with_publisher(node(&nats, "a")), universe()).await;
     let b = Server::start_with(node(&nats, "b"), universe()).await;
     let mut on_b = FeedClient::ws(&b).await;
     on_b.send(r#"{"type":"subscribe","symbols":["btc"],"channels":["price"]}"#)
