@@ -7,7 +7,12 @@
 //!
 //! ```text
 //! tickwire-server [--config FILE] [--listen ADDR] [--proxy-listen ADDR] [--zmq-bind ENDPOINT]
+//! tickwire-server --check-config FILE [--listen ADDR] …
 //! ```
+//!
+//! `--check-config FILE` loads and checks the configuration as a start
+//! would (every section refuses unknown keys, the adapters check theirs)
+//! and exits 0 when it is valid, 2 with the reason when not.
 //!
 //! A proxy listener that cannot be bound is logged as an error and the proxy
 //! stays reachable at `/proxy`; a bus that cannot be bound retries with
@@ -43,7 +48,14 @@ const RESERVED_FDS: u64 = 64;
 
 /// The tickwire market-data WebSocket gateway.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Configuration: defaults < --config FILE (TOML) < TICKWIRE_* environment variables \
+(`__` between nested keys: TICKWIRE_WS__SUBSCRIPTION_LIMIT=50, TICKWIRE_CLUSTER__NODE_NAME=a) \
+< these flags. Unknown keys are refused. Logs: RUST_LOG (default info). \
+See README.md (configuration) and docs/."
+)]
 struct Args {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
@@ -58,7 +70,15 @@ struct Args {
     /// (overrides `zmq.endpoint` and sets `zmq.bind`).
     #[arg(long, value_name = "ENDPOINT")]
     zmq_bind: Option<String>,
+    /// Check the configuration FILE (with the environment and the flags
+    /// above on top, the adapters' sections included) and exit without
+    /// starting anything: 0 when it is valid, 2 with the reason when not.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
 }
+
+/// The exit status of a configuration that is not valid.
+const INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -75,6 +95,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(file) = args.check_config.clone() {
+        return runtime.block_on(check_config(&file, &args));
+    }
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -84,8 +107,38 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
-    let mut figment = Config::figment(args.config.as_deref());
+/// `--check-config FILE`: loads and validates everything a start would,
+/// makes the adapters (which check their sections) and starts nothing.
+async fn check_config(file: &std::path::Path, args: &Args) -> ExitCode {
+    let figment = figment_of(Some(file), args);
+    let checked = Config::from_figment(&figment)
+        .map_err(GatewayError::from)
+        .and_then(|mut config| {
+            locate_replay_data(&figment, &mut config);
+            adapters_from_config(&config).map(|_| ())
+        });
+    match checked {
+        Ok(()) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}: valid", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("{}: {e}", file.display());
+            }
+            ExitCode::from(INVALID_CONFIG)
+        }
+    }
+}
+
+/// The configuration's sources: defaults, `file`, the environment, the
+/// flags.
+fn figment_of(file: Option<&std::path::Path>, args: &Args) -> figment::Figment {
+    let mut figment = Config::figment(file);
     if let Some(listen) = args.listen {
         figment = figment.merge(figment::providers::Serialized::default("listen", listen));
     }
@@ -95,7 +148,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             listen,
         ));
     }
-    if let Some(endpoint) = args.zmq_bind {
+    if let Some(endpoint) = &args.zmq_bind {
         figment = figment
             .merge(figment::providers::Serialized::default(
                 "zmq.endpoint",
@@ -103,6 +156,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             ))
             .merge(figment::providers::Serialized::default("zmq.bind", true));
     }
+    figment
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    for name in Config::stray_env() {
+        warn!(
+            variable = %name,
+            "{name} names no configuration key (see --help); ignored"
+        );
+    }
+    let figment = figment_of(args.config.as_deref(), &args);
     let mut config = match Config::from_figment(&figment).map_err(GatewayError::from) {
         Ok(config) => config,
         Err(e @ GatewayError::DemoKeyOnPublicAddress { .. }) => return Err(e.into()),

@@ -95,7 +95,7 @@ pub const DEMO_KEY: &str = "tickwire-demo-key";
 
 /// The whole configuration of a gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
@@ -359,6 +359,7 @@ impl std::fmt::Display for Endpoint {
 
 /// One API key, shared by every endpoint that takes keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiKey {
     /// The key's name; the user id of the tokens it obtains.
     pub name: String,
@@ -466,7 +467,7 @@ const MAX_WRITE_DELAY_MS: u64 = 1000;
 
 /// WebSocket transport limits (seed 000: "Keepalive" and "Buffer Limits").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TransportConfig {
     /// Seconds between two WebSocket pings the server sends. Default 54.
     pub ping_interval_secs: u64,
@@ -577,7 +578,7 @@ impl HubsConfig {
 
 /// The `/ws` JSON feed (seed 001, "Rate Limits").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WsConfig {
     /// Whether a connection needs an API key (`Authorization: Bearer` or
     /// `?api_key=`) allowed on the `ws` endpoint. Default false: the seed's
@@ -628,7 +629,7 @@ impl Default for WsConfig {
 /// The `/stream` JSON feed (seed 002, "Connection Limits"). Connections per
 /// key and the request rate are the key's own limits ([`ApiKey`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StreamConfig {
     /// Symbols one connection may be subscribed to; a subscribe that would
     /// pass it is refused whole (`SUBSCRIPTION_LIMIT`). Default 10.
@@ -662,7 +663,7 @@ impl Default for StreamConfig {
 /// Both limits close the connection with 1003 and a reason that names them:
 /// `Connection timed out. Heartbeat interval 30.0. Max connection lifespan 3600.0`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FastWsConfig {
     /// Seconds a client may go without sending a message (any data message
     /// counts; WebSocket pings and the server's messages do not). Default 30.
@@ -702,7 +703,7 @@ impl FastWsConfig {
 
 /// The publish API (`POST /api/v1/publish`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PublishConfig {
     /// Largest request body, in bytes; larger ones get 413. Default 1048576.
     pub max_body_bytes: usize,
@@ -848,17 +849,79 @@ pub fn validate_adapter_names(names: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The prefix of the environment variables that configure the gateway.
+pub const ENV_PREFIX: &str = "TICKWIRE_";
+
+/// The top-level keys of [`Config`], as the file and the environment name
+/// them.
+pub const KEYS: [&str; 23] = [
+    "listen",
+    "public_url",
+    "prefix",
+    "api_keys",
+    "token_secret",
+    "token_ttl_secs",
+    "zstd_level",
+    "max_groups",
+    "max_instruments",
+    "forget_instruments_after_secs",
+    "replay",
+    "synthetic",
+    "transport",
+    "hubs",
+    "ws",
+    "stream",
+    "publish",
+    "fastws",
+    "proxy",
+    "zmq",
+    "adapters",
+    "required_adapters",
+    "cluster",
+];
+
+/// Whether the dotted `key` (`ws.subscription_limit`) is in a top-level
+/// key of [`Config`].
+fn is_key(key: &str) -> bool {
+    let first = key.split('.').next().unwrap_or_default();
+    KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
+}
+
 impl Config {
     /// The figment of the defaults, then `file` (TOML) if given, then the
     /// `TICKWIRE_*` environment (`__` separates nested keys:
     /// `TICKWIRE_TRANSPORT__SEND_BUFFER`). Merge command-line flags on top and
     /// `extract()` a [`Config`].
+    ///
+    /// Every section refuses keys it does not know (naming the key, the
+    /// section and where it came from), so a typo in the file or in a
+    /// variable of a known section fails the start. Variables whose first
+    /// part names no top-level key (`TICKWIRE_BIN`, a tool's own) are not
+    /// configuration and are left out; [`Config::stray_env`] lists them.
     pub fn figment(file: Option<&Path>) -> Figment {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed("TICKWIRE_").split("__"))
+        figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .filter(|key| is_key(key.as_str())),
+        )
+    }
+
+    /// The `TICKWIRE_*` variables of the environment that configure
+    /// nothing (their first part names no top-level key): left out of the
+    /// configuration, worth a warning (a misspelt one would otherwise go
+    /// unnoticed).
+    pub fn stray_env() -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| {
+                name.strip_prefix(ENV_PREFIX)
+                    .is_some_and(|rest| !is_key(&rest.replace("__", ".")))
+            })
+            .collect()
     }
 
     /// Reads the configuration from `figment` and [validates](Config::validate) it.
@@ -1180,6 +1243,75 @@ mod tests {
         config.transport.write_delay_ms = 1001;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("transport.write_delay_ms"), "{err}");
+    }
+
+    #[test]
+    fn keys_are_every_top_level_field() {
+        let config = Config {
+            public_url: Some("http://x".into()),
+            token_secret: Some("s".into()),
+            cluster: Some(ClusterConfig::new("nats://x", "a")),
+            ..Config::default()
+        };
+        let value = figment::value::Value::serialize(&config).unwrap();
+        let mut fields: Vec<String> = value.into_dict().unwrap().into_keys().collect();
+        fields.sort();
+        let mut keys: Vec<String> = KEYS.iter().map(|k| (*k).to_owned()).collect();
+        keys.sort();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    // `Jail::expect_with` closures return figment's (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn unknown_keys_are_refused_in_every_section_naming_them() {
+        figment::Jail::expect_with(|jail| {
+            let cases = [
+                ("listn = \"127.0.0.1:1\"\n", "listn"),
+                ("[ws]\nsubscripton_limit = 5\n", "subscripton_limit"),
+                ("[stream]\nheartbeat = 5\n", "heartbeat"),
+                ("[transport]\nsend_bufer = 5\n", "send_bufer"),
+                ("[hubs]\nrecovery = 5\n", "recovery"),
+                ("[fastws]\nlifespan = 5\n", "lifespan"),
+                ("[publish]\nmax_body = 5\n", "max_body"),
+                ("[proxy]\nreply = \"x\"\n", "reply"),
+                (
+                    "[cluster]\nnats_url = \"nats://x\"\nnode_name = \"a\"\nnodename = \"b\"\n",
+                    "nodename",
+                ),
+                (
+                    "[[api_keys]]\nname = \"k\"\nkey = \"k-key\"\nrole = [\"publish\"]\n",
+                    "role",
+                ),
+            ];
+            for (toml, key) in cases {
+                jail.create_file("bad.toml", toml)?;
+                let err = Config::from_figment(&Config::figment(Some(Path::new("bad.toml"))))
+                    .expect_err(key)
+                    .to_string();
+                assert!(
+                    err.contains(&format!("unknown field: found `{key}`")),
+                    "{key}: {err}"
+                );
+                assert!(err.contains("bad.toml"), "where it came from: {err}");
+                assert!(err.contains("expected"), "where it is allowed: {err}");
+            }
+            // A misspelt variable of a known section fails the same way...
+            jail.set_env("TICKWIRE_WS__SUBSCRIPTON_LIMIT", "5");
+            let err = Config::from_figment(&Config::figment(None))
+                .expect_err("a misspelt variable")
+                .to_string();
+            assert!(err.contains("subscripton_limit"), "{err}");
+            // ...and one that names no key is no configuration at all.
+            jail.clear_env();
+            jail.set_env("TICKWIRE_BIN", "/bin/true");
+            jail.set_env("TICKWIRE_LISTN", "127.0.0.1:1");
+            assert!(Config::from_figment(&Config::figment(None)).is_ok());
+            let mut stray = Config::stray_env();
+            stray.sort();
+            assert_eq!(stray, ["TICKWIRE_BIN", "TICKWIRE_LISTN"]);
+            Ok(())
+        });
     }
 
     #[test]
