@@ -24,8 +24,9 @@
 //! bursts of connects are queued rather than dropped.
 //!
 //! Configuration: defaults < `--config` TOML file < `TICKWIRE_*` environment
-//! (`__` between nested keys) < command-line flags. Logs go to stderr; set
-//! `RUST_LOG` (default `info`). SIGINT and SIGTERM shut the server down
+//! (`__` between nested keys) < command-line flags. Logs go to stderr, in
+//! colour only on a terminal, or as JSON lines with `--log-format json`;
+//! set `RUST_LOG` (default `info`). SIGINT and SIGTERM shut the server down
 //! gracefully and it exits 0.
 
 use std::net::SocketAddr;
@@ -75,6 +76,19 @@ struct Args {
     /// starting anything: 0 when it is valid, 2 with the reason when not.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// How log lines are written to stderr: `text` (colours only when
+    /// stderr is a terminal) or `json` (one object a line, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The form of the log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people: one line each, coloured on a terminal only.
+    Text,
+    /// For machines: one JSON object each.
+    Json,
 }
 
 /// The exit status of a configuration that is not valid.
@@ -82,12 +96,17 @@ const INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        // No colour codes in a file or a pipe.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,0 +1,112 @@
+//! The server's logs: no colour codes when stderr is not a terminal, JSON
+//! lines with `--log-format json`, and never a secret.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const TOKEN_SECRET: &str = "token-secret-that-must-never-be-logged-0123";
+const API_KEY: &str = "api-key-that-must-never-be-logged-4567";
+
+/// The server's stderr from its start until it listens (and a little more),
+/// run with `args`.
+fn start_up_logs(args: &[&str]) -> Vec<String> {
+    let dir = std::env::temp_dir().join(format!(
+        "tickwire-logs-{}-{}",
+        std::process::id(),
+        args.join("-").replace(['/', ' '], "_")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tickwire.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ntoken_secret = \"{TOKEN_SECRET}\"\nadapters = [\"synthetic\"]\n\
+             [[api_keys]]\nname = \"desk\"\nkey = \"{API_KEY}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tickwire-server"));
+    command
+        .arg("--config")
+        .arg(&config)
+        .args(["--proxy-listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TICKWIRE_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    // Bounded: the server listens within a second or two.
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        let listening = line.contains("tickwire listening");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
+    // What the adapters log as they start.
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+        lines.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        lines.iter().any(|l| l.contains("tickwire listening")),
+        "the server started: {lines:#?}"
+    );
+    lines
+}
+
+fn assert_no_secret(lines: &[String]) {
+    for line in lines {
+        assert!(
+            !line.contains(TOKEN_SECRET),
+            "the token secret logged: {line}"
+        );
+        assert!(!line.contains(API_KEY), "an API key logged: {line}");
+    }
+}
+
+#[test]
+fn text_logs_carry_no_colour_codes_into_a_pipe_nor_secrets() {
+    let lines = start_up_logs(&[]);
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "a colour code: {line:?}");
+    }
+    assert_no_secret(&lines);
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_without_secrets() {
+    let lines = start_up_logs(&["--log-format", "json"]);
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string(), "{line}");
+        assert!(value["fields"].is_object(), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"message\":\"tickwire listening\"")),
+        "{lines:#?}"
+    );
+    assert_no_secret(&lines);
+}
