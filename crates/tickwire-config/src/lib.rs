@@ -168,6 +168,11 @@ pub struct Config {
     /// Membership of a cluster of nodes sharing one NATS bus. Default:
     /// none, a single node that needs no NATS.
     pub cluster: Option<ClusterConfig>,
+    /// After a shutdown signal, how long the gateway goes on serving
+    /// everything while `/readyz` answers 503, so that a load balancer
+    /// stops sending it new clients before its connections are closed.
+    /// Default 0: close at once.
+    pub drain_delay_ms: u64,
 }
 
 /// `[cluster]`: this node is one of several that share a NATS bus
@@ -303,6 +308,7 @@ impl Default for Config {
             adapters: ADAPTER_NAMES.map(String::from).to_vec(),
             required_adapters: Vec::new(),
             cluster: None,
+            drain_delay_ms: 0,
         }
     }
 }
@@ -854,7 +860,7 @@ pub const ENV_PREFIX: &str = "TICKWIRE_";
 
 /// The top-level keys of [`Config`], as the file and the environment name
 /// them.
-pub const KEYS: [&str; 23] = [
+pub const KEYS: [&str; 24] = [
     "listen",
     "public_url",
     "prefix",
@@ -878,6 +884,7 @@ pub const KEYS: [&str; 23] = [
     "adapters",
     "required_adapters",
     "cluster",
+    "drain_delay_ms",
 ];
 
 /// Whether the dotted `key` (`ws.subscription_limit`) is in a top-level

@@ -58,10 +58,56 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         (p, _) if proxy::serves_rest(p) => proxy::rest(&req, &shared.proxy).await,
         (NEGOTIATE_PATH, _) if get => hubs::negotiate(&req, &shared.hubs, context).await,
         ("/healthz", _) if get => health(&shared),
-        (NEGOTIATE_PATH | "/healthz" | ws::PATH | stream::PATH | proxy::PATH, _) => {
+        ("/readyz", _) if get => ready(&shared),
+        (NEGOTIATE_PATH | "/healthz" | "/readyz" | ws::PATH | stream::PATH | proxy::PATH, _) => {
             method_not_allowed()
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// `GET /readyz`: whether to send this gateway new clients.
+#[derive(Serialize)]
+struct Ready {
+    status: &'static str,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reasons: Vec<String>,
+}
+
+/// 200 `{"status":"ready"}` while the gateway takes new clients; 503
+/// `{"status":"unready","reasons":[...]}` once shutdown is signalled, or
+/// while an adapter of `required_adapters` that reports its state (the
+/// ZeroMQ bus) is not connected. Adapters that report none are up once
+/// started (the gateway does not start without a required one).
+fn ready(shared: &Shared) -> Response<Body> {
+    let mut reasons = Vec::new();
+    if shared.draining.load(std::sync::atomic::Ordering::Acquire) {
+        reasons.push("shutting down".to_owned());
+    }
+    for name in &shared.required {
+        if let Some(state) = shared.adapter_states.get(name) {
+            if state != "connected" {
+                reasons.push(format!("adapter {name}: {state}"));
+            }
+        }
+    }
+    if reasons.is_empty() {
+        json(
+            StatusCode::OK,
+            &Ready {
+                status: "ready",
+                reasons,
+            },
+        )
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Ready {
+                status: "unready",
+                reasons,
+            },
+        )
     }
 }
 

@@ -175,6 +175,12 @@ struct Shared {
     publish: tickwire_endpoint_publish::Publish,
     /// This node's bus, when it is a cluster member.
     cluster: Option<tickwire_cluster::Cluster>,
+    /// Set once shutdown is signalled: `/readyz` answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
+    /// The adapters without which the gateway is not ready, and their
+    /// watched states.
+    required: Vec<String>,
+    adapter_states: tickwire_adapter::AdapterStates,
 }
 
 /// A cluster member's `/negotiate`: new clients go to the least-loaded live
@@ -520,10 +526,11 @@ pub async fn run_with(
         adapters
     };
     let (adapters, streams) = start_adapters(adapters, &config.required_adapters, &market).await?;
+    let adapter_states = options.adapter_states;
     let proxy = Arc::new(tickwire_endpoint_proxy::Proxy::new(
         &config.proxy,
         &adapters,
-        options.adapter_states,
+        adapter_states.clone(),
         keys,
         config.transport.pong_timeout(),
     ));
@@ -717,8 +724,12 @@ pub async fn run_with(
             ingest,
         },
         cluster: cluster.clone(),
+        draining: std::sync::atomic::AtomicBool::new(false),
+        required: config.required_adapters.clone(),
+        adapter_states,
         context,
     });
+    let config_drain_delay_ms = config.drain_delay_ms;
     let proxy_listener = options.proxy_listener;
     if let Some(addr) = proxy_listener.as_ref().and_then(|l| l.local_addr().ok()) {
         info!(listen = %addr, "proxy listening");
@@ -726,9 +737,30 @@ pub async fn run_with(
     let (tracker, mut drained) = tickwire_core::tracker();
 
     tokio::pin!(shutdown);
+    // After the shutdown signal: unready (`/readyz` 503) and still serving
+    // until this instant, then closing.
+    let mut draining_until: Option<tokio::time::Instant> = None;
+    let drain_delay = Duration::from_millis(config_drain_delay_ms);
     loop {
+        let drained_at = async {
+            match draining_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown, if draining_until.is_none() => {
+                shared.draining.store(true, std::sync::atomic::Ordering::Release);
+                if drain_delay.is_zero() {
+                    break;
+                }
+                info!(
+                    drain_delay_ms = config_drain_delay_ms,
+                    "shutdown signalled: unready, serving on for the drain delay"
+                );
+                draining_until = Some(tokio::time::Instant::now() + drain_delay);
+            }
+            () = drained_at => break,
             accepted = tickwire_endpoint_proxy::accept(proxy_listener.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "accepted on the proxy listener");

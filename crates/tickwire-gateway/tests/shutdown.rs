@@ -34,3 +34,86 @@ async fn shutdown_with_idle_http_connections_returns() {
     assert_eq!(http_get(server.addr, "/healthz", &[]).await.0, 200);
     server.finish().await.unwrap();
 }
+
+#[tokio::test]
+async fn readyz_turns_unready_at_the_signal_while_connections_are_still_served() {
+    let config = tickwire_gateway::Config {
+        drain_delay_ms: 1000,
+        ..tickwire_gateway::Config::default()
+    };
+    let mut server = Server::start(config).await;
+    let (status, _, body) = http_get(server.addr, "/readyz", &[]).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
+    let mut client = FeedClient::ws(&server).await;
+    client.sync().await;
+
+    let signalled = std::time::Instant::now();
+    server.begin_shutdown();
+    // Unready at once, and still accepting and serving for the delay.
+    let unready = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (status, _, body) = http_get(server.addr, "/readyz", &[]).await;
+            if status == 503 {
+                return body;
+            }
+        }
+    })
+    .await
+    .expect("unready after the signal");
+    assert_eq!(
+        unready,
+        r#"{"status":"unready","reasons":["shutting down"]}"#
+    );
+    client.sync().await;
+    assert_eq!(http_get(server.addr, "/healthz", &[]).await.0, 200);
+    // Then the connections are closed, going away.
+    assert_eq!(client.close_code().await, 1001);
+    assert!(
+        signalled.elapsed() >= std::time::Duration::from_millis(1000),
+        "not before the drain delay: {:?}",
+        signalled.elapsed()
+    );
+    server.finish().await.unwrap();
+}
+
+/// A link state, as a watched adapter reports it.
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    Up,
+    Down,
+}
+
+impl From<Link> for &'static str {
+    fn from(link: Link) -> Self {
+        match link {
+            Link::Up => "connected",
+            Link::Down => "retrying",
+        }
+    }
+}
+
+#[tokio::test]
+async fn readyz_is_unready_while_a_required_adapter_is_not_connected() {
+    let (link, state) = tokio::sync::watch::channel(Link::Down);
+    let mut states = tickwire_gateway::AdapterStates::default();
+    states.watch("memory", state);
+    let config = tickwire_gateway::Config {
+        required_adapters: vec!["memory".into()],
+        ..tickwire_gateway::Config::default()
+    };
+    let adapters: Vec<std::sync::Arc<dyn tickwire_adapter::BrokerAdapter>> =
+        vec![std::sync::Arc::new(tickwire_adapter::MemoryAdapter::new(
+            "memory",
+        ))];
+    let gw = ProxyGateway::start(config, adapters, states).await;
+    let (status, _, body) = http_get(gw.addr, "/readyz", &[]).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        r#"{"status":"unready","reasons":["adapter memory: retrying"]}"#
+    );
+    link.send(Link::Up).unwrap();
+    assert_eq!(http_get(gw.addr, "/readyz", &[]).await.0, 200);
+    // Liveness is another matter: alive all along.
+    assert_eq!(http_get(gw.addr, "/healthz", &[]).await.0, 200);
+}
