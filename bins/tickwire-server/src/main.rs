@@ -76,6 +76,11 @@ struct Args {
     /// starting anything: 0 when it is valid, 2 with the reason when not.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// Print the effective configuration (defaults < --config FILE <
+    /// environment < flags) as TOML and exit; keys given in clear are
+    /// shown as their `key_sha256`, other secrets as `(redacted)`.
+    #[arg(long, conflicts_with = "check_config")]
+    print_config: bool,
     /// How log lines are written to stderr: `text` (colours only when
     /// stderr is a terminal) or `json` (one object a line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -117,6 +122,9 @@ fn main() -> ExitCode {
     if let Some(file) = args.check_config.clone() {
         return runtime.block_on(check_config(&file, &args));
     }
+    if args.print_config {
+        return print_config(&args);
+    }
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -148,6 +156,29 @@ async fn check_config(file: &std::path::Path, args: &Args) -> ExitCode {
             #[allow(clippy::print_stderr)]
             {
                 eprintln!("{}: {e}", file.display());
+            }
+            ExitCode::from(INVALID_CONFIG)
+        }
+    }
+}
+
+/// `--print-config`: the effective configuration as TOML on stdout.
+fn print_config(args: &Args) -> ExitCode {
+    let printed = Config::from_figment(&figment_of(args.config.as_deref(), args))
+        .map_err(|e| e.to_string())
+        .and_then(|config| toml::to_string_pretty(&config.redacted()).map_err(|e| e.to_string()));
+    match printed {
+        Ok(text) => {
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("{e}");
             }
             ExitCode::from(INVALID_CONFIG)
         }

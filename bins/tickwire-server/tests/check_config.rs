@@ -107,3 +107,47 @@ fn the_readmes_configuration_is_valid() {
     let out = check(&file, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn print_config_shows_file_environment_and_flags_in_order_without_secrets() {
+    let file = ConfigFile::new(
+        "print",
+        "prefix = \"fromfile\"\ntoken_secret = \"secret-that-stays-hidden-0123456789\"\n\
+         [ws]\nsubscription_limit = 7\nmessages_per_second = 3\n\
+         [[api_keys]]\nname = \"desk\"\nkey = \"desk-key-in-clear-0123\"\n",
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tickwire-server"));
+    command
+        .arg("--config")
+        .arg(&file.0)
+        .args(["--print-config", "--listen", "127.0.0.1:9999"]);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TICKWIRE_") {
+            command.env_remove(name);
+        }
+    }
+    // The environment over the file, the flag over the environment.
+    command
+        .env("TICKWIRE_WS__MESSAGES_PER_SECOND", "9")
+        .env("TICKWIRE_LISTEN", "127.0.0.1:7777");
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for expected in [
+        "prefix = \"fromfile\"",
+        "subscription_limit = 7",
+        "messages_per_second = 9",
+        "listen = \"127.0.0.1:9999\"",
+        "token_secret = \"(redacted)\"",
+        // sha256("desk-key-in-clear-0123")
+        "key_sha256 = \"81be24897ee9cccd133e3fa28fcc593a79a6411d382b888ad61e59317f5d667b\"",
+    ] {
+        assert!(printed.contains(expected), "{expected}: {printed}");
+    }
+    assert!(!printed.contains("secret-that-stays-hidden"), "{printed}");
+    assert!(!printed.contains("desk-key-in-clear"), "{printed}");
+    // What it prints is a configuration that checks, for the same keys.
+    let again = ConfigFile::new("printed", &printed);
+    let out = check(&again, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

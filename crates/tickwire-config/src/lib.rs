@@ -855,6 +855,9 @@ pub fn validate_adapter_names(names: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// What [`Config::redacted`] shows in place of a secret.
+pub const REDACTED: &str = "(redacted)";
+
 /// The prefix of the environment variables that configure the gateway.
 pub const ENV_PREFIX: &str = "TICKWIRE_";
 
@@ -915,6 +918,33 @@ impl Config {
                 .split("__")
                 .filter(|key| is_key(key.as_str())),
         )
+    }
+
+    /// This configuration with its secrets out, to be shown: keys given in
+    /// clear become their `key_sha256` (so it still configures the same
+    /// keys), and `token_secret` and the cluster's password and token
+    /// read `(redacted)`.
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        for key in &mut shown.api_keys {
+            if key.key_sha256.is_none() {
+                if let Ok(digest) = key.digest() {
+                    key.key = None;
+                    key.key_sha256 = Some(digest.iter().map(|b| format!("{b:02x}")).collect());
+                }
+            }
+        }
+        let hide = |secret: &mut Option<String>| {
+            if secret.is_some() {
+                *secret = Some(REDACTED.to_owned());
+            }
+        };
+        hide(&mut shown.token_secret);
+        if let Some(cluster) = &mut shown.cluster {
+            hide(&mut cluster.password);
+            hide(&mut cluster.token);
+        }
+        shown
     }
 
     /// The `TICKWIRE_*` variables of the environment that configure
