@@ -55,7 +55,7 @@ const RESERVED_FDS: u64 = 64;
     after_help = "Configuration: defaults < --config FILE (TOML) < TICKWIRE_* environment variables \
 (`__` between nested keys: TICKWIRE_WS__SUBSCRIPTION_LIMIT=50, TICKWIRE_CLUSTER__NODE_NAME=a) \
 < these flags. Unknown keys are refused. Logs: RUST_LOG (default info). \
-See README.md (configuration) and docs/."
+Every option: tickwire.example.toml; the reference: docs/configuration.md."
 )]
 struct Args {
     /// TOML configuration file.

@@ -293,3 +293,123 @@ fn slow_consumer_policies_per_endpoint() {
         Ok(())
     });
 }
+
+/// `tickwire.example.toml`, at the repository's root.
+fn example() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tickwire.example.toml"),
+    )
+    .expect("tickwire.example.toml")
+}
+
+/// `text` with the commented-out options of the adapters' sections
+/// (`# key = value`) given, but for those whose value is only an example.
+fn adapter_options_uncommented(text: &str) -> String {
+    let mut section = "";
+    text.lines()
+        .map(|line| {
+            // A section, or one commented out (whose options stay so).
+            if line.starts_with('[') || line.starts_with("# [") {
+                section = line.split(']').next().unwrap_or_default();
+            }
+            let option = line
+                .strip_prefix("# ")
+                .filter(|rest| rest.split(" = ").next().is_some_and(|k| !k.contains(' ')))
+                .filter(|rest| rest.contains(" = "));
+            match option {
+                Some(rest)
+                    if ["[replay", "[synthetic", "[zmq"].contains(&section)
+                        && !["seed", "tickers", "universe"]
+                            .iter()
+                            .any(|k| rest.starts_with(&format!("{k} ="))) =>
+                {
+                    rest.to_owned()
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_example_configuration_is_every_option_at_its_default() {
+    let text = example();
+    Jail::expect_with(|jail| {
+        jail.create_file("example.toml", &text)?;
+        let config = Config::from_figment(&Config::figment(Some(Path::new("example.toml"))))
+            .map_err(|e| e.to_string())?;
+        assert_eq!(config, Config::default());
+        // The adapters' options it lists commented out are their defaults
+        // too: given, they make the same adapters.
+        let uncommented = adapter_options_uncommented(&text);
+        assert!(uncommented.contains("\nhwm = 1000"), "{uncommented}");
+        jail.create_file("uncommented.toml", &uncommented)?;
+        let given = Config::from_figment(&Config::figment(Some(Path::new("uncommented.toml"))))
+            .map_err(|e| e.to_string())?;
+        let same = |what: &str, a: String, b: String| assert_eq!(a, b, "{what}");
+        same(
+            "replay",
+            format!("{:?}", replay_config(&given)),
+            format!("{:?}", replay_config(&config)),
+        );
+        same(
+            "synthetic",
+            format!("{:?}", synthetic_config(&given)),
+            format!("{:?}", synthetic_config(&config)),
+        );
+        same(
+            "zmq",
+            format!("{:?}", tickwire_gateway::zmq_config(&given)),
+            format!("{:?}", tickwire_gateway::zmq_config(&config)),
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_example_configuration_lists_every_option() {
+    let text = example();
+    // Every option set, so that the optional ones are listed too.
+    let mut cluster = tickwire_gateway::ClusterConfig::new("nats://x", "a");
+    cluster.credentials_file = Some("c".into());
+    cluster.user = Some("u".into());
+    cluster.password = Some("p".into());
+    cluster.token = Some("t".into());
+    cluster.tls_ca_file = Some("ca".into());
+    let mut config = Config {
+        public_url: Some("https://x".into()),
+        token_secret: Some("s".into()),
+        cluster: Some(cluster),
+        ..Config::default()
+    };
+    config.ws.slow_consumer = Some(SlowConsumer::Conflate);
+    config.stream.slow_consumer = Some(SlowConsumer::Conflate);
+    config.fastws.slow_consumer = Some(SlowConsumer::Conflate);
+    config.proxy.slow_consumer = Some(SlowConsumer::Conflate);
+    config.api_keys[0].endpoints = Some(vec![Endpoint::Ws]);
+    let value = figment::value::Value::serialize(&config).unwrap();
+    let mut missing = Vec::new();
+    for (key, value) in value.into_dict().unwrap() {
+        let mut names = vec![key.clone()];
+        let nested = match value {
+            figment::value::Value::Dict(_, dict) => Some(dict),
+            figment::value::Value::Array(_, items) => {
+                items.into_iter().next().and_then(|v| v.into_dict())
+            }
+            _ => None,
+        };
+        if let Some(dict) = nested {
+            names.extend(dict.into_keys());
+        }
+        for name in names {
+            if !text.contains(&format!("{name} =")) && !text.contains(&format!("[{name}]")) {
+                missing.push(format!("{key}: {name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in tickwire.example.toml: {missing:?}"
+    );
+}
