@@ -253,12 +253,74 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             None
         }
     };
+    let proxy_addr = proxy_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let bus = adapters
+        .list
+        .iter()
+        .any(|a| a.name() == "zmq")
+        .then(|| tickwire_gateway::zmq_config(&config).ok())
+        .flatten();
+    announce_endpoints(local, proxy_addr, bus.as_ref());
     let options = RunOptions {
         proxy_listener,
         adapter_states: adapters.states,
     };
     tickwire_gateway::run_with(listener, options, config, adapters.list, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Logs one line per endpoint with the URL it is reached at.
+fn announce_endpoints(
+    local: SocketAddr,
+    proxy: Option<SocketAddr>,
+    bus: Option<&tickwire_gateway::ZmqConfig>,
+) {
+    let endpoints = [
+        (
+            format!("http://{local}/negotiate"),
+            "pubsub: access URLs and tokens (seed 000)",
+        ),
+        (
+            format!(
+                "ws://{local}/client/hubs/{{classic|state_gex|orderflow|state_greeks_zero|state_greeks_one}}"
+            ),
+            "pubsub hubs (also /ws/{hub})",
+        ),
+        (format!("ws://{local}/ws"), "JSON symbol feed (seed 001)"),
+        (
+            format!("ws://{local}/stream"),
+            "keyed JSON stream (seed 002)",
+        ),
+        (
+            format!("ws://{local}/proxy"),
+            "market-data proxy (seed 003)",
+        ),
+        (format!("ws://{local}/api/v1/ws"), "FastWS bars (seed 004)"),
+        (
+            format!("http://{local}/api/v1/ws/asyncapi"),
+            "FastWS AsyncAPI document",
+        ),
+        (format!("http://{local}/api/v1/publish"), "publish API"),
+        (
+            format!("http://{local}/api/v1/{{ltp|quote|depth}}"),
+            "last-value polls",
+        ),
+        (format!("http://{local}/healthz"), "liveness"),
+        (format!("http://{local}/readyz"), "readiness"),
+    ];
+    for (url, what) in endpoints {
+        info!(%url, "endpoint: {what}");
+    }
+    if let Some(proxy) = proxy {
+        info!(url = %format!("ws://{proxy}"), "endpoint: market-data proxy, its own listener");
+    }
+    if let Some(bus) = bus {
+        info!(
+            url = %bus.endpoint,
+            bind = bus.bind,
+            "endpoint: ZeroMQ bus of broker adapters"
+        );
+    }
 }
 
 /// Binds `addr` with an accept backlog of [`LISTEN_BACKLOG`].

@@ -91,6 +91,26 @@ fn text_logs_carry_no_colour_codes_into_a_pipe_nor_secrets() {
         assert!(!line.contains('\u{1b}'), "a colour code: {line:?}");
     }
     assert_no_secret(&lines);
+    // One line per endpoint, with its URL.
+    for path in [
+        "/negotiate",
+        "/client/hubs/",
+        "/ws",
+        "/stream",
+        "/proxy",
+        "/api/v1/ws",
+        "/api/v1/ws/asyncapi",
+        "/api/v1/publish",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("endpoint:") && l.contains("127.0.0.1:") && l.contains(path)),
+            "no endpoint line for {path:?}: {lines:#?}"
+        );
+    }
 }
 
 #[test]
