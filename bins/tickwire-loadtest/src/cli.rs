@@ -14,6 +14,7 @@ use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::thresholds::Thresholds;
 use crate::topics::Topics;
 
 /// The key of the server's default configuration.
@@ -162,6 +163,31 @@ pub struct Args {
     /// Do not print the progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Fail (exit status 3) if the p50 latency is above this many ms.
+    #[arg(long, value_name = "MS")]
+    pub max_p50_ms: Option<f64>,
+    /// Fail (exit status 3) if the p99 latency is above this many ms.
+    #[arg(long, value_name = "MS")]
+    pub max_p99_ms: Option<f64>,
+    /// Fail (exit status 3) if the p99.9 latency is above this many ms.
+    #[arg(long, value_name = "MS")]
+    pub max_p999_ms: Option<f64>,
+    /// Fail (exit status 3) if more updates than this were lost.
+    #[arg(long, value_name = "N")]
+    pub max_drops: Option<u64>,
+    /// Fail (exit status 3) if the server closed more connections than this.
+    #[arg(long, value_name = "N")]
+    pub max_disconnects: Option<u64>,
+    /// Fail (exit status 3) if more connections or publish requests failed.
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+    /// Fail (exit status 3) if fewer updates a second were delivered.
+    #[arg(long, value_name = "PER_S")]
+    pub min_delivered_per_sec: Option<f64>,
+    /// Write the latencies to FILE as an HdrHistogram percentile
+    /// distribution (`.hgrm`, milliseconds), for HdrHistogram's plotter.
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
     /// Run as a worker process (internal: the plan comes on stdin).
     #[arg(long, hide = true)]
     pub worker: bool,
@@ -342,6 +368,21 @@ pub struct Settings {
     pub progress: bool,
     /// The executable started for worker processes (this binary).
     pub worker_exe: Option<PathBuf>,
+    /// The limits the run must stay within.
+    pub thresholds: Thresholds,
+    /// Where to write the latencies' percentile distribution.
+    pub hgrm: Option<PathBuf>,
+}
+
+/// A limit given as a number of milliseconds or a rate: finite and not
+/// negative.
+fn limit(name: &str, value: Option<f64>) -> Result<Option<f64>, Error> {
+    match value {
+        Some(v) if !v.is_finite() || v < 0.0 => Err(Error::invalid(format!(
+            "{name} must be a number of at least 0"
+        ))),
+        other => Ok(other),
+    }
 }
 
 impl Settings {
@@ -485,6 +526,19 @@ impl Settings {
             drain: Duration::from_secs_f64(args.drain),
             progress: !args.quiet,
             worker_exe: None,
+            thresholds: Thresholds {
+                max_p50_ms: limit("--max-p50-ms", args.max_p50_ms)?,
+                max_p99_ms: limit("--max-p99-ms", args.max_p99_ms)?,
+                max_p999_ms: limit("--max-p999-ms", args.max_p999_ms)?,
+                max_drops: args.max_drops,
+                max_disconnects: args.max_disconnects,
+                max_errors: args.max_errors,
+                min_delivered_per_sec: limit(
+                    "--min-delivered-per-sec",
+                    args.min_delivered_per_sec,
+                )?,
+            },
+            hgrm: args.hgrm.clone(),
         })
     }
 }

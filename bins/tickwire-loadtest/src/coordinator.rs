@@ -158,7 +158,7 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
     let end_rss = rss(&settings.server_pids);
     let reports = fleet.reports()?;
     fleet.stop().await;
-    Ok(build_report(
+    let (mut report, latency) = build_report(
         &settings,
         &reports,
         &published,
@@ -166,7 +166,15 @@ pub async fn run(settings: Settings) -> Result<Report, Error> {
         [baseline, subscribed_rss, end_rss],
         nofile,
         host,
-    ))
+    );
+    if let Some(path) = &settings.hgrm {
+        std::fs::write(path, report::hgrm(&latency)).map_err(|e| Error::Io {
+            what: format!("writing {}", path.display()),
+            source: e,
+        })?;
+    }
+    report.thresholds = settings.thresholds.check(&report);
+    Ok(report)
 }
 
 /// The group prefix of the nodes, from `/negotiate` at each of them (each
@@ -342,7 +350,7 @@ fn build_report(
     [baseline, subscribed, end]: [Vec<Option<u64>>; 3],
     nofile: u64,
     host: Host,
-) -> Report {
+) -> (Report, hdrhistogram::Histogram<u64>) {
     let mut counters = Counters::default();
     let mut latency = report::new_histogram();
     let mut connect = report::new_histogram();
@@ -381,7 +389,7 @@ fn build_report(
         }
         _ => None,
     };
-    Report {
+    let report = Report {
         protocol: settings.protocol.name().to_owned(),
         server: settings
             .nodes
@@ -425,7 +433,9 @@ fn build_report(
         load_avg_1m: host.load_avg_1m,
         host_steal_pct: host.host_steal_pct,
         servers,
-    }
+        thresholds: Vec::new(),
+    };
+    (report, latency)
 }
 
 fn merge_errors(into: &mut Vec<ErrorSample>, from: &[ErrorSample]) {

@@ -57,6 +57,7 @@ pub mod report;
 pub mod seq;
 pub mod stamp;
 pub mod system;
+pub mod thresholds;
 pub mod topics;
 pub mod worker;
 

@@ -18,7 +18,16 @@ fn main() -> ExitCode {
         };
     }
     match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(missed) if missed.is_empty() => ExitCode::SUCCESS,
+        Ok(missed) => {
+            for m in missed {
+                eprintln!(
+                    "tickwire-loadtest: threshold missed: {} is {} against {}",
+                    m.name, m.value, m.limit
+                );
+            }
+            ExitCode::from(tickwire_loadtest::thresholds::MISSED_EXIT)
+        }
         Err(e) => {
             eprintln!("tickwire-loadtest: {e}");
             ExitCode::FAILURE
@@ -26,7 +35,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<(), tickwire_loadtest::Error> {
+/// Runs the load and prints the report; returns the thresholds it missed.
+fn run(
+    args: &Args,
+) -> Result<Vec<tickwire_loadtest::thresholds::Checked>, tickwire_loadtest::Error> {
     let mut settings = Settings::from_args(args)?;
     settings.worker_exe = std::env::current_exe().ok();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -51,5 +63,6 @@ fn run(args: &Args) -> Result<(), tickwire_loadtest::Error> {
         .map_err(|e| tickwire_loadtest::Error::Io {
             what: "writing the report".into(),
             source: e,
-        })
+        })?;
+    Ok(report.thresholds.into_iter().filter(|c| !c.ok).collect())
 }

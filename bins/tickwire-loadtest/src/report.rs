@@ -141,6 +141,53 @@ pub struct ServerProcess {
     pub cpu_s: Option<f64>,
 }
 
+/// The latencies of `h` (microseconds) as an HdrHistogram percentile
+/// distribution in milliseconds, the `.hgrm` text HdrHistogram's own tools
+/// print and plot (five steps per halving of the distance to 100%).
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    const SCALE: f64 = 1000.0;
+    let mut out = String::with_capacity(8192);
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    for step in h.iter_quantiles(5) {
+        let quantile = step.quantile_iterated_to();
+        let inverse = if quantile < 1.0 {
+            format!("{:>14.2}", 1.0 / (1.0 - quantile))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{:>12.3} {:>2.12} {:>10} {inverse}",
+            step.value_iterated_to() as f64 / SCALE,
+            quantile,
+            h.count_between(0, step.value_iterated_to()),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / SCALE,
+        h.stdev() / SCALE
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64 / SCALE,
+        h.len()
+    );
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        h.distinct_values()
+    );
+    out
+}
+
 /// The outcome of a run, as `--json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -241,6 +288,9 @@ pub struct Report {
     /// Each `--server-pid`'s figures, in order (empty without one).
     #[serde(default)]
     pub servers: Vec<ServerProcess>,
+    /// The `--max-*` and `--min-*` limits, checked (empty without one).
+    #[serde(default)]
+    pub thresholds: Vec<crate::thresholds::Checked>,
 }
 
 impl Report {
@@ -374,6 +424,17 @@ impl Report {
         for e in &self.error_samples {
             let _ = writeln!(t, "  {:<14}{} x {}", "error", e.count, e.message);
         }
+        for c in &self.thresholds {
+            let _ = writeln!(
+                t,
+                "  {:<14}{} {} against {}: {}",
+                "threshold",
+                c.name,
+                c.value,
+                c.limit,
+                if c.ok { "ok" } else { "MISSED" }
+            );
+        }
         t
     }
 }
@@ -407,6 +468,40 @@ fn round2(x: f64) -> f64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn hgrm_is_hdrhistograms_percentile_distribution_in_ms() {
+        let mut h = new_histogram();
+        for us in 1..=1000u64 {
+            h.record(us * 10).unwrap(); // 10 µs to 10 ms
+        }
+        let text = hgrm(&h);
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+        );
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+            .collect();
+        assert!(rows.len() > 20, "{text}");
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1])
+        );
+        let last = rows.last().unwrap();
+        assert_eq!(last[1], 1.0);
+        assert_eq!(last[2], 1000.0);
+        assert!((last[0] - 10.0).abs() < 0.01, "the max, in ms: {}", last[0]);
+        let median = rows.iter().find(|r| r[1] >= 0.5).unwrap();
+        assert!((median[0] - 5.0).abs() < 0.05, "{median:?}");
+        assert!(text.contains("#[Max     =       10.00"), "{text}");
+        assert!(text.contains("Total count    =         1000]"), "{text}");
+    }
 
     /// A report with every field set.
     pub(crate) fn sample() -> Report {
@@ -467,6 +562,12 @@ pub(crate) mod tests {
                 rss_baseline_bytes: Some(10 << 20),
                 rss_end_bytes: None,
                 cpu_s: Some(0.5),
+            }],
+            thresholds: vec![crate::thresholds::Checked {
+                name: "max_p99_ms".into(),
+                limit: 10.0,
+                value: 3.2,
+                ok: true,
             }],
         }
     }

@@ -324,3 +324,57 @@ async fn connections_go_where_negotiate_sends_them() {
     );
     assert!(table.contains("(sum of 2 pids)"), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_set_the_exit_status_and_hgrm_is_written() {
+    let (addr, _stop) = gateway().await;
+    let hgrm = std::env::temp_dir().join(format!("tickwire-loadtest-{}.hgrm", std::process::id()));
+    let run = |extra: Vec<String>| {
+        let mut argv = args(addr, "ws", &[]);
+        argv.extend(extra);
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_tickwire-loadtest"))
+                .args(&argv[1..])
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    // Limits the run keeps: exit 0, the checks in the report, the file written.
+    let kept = run(vec![
+        "--max-drops".into(),
+        "0".into(),
+        "--max-p99-ms".into(),
+        "600000".into(),
+        "--json".into(),
+        "--hgrm".into(),
+        hgrm.display().to_string(),
+    ])
+    .await;
+    assert!(
+        kept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
+    let report: Report = serde_json::from_slice(&kept.stdout).unwrap();
+    let names: Vec<&str> = report.thresholds.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["max_p99_ms", "max_drops"]);
+    assert!(
+        report.thresholds.iter().all(|c| c.ok),
+        "{:?}",
+        report.thresholds
+    );
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    let _ = std::fs::remove_file(&hgrm);
+    assert!(text.trim_start().starts_with("Value"), "{text}");
+    assert!(
+        text.contains(&format!("Total count    = {:>12}]", report.delivered)),
+        "{text}"
+    );
+    // A limit no run can keep: exit 3, naming it.
+    let missed = run(vec!["--max-p99-ms".into(), "0".into()]).await;
+    assert_eq!(missed.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&missed.stderr);
+    assert!(err.contains("threshold missed: max_p99_ms"), "{err}");
+    assert!(String::from_utf8_lossy(&missed.stdout).contains("MISSED"));
+}
