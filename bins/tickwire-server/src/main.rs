@@ -96,6 +96,52 @@ enum LogFormat {
     Json,
 }
 
+/// Where the replay's data is by default (relative): the repository's demo.
+const DEFAULT_DATA_DIR: &str = "data/demo";
+
+/// The repository's `data/demo`, packed by `build.rs` (empty when the binary
+/// was built outside the repository).
+static DEMO_ARCHIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.tar.zst"));
+
+/// The demo data this binary carries, unpacked once into the user's cache
+/// (`$XDG_CACHE_HOME`, else `~/.cache`, else the temporary directory), in a
+/// folder named by the version and the archive's size; `None` when the
+/// binary carries none. Unpacked beside and renamed into place, so that two
+/// servers starting at once never read half a folder.
+fn carried_demo() -> anyhow::Result<Option<PathBuf>> {
+    if DEMO_ARCHIVE.is_empty() {
+        return Ok(None);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("tickwire");
+    let dir = cache.join(format!(
+        "demo-{}-{}",
+        env!("CARGO_PKG_VERSION"),
+        DEMO_ARCHIVE.len()
+    ));
+    if dir.is_dir() {
+        return Ok(Some(dir));
+    }
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let staging = cache.join(format!(".unpacking-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let decoder = zstd::Decoder::new(DEMO_ARCHIVE).context("reading the archive")?;
+    tar::Archive::new(decoder)
+        .unpack(&staging)
+        .with_context(|| format!("unpacking into {}", staging.display()))?;
+    if let Err(e) = std::fs::rename(&staging, &dir) {
+        let _ = std::fs::remove_dir_all(&staging);
+        // Another server unpacked it meanwhile.
+        if !dir.is_dir() {
+            return Err(e).with_context(|| format!("moving it to {}", dir.display()));
+        }
+    }
+    Ok(Some(dir))
+}
+
 /// The exit status of a configuration that is not valid.
 const INVALID_CONFIG: u8 = 2;
 
@@ -222,8 +268,23 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Err(e @ GatewayError::DemoKeyOnPublicAddress { .. }) => return Err(e.into()),
         Err(e) => return Err(e).context("loading the configuration"),
     };
-    if let Some(dir) = locate_replay_data(&figment, &mut config) {
-        info!(data_dir = %dir.display(), "replay data");
+    match locate_replay_data(&figment, &mut config) {
+        Some(dir) if dir.is_dir() => info!(data_dir = %dir.display(), "replay data"),
+        Some(dir) if dir == std::path::Path::new(DEFAULT_DATA_DIR) => match carried_demo() {
+            Ok(Some(unpacked)) => {
+                info!(
+                    data_dir = %unpacked.display(),
+                    "replay data: the demo this binary carries (no {DEFAULT_DATA_DIR} here)"
+                );
+                config.replay.insert(
+                    "data_dir".to_owned(),
+                    figment::value::Value::from(unpacked.display().to_string()),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => warn!("cannot unpack the demo data this binary carries: {e:#}"),
+        },
+        _ => {}
     }
     raise_open_file_limit();
     let listener = listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
