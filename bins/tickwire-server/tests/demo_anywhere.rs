@@ -2,50 +2,27 @@
 //! the demo's replay from any directory: it carries the demo data and
 //! unpacks it into the user's cache once.
 
-use std::io::{BufRead as _, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// Runs `binary` in `cwd` with `XDG_CACHE_HOME=cache` until the replay
 /// adapter has connected (or 20 s), and returns its log lines.
 fn replay_start(binary: &Path, cwd: &Path, cache: &Path) -> Vec<String> {
-    let mut command = Command::new(binary);
-    command
+    let child = support::server(binary)
         .current_dir(cwd)
         .args(["--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
         .env("XDG_CACHE_HOME", cache)
         .env("TICKWIRE_ADAPTERS", "[\"replay\"]")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TICKWIRE_") && name != "TICKWIRE_ADAPTERS" {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
-        let done = line.contains("adapter connected") || line.contains("failed to start");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    lines
+        .spawn()
+        .unwrap();
+    support::stderr_until(
+        child,
+        |line| line.contains("adapter connected") || line.contains("failed to start"),
+        Duration::ZERO,
+    )
 }
 
 #[test]

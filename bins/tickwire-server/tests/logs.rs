@@ -1,9 +1,9 @@
 //! The server's logs: no colour codes when stderr is not a terminal, JSON
 //! lines with `--log-format json`, and never a secret.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+mod support;
+
+use std::path::Path;
 use std::time::Duration;
 
 const TOKEN_SECRET: &str = "token-secret-that-must-never-be-logged-0123";
@@ -27,45 +27,20 @@ fn start_up_logs(args: &[&str]) -> Vec<String> {
         ),
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tickwire-server"));
-    command
+    let child = support::server(Path::new(env!("CARGO_BIN_EXE_tickwire-server")))
         .arg("--config")
         .arg(&config)
         .args(["--proxy-listen", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TICKWIRE_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    // Bounded: the server listens within a second or two.
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
-        let listening = line.contains("tickwire listening");
-        lines.push(line);
-        if listening {
-            break;
-        }
-    }
-    // What the adapters log as they start.
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-        lines.push(line);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+        .spawn()
+        .unwrap();
+    // What the adapters log as they start comes within the settling time.
+    let lines = support::stderr_until(
+        child,
+        |line| line.contains("tickwire listening"),
+        Duration::from_millis(500),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         lines.iter().any(|l| l.contains("tickwire listening")),
