@@ -173,6 +173,13 @@ pub struct Config {
     /// stops sending it new clients before its connections are closed.
     /// Default 0: close at once.
     pub drain_delay_ms: u64,
+    /// The web origins (`https://app.example.com`; `*` for any) whose pages
+    /// may use the gateway from a browser: their WebSocket upgrades are
+    /// accepted (one from any other origin is refused with 403; a client
+    /// that sends no `Origin`, not a browser, is not concerned), and
+    /// `/negotiate`, the last-value polls and the publish API answer their
+    /// cross-origin requests (CORS, preflights included). Default `["*"]`.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[cluster]`: this node is one of several that share a NATS bus
@@ -309,6 +316,7 @@ impl Default for Config {
             required_adapters: Vec::new(),
             cluster: None,
             drain_delay_ms: 0,
+            allowed_origins: vec!["*".to_owned()],
         }
     }
 }
@@ -863,7 +871,7 @@ pub const ENV_PREFIX: &str = "TICKWIRE_";
 
 /// The top-level keys of [`Config`], as the file and the environment name
 /// them.
-pub const KEYS: [&str; 24] = [
+pub const KEYS: [&str; 25] = [
     "listen",
     "public_url",
     "prefix",
@@ -888,6 +896,7 @@ pub const KEYS: [&str; 24] = [
     "required_adapters",
     "cluster",
     "drain_delay_ms",
+    "allowed_origins",
 ];
 
 /// Whether the dotted `key` (`ws.subscription_limit`) is in a top-level
@@ -976,6 +985,20 @@ impl Config {
     /// The adapters' sections are checked by the adapters that read them.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |reason: String| Err(ConfigError::Invalid { reason });
+        for origin in &self.allowed_origins {
+            let ok = origin == "*"
+                || origin.split_once("://").is_some_and(|(scheme, host)| {
+                    matches!(scheme, "http" | "https")
+                        && !host.is_empty()
+                        && !host.contains(['/', '?', '#', ' '])
+                });
+            if !ok {
+                return invalid(format!(
+                    "allowed_origins: {origin:?} is not an origin: \"*\", or a scheme and host \
+                     (and port) such as \"https://app.example.com\", without a path"
+                ));
+            }
+        }
         if let Some(cluster) = &self.cluster {
             if self.token_secret.is_none() {
                 return invalid(

@@ -2,12 +2,15 @@
 //! endpoint's crate answers its own (the hubs and `/negotiate`
 //! in `tickwire-endpoint-hubs`, `/ws`, `/stream`, the publish API, FastWS
 //! with its AsyncAPI routes, the proxy with its polls); this module only
-//! picks the endpoint, and answers `/healthz`.
+//! picks the endpoint, answers `/healthz` and `/readyz`, and applies what
+//! holds for every route: which web origins may open WebSockets, and CORS
+//! for the routes a page calls (`/negotiate`, the polls, the publish API).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use tickwire_core::Tracker;
@@ -46,7 +49,29 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
     let context = &shared.context;
     let path = req.uri().path();
     let get = req.method() == Method::GET;
-    match (path, hubs::hub_of(path)) {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let cors = path == NEGOTIATE_PATH || path == publish::PATH || proxy::serves_rest(path);
+    if cors && req.method() == Method::OPTIONS {
+        return preflight(&shared, origin.as_deref());
+    }
+    if let Some(origin) = &origin {
+        let upgrade = req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        if upgrade && !shared.origin_allowed(origin) {
+            tracing::warn!(%origin, path, "WebSocket upgrade from an origin not in allowed_origins: refused");
+            return json_error(
+                StatusCode::FORBIDDEN,
+                &format!("origin {origin} is not allowed"),
+            );
+        }
+    }
+    let mut response = match (path, hubs::hub_of(path)) {
         (_, Some(Err(name))) => json_error(StatusCode::NOT_FOUND, &format!("unknown hub {name:?}")),
         (_, Some(Ok(hub))) if get => hubs::websocket(req, hub, &shared.hubs, context, &tracker),
         (_, Some(Ok(_))) => method_not_allowed(),
@@ -63,7 +88,46 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
             method_not_allowed()
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
+    };
+    if let Some(origin) = origin.filter(|o| cors && shared.origin_allowed(o)) {
+        allow_origin(&shared, &origin, &mut response);
     }
+    response
+}
+
+/// The CORS headers that let a page of `origin` (allowed) read `response`.
+fn allow_origin(shared: &Shared, origin: &str, response: &mut Response<Body>) {
+    let headers = response.headers_mut();
+    if shared.allowed_origins.iter().any(|o| o == "*") {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    } else if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// Answers a CORS preflight of a route a page calls: 204 with what it may
+/// send (GET and POST, `Authorization` and `Content-Type`) when `origin` is
+/// allowed, 403 otherwise.
+fn preflight(shared: &Shared, origin: Option<&str>) -> Response<Body> {
+    let Some(origin) = origin.filter(|o| shared.origin_allowed(o)) else {
+        return json_error(StatusCode::FORBIDDEN, "origin not allowed");
+    };
+    let mut response = Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS")
+        .header(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type",
+        )
+        .header(header::ACCESS_CONTROL_MAX_AGE, "600")
+        .body(Body::default())
+        .unwrap_or_default();
+    allow_origin(shared, origin, &mut response);
+    response
 }
 
 /// `GET /readyz`: whether to send this gateway new clients.

@@ -181,6 +181,17 @@ struct Shared {
     /// watched states.
     required: Vec<String>,
     adapter_states: tickwire_adapter::AdapterStates,
+    /// The web origins whose pages may use the gateway (`*`: any).
+    allowed_origins: Vec<String>,
+}
+
+impl Shared {
+    /// Whether a page of `origin` may use the gateway.
+    fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
 }
 
 /// A cluster member's `/negotiate`: new clients go to the least-loaded live
@@ -727,6 +738,7 @@ pub async fn run_with(
         draining: std::sync::atomic::AtomicBool::new(false),
         required: config.required_adapters.clone(),
         adapter_states,
+        allowed_origins: config.allowed_origins.clone(),
         context,
     });
     let config_drain_delay_ms = config.drain_delay_ms;

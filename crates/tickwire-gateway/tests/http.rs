@@ -248,3 +248,120 @@ async fn an_oversized_request_head_is_refused_and_the_server_carries_on() {
     assert_eq!(status, 431);
     assert_eq!(http_get(server.addr, "/healthz", &[]).await.0, 200);
 }
+
+/// The value of the response header `name` in `head` (lower-case match).
+fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn any_origin_by_default_for_cors_and_websockets() {
+    let server = Server::default().await;
+    let origin = ("Origin", "http://app.example");
+    let (status, head, _) = http_get(
+        server.addr,
+        "/negotiate",
+        &[("Authorization", "Basic tickwire-demo-key"), origin],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header_of(&head, "access-control-allow-origin"), Some("*"));
+    let (status, head, _) = http_request(
+        server.addr,
+        "OPTIONS",
+        "/api/v1/publish",
+        &[
+            origin,
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            ),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 204, "{head}");
+    assert_eq!(header_of(&head, "access-control-allow-origin"), Some("*"));
+    assert!(
+        header_of(&head, "access-control-allow-headers")
+            .is_some_and(|h| h.contains("Authorization")),
+        "{head}"
+    );
+    assert!(
+        FeedClient::connect(server.addr, "/ws", &[origin])
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn only_the_allowed_origins_when_listed() {
+    let server = Server::start(Config {
+        allowed_origins: vec!["http://allowed.example".into()],
+        ..Config::default()
+    })
+    .await;
+    let allowed = ("Origin", "http://allowed.example");
+    let other = ("Origin", "http://evil.example");
+    // CORS: the allowed origin is echoed (and Vary says so); another gets
+    // no permission, and its preflight a 403.
+    let poll = "/api/v1/ltp?symbol=BTC/USD&exchange=CRYPTO";
+    let auth = ("Authorization", "Bearer tickwire-demo-key");
+    let (_, head, _) = http_get(server.addr, poll, &[auth, allowed]).await;
+    assert_eq!(
+        header_of(&head, "access-control-allow-origin"),
+        Some("http://allowed.example")
+    );
+    assert_eq!(header_of(&head, "vary"), Some("Origin"));
+    let (_, head, _) = http_get(server.addr, poll, &[auth, other]).await;
+    assert_eq!(
+        header_of(&head, "access-control-allow-origin"),
+        None,
+        "{head}"
+    );
+    for (origin, status) in [(allowed, 204), (other, 403)] {
+        let headers = [origin, ("Access-Control-Request-Method", "GET")];
+        let (got, head, _) =
+            http_request(server.addr, "OPTIONS", "/negotiate", &headers, b"").await;
+        assert_eq!(got, status, "{origin:?}: {head}");
+    }
+    // WebSockets: a page of another origin is refused, the allowed one and
+    // a client that names no origin (not a browser) are not.
+    for path in [
+        "/ws",
+        "/stream?api_key=tickwire-demo-key",
+        "/api/v1/ws",
+        "/proxy",
+    ] {
+        match FeedClient::connect(server.addr, path, &[other]).await {
+            Err((status, body)) => {
+                assert_eq!(status, 403, "{path}");
+                assert!(body.contains("evil.example"), "{path}: {body}");
+            }
+            Ok(_) => panic!("{path}: another origin's upgrade accepted"),
+        }
+        assert!(
+            FeedClient::connect(server.addr, path, &[allowed])
+                .await
+                .is_ok(),
+            "{path}"
+        );
+        assert!(
+            FeedClient::connect(server.addr, path, &[]).await.is_ok(),
+            "{path}"
+        );
+    }
+    let url = server.url(Hub::Classic).await;
+    let hub_path = url
+        .trim_start_matches(&format!("ws://{}", server.addr))
+        .to_owned();
+    let refused = FeedClient::connect(server.addr, &hub_path, &[other]).await;
+    assert!(
+        matches!(refused, Err((403, _))),
+        "a hub upgrade of another origin"
+    );
+}

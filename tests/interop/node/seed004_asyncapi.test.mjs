@@ -11,21 +11,8 @@ import { after, before, describe, test } from "node:test";
 import { DiagnosticSeverity, Parser } from "@asyncapi/parser";
 import { chromium } from "playwright-core";
 
-import { TickwireServer, WAIT_MS, within } from "./server.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, TickwireServer, WAIT_MS, within } from "./server.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-// The machine may have no network at all: no first-run, sync, update, field-trial or QUIC
-// traffic, so that every request the page makes is one it asked for.
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const server = new TickwireServer();
 before(() => server.start());

@@ -16,6 +16,23 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", 
 export const DEMO_KEY = "tickwire-demo-key";
 /** A key the test configuration adds, allowed to publish to groups as well. */
 export const PUBLISHER_KEY = "tickwire-interop-publisher-key";
+/** Debian's Chromium, which scripts/test installs (playwright-core downloads no browser). */
+export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+/**
+ * The machine may have no network at all: no first-run, sync, update, field-trial or QUIC
+ * traffic, so that every request a page makes is one it asked for.
+ */
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
 /** Upper bound of every wait of the suite, in milliseconds. */
 export const WAIT_MS = 20_000;
 
