@@ -542,7 +542,9 @@ pub async fn serve(
     let service = {
         let tracker = tracker.clone();
         move |req: Request<Incoming>| {
-            let response = if req.method() == Method::GET {
+            let response = if let Some(refusal) = context.origins.refuse_upgrade(&req) {
+                refusal
+            } else if req.method() == Method::GET {
                 upgrade(req, &proxy, &context, &tracker)
             } else {
                 tickwire_core::http::method_not_allowed()

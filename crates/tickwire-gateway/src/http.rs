@@ -58,18 +58,8 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
     if cors && req.method() == Method::OPTIONS {
         return preflight(&shared, origin.as_deref());
     }
-    if let Some(origin) = &origin {
-        let upgrade = req
-            .headers()
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-        if upgrade && !shared.origin_allowed(origin) {
-            tracing::warn!(%origin, path, "WebSocket upgrade from an origin not in allowed_origins: refused");
-            return json_error(
-                StatusCode::FORBIDDEN,
-                &format!("origin {origin} is not allowed"),
-            );
-        }
+    if let Some(refusal) = context.origins.refuse_upgrade(&req) {
+        return refusal;
     }
     let mut response = match (path, hubs::hub_of(path)) {
         (_, Some(Err(name))) => json_error(StatusCode::NOT_FOUND, &format!("unknown hub {name:?}")),
@@ -89,7 +79,7 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     };
-    if let Some(origin) = origin.filter(|o| cors && shared.origin_allowed(o)) {
+    if let Some(origin) = origin.filter(|o| cors && context.origins.allows(o)) {
         allow_origin(&shared, &origin, &mut response);
     }
     response
@@ -98,7 +88,7 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
 /// The CORS headers that let a page of `origin` (allowed) read `response`.
 fn allow_origin(shared: &Shared, origin: &str, response: &mut Response<Body>) {
     let headers = response.headers_mut();
-    if shared.allowed_origins.iter().any(|o| o == "*") {
+    if shared.context.origins.any() {
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
@@ -113,7 +103,7 @@ fn allow_origin(shared: &Shared, origin: &str, response: &mut Response<Body>) {
 /// send (GET and POST, `Authorization` and `Content-Type`) when `origin` is
 /// allowed, 403 otherwise.
 fn preflight(shared: &Shared, origin: Option<&str>) -> Response<Body> {
-    let Some(origin) = origin.filter(|o| shared.origin_allowed(o)) else {
+    let Some(origin) = origin.filter(|o| shared.context.origins.allows(o)) else {
         return json_error(StatusCode::FORBIDDEN, "origin not allowed");
     };
     let mut response = Response::builder()

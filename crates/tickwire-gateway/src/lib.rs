@@ -181,17 +181,6 @@ struct Shared {
     /// watched states.
     required: Vec<String>,
     adapter_states: tickwire_adapter::AdapterStates,
-    /// The web origins whose pages may use the gateway (`*`: any).
-    allowed_origins: Vec<String>,
-}
-
-impl Shared {
-    /// Whether a page of `origin` may use the gateway.
-    fn origin_allowed(&self, origin: &str) -> bool {
-        self.allowed_origins
-            .iter()
-            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
-    }
 }
 
 /// A cluster member's `/negotiate`: new clients go to the least-loaded live
@@ -494,6 +483,9 @@ pub async fn run_with(
         connections,
         shutdown: shutdown_rx.clone(),
         slow_consumer: tickwire_services::slow_consumer(config.transport.slow_consumer),
+        origins: Arc::new(tickwire_services::http::Origins::new(
+            &config.allowed_origins,
+        )),
     };
 
     // A cluster member takes every update from the bus; one that waits for
@@ -738,7 +730,6 @@ pub async fn run_with(
         draining: std::sync::atomic::AtomicBool::new(false),
         required: config.required_adapters.clone(),
         adapter_states,
-        allowed_origins: config.allowed_origins.clone(),
         context,
     });
     let config_drain_delay_ms = config.drain_delay_ms;

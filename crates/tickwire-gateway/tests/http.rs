@@ -365,3 +365,31 @@ async fn only_the_allowed_origins_when_listed() {
         "a hub upgrade of another origin"
     );
 }
+
+#[tokio::test]
+async fn the_proxys_own_listener_refuses_other_origins_too() {
+    let config = Config {
+        allowed_origins: vec!["http://allowed.example".into()],
+        ..Config::default()
+    };
+    let adapters: Vec<std::sync::Arc<dyn tickwire_adapter::BrokerAdapter>> =
+        vec![std::sync::Arc::new(tickwire_adapter::MemoryAdapter::new(
+            "memory",
+        ))];
+    let gw =
+        ProxyGateway::start(config, adapters, tickwire_gateway::AdapterStates::default()).await;
+    let refused =
+        FeedClient::connect(gw.proxy_addr, "/", &[("Origin", "http://evil.example")]).await;
+    assert!(
+        matches!(refused, Err((403, ref body)) if body.contains("evil.example")),
+        "{:?}",
+        refused.err()
+    );
+    let allowed = [("Origin", "http://allowed.example")];
+    assert!(
+        FeedClient::connect(gw.proxy_addr, "/", &allowed)
+            .await
+            .is_ok()
+    );
+    assert!(FeedClient::connect(gw.proxy_addr, "/", &[]).await.is_ok());
+}

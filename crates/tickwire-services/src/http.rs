@@ -75,3 +75,57 @@ mod tests {
         assert_eq!(query_param(q, "missing"), None);
     }
 }
+
+/// The web origins whose pages may use the gateway (`allowed_origins`):
+/// which browsers' WebSocket upgrades are taken, and who gets CORS.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    any: bool,
+    listed: Vec<String>,
+}
+
+impl Origins {
+    /// The origins of `allowed` (`*`: any).
+    pub fn new(allowed: &[String]) -> Origins {
+        Origins {
+            any: allowed.iter().any(|o| o == "*"),
+            listed: allowed.iter().filter(|o| *o != "*").cloned().collect(),
+        }
+    }
+
+    /// Whether any origin is allowed.
+    pub fn any(&self) -> bool {
+        self.any
+    }
+
+    /// Whether a page of `origin` may use the gateway.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.any || self.listed.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+
+    /// The refusal (403, naming the origin, and a log line) of `req` when it
+    /// is a WebSocket upgrade from a page of an origin not allowed; `None`
+    /// for anything else (a request without `Origin` is not a browser's).
+    pub fn refuse_upgrade<B>(
+        &self,
+        req: &Request<B>,
+    ) -> Option<hyper::Response<tickwire_core::http::Body>> {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)?
+            .to_str()
+            .unwrap_or("(not text)");
+        let upgrade = req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        if !upgrade || self.allows(origin) {
+            return None;
+        }
+        tracing::warn!(%origin, path = req.uri().path(), "WebSocket upgrade from an origin not in allowed_origins: refused");
+        Some(tickwire_core::http::json_error(
+            hyper::StatusCode::FORBIDDEN,
+            &format!("origin {origin} is not allowed"),
+        ))
+    }
+}

@@ -36,6 +36,8 @@ pub struct Context {
     /// The slow-consumer policy of an endpoint that does not name its own
     /// (`transport.slow_consumer`).
     pub slow_consumer: tickwire_core::SlowConsumer,
+    /// The web origins whose pages may connect (`allowed_origins`).
+    pub origins: Arc<http::Origins>,
 }
 
 /// The core's policy of a configured slow-consumer policy.
