@@ -176,8 +176,8 @@ pub struct Config {
     /// The web origins (`https://app.example.com`; `*` for any) whose pages
     /// may use the gateway from a browser: their WebSocket upgrades are
     /// accepted on the main listener and the proxy's own (one from any other
-    /// origin is refused with 403; a client
-    /// that sends no `Origin`, not a browser, is not concerned), and
+    /// origin is refused with 403; a client that sends no `Origin`, not a
+    /// browser, is not concerned), and
     /// `/negotiate`, the last-value polls and the publish API answer their
     /// cross-origin requests (CORS, preflights included). Default `["*"]`.
     pub allowed_origins: Vec<String>,
