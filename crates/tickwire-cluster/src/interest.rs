@@ -246,10 +246,7 @@ fn seeded(bus: &Bus, payload: &[u8], last: &mut LastDelivered) -> Vec<Update> {
     let seed = match codec::decode_seed(payload) {
         Ok(seed) => seed,
         Err(e) => {
-            let skipped = bus.stats.unreadable.fetch_add(1, Ordering::Relaxed) + 1;
-            if bus.stats.should_warn() {
-                warn!(error = %e, skipped, "unreadable seed skipped");
-            }
+            bus.stats.skip_unreadable("seed", &e);
             return Vec::new();
         }
     };
@@ -299,10 +296,7 @@ fn read(bus: &Bus, payload: &[u8]) -> Option<Update> {
             Some(update)
         }
         Err(e) => {
-            let skipped = bus.stats.unreadable.fetch_add(1, Ordering::Relaxed) + 1;
-            if bus.stats.should_warn() {
-                warn!(error = %e, skipped, "unreadable cluster message skipped");
-            }
+            bus.stats.skip_unreadable("cluster message", &e);
             None
         }
     }

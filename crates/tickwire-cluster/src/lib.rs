@@ -95,21 +95,44 @@ pub struct BridgeStats {
     /// was full (NATS away for long). Its own clients had them.
     pub dropped: AtomicU64,
     /// When the last unreadable message was logged.
-    last_warning: Mutex<Option<Instant>>,
+    last_unreadable_warning: Mutex<Option<Instant>>,
+    /// When the last drop was logged.
+    last_drop_warning: Mutex<Option<Instant>>,
 }
 
 impl BridgeStats {
-    /// Whether to log another unreadable message now: at most one line per
-    /// ten seconds (the count says how many there were).
-    pub(crate) fn should_warn(&self) -> bool {
-        let mut last = lock(&self.last_warning);
-        let now = Instant::now();
-        if last.is_some_and(|t| now - t < Duration::from_secs(10)) {
-            return false;
+    /// Counts a bus message (`what`) that could not be read and skips it,
+    /// logging at most one line per ten seconds (the count says how many).
+    pub(crate) fn skip_unreadable(&self, what: &str, error: &dyn std::fmt::Display) {
+        let skipped = self.unreadable.fetch_add(1, Ordering::Relaxed) + 1;
+        if due(&self.last_unreadable_warning) {
+            warn!(error = %error, skipped, "unreadable {what} skipped");
         }
-        *last = Some(now);
-        true
     }
+
+    /// Counts an update of this node's dropped from a full queue to the bus,
+    /// logging at most one line per ten seconds.
+    fn drop_from_queue(&self) {
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if due(&self.last_drop_warning) {
+            warn!(
+                dropped,
+                "the queue to the cluster's bus is full (NATS away?): updates of this node's adapters reach only its own clients"
+            );
+        }
+    }
+}
+
+/// Whether a warning last logged at `last` may be logged again (ten seconds
+/// on); if so, now is the last time.
+fn due(last: &Mutex<Option<Instant>>) -> bool {
+    let mut last = lock(last);
+    let now = Instant::now();
+    if last.is_some_and(|t| now - t < Duration::from_secs(10)) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 /// What a node knows of what it published itself.
@@ -326,7 +349,6 @@ impl Cluster {
         Publisher {
             tx,
             stats: self.stats.clone(),
-            warned: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -405,12 +427,7 @@ impl Cluster {
                     debug!(origin, count = instruments.len(), "instruments announced");
                     learn(&instruments);
                 }
-                Err(e) => {
-                    cluster.stats.unreadable.fetch_add(1, Ordering::Relaxed);
-                    if cluster.stats.should_warn() {
-                        warn!(error = %e, "unreadable instrument list skipped");
-                    }
-                }
+                Err(e) => cluster.stats.skip_unreadable("instrument list", &e),
             };
             loop {
                 tokio::select! {
@@ -567,7 +584,6 @@ impl Cluster {
 pub struct Publisher {
     tx: mpsc::Sender<Update>,
     stats: Arc<BridgeStats>,
-    warned: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Publisher {
@@ -575,16 +591,7 @@ impl Publisher {
     /// most once per ten seconds) when the queue is full.
     pub fn offer(&self, update: Update) {
         if self.tx.try_send(update).is_err() {
-            let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut warned = lock(&self.warned);
-            let now = Instant::now();
-            if warned.is_none_or(|t| now - t >= Duration::from_secs(10)) {
-                *warned = Some(now);
-                warn!(
-                    dropped,
-                    "the queue to the cluster's bus is full (NATS away?): updates of this node's adapters reach only its own clients"
-                );
-            }
+            self.stats.drop_from_queue();
         }
     }
 }
