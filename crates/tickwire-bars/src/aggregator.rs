@@ -258,7 +258,8 @@ impl BarAggregator {
     /// Takes `bar` (whose trades' earliest and latest exchange times are
     /// `first_ts` and `last_ts`) as the current bar of `instrument` at
     /// `resolution`, in place of the one kept, unless the one kept is of a
-    /// later bucket (then the seed is stale). Returns whether it was taken.
+    /// later bucket (then the seed is stale) or is that very bar already.
+    /// Returns whether it was taken.
     /// A resolution not kept, or a bar whose figures are not finite, is not.
     pub fn seed(
         &mut self,
@@ -285,14 +286,20 @@ impl BarAggregator {
                 slots: vec![None; n],
             });
         let slot = &mut series.slots[i];
-        if slot.is_some_and(|s| s.bar.time > bar.time) {
-            return false;
-        }
-        *slot = Some(Slot {
+        let seeded = Slot {
             bar,
             first_ts,
             last_ts,
-        });
+        };
+        // A later bucket's bar is newer; the same bar again (a seed asked
+        // for twice) changes nothing.
+        if slot.is_some_and(|s| {
+            s.bar.time > bar.time
+                || (s.bar == bar && s.first_ts == first_ts && s.last_ts == last_ts)
+        }) {
+            return false;
+        }
+        *slot = Some(seeded);
         true
     }
 
@@ -324,6 +331,10 @@ mod seed_tests {
         let _ = late.on_tick(&aapl, 149.0, 10.0, t + 2000);
         for (r, bar, first, last) in full.export(&aapl) {
             assert!(late.seed(&aapl, r, bar, first, last));
+            assert!(
+                !late.seed(&aapl, r, bar, first, last),
+                "the same seed twice"
+            );
         }
         let _ = full.on_tick(&aapl, 151.0, 5.0, t + 3000);
         let _ = late.on_tick(&aapl, 151.0, 5.0, t + 3000);
