@@ -60,6 +60,11 @@ fn answer(
         max_message_bytes: MAX_MESSAGE,
         slow_consumer: SlowConsumer::Disconnect,
         queue_capacity: None,
+        endpoint: "echo",
+        format: "text",
+        peer: tickwire_core::Peer {
+            remote: tickwire_core::http::remote(&req),
+        },
     };
     let (connections, tracker) = (connections.clone(), tracker.clone());
     upgrade_with(&mut req, handshake, move |upgraded| {

@@ -368,6 +368,12 @@ fn announce_endpoints(
         ),
         (format!("http://{local}/healthz"), "liveness"),
         (format!("http://{local}/readyz"), "readiness"),
+        (format!("http://{local}/metrics"), "Prometheus metrics"),
+        (format!("http://{local}/dashboard"), "live dashboard"),
+        (
+            format!("http://{local}/admin/{{connections|topics}}"),
+            "admin API (a key with the admin role)",
+        ),
     ];
     for (url, what) in endpoints {
         info!(%url, "endpoint: {what}");

@@ -78,6 +78,9 @@ fn text_logs_carry_no_colour_codes_into_a_pipe_nor_secrets() {
         "/api/v1/publish",
         "/healthz",
         "/readyz",
+        "/metrics",
+        "/dashboard",
+        "/admin/",
     ] {
         assert!(
             lines

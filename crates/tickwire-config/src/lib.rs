@@ -325,6 +325,10 @@ impl Default for Config {
 /// The role that lets a key use the publish API.
 pub const ROLE_PUBLISH: &str = "publish";
 
+/// The role that lets a key use the admin API (`/admin/...`): list the
+/// connections and topics, disconnect a connection.
+pub const ROLE_ADMIN: &str = "admin";
+
 /// An endpoint an API key may be allowed to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -386,7 +390,8 @@ pub struct ApiKey {
     pub key_sha256: Option<String>,
     /// Roles: those written into the key's pubsub tokens
     /// (`webpubsub.joinLeaveGroup`, `webpubsub.sendToGroup.<group>`,
-    /// `webpubsub.event`), and [`ROLE_PUBLISH`] for the publish API.
+    /// `webpubsub.event`), [`ROLE_PUBLISH`] for the publish API, and
+    /// [`ROLE_ADMIN`] for the admin API.
     #[serde(default)]
     pub roles: Vec<String>,
     /// The endpoints the key may use. Default (absent): every endpoint but

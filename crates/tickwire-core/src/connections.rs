@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::meter::{Latencies, Meters, Roster};
 use crate::outbox::{Pacer, SlowConsumerCounts, SlowConsumerStats};
 
 /// The transport settings every connection of a server shares.
@@ -46,6 +47,9 @@ pub struct Connections {
     open: AtomicU64,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    meters: Meters,
+    roster: Arc<Roster>,
+    latencies: Arc<Latencies>,
 }
 
 impl Connections {
@@ -61,6 +65,9 @@ impl Connections {
             open: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             shutdown,
+            meters: Meters::default(),
+            roster: Arc::default(),
+            latencies: Arc::default(),
         })
     }
 
@@ -82,6 +89,21 @@ impl Connections {
     /// The counters the slow-consumer policies update.
     pub fn slow_consumer_stats(&self) -> &Arc<SlowConsumerStats> {
         &self.slow_consumers
+    }
+
+    /// The counters of each endpoint and format.
+    pub fn meters(&self) -> &Meters {
+        &self.meters
+    }
+
+    /// The connections open now.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
+    }
+
+    /// The fan-out and write latencies.
+    pub fn latencies(&self) -> &Arc<Latencies> {
+        &self.latencies
     }
 
     /// The write pacing, when on.

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::connections::shutdown_started;
+use crate::meter::Latencies;
 use crate::outbox::{SlowConsumerCounts, SlowConsumerStats};
 
 /// The most updates handled in one corked burst: enough to turn a publish
@@ -49,6 +50,8 @@ pub trait Feed<U>: Send {
 /// The feeds of a server, in the order they see each update.
 pub struct FanOut<U> {
     feeds: Vec<(&'static str, Box<dyn Feed<U>>)>,
+    /// Where the time each update takes is recorded.
+    latencies: Option<Arc<Latencies>>,
 }
 
 impl<U> fmt::Debug for FanOut<U> {
@@ -64,7 +67,10 @@ impl<U> fmt::Debug for FanOut<U> {
 
 impl<U> Default for FanOut<U> {
     fn default() -> Self {
-        FanOut { feeds: Vec::new() }
+        FanOut {
+            feeds: Vec::new(),
+            latencies: None,
+        }
     }
 }
 
@@ -80,10 +86,22 @@ impl<U> FanOut<U> {
         self
     }
 
+    /// Records the time each update takes to reach every feed in
+    /// `latencies` ([`Latencies::fan_out`]).
+    #[must_use]
+    pub fn metered(mut self, latencies: Arc<Latencies>) -> Self {
+        self.latencies = Some(latencies);
+        self
+    }
+
     /// Hands `update` to every feed, in order.
     pub fn handle(&mut self, update: &U) {
+        let start = self.latencies.as_ref().map(|_| std::time::Instant::now());
         for (_, feed) in &mut self.feeds {
             feed.on_update(update);
+        }
+        if let (Some(latencies), Some(start)) = (&self.latencies, start) {
+            latencies.fan_out.observe(start.elapsed());
         }
     }
 }

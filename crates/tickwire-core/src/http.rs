@@ -53,7 +53,8 @@ pub async fn serve_connection<S, F>(
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "TCP_NODELAY failed");
     }
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(Remote(peer));
         let answer = service(req);
         async move { Ok::<_, Infallible>(answer.await) }
     });
@@ -74,6 +75,16 @@ pub async fn serve_connection<S, F>(
     if let Err(e) = result {
         debug!(%peer, error = %e, "HTTP connection ended with an error");
     }
+}
+
+/// The client address of a request, as [`serve_connection`] records it in
+/// the request's extensions.
+#[derive(Debug, Clone, Copy)]
+struct Remote(SocketAddr);
+
+/// The address of the client that sent `req` (served by [`serve_connection`]).
+pub fn remote<B>(req: &Request<B>) -> Option<SocketAddr> {
+    req.extensions().get::<Remote>().map(|r| r.0)
 }
 
 /// A checked WebSocket upgrade request: the value of its

@@ -19,6 +19,9 @@
 //!   corked bursts, from the adapters' streams or a publish request;
 //! - [`connections`]: what a server's connections share (settings,
 //!   counters, shutdown) and the tracker it waits on when it stops;
+//! - [`meter`]: what it counts for operators (per endpoint and format,
+//!   latency histograms, the connections open now), as plain atomics an
+//!   exporter reads;
 //! - [`http`]: serving an HTTP/1.1 connection with hyper, the upgrade, the
 //!   hand-over of the TCP stream to a session, JSON answers.
 //!
@@ -70,6 +73,9 @@
 //!             max_message_bytes: 1 << 20,
 //!             slow_consumer: SlowConsumer::Disconnect,
 //!             queue_capacity: None,
+//!             endpoint: "echo",
+//!             format: "text",
+//!             peer: Default::default(),
 //!         };
 //!         let answer = match handshake(&req) {
 //!             Ok(h) => upgrade_with(&mut req, h, move |upgraded| {
@@ -86,6 +92,7 @@
 pub mod connections;
 pub mod dispatch;
 pub mod http;
+pub mod meter;
 pub mod outbox;
 pub mod session;
 pub mod subscriber;
@@ -95,6 +102,7 @@ pub use connections::{
     ConnectionSettings, Connections, Drained, Tracker, every, shutdown_started, tracker,
 };
 pub use dispatch::{FanOut, Feed};
+pub use meter::Peer;
 pub use outbox::{SlowConsumer, SlowConsumerCounts, corked};
 pub use session::{Activity, Ending, Protocol, Step, Transport};
 pub use subscriber::{Index, Kind, Subscriber, publish, publish_text};

@@ -70,7 +70,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, mpsc};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -86,6 +86,15 @@ thread_local! {
     static CORKED: RefCell<Option<Vec<Waker>>> = const { RefCell::new(None) };
     /// The id of the burst this thread is in ([`NO_BURST`] outside of one).
     static BURST_ID: Cell<u32> = const { Cell::new(NO_BURST) };
+    /// When the burst this thread is in began: the moment its updates
+    /// entered the fan-out.
+    static BURST_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// When the update being offered entered the fan-out: the start of the
+/// burst, or now outside of one.
+fn offered_at() -> Instant {
+    BURST_AT.with(Cell::get).unwrap_or_else(Instant::now)
 }
 
 /// The burst id of offers made outside of [`corked`].
@@ -136,6 +145,7 @@ pub fn burst<R>(f: impl FnOnce() -> R) -> R {
     impl Drop for End {
         fn drop(&mut self) {
             BURST_ID.with(|b| b.set(NO_BURST));
+            BURST_AT.with(|b| b.set(None));
         }
     }
     if current_burst() != NO_BURST {
@@ -146,6 +156,7 @@ pub fn burst<R>(f: impl FnOnce() -> R) -> R {
         id = NEXT_BURST.fetch_add(1, Ordering::Relaxed);
     }
     BURST_ID.with(|b| b.set(id));
+    BURST_AT.with(|b| b.set(Some(Instant::now())));
     let _end = End;
     f()
 }
@@ -466,6 +477,8 @@ struct State {
     dropped: bool,
     /// The connection is to end as if its transport vanished.
     abandoned: bool,
+    /// When the oldest queued data item entered the fan-out.
+    oldest: Option<Instant>,
 }
 
 impl Default for State {
@@ -481,6 +494,7 @@ impl Default for State {
             writer_failed: false,
             dropped: false,
             abandoned: false,
+            oldest: None,
         }
     }
 }
@@ -524,6 +538,8 @@ pub struct Batch {
     /// The connection is to end as if its transport vanished
     /// ([`Outbox::abandon`]): write nothing more.
     pub abandoned: bool,
+    /// When the oldest data item of the batch entered the fan-out.
+    pub oldest: Option<Instant>,
 }
 
 impl Batch {
@@ -552,6 +568,11 @@ impl Outbox {
     /// Data items queued at most.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Data items queued now.
+    pub fn depth(&self) -> usize {
+        self.lock().data.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -601,6 +622,9 @@ impl Outbox {
                 }
             }
             offered = Offered::Trimmed;
+        }
+        if state.data.is_empty() {
+            state.oldest = Some(offered_at());
         }
         state.data.push_back(item);
         // Written to in this period already: the next one takes it, and the
@@ -733,6 +757,7 @@ impl Outbox {
     pub fn take_now(&self, batch: &mut Batch) {
         let mut state = self.lock();
         batch.data.extend(state.data.drain(..));
+        batch.oldest = batch.oldest.or(state.oldest.take());
         batch.ctrl.extend(state.ctrl.drain(..));
     }
 
@@ -792,6 +817,7 @@ impl Outbox {
             }
         }
         std::mem::swap(&mut state.data, &mut batch.data);
+        batch.oldest = state.oldest.take();
         let took_ctrl = !state.ctrl.is_empty();
         std::mem::swap(&mut state.ctrl, &mut batch.ctrl);
         drop(state);
@@ -813,6 +839,7 @@ impl Outbox {
         const KEEP: usize = 64;
         batch.data.clear();
         batch.ctrl.clear();
+        batch.oldest = None;
         if batch.data.capacity() > KEEP {
             batch.data = VecDeque::new();
         }

@@ -56,6 +56,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::connections::{Connections, Tracker};
+use crate::meter::{Card, Peer};
 use crate::outbox::SlowConsumer;
 use crate::subscriber::{QueuePolicy, Subscriber};
 use crate::writer::{Control, Sequencer, Writer, WriterConfig, WriterExit};
@@ -90,6 +91,12 @@ pub trait Protocol: Send {
 
     /// Handles one complete client message that arrived at `now`.
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], now: Instant) -> Step;
+
+    /// The topics (symbols, groups) the connection follows now, for the
+    /// operators' view of it; asked after every message. `None`: not told.
+    fn subscriptions(&self) -> Option<usize> {
+        None
+    }
 
     /// When the connection is to be closed for inactivity, given what was
     /// last seen of it.
@@ -130,7 +137,7 @@ pub struct Activity {
 }
 
 /// The transport settings of one connection, chosen by its endpoint.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Transport {
     /// The endpoint's [variant](Subscriber::variant) of the connection.
     pub variant: u8,
@@ -144,6 +151,12 @@ pub struct Transport {
     /// another bound than the gateway's `send_buffer` (a reliable protocol
     /// that may hold as many unacknowledged messages). `None`: `send_buffer`.
     pub queue_capacity: Option<usize>,
+    /// The endpoint's name, for the [meters](crate::meter) and the roster.
+    pub endpoint: &'static str,
+    /// The wire format's name, for the meters.
+    pub format: &'static str,
+    /// Who the client is, for the roster.
+    pub peer: Peer,
 }
 
 /// Runs one connection to its end: `make` builds the endpoint's protocol
@@ -162,6 +175,10 @@ pub async fn run<R, W, P>(
 {
     let _open = connections.opened();
     let id = connections.next_id();
+    let meter = connections
+        .meters()
+        .get(transport.endpoint, transport.format);
+    let _metered = meter.opened();
     let settings = connections.settings();
     let queue = QueuePolicy {
         capacity: transport.queue_capacity.unwrap_or(settings.send_buffer),
@@ -174,6 +191,15 @@ pub async fn run<R, W, P>(
         queue,
         connections.slow_consumer_stats().clone(),
     );
+    let _listed = connections.roster().enter(Card {
+        id,
+        endpoint: transport.endpoint,
+        format: transport.format,
+        peer: transport.peer,
+        opened_at: std::time::SystemTime::now(),
+        opened: Instant::now(),
+        sub: sub.clone(),
+    });
     let mut protocol = make(sub.clone());
     // The opening goes first, before the writer takes anything (the queue
     // is empty: there is room).
@@ -191,7 +217,8 @@ pub async fn run<R, W, P>(
         sub.clone(),
         connections.shutdown(),
         protocol.sequencer(),
-    );
+    )
+    .metered(meter, connections.latencies().clone());
     let mut writer = tokio::spawn(writer.run()).fuse();
 
     let (end, mut ending) = read_loop(
@@ -356,7 +383,11 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             Event::Message { kind, payload } => (kind, payload),
         };
         activity.last_message = now;
-        let replies = match protocol.on_message(kind, &payload, now) {
+        let step = protocol.on_message(kind, &payload, now);
+        if let Some(n) = protocol.subscriptions() {
+            sub.set_subscriptions(n);
+        }
+        let replies = match step {
             Step::Nothing => Vec::new(),
             Step::Reply(bytes) => vec![Control::Reply(bytes)],
             Step::Replies(all) => all.into_iter().map(Control::Reply).collect(),

@@ -15,7 +15,7 @@
 //! and never await.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,10 @@ struct SubscriberInner {
     trimmed: AtomicBool,
     /// [`clock_ms`] of the last data message queued.
     last_data_ms: AtomicU64,
+    /// Topics the connection follows, as its endpoint reports them.
+    subscriptions: AtomicU32,
+    /// The API key's name (or the user) the endpoint authenticated.
+    principal: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 /// What a connection's queue is, does when full, and how its data writes
@@ -74,6 +78,8 @@ impl Subscriber {
             stats,
             trimmed: AtomicBool::new(false),
             last_data_ms: AtomicU64::new(clock_ms()),
+            subscriptions: AtomicU32::new(0),
+            principal: std::sync::Mutex::new(None),
         }))
     }
 
@@ -90,6 +96,30 @@ impl Subscriber {
     /// Where the connection's drops are counted.
     pub(crate) fn stats(&self) -> &SlowConsumerStats {
         &self.0.stats
+    }
+
+    /// Records that the connection follows `n` topics now (its endpoint's
+    /// count, for the operators' view of connections).
+    pub fn set_subscriptions(&self, n: usize) {
+        self.0
+            .subscriptions
+            .store(u32::try_from(n).unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
+
+    /// Records who the client is once its endpoint authenticated it: the
+    /// API key's name, or the user of its access token.
+    pub fn set_principal(&self, name: &str) {
+        *crate::lock(&self.0.principal) = Some(Arc::from(name));
+    }
+
+    /// Who the client is, once known.
+    pub fn principal(&self) -> Option<Arc<str>> {
+        crate::lock(&self.0.principal).clone()
+    }
+
+    /// The topics the connection follows, as last recorded.
+    pub fn subscriptions(&self) -> u32 {
+        self.0.subscriptions.load(Ordering::Relaxed)
     }
 
     /// The connection's queues.

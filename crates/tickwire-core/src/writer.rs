@@ -36,6 +36,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::meter::{Latencies, Meter};
 use crate::outbox::{Batch, Outbox};
 use crate::subscriber::Subscriber;
 
@@ -191,6 +192,8 @@ pub struct Writer<W> {
     sequencer: Option<Box<dyn Sequencer>>,
     /// The first batch was taken (and the sequencer resumed).
     started: bool,
+    /// Where its writes are counted.
+    meter: Option<(Arc<Meter>, Arc<Latencies>)>,
 }
 
 impl<W> std::fmt::Debug for Writer<W> {
@@ -231,6 +234,26 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
             buf: BytesMut::new(),
             sequencer,
             started: false,
+            meter: None,
+        }
+    }
+
+    /// Counts the messages and bytes of every write on `meter`, and the
+    /// time from the fan-out to the write in `latencies`.
+    #[must_use]
+    pub fn metered(mut self, meter: Arc<Meter>, latencies: Arc<Latencies>) -> Self {
+        self.meter = Some((meter, latencies));
+        self
+    }
+
+    /// Counts one write of `messages` data messages in `bytes` bytes, the
+    /// oldest of which entered the fan-out at `oldest`.
+    fn counted(&self, messages: usize, bytes: usize, oldest: Option<std::time::Instant>) {
+        if let Some((meter, latencies)) = &self.meter {
+            meter.wrote(messages as u64, bytes as u64);
+            if let Some(at) = oldest {
+                latencies.publish_to_write.observe(at.elapsed());
+            }
         }
     }
 
@@ -297,6 +320,7 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
                 if !self.flush(&frame).await {
                     return self.failed();
                 }
+                self.counted(1, frame.len(), batch.oldest);
                 Outbox::recycle(&mut batch);
                 continue;
             }
@@ -320,12 +344,15 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
                     }
                 }
             }
+            let mut messages = 0;
             while let Some(item) = batch.data.pop_front() {
                 if stop {
                     break;
                 }
+                messages += 1;
                 stop = matches!(self.render(Work::Data(item.out)), After::Stop);
             }
+            let oldest = if messages > 0 { batch.oldest } else { None };
             if ping_due && !stop {
                 stop = matches!(self.render(Work::Ping), After::Stop);
             }
@@ -335,6 +362,7 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
                 if !self.flush(&buf).await {
                     return self.failed();
                 }
+                self.counted(messages, buf.len(), oldest);
             }
             if stop {
                 // Half-close: the client sees our close frame, then EOF, and

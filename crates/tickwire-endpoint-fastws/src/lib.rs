@@ -71,7 +71,7 @@ use tickwire_core::http::{
 };
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
-use tickwire_services::http::json_session;
+use tickwire_services::http::{JsonTransport, json_session};
 use tickwire_services::{Context, Market};
 
 /// Whether `path` is one of this module's routes: the WebSocket endpoint and
@@ -144,10 +144,16 @@ fn upgrade(
         Ok(h) => h,
         Err(e) => return handshake_refusal(&e),
     };
+    let remote = tickwire_core::http::remote(req);
     upgrade_with(req, handshake, move |upgraded| async move {
-        let (max, slow) = (fastws.config.max_message_bytes, fastws.config.slow_consumer);
+        let json = JsonTransport {
+            endpoint: "fastws",
+            max_message_bytes: fastws.config.max_message_bytes,
+            slow_consumer: fastws.config.slow_consumer,
+            remote,
+        };
         let make = move |sub| FastWsSession::new(fastws, sub, Instant::now());
-        json_session(upgraded, &context, max, slow, make, tracker).await;
+        json_session(upgraded, &context, json, make, tracker).await;
     })
 }
 
@@ -189,6 +195,8 @@ pub struct FastWsSession {
     timers: Timers,
     /// A reused buffer for topic names.
     topic: String,
+    /// Bar topics followed.
+    subscribed: usize,
 }
 
 impl std::fmt::Debug for FastWsSession {
@@ -209,6 +217,7 @@ impl FastWsSession {
             sub,
             timers,
             topic: String::new(),
+            subscribed: 0,
         }
     }
 
@@ -228,10 +237,19 @@ impl FastWsSession {
         bars_topic(&mut self.topic, &instrument, request.resolution);
         match op {
             ClientOp::Subscribe(_) => {
-                self.state.feeds.subscribe(&self.topic, self.sub.clone());
+                if self
+                    .state
+                    .feeds
+                    .subscribe(&self.topic, self.sub.clone())
+                    .added
+                {
+                    self.subscribed += 1;
+                }
             }
             ClientOp::Unsubscribe(_) => {
-                self.state.feeds.unsubscribe(&self.topic, &self.sub);
+                if self.state.feeds.unsubscribe(&self.topic, &self.sub).removed {
+                    self.subscribed -= 1;
+                }
             }
             // A future operation this endpoint does not serve yet: refuse it
             // in its own reply rather than pretending it worked.
@@ -243,6 +261,10 @@ impl FastWsSession {
 }
 
 impl Protocol for FastWsSession {
+    fn subscriptions(&self) -> Option<usize> {
+        Some(self.subscribed)
+    }
+
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], now: Instant) -> Step {
         // FastWS: any message received resets the heartbeat, valid or not.
         self.timers.on_receive(now);

@@ -219,8 +219,9 @@ pub fn websocket(
     let (hubs, connections) = (routes.hubs.clone(), context.connections.clone());
     let tracker = tracker.clone();
     let protocol = negotiated.protocol;
+    let remote = tickwire_core::http::remote(&req);
     let mut response = upgrade_with(&mut req, handshake, move |upgraded| async move {
-        let transport = transport(protocol, &hubs);
+        let transport = transport(protocol, &hubs, remote);
         let resumption = match &recovery {
             Some((id, token)) => {
                 // Boxed: its wait lives only while a client recovers, not in

@@ -54,8 +54,12 @@ pub(crate) struct SessionParams {
     pub(crate) roles: Vec<String>,
 }
 
-/// The transport of a pubsub connection speaking `protocol`.
-pub(crate) fn transport(protocol: Subprotocol, hubs: &Hubs) -> Transport {
+/// The transport of a pubsub connection speaking `protocol`, from `remote`.
+pub(crate) fn transport(
+    protocol: Subprotocol,
+    hubs: &Hubs,
+    remote: Option<std::net::SocketAddr>,
+) -> Transport {
     Transport {
         variant: variant(protocol),
         reply_opcode: opcode_of(protocol.format()),
@@ -64,6 +68,12 @@ pub(crate) fn transport(protocol: Subprotocol, hubs: &Hubs) -> Transport {
         // A reliable connection may hold as many messages as its client
         // may leave unacknowledged.
         queue_capacity: protocol.is_reliable().then_some(MAX_UNACKED_MESSAGES),
+        endpoint: "hubs",
+        format: match protocol.format() {
+            WireFormat::Json => "json",
+            WireFormat::Protobuf => "protobuf",
+        },
+        peer: tickwire_core::Peer { remote },
     }
 }
 
@@ -1067,7 +1077,12 @@ impl Session {
 }
 
 impl Protocol for Session {
+    fn subscriptions(&self) -> Option<usize> {
+        Some(self.groups.len())
+    }
+
     fn opening(&mut self) -> Option<Bytes> {
+        self.sub.set_principal(&self.user_id);
         debug!(
             connection = self.sub.id(),
             connection_id = %self.connection_id,

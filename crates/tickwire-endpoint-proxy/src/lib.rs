@@ -79,7 +79,7 @@ use tickwire_core::http::{
 use tickwire_core::outbox::NO_TOPIC;
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Subscriber, lock};
-use tickwire_services::http::{json_session, query_param};
+use tickwire_services::http::{JsonTransport, json_session, query_param};
 use tickwire_services::{Context, KeyRejection, KeyRing, KeyUsage, Lease};
 use tickwire_websocket::close_code;
 
@@ -310,6 +310,22 @@ impl Proxy {
         }
     }
 
+    /// Every key (instrument and mode, as an adapter key) that a client
+    /// holds, with its client count: for operators.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        let subs = lock(&self.subs);
+        let mut topics: Vec<(String, usize)> = subs
+            .clients
+            .keys()
+            .flat_map(|id| subs.refs.keys_of(id))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|key| (key.adapter_key(), subs.refs.subscribers(key).count()))
+            .collect();
+        topics.sort();
+        topics
+    }
+
     /// Whether a client of the proxy is subscribed to `instrument` in any
     /// mode (the gateway never forgets such an instrument).
     pub fn follows(&self, instrument: &Instrument) -> bool {
@@ -362,7 +378,9 @@ impl Proxy {
         let joined = {
             let mut subs = lock(&self.subs);
             subs.clients.entry(sub.id()).or_insert_with(|| sub.clone());
-            subs.refs.subscribe(sub.id(), key.clone())
+            let joined = subs.refs.subscribe(sub.id(), key.clone());
+            sub.set_subscriptions(subs.refs.keys_of(&sub.id()).count());
+            joined
         };
         if joined != Joined::First {
             return Ok(());
@@ -370,6 +388,7 @@ impl Proxy {
         self.upstream(key, true).inspect_err(|_| {
             let mut subs = lock(&self.subs);
             subs.refs.unsubscribe(&sub.id(), key);
+            sub.set_subscriptions(subs.refs.keys_of(&sub.id()).count());
             if subs.refs.keys_of(&sub.id()).next().is_none() {
                 subs.clients.remove(&sub.id());
             }
@@ -382,7 +401,11 @@ impl Proxy {
         let left = {
             let mut subs = lock(&self.subs);
             let left = subs.refs.unsubscribe(&id, key);
-            if subs.refs.keys_of(&id).next().is_none() {
+            let held = subs.refs.keys_of(&id).count();
+            if let Some(sub) = subs.clients.get(&id) {
+                sub.set_subscriptions(held);
+            }
+            if held == 0 {
                 subs.clients.remove(&id);
             }
             left
@@ -568,10 +591,16 @@ pub fn upgrade(
         Ok(h) => h,
         Err(e) => return handshake_refusal(&e),
     };
+    let remote = tickwire_core::http::remote(&req);
     upgrade_with(&mut req, handshake, move |upgraded| async move {
-        let (max, slow) = (proxy.max_message_bytes, proxy.slow_consumer);
+        let json = JsonTransport {
+            endpoint: "proxy",
+            max_message_bytes: proxy.max_message_bytes,
+            slow_consumer: proxy.slow_consumer,
+            remote,
+        };
         let make = move |sub| ProxySession::new(proxy, sub);
-        json_session(upgraded, &context, max, slow, make, tracker).await;
+        json_session(upgraded, &context, json, make, tracker).await;
     })
 }
 
@@ -650,11 +679,13 @@ impl ProxySession {
             Ok(p) => p,
             Err(KeyRejection::Missing | KeyRejection::Invalid) => {
                 self.deauthenticate();
+                proxy.auth.refused("proxy", "invalid_key");
                 return self.error(&ProxyError::invalid_api_key());
             }
         };
         if !principal.allows(Endpoint::Proxy) {
             self.deauthenticate();
+            proxy.auth.refused("proxy", "forbidden");
             return self.error(&ProxyError::Authentication {
                 message: "API key not allowed on the proxy".into(),
             });
@@ -672,6 +703,7 @@ impl ProxySession {
                         max_connections = usage.max_connections(),
                         "proxy authentication refused: the key's connection limit is reached"
                     );
+                    self.proxy.auth.refused("proxy", "connection_limit");
                     return self.error(&ProxyError::Authentication {
                         message: format!(
                             "Connection limit exceeded: at most {} connections per API key",
@@ -685,6 +717,7 @@ impl ProxySession {
         }
         let user_id = principal.user_id.to_owned();
         debug!(connection = self.sub.id(), user = %user_id, "proxy client authenticated");
+        self.sub.set_principal(&user_id);
         let proxy = self.proxy();
         let reply = encode_auth_ok(
             proxy.style,

@@ -51,7 +51,7 @@ use tickwire_core::Tracker;
 use tickwire_core::http::{Body, handshake, handshake_refusal, json_bytes, refuse, upgrade_with};
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Subscriber};
-use tickwire_services::http::{feed_key, json_session};
+use tickwire_services::http::{JsonTransport, feed_key, json_session};
 use tickwire_services::market::{
     Feed as Topic, Market, STREAM_HEARTBEAT, deliver, housekeeping, topic_of,
 };
@@ -103,6 +103,7 @@ pub fn upgrade(
     }
     let lease = usage.lease();
     let (stream, context, tracker) = (stream.clone(), context.clone(), tracker.clone());
+    let remote = tickwire_core::http::remote(&req);
     upgrade_with(&mut req, handshake, move |upgraded| async move {
         let Some(lease) = lease else {
             debug!(
@@ -121,9 +122,14 @@ pub fn upgrade(
             refuse(upgraded, Some(error), close_code::POLICY, &reason, tracker).await;
             return;
         };
-        let (max, slow) = (stream.config.max_message_bytes, stream.config.slow_consumer);
+        let json = JsonTransport {
+            endpoint: "stream",
+            max_message_bytes: stream.config.max_message_bytes,
+            slow_consumer: stream.config.slow_consumer,
+            remote,
+        };
         let make = move |sub| StreamSession::new(stream, sub, usage, lease);
-        json_session(upgraded, &context, max, slow, make, tracker).await;
+        json_session(upgraded, &context, json, make, tracker).await;
     })
 }
 
@@ -213,6 +219,7 @@ impl std::fmt::Debug for StreamSession {
 impl StreamSession {
     fn new(state: Arc<Stream>, sub: Subscriber, usage: Arc<KeyUsage>, lease: Lease) -> Self {
         state.feeds.subscribe(STREAM_HEARTBEAT, sub.clone());
+        sub.set_principal(usage.name());
         debug!(
             connection = sub.id(),
             key = usage.name(),
@@ -302,6 +309,10 @@ impl StreamSession {
 }
 
 impl Protocol for StreamSession {
+    fn subscriptions(&self) -> Option<usize> {
+        Some(self.subscriptions.len())
+    }
+
     fn on_message(&mut self, _kind: MessageKind, payload: &[u8], now: Instant) -> Step {
         let now_ms = tickwire_model::now_millis();
         let limits = Limits {

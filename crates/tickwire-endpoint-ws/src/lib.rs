@@ -42,7 +42,7 @@ use tickwire_core::Tracker;
 use tickwire_core::http::{Body, handshake, handshake_refusal, json_error, upgrade_with};
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Subscriber};
-use tickwire_services::http::{feed_key, json_session};
+use tickwire_services::http::{JsonTransport, feed_key, json_session};
 use tickwire_services::market::{
     Feed as Topic, Market, WS_STATUS, deliver, housekeeping, topic_of,
 };
@@ -107,10 +107,16 @@ pub fn upgrade(
         }
     };
     let (ws, context, tracker) = (ws.clone(), context.clone(), tracker.clone());
+    let remote = tickwire_core::http::remote(&req);
     upgrade_with(&mut req, handshake, move |upgraded| async move {
-        let (max, slow) = (ws.config.max_message_bytes, ws.config.slow_consumer);
+        let json = JsonTransport {
+            endpoint: "ws",
+            max_message_bytes: ws.config.max_message_bytes,
+            slow_consumer: ws.config.slow_consumer,
+            remote,
+        };
         let make = move |sub| WsSession::new(ws, sub, keyed);
-        json_session(upgraded, &context, max, slow, make, tracker).await;
+        json_session(upgraded, &context, json, make, tracker).await;
     })
 }
 
@@ -209,6 +215,9 @@ impl std::fmt::Debug for WsSession {
 impl WsSession {
     fn new(state: Arc<Ws>, sub: Subscriber, key: Option<(Arc<KeyUsage>, Lease)>) -> Self {
         state.feeds.subscribe(WS_STATUS, sub.clone());
+        if let Some((usage, _)) = &key {
+            sub.set_principal(usage.name());
+        }
         let rate = MessageRate::new(&state.config, Instant::now());
         debug!(connection = sub.id(), "/ws connected");
         WsSession {
@@ -306,6 +315,10 @@ fn replies(mut all: Vec<Bytes>) -> Step {
 }
 
 impl Protocol for WsSession {
+    fn subscriptions(&self) -> Option<usize> {
+        Some(self.subscriptions.len())
+    }
+
     fn on_message(&mut self, _kind: MessageKind, payload: &[u8], now: Instant) -> Step {
         match self.rate.check(now) {
             Rate::Within => {}

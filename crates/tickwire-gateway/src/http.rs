@@ -58,7 +58,9 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
     if cors && req.method() == Method::OPTIONS {
         return preflight(&shared, origin.as_deref());
     }
+    let endpoint = endpoint_of(path);
     if let Some(refusal) = context.origins.refuse_upgrade(&req) {
+        context.keys.refused(endpoint.unwrap_or("other"), "origin");
         return refusal;
     }
     let mut response = match (path, hubs::hub_of(path)) {
@@ -67,22 +69,76 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         (_, Some(Ok(_))) => method_not_allowed(),
         (ws::PATH, _) if get => ws::upgrade(req, &shared.ws, context, &tracker),
         (stream::PATH, _) if get => stream::upgrade(req, &shared.stream, context, &tracker),
-        (publish::PATH, _) => publish::handle(req, &shared.publish, context).await,
+        (publish::PATH, _) => {
+            let response = publish::handle(req, &shared.publish, context).await;
+            shared.publish_statuses.count(response.status());
+            response
+        }
         (p, _) if fastws::serves(p) => fastws::handle(req, &shared.fastws, context, &tracker),
         (proxy::PATH, _) if get => proxy::upgrade(req, &shared.proxy, context, &tracker),
         (p, _) if proxy::serves_rest(p) => proxy::rest(&req, &shared.proxy).await,
         (NEGOTIATE_PATH, _) if get => hubs::negotiate(&req, &shared.hubs, context).await,
         ("/healthz", _) if get => health(&shared),
         ("/readyz", _) if get => ready(&shared),
-        (NEGOTIATE_PATH | "/healthz" | "/readyz" | ws::PATH | stream::PATH | proxy::PATH, _) => {
-            method_not_allowed()
-        }
+        ("/metrics", _) if get => crate::metrics::metrics(&shared),
+        ("/", _) if get => crate::dashboard::index(),
+        ("/dashboard", _) if get => crate::dashboard::page(),
+        ("/dashboard/stats", _) if get => crate::dashboard::stats(&shared),
+        (p, _) if p.starts_with(crate::admin::PREFIX) => crate::admin::handle(&req, &shared),
+        (
+            NEGOTIATE_PATH
+            | "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/"
+            | "/dashboard"
+            | "/dashboard/stats"
+            | ws::PATH
+            | stream::PATH
+            | proxy::PATH,
+            _,
+        ) => method_not_allowed(),
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     };
+    if let (Some(endpoint), Some(reason)) = (endpoint, refusal_reason(response.status())) {
+        context.keys.refused(endpoint, reason);
+    }
     if let Some(origin) = origin.filter(|o| cors && context.origins.allows(o)) {
         allow_origin(&shared, &origin, &mut response);
     }
     response
+}
+
+/// The endpoint of a route that takes keys or tokens, by name (for the
+/// refusal counts).
+fn endpoint_of(path: &str) -> Option<&'static str> {
+    use tickwire_endpoint_fastws as fastws;
+    use tickwire_endpoint_hubs as hubs;
+    use tickwire_endpoint_proxy as proxy;
+    use tickwire_endpoint_publish as publish;
+    use tickwire_endpoint_stream as stream;
+    use tickwire_endpoint_ws as ws;
+    match path {
+        NEGOTIATE_PATH => Some("negotiate"),
+        ws::PATH => Some("ws"),
+        stream::PATH => Some("stream"),
+        publish::PATH => Some("publish"),
+        proxy::PATH => Some("proxy"),
+        p if hubs::hub_of(p).is_some() => Some("hubs"),
+        p if fastws::serves(p) => Some("fastws"),
+        _ => None,
+    }
+}
+
+/// What an answer of an endpoint's route says of its client's credentials:
+/// 401 none or a wrong one, 403 one not allowed there, 429 over its limits.
+fn refusal_reason(status: StatusCode) -> Option<&'static str> {
+    match status {
+        StatusCode::UNAUTHORIZED => Some("unauthorized"),
+        StatusCode::FORBIDDEN => Some("forbidden"),
+        StatusCode::TOO_MANY_REQUESTS => Some("limit"),
+        _ => None,
+    }
 }
 
 /// The CORS headers that let a page of `origin` (allowed) read `response`.

@@ -84,7 +84,10 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 mod adapters;
+mod admin;
+mod dashboard;
 mod http;
+mod metrics;
 
 pub use adapters::{
     Adapters, RunOptions, adapters_from_config, locate_replay_data, replay_config,
@@ -180,7 +183,13 @@ struct Shared {
     /// The adapters without which the gateway is not ready, and their
     /// watched states.
     required: Vec<String>,
+    /// Every adapter started, by name.
+    adapter_names: Vec<String>,
     adapter_states: tickwire_adapter::AdapterStates,
+    /// Updates taken from each adapter.
+    ingested: metrics::Ingested,
+    /// The publish API's answers, by status.
+    publish_statuses: metrics::Statuses,
 }
 
 /// A cluster member's `/negotiate`: new clients go to the least-loaded live
@@ -342,6 +351,7 @@ async fn start_adapters(
     adapters: Vec<Arc<dyn BrokerAdapter>>,
     required: &[String],
     market: &Market,
+    ingested: &metrics::Ingested,
 ) -> Result<
     (
         Vec<Arc<dyn BrokerAdapter>>,
@@ -367,7 +377,14 @@ async fn start_adapters(
     let mut taken = Vec::with_capacity(adapters.len());
     for adapter in adapters {
         match adapter.updates() {
-            Ok(stream) => taken.push((adapter, stream)),
+            Ok(stream) => {
+                use futures_util::StreamExt as _;
+                let counted = ingested.counter(adapter.name());
+                let stream: tickwire_adapter::UpdateStream = Box::pin(stream.inspect(move |_| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }));
+                taken.push((adapter, stream));
+            }
             Err(source) => left_out(&adapter, source, required)?,
         }
     }
@@ -528,7 +545,9 @@ pub async fn run_with(
     } else {
         adapters
     };
-    let (adapters, streams) = start_adapters(adapters, &config.required_adapters, &market).await?;
+    let ingested = metrics::Ingested::default();
+    let (adapters, streams) =
+        start_adapters(adapters, &config.required_adapters, &market, &ingested).await?;
     let adapter_states = options.adapter_states;
     let proxy = Arc::new(tickwire_endpoint_proxy::Proxy::new(
         &config.proxy,
@@ -543,6 +562,7 @@ pub async fn run_with(
     // The one place that knows every endpoint's part of the fan-out, in the
     // order each update reaches them.
     let fan_out = FanOut::new()
+        .metered(context.connections.latencies().clone())
         .with("market", Learn::new(market.clone()))
         .with("proxy", tickwire_endpoint_proxy::ProxyFeed(proxy.clone()))
         .with(
@@ -729,7 +749,10 @@ pub async fn run_with(
         cluster: cluster.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
         required: config.required_adapters.clone(),
+        adapter_names: adapters.iter().map(|a| a.name().to_owned()).collect(),
         adapter_states,
+        ingested,
+        publish_statuses: metrics::Statuses::default(),
         context,
     });
     let config_drain_delay_ms = config.drain_delay_ms;

@@ -527,6 +527,32 @@ where
             .unwrap_or_default()
     }
 
+    /// Every live topic with its subscriber count, by name (a snapshot for
+    /// operators: it visits every topic).
+    ///
+    /// ```
+    /// use tickwire_index::SubscriptionIndex;
+    ///
+    /// let index = SubscriptionIndex::<u64>::new();
+    /// index.subscribe("btc", 1);
+    /// index.subscribe("btc", 2);
+    /// index.subscribe("eth", 1);
+    /// assert_eq!(index.topics(), [("btc".into(), 2), ("eth".into(), 1)]);
+    /// ```
+    pub fn topics(&self) -> Vec<(Arc<str>, usize)> {
+        let mut topics: Vec<(Arc<str>, usize)> = self
+            .names
+            .iter()
+            .map(|entry| {
+                let count = self.subscriber_count(*entry.value());
+                (entry.key().clone(), count)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        topics.sort();
+        topics
+    }
+
     /// How many topics live now (interned and not freed).
     pub fn topic_count(&self) -> usize {
         self.live.load(Ordering::Acquire)

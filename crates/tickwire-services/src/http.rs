@@ -12,24 +12,44 @@ use tickwire_websocket::OpCode;
 use crate::Context;
 use crate::keys::{KeyRejection, KeyRing, Principal};
 
+/// What a JSON endpoint's connection is: the endpoint's name (for the
+/// meters and the roster), its largest message, its slow-consumer policy
+/// (`None`: the context's), and the client's address.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonTransport {
+    /// The endpoint's name.
+    pub endpoint: &'static str,
+    /// The largest message a client may send.
+    pub max_message_bytes: usize,
+    /// The endpoint's slow-consumer policy, if it has its own.
+    pub slow_consumer: Option<tickwire_config::SlowConsumer>,
+    /// The client's address.
+    pub remote: Option<std::net::SocketAddr>,
+}
+
 /// Runs a session of a JSON endpoint on an upgraded connection: one variant,
-/// text replies, messages of at most `max_message_bytes`, and the endpoint's
-/// slow-consumer policy (`None`: the context's). `make` builds the
-/// endpoint's protocol around the connection.
+/// text replies, and the limits of `json`. `make` builds the endpoint's
+/// protocol around the connection.
 pub async fn json_session<P: Protocol>(
     upgraded: hyper::upgrade::Upgraded,
     context: &Context,
-    max_message_bytes: usize,
-    slow_consumer: Option<tickwire_config::SlowConsumer>,
+    json: JsonTransport,
     make: impl FnOnce(Subscriber) -> P,
     tracker: Tracker,
 ) {
     let transport = Transport {
         variant: 0,
         reply_opcode: OpCode::Text,
-        max_message_bytes,
-        slow_consumer: slow_consumer.map_or(context.slow_consumer, crate::slow_consumer),
+        max_message_bytes: json.max_message_bytes,
+        slow_consumer: json
+            .slow_consumer
+            .map_or(context.slow_consumer, crate::slow_consumer),
         queue_capacity: None,
+        endpoint: json.endpoint,
+        format: "json",
+        peer: tickwire_core::Peer {
+            remote: json.remote,
+        },
     };
     start_session(
         upgraded,

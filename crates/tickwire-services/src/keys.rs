@@ -157,6 +157,7 @@ pub enum KeyRejection {
 pub struct KeyRing {
     keys: Vec<Key>,
     by_digest: HashMap<[u8; 32], usize>,
+    refusals: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -194,7 +195,28 @@ impl KeyRing {
                 }),
             });
         }
-        Ok(KeyRing { keys, by_digest })
+        Ok(KeyRing {
+            keys,
+            by_digest,
+            refusals: Mutex::default(),
+        })
+    }
+
+    /// Counts a client of `endpoint` refused for `reason` (`missing_key`,
+    /// `invalid_key`, `forbidden`, `rate_limited`, `connection_limit`,
+    /// `origin`, ...): what the operators' metrics report.
+    pub fn refused(&self, endpoint: &'static str, reason: &'static str) {
+        *tickwire_core::lock(&self.refusals)
+            .entry((endpoint, reason))
+            .or_default() += 1;
+    }
+
+    /// The refusals counted so far, by endpoint and reason.
+    pub fn refusals(&self) -> Vec<((&'static str, &'static str), u64)> {
+        tickwire_core::lock(&self.refusals)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
     }
 
     /// The open connections of each key that has any, by key name: what a

@@ -16,6 +16,8 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", 
 export const DEMO_KEY = "tickwire-demo-key";
 /** A key the test configuration adds, allowed to publish to groups as well. */
 export const PUBLISHER_KEY = "tickwire-interop-publisher-key";
+/** A key with the admin role (the admin API) that may also publish. */
+export const OPERATOR_KEY = "tickwire-interop-operator-key";
 /** Debian's Chromium, which scripts/test installs (playwright-core downloads no browser). */
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 /**
@@ -46,6 +48,11 @@ roles = ["webpubsub.joinLeaveGroup"]
 name = "interop-publisher"
 key = "${PUBLISHER_KEY}"
 roles = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"]
+
+[[api_keys]]
+name = "interop-operator"
+key = "${OPERATOR_KEY}"
+roles = ["admin", "publish"]
 `;
 
 /**

@@ -42,6 +42,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TickwireServer]
     yield from _run_server(tmp_path_factory.mktemp("tickwire-server"), extra_config=FAST_FEEDS_CONFIG)
 
 
+@pytest.fixture(scope="module")
+def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TickwireServer]:
+    """A server of the module's own, so that what it counts is the module's clients only."""
+    yield from _run_server(tmp_path_factory.mktemp("tickwire-server-quiet"), extra_config=FAST_FEEDS_CONFIG)
+
+
 @pytest.fixture(scope="session")
 def openalgo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TickwireServer]:
     """A second server whose proxy answers as the reference server does, for the `openalgo` SDK.

@@ -40,6 +40,8 @@ PROTO_DIR = REPO_ROOT / "proto"
 DEMO_KEY = "tickwire-demo-key"
 # A key the test configuration adds, allowed to publish to groups as well.
 PUBLISHER_KEY = "tickwire-interop-publisher-key"
+# A key with the admin role (the admin API) that may also publish.
+OPERATOR_KEY = "tickwire-interop-operator-key"
 
 # Upper bound of every wait of the suite, in seconds.
 WAIT_SECONDS = 20.0
@@ -102,6 +104,11 @@ roles = ["webpubsub.joinLeaveGroup"]
 name = "interop-publisher"
 key = "{PUBLISHER_KEY}"
 roles = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"]
+
+[[api_keys]]
+name = "interop-operator"
+key = "{OPERATOR_KEY}"
+roles = ["admin", "publish"]
 """
 
 # Short periods, so that what the JSON feeds send every few seconds arrives within a test:

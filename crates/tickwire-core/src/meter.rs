@@ -1,0 +1,346 @@
+//! What a server counts for its operators, without knowing any metrics
+//! library: plain atomics that an exporter reads when it is scraped.
+//!
+//! - [`Meter`]: one endpoint's and wire format's connections, and the
+//!   messages and bytes written to them; a connection finds its meter by
+//!   the labels of its [`Transport`](crate::Transport) ([`Meters::get`]);
+//! - [`Histogram`]: a latency histogram of fixed buckets, one atomic add
+//!   per observation (no lock on the hot path);
+//! - [`Roster`]: the connections open now, each with what an operator asks
+//!   of it (endpoint, key, remote address, subscriptions, queue depth, age)
+//!   and the way to drop it.
+//!
+//! The hot path pays one or two relaxed atomic adds per socket write, not
+//! per message: a writer counts the messages and bytes of each write.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::subscriber::Subscriber;
+
+/// The counters of one endpoint and wire format.
+#[derive(Debug)]
+pub struct Meter {
+    endpoint: &'static str,
+    format: &'static str,
+    accepted: AtomicU64,
+    open: AtomicU64,
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A snapshot of a [`Meter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterCounts {
+    /// The endpoint (`ws`, `stream`, `hubs`, ...).
+    pub endpoint: &'static str,
+    /// The wire format (`json`, `protobuf`, ...).
+    pub format: &'static str,
+    /// Connections accepted since the start.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Data messages written.
+    pub messages: u64,
+    /// Bytes written, every frame counted (data, replies, pings, closes).
+    pub bytes: u64,
+}
+
+impl Meter {
+    fn new(endpoint: &'static str, format: &'static str) -> Meter {
+        Meter {
+            endpoint,
+            format,
+            accepted: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// The endpoint's name.
+    pub fn endpoint(&self) -> &'static str {
+        self.endpoint
+    }
+
+    /// The wire format's name.
+    pub fn format(&self) -> &'static str {
+        self.format
+    }
+
+    /// Counts one write of `messages` data messages in `bytes` bytes.
+    pub fn wrote(&self, messages: u64, bytes: u64) {
+        if messages > 0 {
+            self.messages.fetch_add(messages, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts a connection as accepted and open until the guard is dropped.
+    pub fn opened(self: &Arc<Self>) -> OpenGuard {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self.clone())
+    }
+
+    /// The counts now.
+    pub fn counts(&self) -> MeterCounts {
+        MeterCounts {
+            endpoint: self.endpoint,
+            format: self.format,
+            accepted: self.accepted.load(Ordering::Relaxed),
+            open: self.open.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One connection counted open on its [`Meter`] until dropped.
+#[derive(Debug)]
+pub struct OpenGuard(Arc<Meter>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The meters of a server, one per endpoint and format, made when first
+/// asked for.
+#[derive(Debug, Default)]
+pub struct Meters {
+    meters: Mutex<Vec<Arc<Meter>>>,
+}
+
+impl Meters {
+    /// The meter of `endpoint` and `format` (looked up once per connection).
+    pub fn get(&self, endpoint: &'static str, format: &'static str) -> Arc<Meter> {
+        let mut meters = crate::lock(&self.meters);
+        if let Some(m) = meters
+            .iter()
+            .find(|m| m.endpoint == endpoint && m.format == format)
+        {
+            return m.clone();
+        }
+        let meter = Arc::new(Meter::new(endpoint, format));
+        meters.push(meter.clone());
+        meter
+    }
+
+    /// Every meter's counts, in the order they were made.
+    pub fn counts(&self) -> Vec<MeterCounts> {
+        crate::lock(&self.meters)
+            .iter()
+            .map(|m| m.counts())
+            .collect()
+    }
+}
+
+/// The upper bounds of the latency buckets, in seconds: 50 µs to 10 s.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
+/// A latency histogram over [`LATENCY_BUCKETS`] (and `+Inf`): one atomic
+/// add per bucket hit and two for the sum and count, no lock.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts, one per bucket, the last for `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A snapshot of a [`Histogram`], in the exposition's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramCounts {
+    /// `(upper bound in seconds, observations at most that)`, cumulative,
+    /// for each of [`LATENCY_BUCKETS`].
+    pub buckets: Vec<(f64, u64)>,
+    /// The sum of the observations, in seconds.
+    pub sum: f64,
+    /// Observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let at = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[at].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts now.
+    pub fn counts(&self) -> HistogramCounts {
+        let mut total = 0;
+        let buckets = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, n)| {
+                total += n.load(Ordering::Relaxed);
+                (bound, total)
+            })
+            .collect();
+        HistogramCounts {
+            buckets,
+            sum: Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed)).as_secs_f64(),
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The latencies a server measures: how long one update takes to reach every
+/// queue ([`fan_out`](Latencies::fan_out)), and from the moment an update
+/// entered the fan-out to the write that carried it to a client
+/// ([`publish_to_write`](Latencies::publish_to_write), measured on the
+/// oldest message of each write: the one that waited longest).
+#[derive(Debug, Default)]
+pub struct Latencies {
+    /// Time to hand one update to every endpoint's feed (encoding and queueing).
+    pub fan_out: Histogram,
+    /// Time from an update entering the fan-out to the socket write.
+    pub publish_to_write: Histogram,
+}
+
+/// Who is on the other end of a connection, as the transport knows it (the
+/// key it presented is the endpoint's to say, once it knows:
+/// [`Subscriber::set_principal`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: Option<SocketAddr>,
+}
+
+/// One open connection in the [`Roster`].
+#[derive(Debug, Clone)]
+pub struct Card {
+    /// The connection id.
+    pub id: u64,
+    /// Its endpoint's name.
+    pub endpoint: &'static str,
+    /// Its wire format.
+    pub format: &'static str,
+    /// Who it is.
+    pub peer: Peer,
+    /// When it opened (wall clock).
+    pub opened_at: SystemTime,
+    /// When it opened (monotonic).
+    pub opened: Instant,
+    /// The connection itself: its queue and subscription count.
+    pub sub: Subscriber,
+}
+
+/// The connections open now (see the [module](self) docs).
+#[derive(Debug, Default)]
+pub struct Roster {
+    cards: Mutex<HashMap<u64, Card>>,
+}
+
+impl Roster {
+    /// Lists `card` until the returned guard is dropped.
+    pub fn enter(self: &Arc<Self>, card: Card) -> Listed {
+        let id = card.id;
+        crate::lock(&self.cards).insert(id, card);
+        Listed {
+            roster: self.clone(),
+            id,
+        }
+    }
+
+    /// Every connection open now, oldest first.
+    pub fn cards(&self) -> Vec<Card> {
+        let mut cards: Vec<Card> = crate::lock(&self.cards).values().cloned().collect();
+        cards.sort_by_key(|c| c.id);
+        cards
+    }
+
+    /// The open connection `id`.
+    pub fn card(&self, id: u64) -> Option<Card> {
+        crate::lock(&self.cards).get(&id).cloned()
+    }
+
+    /// Connections open now.
+    pub fn len(&self) -> usize {
+        crate::lock(&self.cards).len()
+    }
+
+    /// Whether none is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A connection listed in the [`Roster`] until dropped.
+#[derive(Debug)]
+pub struct Listed {
+    roster: Arc<Roster>,
+    id: u64,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        crate::lock(&self.roster.cards).remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_meter_per_endpoint_and_format_counts_opens_and_writes() {
+        let meters = Meters::default();
+        let ws = meters.get("ws", "json");
+        assert!(Arc::ptr_eq(&ws, &meters.get("ws", "json")));
+        let hubs = meters.get("hubs", "protobuf");
+        let a = ws.opened();
+        let b = ws.opened();
+        drop(a);
+        ws.wrote(3, 120);
+        ws.wrote(0, 2);
+        hubs.wrote(1, 10);
+        let counts = meters.counts();
+        assert_eq!(counts.len(), 2);
+        assert_eq!(
+            (
+                counts[0].accepted,
+                counts[0].open,
+                counts[0].messages,
+                counts[0].bytes
+            ),
+            (2, 1, 3, 122)
+        );
+        assert_eq!((counts[1].endpoint, counts[1].messages), ("hubs", 1));
+        drop(b);
+        assert_eq!(meters.counts()[0].open, 0);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(40));
+        h.observe(Duration::from_micros(700));
+        h.observe(Duration::from_secs(20));
+        let c = h.counts();
+        assert_eq!(c.count, 3);
+        assert_eq!(c.buckets[0], (0.000_05, 1));
+        // 700 µs is in the 1 ms bucket and every later one.
+        assert_eq!(c.buckets[3], (0.000_5, 1));
+        assert_eq!(c.buckets[4], (0.001, 2));
+        // 20 s is above every bound: only in `+Inf` (the count).
+        assert_eq!(c.buckets.last().map(|b| b.1), Some(2));
+        assert!((c.sum - 20.000_74).abs() < 1e-9);
+    }
+}
