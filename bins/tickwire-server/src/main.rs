@@ -188,7 +188,14 @@ async fn check_config(file: &std::path::Path, args: &Args) -> ExitCode {
         .map_err(GatewayError::from)
         .and_then(|mut config| {
             locate_replay_data(&figment, &mut config);
-            adapters_from_config(&config).map(|_| ())
+            adapters_from_config(&config)?;
+            // The certificate and key are read and matched as at start.
+            match &config.tls {
+                Some(tls) => tickwire_gateway::Tls::load(tls)
+                    .map(|_| ())
+                    .map_err(|reason| GatewayError::InvalidConfig { reason }),
+                None => Ok(()),
+            }
         });
     match checked {
         Ok(()) => {
@@ -289,10 +296,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     raise_open_file_limit();
     let listener = listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;
+    // With [tls], every listener speaks https:// and wss://.
+    let (http, ws) = if config.tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     info!(listen = %local, "tickwire listening");
     if config.api_keys.iter().any(|k| k.is_demo()) {
         info!(
-            "demo key enabled; try: curl -H 'Authorization: Basic {DEMO_KEY}' http://{local}/negotiate"
+            "demo key enabled; try: curl -H 'Authorization: Basic {DEMO_KEY}' {http}://{local}/negotiate"
         );
     }
     let adapters = adapters_from_config(&config).context("making the adapters")?;
@@ -301,7 +314,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     if adapters.list.iter().any(|a| a.name() == "synthetic") {
         info!(
-            "synthetic market enabled; feeds on ws://{local}/ws and ws://{local}/stream?api_key=<key>"
+            "synthetic market enabled; feeds on {ws}://{local}/ws and {ws}://{local}/stream?api_key=<key>"
         );
     }
     let proxy_listener = match listen(config.proxy.listen) {
@@ -309,7 +322,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Err(e) => {
             error!(
                 listen = %config.proxy.listen,
-                "cannot bind the proxy listener ({e}); the proxy stays reachable at ws://{local}/proxy"
+                "cannot bind the proxy listener ({e}); the proxy stays reachable at {ws}://{local}/proxy"
             );
             None
         }
@@ -321,7 +334,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .any(|a| a.name() == "zmq")
         .then(|| tickwire_gateway::zmq_config(&config).ok())
         .flatten();
-    announce_endpoints(local, proxy_addr, bus.as_ref());
+    announce_endpoints(local, (http, ws), proxy_addr, bus.as_ref());
     let options = RunOptions {
         proxy_listener,
         adapter_states: adapters.states,
@@ -333,45 +346,49 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 /// Logs one line per endpoint with the URL it is reached at.
 fn announce_endpoints(
     local: SocketAddr,
+    (http, ws): (&str, &str),
     proxy: Option<SocketAddr>,
     bus: Option<&tickwire_gateway::ZmqConfig>,
 ) {
     let endpoints = [
         (
-            format!("http://{local}/negotiate"),
+            format!("{http}://{local}/negotiate"),
             "pubsub: access URLs and tokens (seed 000)",
         ),
         (
             format!(
-                "ws://{local}/client/hubs/{{classic|state_gex|orderflow|state_greeks_zero|state_greeks_one}}"
+                "{ws}://{local}/client/hubs/{{classic|state_gex|orderflow|state_greeks_zero|state_greeks_one}}"
             ),
             "pubsub hubs (also /ws/{hub})",
         ),
-        (format!("ws://{local}/ws"), "JSON symbol feed (seed 001)"),
+        (format!("{ws}://{local}/ws"), "JSON symbol feed (seed 001)"),
         (
-            format!("ws://{local}/stream"),
+            format!("{ws}://{local}/stream"),
             "keyed JSON stream (seed 002)",
         ),
         (
-            format!("ws://{local}/proxy"),
+            format!("{ws}://{local}/proxy"),
             "market-data proxy (seed 003)",
         ),
-        (format!("ws://{local}/api/v1/ws"), "FastWS bars (seed 004)"),
         (
-            format!("http://{local}/api/v1/ws/asyncapi"),
+            format!("{ws}://{local}/api/v1/ws"),
+            "FastWS bars (seed 004)",
+        ),
+        (
+            format!("{http}://{local}/api/v1/ws/asyncapi"),
             "FastWS AsyncAPI document",
         ),
-        (format!("http://{local}/api/v1/publish"), "publish API"),
+        (format!("{http}://{local}/api/v1/publish"), "publish API"),
         (
-            format!("http://{local}/api/v1/{{ltp|quote|depth}}"),
+            format!("{http}://{local}/api/v1/{{ltp|quote|depth}}"),
             "last-value polls",
         ),
-        (format!("http://{local}/healthz"), "liveness"),
-        (format!("http://{local}/readyz"), "readiness"),
-        (format!("http://{local}/metrics"), "Prometheus metrics"),
-        (format!("http://{local}/dashboard"), "live dashboard"),
+        (format!("{http}://{local}/healthz"), "liveness"),
+        (format!("{http}://{local}/readyz"), "readiness"),
+        (format!("{http}://{local}/metrics"), "Prometheus metrics"),
+        (format!("{http}://{local}/dashboard"), "live dashboard"),
         (
-            format!("http://{local}/admin/{{connections|topics}}"),
+            format!("{http}://{local}/admin/{{connections|topics}}"),
             "admin API (a key with the admin role)",
         ),
     ];
@@ -379,7 +396,7 @@ fn announce_endpoints(
         info!(%url, "endpoint: {what}");
     }
     if let Some(proxy) = proxy {
-        info!(url = %format!("ws://{proxy}"), "endpoint: market-data proxy, its own listener");
+        info!(url = %format!("{ws}://{proxy}"), "endpoint: market-data proxy, its own listener");
     }
     if let Some(bus) = bus {
         info!(

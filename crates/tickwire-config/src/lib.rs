@@ -181,6 +181,21 @@ pub struct Config {
     /// `/negotiate`, the last-value polls and the publish API answer their
     /// cross-origin requests (CORS, preflights included). Default `["*"]`.
     pub allowed_origins: Vec<String>,
+    /// TLS on every listener (the main one and the proxy's own): clients
+    /// then reach the gateway at `https://` and `wss://`. Default: none,
+    /// plain TCP (behind a reverse proxy that terminates TLS, say).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: the certificate and key of every listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM: the server's certificate first, then
+    /// the intermediates.
+    pub cert: std::path::PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 /// `[cluster]`: this node is one of several that share a NATS bus
@@ -318,6 +333,7 @@ impl Default for Config {
             cluster: None,
             drain_delay_ms: 0,
             allowed_origins: vec!["*".to_owned()],
+            tls: None,
         }
     }
 }
@@ -877,7 +893,7 @@ pub const ENV_PREFIX: &str = "TICKWIRE_";
 
 /// The top-level keys of [`Config`], as the file and the environment name
 /// them.
-pub const KEYS: [&str; 25] = [
+pub const KEYS: [&str; 26] = [
     "listen",
     "public_url",
     "prefix",
@@ -903,6 +919,7 @@ pub const KEYS: [&str; 25] = [
     "cluster",
     "drain_delay_ms",
     "allowed_origins",
+    "tls",
 ];
 
 /// Whether the dotted `key` (`ws.subscription_limit`) is in a top-level

@@ -44,7 +44,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve_connection<S, F>(
     stream: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     service: S,
 ) where
     S: Fn(Request<Incoming>) -> F + Send + 'static,
@@ -53,6 +53,21 @@ pub async fn serve_connection<S, F>(
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "TCP_NODELAY failed");
     }
+    serve_io(stream, peer, shutdown, service).await;
+}
+
+/// Serves one HTTP/1.1 connection over any stream (a TLS one, say), as
+/// [`serve_connection`] does over TCP.
+pub async fn serve_io<I, S, F>(
+    io: I,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+    service: S,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(Remote(peer));
         let answer = service(req);
@@ -62,7 +77,7 @@ pub async fn serve_connection<S, F>(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {

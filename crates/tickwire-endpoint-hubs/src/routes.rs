@@ -67,6 +67,9 @@ pub struct HubRoutes {
     /// The gateway's listen address: the URLs' host when the request has no
     /// usable `Host`.
     pub listen: SocketAddr,
+    /// The listener speaks TLS: without a `public_url`, the URLs are
+    /// `wss://` and the tokens' audience `https://`.
+    pub tls: bool,
     /// Where new clients go when not to this node (a cluster's).
     pub placement: Option<Arc<dyn Placement>>,
 }
@@ -137,8 +140,8 @@ pub async fn negotiate(
                     .and_then(|h| h.to_str().ok())
                     .filter(|h| is_valid_authority(h));
                 match host {
-                    Some(host) => (false, Cow::Borrowed(host)),
-                    None => (false, Cow::Owned(routes.listen.to_string())),
+                    Some(host) => (routes.tls, Cow::Borrowed(host)),
+                    None => (routes.tls, Cow::Owned(routes.listen.to_string())),
                 }
             }
         };

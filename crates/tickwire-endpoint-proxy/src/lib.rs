@@ -74,7 +74,7 @@ use tickwire_config::{Endpoint, ProxyConfig};
 use tickwire_core::Outbound;
 use tickwire_core::Tracker;
 use tickwire_core::http::{
-    Body, handshake, handshake_refusal, json_bytes, json_error, serve_connection, upgrade_with,
+    Body, handshake, handshake_refusal, json_bytes, json_error, upgrade_with,
 };
 use tickwire_core::outbox::NO_TOPIC;
 use tickwire_core::session::{Activity, Protocol, Step};
@@ -554,13 +554,15 @@ pub async fn throttle_task(proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool
 }
 
 /// Serves one connection of the proxy's own listener: any path upgrades.
-pub async fn serve(
-    stream: TcpStream,
+pub async fn serve<I>(
+    io: I,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     context: Context,
     tracker: Tracker,
-) {
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = context.shutdown.clone();
     let service = {
         let tracker = tracker.clone();
@@ -575,7 +577,7 @@ pub async fn serve(
             std::future::ready(response)
         }
     };
-    serve_connection(stream, peer, shutdown, service).await;
+    tickwire_core::http::serve_io(io, peer, shutdown, service).await;
     drop(tracker);
 }
 

@@ -14,26 +14,23 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use tickwire_core::Tracker;
-use tickwire_core::http::{Body, json, json_error, method_not_allowed, serve_connection};
+use tickwire_core::http::{Body, json, json_error, method_not_allowed, serve_io};
 use tickwire_endpoint_hubs::NEGOTIATE_PATH;
-use tokio::net::TcpStream;
 
 use crate::Shared;
 
 /// Serves one HTTP/1.1 connection of the main listener (and hands upgraded
 /// ones to a session).
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    tracker: Tracker,
-) {
+pub(crate) async fn serve<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, tracker: Tracker)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = shared.context.shutdown.clone();
     let service = {
         let tracker = tracker.clone();
         move |req| route(req, shared.clone(), tracker.clone())
     };
-    serve_connection(stream, peer, shutdown, service).await;
+    serve_io(io, peer, shutdown, service).await;
     drop(tracker);
 }
 

@@ -99,10 +99,11 @@ pub use tickwire_adapter_synthetic::SyntheticConfig;
 pub use tickwire_adapter_zmq::{ZmqConfig, ZmqState};
 pub use tickwire_config::{
     ADAPTER_NAMES, ApiKey, ClusterConfig, Config, ConfigError, DEMO_KEY, DEMO_KEY_NAME, Endpoint,
-    FastWsConfig, HubsConfig, ProxyConfig, PublishConfig, ROLE_PUBLISH, ReplyStyle, Section,
-    SlowConsumer, StreamConfig, TransportConfig, WsConfig,
+    FastWsConfig, HubsConfig, ProxyConfig, PublishConfig, ROLE_ADMIN, ROLE_PUBLISH, ReplyStyle,
+    Section, SlowConsumer, StreamConfig, TlsConfig, TransportConfig, WsConfig,
 };
 pub use tickwire_endpoint_hubs::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
+pub use tickwire_services::tls::Tls;
 
 /// How long connections get to say goodbye after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -474,6 +475,12 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     config.validate()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(tickwire_services::tls::Tls::load)
+        .transpose()
+        .map_err(|reason| GatewayError::InvalidConfig { reason })?;
     let keys = Arc::new(KeyRing::new(&config.api_keys)?);
     let public_url = config
         .public_url
@@ -519,6 +526,7 @@ pub async fn run_with(
         Some(cluster) => {
             let url = match &config.public_url {
                 Some(url) => url.clone(),
+                None if config.tls.is_some() => format!("https://{}", listener.local_addr()?),
                 None => format!("http://{}", listener.local_addr()?),
             };
             Some(
@@ -729,6 +737,7 @@ pub async fn run_with(
             ),
             public_url,
             listen: config.listen,
+            tls: config.tls.is_some(),
             placement: registry.map(|registry| {
                 Arc::new(LeastLoaded(registry)) as Arc<dyn tickwire_endpoint_hubs::Placement>
             }),
@@ -790,13 +799,21 @@ pub async fn run_with(
             accepted = tickwire_endpoint_proxy::accept(proxy_listener.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "accepted on the proxy listener");
-                    tokio::spawn(tickwire_endpoint_proxy::serve(
-                        stream,
-                        peer,
-                        proxy.clone(),
-                        shared.context.clone(),
-                        tracker.clone(),
-                    ));
+                    let (proxy, context, tracker) = (proxy.clone(), shared.context.clone(), tracker.clone());
+                    match tls.clone() {
+                        None => {
+                            let _ = stream.set_nodelay(true);
+                            tokio::spawn(tickwire_endpoint_proxy::serve(stream, peer, proxy, context, tracker));
+                        }
+                        Some(tls) => {
+                            tokio::spawn(async move {
+                                match tls.accept(stream).await {
+                                    Ok(stream) => tickwire_endpoint_proxy::serve(stream, peer, proxy, context, tracker).await,
+                                    Err(e) => debug!(%peer, error = %e, "TLS handshake failed on the proxy listener"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     warn!(error = %e, "proxy accept failed");
@@ -806,7 +823,21 @@ pub async fn run_with(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "accepted");
-                    tokio::spawn(http::serve(stream, peer, shared.clone(), tracker.clone()));
+                    let (shared, tracker) = (shared.clone(), tracker.clone());
+                    match tls.clone() {
+                        None => {
+                            let _ = stream.set_nodelay(true);
+                            tokio::spawn(http::serve(stream, peer, shared, tracker));
+                        }
+                        Some(tls) => {
+                            tokio::spawn(async move {
+                                match tls.accept(stream).await {
+                                    Ok(stream) => http::serve(stream, peer, shared, tracker).await,
+                                    Err(e) => debug!(%peer, error = %e, "TLS handshake failed"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off a little.

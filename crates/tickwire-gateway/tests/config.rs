@@ -381,6 +381,10 @@ fn the_example_configuration_lists_every_option() {
         public_url: Some("https://x".into()),
         token_secret: Some("s".into()),
         cluster: Some(cluster),
+        tls: Some(tickwire_gateway::TlsConfig {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+        }),
         ..Config::default()
     };
     config.ws.slow_consumer = Some(SlowConsumer::Conflate);

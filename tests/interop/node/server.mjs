@@ -4,6 +4,7 @@
 
 import { spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as https from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -108,10 +109,15 @@ export async function within(promise, what, ms = WAIT_MS) {
  * server that returns them once its ports are chosen.
  */
 export class TickwireServer {
-  constructor({ extraConfig = "", env = {} } = {}) {
+  /**
+   * `tls`: `{ cert, key }` (PEM files) to serve `https://` and `wss://` on every listener; the
+   * certificate must be self-signed (it is its own trust anchor for the readiness check).
+   */
+  constructor({ extraConfig = "", env = {}, tls } = {}) {
     this.workDir = mkdtempSync(join(tmpdir(), "tickwire-interop-node-"));
     this.logPath = join(this.workDir, "tickwire-server.log");
-    this.extraConfig = extraConfig;
+    this.tls = tls;
+    this.extraConfig = tls ? `${extraConfig}\n[tls]\ncert = "${tls.cert}"\nkey = "${tls.key}"\n` : extraConfig;
     this.extraEnv = env;
     this.child = undefined;
   }
@@ -124,9 +130,10 @@ export class TickwireServer {
     this.port = await freePort();
     this.proxyPort = await freePort();
     this.zmqPort = await freePort();
-    this.http = `http://127.0.0.1:${this.port}`;
-    this.ws = `ws://127.0.0.1:${this.port}`;
-    this.proxyWs = `ws://127.0.0.1:${this.proxyPort}`;
+    const [http, ws] = this.tls ? ["https", "wss"] : ["http", "ws"];
+    this.http = `${http}://127.0.0.1:${this.port}`;
+    this.ws = `${ws}://127.0.0.1:${this.port}`;
+    this.proxyWs = `${ws}://127.0.0.1:${this.proxyPort}`;
     this.zmqEndpoint = `tcp://127.0.0.1:${this.zmqPort}`;
     const configPath = join(this.workDir, "tickwire-interop.toml");
     writeFileSync(configPath, TEST_CONFIG + this.extraConfig);
@@ -171,11 +178,13 @@ export class TickwireServer {
         throw new Error(`tickwire-server exited (${exit.code ?? exit.signal}) before it was ready`);
       }
       try {
-        const resp = await fetch(`${this.http}/healthz`, { signal: AbortSignal.timeout(1000) });
-        if (resp.status === 200) {
+        const status = this.tls
+          ? await httpsStatus(`${this.http}/healthz`, readFileSync(this.tls.cert))
+          : (await fetch(`${this.http}/healthz`, { signal: AbortSignal.timeout(1000) })).status;
+        if (status === 200) {
           return;
         }
-        last = `/healthz answered ${resp.status}`;
+        last = `/healthz answered ${status}`;
       } catch (err) {
         last = String(err.cause ?? err);
       }
@@ -235,6 +244,18 @@ export class TickwireServer {
     url.pathname = `/client/hubs/${hub}`;
     return url.toString();
   }
+}
+
+/** The status of `GET url` over TLS, trusting `ca` (PEM). */
+function httpsStatus(url, ca) {
+  return new Promise((ok, fail) => {
+    const req = https.get(url, { ca, timeout: 1000 }, (res) => {
+      res.resume();
+      ok(res.statusCode);
+    });
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+    req.on("error", fail);
+  });
 }
 
 /**

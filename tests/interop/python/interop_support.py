@@ -134,21 +134,32 @@ class TickwireServer:
     Every listener is on a free loopback port: the main one (`http`, `ws`), the market-data
     proxy's own (`proxy_ws`, `--proxy-listen`) and the ZeroMQ bus the server binds
     (`zmq_endpoint`, `--zmq-bind`). `extra_config` is appended to the test configuration;
-    `env` adds `TICKWIRE_*` variables (the caller's own are never passed on).
+    `env` adds `TICKWIRE_*` variables (the caller's own are never passed on). With `tls`
+    (certificate chain, key and the CA that issued them, PEM files), every listener speaks TLS
+    and the URLs are `https://` and `wss://`.
     """
 
     def __init__(
-        self, work_dir: Path, extra_config: str = "", env: dict[str, str] | None = None
+        self,
+        work_dir: Path,
+        extra_config: str = "",
+        env: dict[str, str] | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.extra_config = extra_config
         self.extra_env = dict(env or {})
+        self.tls = tls
+        if tls is not None:
+            cert, key, _ = tls
+            self.extra_config += f'\n[tls]\ncert = "{cert}"\nkey = "{key}"\n'
         self.port = free_port()
         self.proxy_port = free_port()
         self.zmq_port = free_port()
-        self.http = f"http://127.0.0.1:{self.port}"
-        self.ws = f"ws://127.0.0.1:{self.port}"
-        self.proxy_ws = f"ws://127.0.0.1:{self.proxy_port}"
+        http, ws = ("https", "wss") if tls else ("http", "ws")
+        self.http = f"{http}://127.0.0.1:{self.port}"
+        self.ws = f"{ws}://127.0.0.1:{self.port}"
+        self.proxy_ws = f"{ws}://127.0.0.1:{self.proxy_port}"
         self.zmq_endpoint = f"tcp://127.0.0.1:{self.zmq_port}"
         self.log_path = work_dir / "tickwire-server.log"
         self.config_path = work_dir / "tickwire-interop.toml"
@@ -203,7 +214,8 @@ class TickwireServer:
                     + self.log_tail()
                 )
             try:
-                resp = requests.get(f"{self.http}/healthz", timeout=1.0)
+                verify = str(self.tls[2]) if self.tls else True
+                resp = requests.get(f"{self.http}/healthz", timeout=1.0, verify=verify)
                 if resp.status_code == 200:
                     return
                 last_error = RuntimeError(f"/healthz answered {resp.status_code}")
