@@ -10,16 +10,42 @@
 //!   of it (endpoint, key, remote address, subscriptions, queue depth, age)
 //!   and the way to drop it.
 //!
-//! The hot path pays one or two relaxed atomic adds per socket write, not
-//! per message: a writer counts the messages and bytes of each write.
+//! The hot path pays two relaxed atomic adds per socket write, not per
+//! message: a writer counts the messages and bytes of each write. The
+//! counters are striped by thread ([`STRIPES`] cache-line-sized slots), so
+//! the runtime's workers never contend for one cache line; a scrape adds
+//! the stripes up.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::subscriber::Subscriber;
+
+/// Slots of a striped counter: more than the runtime's workers, so that two
+/// threads rarely share one.
+pub const STRIPES: usize = 8;
+
+/// The stripe of the calling thread: threads take the stripes in turn as
+/// they first count.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
+
+/// One thread's share of a meter's write counters, alone on its cache
+/// lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Written {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
 
 /// The counters of one endpoint and wire format.
 #[derive(Debug)]
@@ -28,8 +54,7 @@ pub struct Meter {
     format: &'static str,
     accepted: AtomicU64,
     open: AtomicU64,
-    messages: AtomicU64,
-    bytes: AtomicU64,
+    written: [Written; STRIPES],
 }
 
 /// A snapshot of a [`Meter`].
@@ -56,8 +81,7 @@ impl Meter {
             format,
             accepted: AtomicU64::new(0),
             open: AtomicU64::new(0),
-            messages: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            written: Default::default(),
         }
     }
 
@@ -73,10 +97,11 @@ impl Meter {
 
     /// Counts one write of `messages` data messages in `bytes` bytes.
     pub fn wrote(&self, messages: u64, bytes: u64) {
+        let mine = &self.written[stripe()];
         if messages > 0 {
-            self.messages.fetch_add(messages, Ordering::Relaxed);
+            mine.messages.fetch_add(messages, Ordering::Relaxed);
         }
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        mine.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Counts a connection as accepted and open until the guard is dropped.
@@ -93,8 +118,16 @@ impl Meter {
             format: self.format,
             accepted: self.accepted.load(Ordering::Relaxed),
             open: self.open.load(Ordering::Relaxed),
-            messages: self.messages.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
+            messages: self
+                .written
+                .iter()
+                .map(|w| w.messages.load(Ordering::Relaxed))
+                .sum(),
+            bytes: self
+                .written
+                .iter()
+                .map(|w| w.bytes.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 }
@@ -146,14 +179,21 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     1.0, 2.5, 10.0,
 ];
 
-/// A latency histogram over [`LATENCY_BUCKETS`] (and `+Inf`): one atomic
-/// add per bucket hit and two for the sum and count, no lock.
+/// A latency histogram over [`LATENCY_BUCKETS`] (and `+Inf`): two atomic
+/// adds per observation (its bucket and the sum), on the calling thread's
+/// stripe, no lock. The count is the buckets' total.
 #[derive(Debug, Default)]
 pub struct Histogram {
+    stripes: [Observed; STRIPES],
+}
+
+/// One thread's share of a histogram, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Observed {
     /// Non-cumulative counts, one per bucket, the last for `+Inf`.
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     sum_ns: AtomicU64,
-    count: AtomicU64,
 }
 
 /// A snapshot of a [`Histogram`], in the exposition's terms.
@@ -176,27 +216,35 @@ impl Histogram {
             .iter()
             .position(|&b| secs <= b)
             .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[at].fetch_add(1, Ordering::Relaxed);
+        let mine = &self.stripes[stripe()];
+        mine.buckets[at].fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        mine.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// The counts now.
     pub fn counts(&self) -> HistogramCounts {
+        let mut own = [0u64; LATENCY_BUCKETS.len() + 1];
+        let mut sum_ns = 0u64;
+        for stripe in &self.stripes {
+            for (n, b) in own.iter_mut().zip(&stripe.buckets) {
+                *n += b.load(Ordering::Relaxed);
+            }
+            sum_ns = sum_ns.saturating_add(stripe.sum_ns.load(Ordering::Relaxed));
+        }
         let mut total = 0;
         let buckets = LATENCY_BUCKETS
             .iter()
-            .zip(&self.buckets)
+            .zip(own)
             .map(|(&bound, n)| {
-                total += n.load(Ordering::Relaxed);
+                total += n;
                 (bound, total)
             })
             .collect();
         HistogramCounts {
             buckets,
-            sum: Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed)).as_secs_f64(),
-            count: self.count.load(Ordering::Relaxed),
+            sum: Duration::from_nanos(sum_ns).as_secs_f64(),
+            count: own.iter().sum(),
         }
     }
 }
@@ -205,7 +253,8 @@ impl Histogram {
 /// queue ([`fan_out`](Latencies::fan_out)), and from the moment an update
 /// entered the fan-out to the write that carried it to a client
 /// ([`publish_to_write`](Latencies::publish_to_write), measured on the
-/// oldest message of each write: the one that waited longest).
+/// oldest message of a write: the one that waited longest; each
+/// connection's first write and one in [`SAMPLE_WRITES`] after it).
 #[derive(Debug, Default)]
 pub struct Latencies {
     /// Time to hand one update to every endpoint's feed (encoding and queueing).
@@ -213,6 +262,11 @@ pub struct Latencies {
     /// Time from an update entering the fan-out to the socket write.
     pub publish_to_write: Histogram,
 }
+
+/// A connection's writes are timed one in this many (the first included):
+/// reading the clock on every write would cost more than the rest of the
+/// metering.
+pub const SAMPLE_WRITES: u32 = 8;
 
 /// Who is on the other end of a connection, as the transport knows it (the
 /// key it presented is the endpoint's to say, once it knows:
