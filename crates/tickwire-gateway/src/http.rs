@@ -51,7 +51,9 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let cors = path == NEGOTIATE_PATH || path == publish::PATH || proxy::serves_rest(path);
+    let socketio = tickwire_endpoint_socketio::Market::serves(path);
+    let cors =
+        path == NEGOTIATE_PATH || path == publish::PATH || proxy::serves_rest(path) || socketio;
     if cors && req.method() == Method::OPTIONS {
         return preflight(&shared, origin.as_deref());
     }
@@ -61,6 +63,7 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         return refusal;
     }
     let mut response = match (path, hubs::hub_of(path)) {
+        _ if socketio => shared.socketio.handle(req).await,
         (_, Some(Err(name))) => json_error(StatusCode::NOT_FOUND, &format!("unknown hub {name:?}")),
         (_, Some(Ok(hub))) if get => hubs::websocket(req, hub, &shared.hubs, context, &tracker),
         (_, Some(Ok(_))) => method_not_allowed(),

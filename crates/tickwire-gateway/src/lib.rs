@@ -177,6 +177,8 @@ struct Shared {
     fastws: Arc<tickwire_endpoint_fastws::FastWs>,
     proxy: Arc<tickwire_endpoint_proxy::Proxy>,
     publish: tickwire_endpoint_publish::Publish,
+    /// Socket.IO's `/market` namespace.
+    socketio: tickwire_endpoint_socketio::Market,
     /// This node's bus, when it is a cluster member.
     cluster: Option<tickwire_cluster::Cluster>,
     /// Set once shutdown is signalled: `/readyz` answers 503 from then on.
@@ -755,6 +757,7 @@ pub async fn run_with(
             prefix: config.prefix.clone(),
             ingest,
         },
+        socketio: tickwire_endpoint_socketio::Market::new(context.keys.clone()),
         cluster: cluster.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
         required: config.required_adapters.clone(),

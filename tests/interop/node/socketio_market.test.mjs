@@ -1,0 +1,63 @@
+// Seed 003's Socket.IO channel, the `/market` namespace, driven by the npm `socket.io-client`
+// (4.x) over each transport: the greeting, the key in the handshake's `auth`, the upgrade from
+// long-polling to a WebSocket, and a refusal as `connect_error` with its reason.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { io } from "socket.io-client";
+
+import { DEMO_KEY, TickwireServer, WAIT_MS, within } from "./server.mjs";
+
+const server = new TickwireServer();
+before(() => server.start());
+after(() => server.stop());
+
+/** A `/market` socket, and a promise of its first `connected` event. */
+function market(options) {
+  const socket = io(`${server.http}/market`, { reconnection: false, timeout: WAIT_MS, ...options });
+  const greeted = new Promise((ok) => socket.once("connected", ok));
+  return { socket, greeted };
+}
+
+for (const transports of [["websocket"], ["polling"]]) {
+  test(`a client over ${transports[0]} is greeted`, { timeout: 2 * WAIT_MS }, async () => {
+    const { socket, greeted } = market({ transports, auth: { api_key: DEMO_KEY } });
+    try {
+      assert.deepEqual(await within(greeted, "connected"), { status: "ok" });
+      assert.equal(socket.io.engine.transport.name, transports[0]);
+    } finally {
+      socket.close();
+    }
+  });
+}
+
+test("a client that starts on long-polling upgrades to a WebSocket", { timeout: 2 * WAIT_MS }, async () => {
+  const { socket, greeted } = market({ auth: { api_key: DEMO_KEY } });
+  try {
+    await within(greeted, "connected");
+    const engine = socket.io.engine;
+    if (engine.transport.name !== "websocket") {
+      await within(new Promise((ok) => engine.once("upgrade", ok)), "the upgrade");
+    }
+    assert.equal(engine.transport.name, "websocket");
+  } finally {
+    socket.close();
+  }
+});
+
+test("a wrong key gets connect_error with the reason; the server carries on", { timeout: 2 * WAIT_MS }, async () => {
+  const { socket } = market({ transports: ["websocket"], auth: { api_key: "not-a-key" } });
+  try {
+    const error = await within(new Promise((ok) => socket.once("connect_error", ok)), "connect_error");
+    assert.match(error.message, /invalid api key/);
+  } finally {
+    socket.close();
+  }
+  const other = market({ transports: ["websocket"], auth: { api_key: DEMO_KEY } });
+  try {
+    assert.deepEqual(await within(other.greeted, "connected"), { status: "ok" });
+  } finally {
+    other.socket.close();
+  }
+});

@@ -1,0 +1,117 @@
+"""Seed 003's Socket.IO channel, the `/market` namespace, driven by the Python Socket.IO
+client (`python-socketio`) over each transport: the greeting, the key in the handshake's
+`auth` or in `Authorization`, refusals as `connect_error` with a reason, and the heartbeat
+the seed configures (a ping every 5 s, 10 s to answer), which closes a client that stops
+answering.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+
+import pytest
+import requests
+import socketio
+import websocket
+
+from interop_support import DEMO_KEY, WAIT_SECONDS, TickwireServer
+
+
+def connect(server: TickwireServer, transports: list[str], **kwargs) -> tuple[socketio.Client, queue.Queue]:
+    """A client connected to `/market`, and the queue of the events it received."""
+    client = socketio.Client(reconnection=False)
+    events: queue.Queue = queue.Queue()
+    client.on("connected", lambda data: events.put(("connected", data)), namespace="/market")
+    client.connect(
+        server.http,
+        namespaces=["/market"],
+        transports=transports,
+        wait_timeout=WAIT_SECONDS,
+        **kwargs,
+    )
+    return client, events
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]])
+def test_a_client_with_the_key_in_auth_is_greeted(server: TickwireServer, transports: list[str]) -> None:
+    client, events = connect(server, transports, auth={"api_key": DEMO_KEY})
+    try:
+        assert events.get(timeout=WAIT_SECONDS) == ("connected", {"status": "ok"})
+        if transports == ["polling", "websocket"]:
+            # The client upgrades from long-polling to a WebSocket.
+            deadline = time.monotonic() + WAIT_SECONDS
+            while client.transport() != "websocket":
+                assert time.monotonic() < deadline, "no upgrade to websocket"
+                time.sleep(0.05)
+        else:
+            assert client.transport() == transports[0]
+    finally:
+        client.disconnect()
+
+
+def test_the_key_may_come_in_authorization(server: TickwireServer) -> None:
+    client, events = connect(server, ["websocket"], headers={"Authorization": f"Bearer {DEMO_KEY}"})
+    try:
+        assert events.get(timeout=WAIT_SECONDS) == ("connected", {"status": "ok"})
+    finally:
+        client.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("auth", "reason"),
+    [({"api_key": "not-a-key"}, "invalid api key"), (None, "missing api key")],
+)
+def test_a_refused_client_gets_connect_error_with_the_reason(
+    server: TickwireServer, auth: dict | None, reason: str
+) -> None:
+    client = socketio.Client(reconnection=False)
+    errors: queue.Queue = queue.Queue()
+    client.on("connect_error", lambda data: errors.put(data), namespace="/market")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(
+            server.http, namespaces=["/market"], transports=["websocket"], auth=auth, wait_timeout=WAIT_SECONDS
+        )
+    error = errors.get(timeout=WAIT_SECONDS)
+    assert reason in error["message"], error
+    # The server carries on: another client is greeted.
+    other, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    try:
+        assert events.get(timeout=WAIT_SECONDS)[0] == "connected"
+    finally:
+        other.disconnect()
+
+
+def test_the_handshake_gives_the_seeds_heartbeat(server: TickwireServer) -> None:
+    resp = requests.get(f"{server.http}/socket.io/", params={"EIO": "4", "transport": "polling"}, timeout=WAIT_SECONDS)
+    assert resp.status_code == 200
+    assert resp.text.startswith("0"), resp.text
+    handshake = json.loads(resp.text[1:])
+    assert (handshake["pingInterval"], handshake["pingTimeout"]) == (5000, 10000), handshake
+    assert "websocket" in handshake["upgrades"]
+
+
+def test_a_client_that_stops_answering_pings_is_closed(server: TickwireServer) -> None:
+    """An Engine.IO client that reads but never answers a ping is closed within the ping
+    interval plus the timeout (15 s), not held."""
+    ws = websocket.create_connection(
+        f"{server.ws}/socket.io/?EIO=4&transport=websocket", timeout=WAIT_SECONDS + 10
+    )
+    opened = time.monotonic()
+    try:
+        assert ws.recv().startswith("0")  # the Engine.IO open packet
+        pings = 0
+        while True:
+            try:
+                frame = ws.recv()
+            except websocket.WebSocketConnectionClosedException:
+                break
+            if frame == "":
+                break
+            pings += frame == "2"
+        elapsed = time.monotonic() - opened
+        assert pings >= 1, "no ping before the close"
+        assert 10 <= elapsed <= 15 + 5, elapsed
+    finally:
+        ws.close()
