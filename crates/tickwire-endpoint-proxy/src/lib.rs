@@ -502,6 +502,33 @@ impl Proxy {
     fn poll(&self, instrument: &Instrument, mode: Mode, depth: Depth) -> Option<Bytes> {
         self.encode(instrument, Topic::new(mode, depth))
     }
+
+    /// The `market_data` message of `instrument` in `mode`: from the cache,
+    /// or, for an instrument no client of this node follows, from the
+    /// nodes that ingest it ([`last_values_from`](Self::last_values_from)).
+    async fn last_of(&self, instrument: &Instrument, mode: Mode, depth: Depth) -> Option<Bytes> {
+        match self.last_values.get() {
+            Some(source) if !self.follows(instrument) => {
+                let mut state = MarketState::default();
+                for update in source.fetch(instrument).await {
+                    state.apply(&update);
+                }
+                encode_market_data(self.style, instrument, mode, depth, &state)
+            }
+            _ => self.poll(instrument, mode, depth),
+        }
+    }
+}
+
+impl tickwire_services::quotes::Quotes for Proxy {
+    fn last<'a>(
+        &'a self,
+        instrument: &'a Instrument,
+        mode: Mode,
+        depth: Depth,
+    ) -> Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'a>> {
+        Box::pin(self.last_of(instrument, mode, depth))
+    }
 }
 
 /// Calls the adapter, taking its answer at once when it has one (every
@@ -982,16 +1009,7 @@ pub async fn rest(req: &Request<Incoming>, proxy: &Proxy) -> Response<Body> {
         },
     };
     let instrument = Instrument::new(symbol.trim(), exchange.trim());
-    let found = match proxy.last_values.get() {
-        Some(source) if !proxy.follows(&instrument) => {
-            let mut state = MarketState::default();
-            for update in source.fetch(&instrument).await {
-                state.apply(&update);
-            }
-            encode_market_data(proxy.style, &instrument, mode, depth, &state)
-        }
-        _ => proxy.poll(&instrument, mode, depth),
-    };
+    let found = proxy.last_of(&instrument, mode, depth).await;
     match found {
         Some(body) => json_bytes(StatusCode::OK, body),
         None => json_error(

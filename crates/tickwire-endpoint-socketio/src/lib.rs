@@ -12,7 +12,11 @@
 //!   whose data this channel carries), its request rate and its
 //!   `max_connections`; a refusal is a Socket.IO `connect_error` whose
 //!   `message` says why;
-//! - on connect, `connected` `{"status": "ok"}`.
+//! - on connect, `connected` `{"status": "ok"}`;
+//! - `get_ltp`, `get_quote`, `get_depth` `{"symbol", "exchange"}` answer from
+//!   the last-value cache ([`Quotes`]) through the client's acknowledgement,
+//!   or, to a client that asked for none, as an event (`ltp`, `quote`,
+//!   `depth`).
 //!
 //! CORS (all origins by default, else `allowed_origins`) is the router's,
 //! as for every route a page calls.
@@ -25,14 +29,17 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
-use serde::Deserialize;
-use socketioxide::extract::{Extension, SocketRef, State, TryData};
+use serde::{Deserialize, Serialize};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler as _;
 use socketioxide::service::SocketIoService;
 use socketioxide::{SocketIo, TransportType};
 use tickwire_config::Endpoint;
 use tickwire_core::http::Body;
+use tickwire_model::Instrument;
+use tickwire_proxy::{Depth, Mode};
 use tickwire_services::keys::{KeyRejection, KeyRing, KeyUsage, Lease};
+use tickwire_services::quotes::Quotes;
 use tracing::{debug, info};
 
 /// Where Socket.IO clients connect (the standard path).
@@ -63,6 +70,7 @@ impl std::fmt::Debug for Market {
 #[derive(Clone)]
 struct Shared {
     keys: Arc<KeyRing>,
+    quotes: Arc<dyn Quotes>,
 }
 
 /// The slot a connection holds in its key's `max_connections`, released
@@ -88,14 +96,15 @@ impl std::fmt::Display for Refused {
 }
 
 impl Market {
-    /// The namespace, checking keys against `keys`.
-    pub fn new(keys: Arc<KeyRing>) -> Market {
+    /// The namespace, checking keys against `keys` and answering polls
+    /// from `quotes`.
+    pub fn new(keys: Arc<KeyRing>, quotes: Arc<dyn Quotes>) -> Market {
         let (svc, io) = SocketIo::builder()
             .req_path(PATH)
             .ping_interval(PING_INTERVAL)
             .ping_timeout(PING_TIMEOUT)
             .transports([TransportType::Polling, TransportType::Websocket])
-            .with_state(Shared { keys })
+            .with_state(Shared { keys, quotes })
             .build_svc();
         io.ns(NAMESPACE, on_connect.with(authenticate));
         Market { svc, io }
@@ -185,10 +194,130 @@ async fn authenticate(
     Ok(())
 }
 
-/// A connection joined `/market`: greet it as the seed does.
+/// A connection joined `/market`: greet it as the seed does, and take its
+/// events.
 async fn on_connect(socket: SocketRef, Extension(_held): Extension<Held>) {
     debug!(sid = %socket.id, "{NAMESPACE} connected");
+    socket.on("get_ltp", poll::<LTP>);
+    socket.on("get_quote", poll::<QUOTE>);
+    socket.on("get_depth", poll::<DEPTH>);
     if let Err(e) = socket.emit("connected", &serde_json::json!({"status": "ok"})) {
         debug!(sid = %socket.id, error = %e, "greeting not sent");
+    }
+}
+
+/// The modes of the polls, as const parameters of [`poll`].
+const LTP: u8 = 0;
+const QUOTE: u8 = 1;
+const DEPTH: u8 = 2;
+
+/// A poll's payload: `{"symbol": "RELIANCE", "exchange": "NSE"}` (and, for
+/// `get_depth`, `"depth"`: 5, 20 or 30; default 5).
+#[derive(Debug, Deserialize)]
+struct PollRequest {
+    symbol: String,
+    exchange: String,
+    #[serde(default)]
+    depth: Option<i64>,
+}
+
+/// The answer of a poll: `{"status": "success", "data": <market_data>}` or
+/// `{"status": "error", "message": "..."}`.
+#[derive(Debug, Serialize)]
+struct PollReply<'a> {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+impl PollReply<'_> {
+    fn error(message: String) -> Self {
+        PollReply {
+            status: "error",
+            data: None,
+            message: Some(message),
+        }
+    }
+}
+
+/// Whether the client asked for an acknowledgement of the event.
+struct Acked(bool);
+
+impl<A: socketioxide::adapter::Adapter> socketioxide::handler::FromMessageParts<A> for Acked {
+    type Error = std::convert::Infallible;
+
+    fn from_message_parts(
+        _: &Arc<socketioxide::socket::Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        Ok(Acked(ack_id.is_some()))
+    }
+}
+
+/// `get_ltp`, `get_quote`, `get_depth`: the last value, from the cache.
+async fn poll<const MODE: u8>(
+    socket: SocketRef,
+    TryData(request): TryData<PollRequest>,
+    ack: AckSender,
+    Acked(acked): Acked,
+    State(shared): State<Shared>,
+) {
+    let (mode, event) = match MODE {
+        LTP => (Mode::Ltp, "ltp"),
+        QUOTE => (Mode::Quote, "quote"),
+        _ => (Mode::Depth, "depth"),
+    };
+    let found = match request {
+        Err(e) => Err(format!(
+            "get_{event} takes {{\"symbol\": ..., \"exchange\": ...}}: {e}"
+        )),
+        Ok(request) => {
+            let depth = match request.depth {
+                None => Some(Depth::Five),
+                Some(levels) => Depth::from_levels(levels),
+            };
+            let instrument = Instrument::new(request.symbol.trim(), request.exchange.trim());
+            match (depth, tickwire_proxy::check_instrument(&instrument)) {
+                (None, _) => Err("depth must be 5, 20 or 30".to_owned()),
+                (_, Err(why)) => Err(why),
+                (Some(depth), Ok(())) => shared
+                    .quotes
+                    .last(&instrument, mode, depth)
+                    .await
+                    .ok_or_else(|| format!("no {event} data for {instrument} yet")),
+            }
+        }
+    };
+    let raw;
+    let reply = match &found {
+        Ok(bytes) => match std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok())
+        {
+            Some(data) => {
+                raw = data;
+                PollReply {
+                    status: "success",
+                    data: Some(raw),
+                    message: None,
+                }
+            }
+            None => PollReply::error("the cached value is not JSON".to_owned()),
+        },
+        Err(message) => {
+            debug!(sid = %socket.id, event, message, "poll not answered with data");
+            PollReply::error(message.clone())
+        }
+    };
+    let sent = if acked {
+        ack.send(&reply)
+    } else {
+        socket.emit(event, &reply)
+    };
+    if let Err(e) = sent {
+        debug!(sid = %socket.id, error = %e, "poll reply not sent");
     }
 }

@@ -757,7 +757,7 @@ pub async fn run_with(
             prefix: config.prefix.clone(),
             ingest,
         },
-        socketio: tickwire_endpoint_socketio::Market::new(context.keys.clone()),
+        socketio: tickwire_endpoint_socketio::Market::new(context.keys.clone(), proxy.clone()),
         cluster: cluster.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
         required: config.required_adapters.clone(),

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 pub mod http;
 pub mod keys;
 pub mod market;
+pub mod quotes;
 pub mod tls;
 
 pub use keys::{KeyRejection, KeyRing, KeyUsage, Lease, Principal};

@@ -61,3 +61,21 @@ test("a wrong key gets connect_error with the reason; the server carries on", { 
     other.socket.close();
   }
 });
+
+test("get_quote answers from the cache through the acknowledgement", { timeout: 2 * WAIT_MS }, async () => {
+  const { socket, greeted } = market({ transports: ["polling"], auth: { api_key: DEMO_KEY } });
+  try {
+    await within(greeted, "connected");
+    let reply;
+    const deadline = Date.now() + WAIT_MS;
+    do {
+      reply = await within(socket.timeout(WAIT_MS).emitWithAck("get_quote", { symbol: "BTC/USD", exchange: "CRYPTO" }), "the ack");
+    } while (reply.status !== "success" && Date.now() < deadline);
+    assert.equal(reply.status, "success", JSON.stringify(reply));
+    assert.equal(reply.data.type, "market_data");
+    assert.equal(reply.data.symbol, "BTC/USD");
+    assert.ok(reply.data.data.ltp > 0, JSON.stringify(reply));
+  } finally {
+    socket.close();
+  }
+});

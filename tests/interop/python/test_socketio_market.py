@@ -115,3 +115,62 @@ def test_a_client_that_stops_answering_pings_is_closed(server: TickwireServer) -
         assert 10 <= elapsed <= 15 + 5, elapsed
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize(("event", "mode"), [("get_ltp", "LTP"), ("get_quote", "Quote"), ("get_depth", "Depth")])
+def test_polls_answer_from_the_cache_through_the_ack(server: TickwireServer, event: str, mode: str) -> None:
+    client, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    try:
+        events.get(timeout=WAIT_SECONDS)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            reply = client.call(event, {"symbol": "RELIANCE", "exchange": "NSE"}, namespace="/market", timeout=WAIT_SECONDS)
+            if reply["status"] == "success" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # the synthetic market's first tick of RELIANCE, bounded by WAIT_SECONDS
+        assert reply["status"] == "success", reply
+        data = reply["data"]
+        assert data["type"] == "market_data" and data["symbol"] == "RELIANCE" and data["exchange"] == "NSE", data
+        assert data["data"]["ltp"] > 0, data
+        if mode == "Depth":
+            assert "depth" in data["data"], data
+    finally:
+        client.disconnect()
+
+
+def test_a_poll_without_ack_is_answered_by_an_event(server: TickwireServer) -> None:
+    client, events = connect(server, ["polling"], auth={"api_key": DEMO_KEY})
+    client.on("ltp", lambda data: events.put(("ltp", data)), namespace="/market")
+    try:
+        events.get(timeout=WAIT_SECONDS)
+        client.emit("get_ltp", {"symbol": "BTC/USD", "exchange": "CRYPTO"}, namespace="/market")
+        name, reply = events.get(timeout=WAIT_SECONDS)
+        assert name == "ltp" and reply["status"] == "success", reply
+        assert reply["data"]["symbol"] == "BTC/USD"
+    finally:
+        client.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"symbol": "RELIANCE"}, "exchange"),
+        ("not an object", "symbol"),
+        ({"symbol": "NOPE", "exchange": "NSE"}, "no ltp data for"),
+        ({"symbol": "", "exchange": "NSE"}, "Invalid symbol: empty"),
+        ({"symbol": "RELIANCE", "exchange": "NSE", "depth": 7}, "depth must be 5, 20 or 30"),
+    ],
+)
+def test_a_bad_poll_gets_an_error_and_the_connection_carries_on(
+    server: TickwireServer, payload: object, message: str
+) -> None:
+    client, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    try:
+        events.get(timeout=WAIT_SECONDS)
+        reply = client.call("get_ltp", payload, namespace="/market", timeout=WAIT_SECONDS)
+        assert reply["status"] == "error" and message in reply["message"], reply
+        # Still connected and served.
+        again = client.call("get_ltp", {"symbol": "BTC/USD", "exchange": "CRYPTO"}, namespace="/market", timeout=WAIT_SECONDS)
+        assert again["status"] == "success", again
+    finally:
+        client.disconnect()
