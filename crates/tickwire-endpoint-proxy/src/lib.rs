@@ -529,6 +529,21 @@ impl tickwire_services::quotes::Quotes for Proxy {
     ) -> Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'a>> {
         Box::pin(self.last_of(instrument, mode, depth))
     }
+
+    fn join(
+        &self,
+        sub: &Subscriber,
+        instrument: &Instrument,
+        mode: Mode,
+        depth: Depth,
+    ) -> Result<(), String> {
+        tickwire_proxy::check_instrument(instrument)?;
+        Proxy::join(self, sub, &SubKey::new(instrument.clone(), mode, depth))
+    }
+
+    fn leave(&self, id: u64, instrument: &Instrument, mode: Mode, depth: Depth) {
+        Proxy::leave(self, id, &SubKey::new(instrument.clone(), mode, depth));
+    }
 }
 
 /// Calls the adapter, taking its answer at once when it has one (every

@@ -13,6 +13,13 @@
 //!   `max_connections`; a refusal is a Socket.IO `connect_error` whose
 //!   `message` says why;
 //! - on connect, `connected` `{"status": "ok"}`;
+//! - `subscribe` `{"symbols": [{"symbol", "exchange"}...], "mode": "LTP" |
+//!   "Quote" | "Depth"}` (mode `Quote` by default) joins one room per
+//!   instrument and mode; each room is one member of the proxy's key (the
+//!   proxy subscribes the adapters, throttles LTP and caches), and a task
+//!   per room broadcasts each `market_data` message to its sockets: encoded
+//!   once, the same packet to every member. A snapshot of the last value
+//!   comes first; `unsubscribe` leaves;
 //! - `get_ltp`, `get_quote`, `get_depth` `{"symbol", "exchange"}` answer from
 //!   the last-value cache ([`Quotes`]) through the client's acknowledgement,
 //!   or, to a client that asked for none, as an event (`ltp`, `quote`,
@@ -21,7 +28,8 @@
 //! CORS (all origins by default, else `allowed_origins`) is the router's,
 //! as for every route a page calls.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use engineioxide::service::NotFoundService;
@@ -36,10 +44,14 @@ use socketioxide::service::SocketIoService;
 use socketioxide::{SocketIo, TransportType};
 use tickwire_config::Endpoint;
 use tickwire_core::http::Body;
+use tickwire_core::outbox::{Batch, Outbox};
+use tickwire_core::subscriber::QueuePolicy;
+use tickwire_core::{Connections, Outbound, SlowConsumer, Subscriber};
 use tickwire_model::Instrument;
 use tickwire_proxy::{Depth, Mode};
 use tickwire_services::keys::{KeyRejection, KeyRing, KeyUsage, Lease};
 use tickwire_services::quotes::Quotes;
+use tickwire_websocket::frame::payload_of;
 use tracing::{debug, info};
 
 /// Where Socket.IO clients connect (the standard path).
@@ -71,6 +83,121 @@ impl std::fmt::Debug for Market {
 struct Shared {
     keys: Arc<KeyRing>,
     quotes: Arc<dyn Quotes>,
+    rooms: Arc<Rooms>,
+}
+
+/// Most rooms (instrument × mode) one connection may be in.
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
+
+/// One room per instrument and mode with members: the member of the
+/// proxy's key that stands for them all.
+struct Rooms {
+    connections: Arc<Connections>,
+    rooms: Mutex<HashMap<RoomKey, Room>>,
+    /// Set once the server is built: the handle the rooms broadcast with.
+    io: std::sync::OnceLock<SocketIo>,
+}
+
+type RoomKey = (Instrument, Mode, Depth);
+
+struct Room {
+    /// The queue the proxy delivers the key's messages to.
+    sub: Subscriber,
+    members: usize,
+}
+
+/// The Socket.IO room name of a key: `market_data:MODE:EXCHANGE:SYMBOL`.
+fn room_name((instrument, mode, depth): &RoomKey) -> String {
+    let mode = match mode {
+        Mode::Ltp => "LTP".to_owned(),
+        Mode::Quote => "Quote".to_owned(),
+        Mode::Depth => format!("Depth{}", depth.levels()),
+    };
+    format!(
+        "market_data:{mode}:{}:{}",
+        instrument.exchange, instrument.symbol
+    )
+}
+
+impl Rooms {
+    /// Adds a member to `key`'s room, making the room (and its proxy
+    /// membership and broadcast task) for the first.
+    fn join(&self, quotes: &dyn Quotes, key: &RoomKey) -> Result<(), String> {
+        let mut rooms = tickwire_core::lock(&self.rooms);
+        if let Some(room) = rooms.get_mut(key) {
+            room.members += 1;
+            return Ok(());
+        }
+        let connections = &self.connections;
+        let queue = QueuePolicy {
+            capacity: connections.settings().send_buffer,
+            slow_consumer: if key.1 == Mode::Ltp {
+                SlowConsumer::Conflate
+            } else {
+                SlowConsumer::DropOldest
+            },
+            pacer: None,
+        };
+        let sub = Subscriber::new(
+            connections.next_id(),
+            0,
+            queue,
+            connections.slow_consumer_stats().clone(),
+        );
+        quotes.join(&sub, &key.0, key.1, key.2)?;
+        if let Some(io) = self.io.get() {
+            tokio::spawn(broadcast(io.clone(), room_name(key), sub.clone()));
+        }
+        rooms.insert(key.clone(), Room { sub, members: 1 });
+        Ok(())
+    }
+
+    /// Takes a member from `key`'s room; the last one closes it.
+    fn leave(&self, quotes: &dyn Quotes, key: &RoomKey) {
+        let mut rooms = tickwire_core::lock(&self.rooms);
+        let Some(room) = rooms.get_mut(key) else {
+            return;
+        };
+        room.members -= 1;
+        if room.members == 0 {
+            if let Some(room) = rooms.remove(key) {
+                quotes.leave(room.sub.id(), &key.0, key.1, key.2);
+                room.sub.outbox().reader_gone();
+            }
+        }
+    }
+}
+
+/// A room's task: each `market_data` message the proxy queues for the room,
+/// broadcast once to the room's sockets, until the room closes.
+async fn broadcast(io: SocketIo, room: String, sub: Subscriber) {
+    let mut batch = Batch::default();
+    loop {
+        sub.outbox().take(&mut batch).await;
+        if batch.reader_gone || batch.dropped || batch.abandoned {
+            break;
+        }
+        for item in batch.data.drain(..) {
+            let Outbound::Frame(frame) = item.out else {
+                continue;
+            };
+            let Some(data) = payload_of(&frame)
+                .and_then(|p| serde_json::from_slice::<&serde_json::value::RawValue>(p).ok())
+            else {
+                continue;
+            };
+            let Some(ns) = io.of(NAMESPACE) else {
+                return;
+            };
+            if let Err(e) = ns.to(room.clone()).emit("market_data", data).await {
+                debug!(room, error = %e, "market_data not given to every member");
+            }
+        }
+        batch.ctrl.clear();
+        Outbox::recycle(&mut batch);
+    }
+    sub.outbox().writer_gone();
+    debug!(room, "room closed");
 }
 
 /// The slot a connection holds in its key's `max_connections`, released
@@ -96,16 +223,30 @@ impl std::fmt::Display for Refused {
 }
 
 impl Market {
-    /// The namespace, checking keys against `keys` and answering polls
-    /// from `quotes`.
-    pub fn new(keys: Arc<KeyRing>, quotes: Arc<dyn Quotes>) -> Market {
+    /// The namespace, checking keys against `keys`, serving market data
+    /// from `quotes`, its rooms' queues made like `connections`'.
+    pub fn new(
+        keys: Arc<KeyRing>,
+        quotes: Arc<dyn Quotes>,
+        connections: Arc<Connections>,
+    ) -> Market {
+        let rooms = Arc::new(Rooms {
+            connections,
+            rooms: Mutex::default(),
+            io: std::sync::OnceLock::new(),
+        });
         let (svc, io) = SocketIo::builder()
             .req_path(PATH)
             .ping_interval(PING_INTERVAL)
             .ping_timeout(PING_TIMEOUT)
             .transports([TransportType::Polling, TransportType::Websocket])
-            .with_state(Shared { keys, quotes })
+            .with_state(Shared {
+                keys,
+                quotes,
+                rooms: rooms.clone(),
+            })
             .build_svc();
+        let _ = rooms.io.set(io.clone());
         io.ns(NAMESPACE, on_connect.with(authenticate));
         Market { svc, io }
     }
@@ -198,6 +339,10 @@ async fn authenticate(
 /// events.
 async fn on_connect(socket: SocketRef, Extension(_held): Extension<Held>) {
     debug!(sid = %socket.id, "{NAMESPACE} connected");
+    socket.extensions.insert(Joined::default());
+    socket.on("subscribe", subscribe);
+    socket.on("unsubscribe", unsubscribe);
+    socket.on_disconnect(leave_all);
     socket.on("get_ltp", poll::<LTP>);
     socket.on("get_quote", poll::<QUOTE>);
     socket.on("get_depth", poll::<DEPTH>);
@@ -319,5 +464,285 @@ async fn poll<const MODE: u8>(
     };
     if let Err(e) = sent {
         debug!(sid = %socket.id, error = %e, "poll reply not sent");
+    }
+}
+
+/// The rooms a socket is in.
+#[derive(Clone, Default)]
+struct Joined(Arc<Mutex<Vec<RoomKey>>>);
+
+/// A `subscribe` or `unsubscribe` payload.
+#[derive(Debug, Deserialize)]
+struct SubscribeRequest {
+    symbols: Vec<PollRequestSymbol>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    depth: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PollRequestSymbol {
+    symbol: String,
+    exchange: String,
+}
+
+/// An instrument in a reply.
+#[derive(Debug, Serialize)]
+struct Named {
+    symbol: String,
+    exchange: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+/// The reply to `subscribe` and `unsubscribe`: what was done, what refused.
+#[derive(Debug, Serialize)]
+struct SubscribeReply {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    subscribed: Vec<Named>,
+    refused: Vec<Named>,
+}
+
+impl SubscribeReply {
+    fn error(message: String) -> Self {
+        SubscribeReply {
+            status: "error",
+            mode: None,
+            message: Some(message),
+            subscribed: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+}
+
+/// The mode of a request: `LTP`, `Quote` (the default) or `Depth` (names
+/// or the proxy's numbers 1, 2, 3).
+fn mode_of(request: &SubscribeRequest) -> Result<(Mode, Depth, &'static str), String> {
+    let mode = match request.mode.as_deref().map(str::trim) {
+        None | Some("Quote" | "QUOTE" | "quote" | "2") => (Mode::Quote, "Quote"),
+        Some("LTP" | "ltp" | "Ltp" | "1") => (Mode::Ltp, "LTP"),
+        Some("Depth" | "DEPTH" | "depth" | "3") => (Mode::Depth, "Depth"),
+        Some(other) => {
+            return Err(format!("unknown mode {other:?}: LTP, Quote or Depth"));
+        }
+    };
+    let depth = match request.depth {
+        None => Depth::Five,
+        Some(levels) => Depth::from_levels(levels).ok_or("depth must be 5, 20 or 30")?,
+    };
+    Ok((mode.0, depth, mode.1))
+}
+
+/// Sends `reply` through the ack when asked for one, else as `event`.
+fn answer<T: Serialize>(socket: &SocketRef, ack: AckSender, acked: bool, event: &str, reply: &T) {
+    let sent = if acked {
+        ack.send(reply)
+    } else {
+        socket.emit(event, reply)
+    };
+    if let Err(e) = sent {
+        debug!(sid = %socket.id, error = %e, "reply not sent");
+    }
+}
+
+/// `subscribe`: joins the rooms of the instruments in the mode; a snapshot
+/// of each one's last value first.
+async fn subscribe(
+    socket: SocketRef,
+    TryData(request): TryData<SubscribeRequest>,
+    ack: AckSender,
+    Acked(acked): Acked,
+    Extension(joined): Extension<Joined>,
+    State(shared): State<Shared>,
+) {
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!(
+                "subscribe takes {{\"symbols\": [{{\"symbol\", \"exchange\"}}...], \"mode\"}}: {e}"
+            );
+            info!(sid = %socket.id, "{NAMESPACE} subscribe refused: {message}");
+            return answer(
+                &socket,
+                ack,
+                acked,
+                "subscribed",
+                &SubscribeReply::error(message),
+            );
+        }
+    };
+    let (mode, depth, mode_name) = match mode_of(&request) {
+        Ok(m) => m,
+        Err(message) => {
+            return answer(
+                &socket,
+                ack,
+                acked,
+                "subscribed",
+                &SubscribeReply::error(message),
+            );
+        }
+    };
+    let mut subscribed = Vec::new();
+    let mut refused = Vec::new();
+    let mut snapshots = Vec::new();
+    for s in request.symbols {
+        let instrument = Instrument::new(s.symbol.trim(), s.exchange.trim());
+        let key: RoomKey = (instrument.clone(), mode, depth);
+        let named = |message: Option<String>| Named {
+            symbol: s.symbol.clone(),
+            exchange: s.exchange.clone(),
+            message,
+        };
+        let already = tickwire_core::lock(&joined.0).contains(&key);
+        if already {
+            subscribed.push(named(None));
+            continue;
+        }
+        if tickwire_core::lock(&joined.0).len() >= MAX_SUBSCRIPTIONS {
+            refused.push(named(Some(format!(
+                "subscription limit reached: at most {MAX_SUBSCRIPTIONS} per connection"
+            ))));
+            continue;
+        }
+        // The snapshot before the room: an update that comes between is
+        // newer than it, never older.
+        if let Some(last) = shared.quotes.last(&instrument, mode, depth).await {
+            snapshots.push(last);
+        }
+        match shared.rooms.join(&*shared.quotes, &key) {
+            Ok(()) => {
+                for last in snapshots.drain(..) {
+                    if let Ok(data) = serde_json::from_slice::<&serde_json::value::RawValue>(&last)
+                    {
+                        let _ = socket.emit("market_data", data);
+                    }
+                }
+                socket.join(room_name(&key));
+                tickwire_core::lock(&joined.0).push(key);
+                subscribed.push(named(None));
+            }
+            Err(why) => {
+                snapshots.clear();
+                refused.push(named(Some(why)));
+            }
+        }
+    }
+    let status = match (subscribed.is_empty(), refused.is_empty()) {
+        (_, true) => "success",
+        (false, false) => "partial",
+        (true, false) => "error",
+    };
+    debug!(sid = %socket.id, subscribed = subscribed.len(), refused = refused.len(), mode = mode_name, "{NAMESPACE} subscribe");
+    answer(
+        &socket,
+        ack,
+        acked,
+        "subscribed",
+        &SubscribeReply {
+            status,
+            mode: Some(mode_name),
+            message: None,
+            subscribed,
+            refused,
+        },
+    );
+}
+
+/// `unsubscribe`: leaves the rooms of the instruments in the mode.
+async fn unsubscribe(
+    socket: SocketRef,
+    TryData(request): TryData<SubscribeRequest>,
+    ack: AckSender,
+    Acked(acked): Acked,
+    Extension(joined): Extension<Joined>,
+    State(shared): State<Shared>,
+) {
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!(
+                "unsubscribe takes {{\"symbols\": [{{\"symbol\", \"exchange\"}}...], \"mode\"}}: {e}"
+            );
+            return answer(
+                &socket,
+                ack,
+                acked,
+                "unsubscribed",
+                &SubscribeReply::error(message),
+            );
+        }
+    };
+    let (mode, depth, mode_name) = match mode_of(&request) {
+        Ok(m) => m,
+        Err(message) => {
+            return answer(
+                &socket,
+                ack,
+                acked,
+                "unsubscribed",
+                &SubscribeReply::error(message),
+            );
+        }
+    };
+    let mut done = Vec::new();
+    let mut refused = Vec::new();
+    for s in request.symbols {
+        let key: RoomKey = (
+            Instrument::new(s.symbol.trim(), s.exchange.trim()),
+            mode,
+            depth,
+        );
+        let held = {
+            let mut joined = tickwire_core::lock(&joined.0);
+            let at = joined.iter().position(|k| k == &key);
+            at.map(|at| joined.remove(at))
+        };
+        let named = |message: Option<String>| Named {
+            symbol: s.symbol.clone(),
+            exchange: s.exchange.clone(),
+            message,
+        };
+        match held {
+            Some(key) => {
+                socket.leave(room_name(&key));
+                shared.rooms.leave(&*shared.quotes, &key);
+                done.push(named(None));
+            }
+            None => refused.push(named(Some("not subscribed".to_owned()))),
+        }
+    }
+    let status = if refused.is_empty() {
+        "success"
+    } else if done.is_empty() {
+        "error"
+    } else {
+        "partial"
+    };
+    answer(
+        &socket,
+        ack,
+        acked,
+        "unsubscribed",
+        &SubscribeReply {
+            status,
+            mode: Some(mode_name),
+            message: None,
+            subscribed: done,
+            refused,
+        },
+    );
+}
+
+/// A socket went away: it leaves every room it was in.
+async fn leave_all(Extension(joined): Extension<Joined>, State(shared): State<Shared>) {
+    let keys = std::mem::take(&mut *tickwire_core::lock(&joined.0));
+    for key in keys {
+        shared.rooms.leave(&*shared.quotes, &key);
     }
 }

@@ -757,7 +757,11 @@ pub async fn run_with(
             prefix: config.prefix.clone(),
             ingest,
         },
-        socketio: tickwire_endpoint_socketio::Market::new(context.keys.clone(), proxy.clone()),
+        socketio: tickwire_endpoint_socketio::Market::new(
+            context.keys.clone(),
+            proxy.clone(),
+            context.connections.clone(),
+        ),
         cluster: cluster.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
         required: config.required_adapters.clone(),

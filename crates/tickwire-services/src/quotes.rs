@@ -1,12 +1,14 @@
-//! The last values of instruments, by mode, as one endpoint keeps them and
-//! another answers polls from: the market-data proxy keeps the cache, the
-//! Socket.IO channel's `get_ltp`, `get_quote` and `get_depth` read it. The
-//! router wires one to the other; endpoints never import each other.
+//! Market data by instrument and mode, as one endpoint keeps it and another
+//! serves it: the market-data proxy holds the subscriptions to the adapters,
+//! the LTP throttle and the last-value cache; the Socket.IO channel's
+//! subscriptions and polls go through it. The router wires one to the
+//! other; endpoints never import each other.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
+use tickwire_core::Subscriber;
 use tickwire_model::Instrument;
 use tickwire_proxy::{Depth, Mode};
 
@@ -22,4 +24,19 @@ pub trait Quotes: Send + Sync {
         mode: Mode,
         depth: Depth,
     ) -> Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'a>>;
+
+    /// Starts queueing every `market_data` message of `instrument` in
+    /// `mode` to `sub` (text frames), subscribing the adapters on the key's
+    /// first member. `Err` says why not.
+    fn join(
+        &self,
+        sub: &Subscriber,
+        instrument: &Instrument,
+        mode: Mode,
+        depth: Depth,
+    ) -> Result<(), String>;
+
+    /// Stops what [`join`](Self::join) started for connection `id`;
+    /// unsubscribes the adapters when it was the key's last member.
+    fn leave(&self, id: u64, instrument: &Instrument, mode: Mode, depth: Depth);
 }

@@ -138,6 +138,35 @@ pub fn header_len(len: usize) -> usize {
     }
 }
 
+/// The payload of a whole unmasked frame that [`frame`] or [`put_frame`]
+/// built (one frame, no mask): for a consumer that takes the same message
+/// in another envelope. `None` when `frame` is not one such frame.
+///
+/// ```
+/// use tickwire_websocket::frame::{OpCode, frame, payload_of};
+///
+/// let built = frame(OpCode::Text, &[b'x'; 300]);
+/// assert_eq!(payload_of(&built), Some(&[b'x'; 300][..]));
+/// ```
+pub fn payload_of(frame: &[u8]) -> Option<&[u8]> {
+    let code = *frame.get(1)?;
+    if code & 0x80 != 0 {
+        return None;
+    }
+    let (header, len) = match code & 0x7F {
+        126 => (
+            4,
+            usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?])),
+        ),
+        127 => {
+            let bytes: [u8; 8] = frame.get(2..10)?.try_into().ok()?;
+            (10, usize::try_from(u64::from_be_bytes(bytes)).ok()?)
+        }
+        n => (2, usize::from(n)),
+    };
+    (frame.len() == header + len).then(|| &frame[header..])
+}
+
 /// Appends a whole unmasked frame: header and payload.
 pub fn put_frame(buf: &mut BytesMut, opcode: OpCode, payload: &[u8]) {
     buf.reserve(header_len(payload.len()) + payload.len());

@@ -79,3 +79,45 @@ test("get_quote answers from the cache through the acknowledgement", { timeout: 
     socket.close();
   }
 });
+
+for (const transports of [["websocket"], ["polling"]]) {
+  test(`subscribe streams market_data over ${transports[0]}, snapshot first; unsubscribe stops it`, { timeout: 3 * WAIT_MS }, async () => {
+    const { socket, greeted } = market({ transports, auth: { api_key: DEMO_KEY } });
+    const received = [];
+    let wake;
+    socket.on("market_data", (msg) => {
+      received.push(msg);
+      wake?.();
+    });
+    const nextData = (count) =>
+      within(
+        new Promise((ok) => {
+          const check = () => (received.length >= count ? ok() : (wake = check));
+          check();
+        }),
+        `${count} market_data`,
+      );
+    try {
+      await within(greeted, "connected");
+      const reply = await within(
+        socket.timeout(WAIT_MS).emitWithAck("subscribe", { symbols: [{ symbol: "BTC/USD", exchange: "CRYPTO" }], mode: "LTP" }),
+        "the subscribe ack",
+      );
+      assert.equal(reply.status, "success", JSON.stringify(reply));
+      assert.deepEqual(reply.subscribed, [{ symbol: "BTC/USD", exchange: "CRYPTO" }]);
+      await nextData(3);
+      for (const msg of received) {
+        assert.equal(msg.type, "market_data");
+        assert.equal(msg.symbol, "BTC/USD");
+        assert.ok(msg.data.ltp > 0);
+      }
+      const left = await within(
+        socket.timeout(WAIT_MS).emitWithAck("unsubscribe", { symbols: [{ symbol: "BTC/USD", exchange: "CRYPTO" }], mode: "LTP" }),
+        "the unsubscribe ack",
+      );
+      assert.equal(left.status, "success", JSON.stringify(left));
+    } finally {
+      socket.close();
+    }
+  });
+}

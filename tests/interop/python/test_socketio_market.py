@@ -174,3 +174,135 @@ def test_a_bad_poll_gets_an_error_and_the_connection_carries_on(
         assert again["status"] == "success", again
     finally:
         client.disconnect()
+
+
+def market_client(server: TickwireServer, transports: list[str]) -> tuple[socketio.Client, queue.Queue]:
+    """A greeted `/market` client whose `market_data` events are queued."""
+    client = socketio.Client(reconnection=False)
+    events: queue.Queue = queue.Queue()
+    client.on("connected", lambda data: events.put(("connected", data)), namespace="/market")
+    client.on("market_data", lambda data: events.put(("market_data", data)), namespace="/market")
+    client.on("subscribed", lambda data: events.put(("subscribed", data)), namespace="/market")
+    client.connect(
+        server.http,
+        namespaces=["/market"],
+        transports=transports,
+        auth={"api_key": DEMO_KEY},
+        wait_timeout=WAIT_SECONDS,
+    )
+    assert events.get(timeout=WAIT_SECONDS)[0] == "connected"
+    return client, events
+
+
+def next_market_data(events: queue.Queue) -> dict:
+    while True:
+        name, data = events.get(timeout=WAIT_SECONDS)
+        if name == "market_data":
+            return data
+
+
+@pytest.mark.parametrize(
+    ("mode", "transports"),
+    [("LTP", ["websocket"]), ("Quote", ["polling"]), ("Depth", ["polling", "websocket"])],
+)
+def test_subscribe_streams_market_data_with_a_snapshot_first(
+    server: TickwireServer, mode: str, transports: list[str]
+) -> None:
+    client, events = market_client(server, transports)
+    try:
+        # The value is known (the cache has it) before the client subscribes.
+        deadline = time.monotonic() + WAIT_SECONDS
+        while client.call("get_ltp", {"symbol": "BTC/USD", "exchange": "CRYPTO"}, namespace="/market")["status"] != "success":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)  # the synthetic market's first BTC tick, bounded by WAIT_SECONDS
+        reply = client.call(
+            "subscribe",
+            {"symbols": [{"symbol": "BTC/USD", "exchange": "CRYPTO"}, {"symbol": "", "exchange": "CRYPTO"}], "mode": mode},
+            namespace="/market",
+            timeout=WAIT_SECONDS,
+        )
+        assert reply["status"] == "partial" and reply["mode"] == mode, reply
+        assert reply["subscribed"] == [{"symbol": "BTC/USD", "exchange": "CRYPTO"}], reply
+        assert reply["refused"][0]["message"] == "Invalid symbol: empty", reply
+        # The snapshot, then live updates, all in the mode asked for.
+        first = next_market_data(events)
+        seen = [first] + [next_market_data(events) for _ in range(3)]
+        for msg in seen:
+            assert msg["type"] == "market_data" and msg["symbol"] == "BTC/USD", msg
+            assert msg["data"]["ltp"] > 0, msg
+            if mode == "Depth":
+                assert "depth" in msg["data"], msg
+        # Unsubscribe: the stream stops (nothing but what was already on its way).
+        reply = client.call(
+            "unsubscribe", {"symbols": [{"symbol": "BTC/USD", "exchange": "CRYPTO"}], "mode": mode}, namespace="/market"
+        )
+        assert reply["status"] == "success", reply
+        time.sleep(0.5)  # what was in flight at the unsubscribe arrives within this
+        while not events.empty():
+            events.get_nowait()
+        with pytest.raises(queue.Empty):
+            next_data = events.get(timeout=2.0)
+            assert next_data[0] != "market_data", next_data
+            raise queue.Empty
+    finally:
+        client.disconnect()
+
+
+def test_two_members_of_a_room_receive_the_same_messages(server: TickwireServer) -> None:
+    a, a_events = market_client(server, ["websocket"])
+    b, b_events = market_client(server, ["polling"])
+    try:
+        for client in (a, b):
+            reply = client.call(
+                "subscribe", {"symbols": [{"symbol": "ETH/USD", "exchange": "CRYPTO"}], "mode": "Quote"}, namespace="/market"
+            )
+            assert reply["status"] == "success", reply
+        # The room's live updates after b joined (past b's snapshot) reach a too, the same.
+        b_live = [next_market_data(b_events) for _ in range(3)][1:]
+        a_seen: list[dict] = []
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not all(msg in a_seen for msg in b_live):
+            assert time.monotonic() < deadline, (b_live, a_seen)
+            a_seen.append(next_market_data(a_events))
+    finally:
+        a.disconnect()
+        b.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"symbols": [{"symbol": "BTC/USD", "exchange": "CRYPTO"}], "mode": "Trades"}, "unknown mode"),
+        ({"symbols": "BTC/USD"}, "subscribe takes"),
+        ("nonsense", "subscribe takes"),
+        ({"symbols": [{"symbol": "BTC/USD", "exchange": "CRYPTO"}], "mode": "Depth", "depth": 7}, "depth must be"),
+    ],
+)
+def test_a_bad_subscribe_gets_an_error_and_the_connection_carries_on(
+    server: TickwireServer, payload: object, message: str
+) -> None:
+    client, events = market_client(server, ["websocket"])
+    try:
+        reply = client.call("subscribe", payload, namespace="/market", timeout=WAIT_SECONDS)
+        assert reply["status"] == "error" and message in reply["message"], reply
+        ok = client.call(
+            "subscribe", {"symbols": [{"symbol": "BTC/USD", "exchange": "CRYPTO"}], "mode": "LTP"}, namespace="/market"
+        )
+        assert ok["status"] == "success", ok
+        assert next_market_data(events)["symbol"] == "BTC/USD"
+    finally:
+        client.disconnect()
+
+
+def test_a_subscribe_without_ack_is_answered_by_an_event(server: TickwireServer) -> None:
+    client, events = market_client(server, ["polling"])
+    try:
+        client.emit("subscribe", {"symbols": [{"symbol": "SOL/USD", "exchange": "CRYPTO"}]}, namespace="/market")
+        while True:
+            name, data = events.get(timeout=WAIT_SECONDS)
+            if name == "subscribed":
+                break
+        assert data["status"] == "success" and data["mode"] == "Quote", data
+        assert next_market_data(events)["symbol"] == "SOL/USD"
+    finally:
+        client.disconnect()
