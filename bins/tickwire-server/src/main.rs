@@ -385,6 +385,14 @@ fn announce_endpoints(
         ),
         (format!("{http}://{local}/healthz"), "liveness"),
         (format!("{http}://{local}/readyz"), "readiness"),
+        (
+            format!("{http}://{local}/socket.io/"),
+            "Socket.IO, namespace /market (seed 003)",
+        ),
+        (
+            format!("{http}://{local}/watchlist"),
+            "watchlist page over Socket.IO",
+        ),
         (format!("{http}://{local}/metrics"), "Prometheus metrics"),
         (format!("{http}://{local}/dashboard"), "live dashboard"),
         (

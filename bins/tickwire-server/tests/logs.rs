@@ -81,6 +81,8 @@ fn text_logs_carry_no_colour_codes_into_a_pipe_nor_secrets() {
         "/metrics",
         "/dashboard",
         "/admin/",
+        "/socket.io/",
+        "/watchlist",
     ] {
         assert!(
             lines

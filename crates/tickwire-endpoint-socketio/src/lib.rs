@@ -63,6 +63,14 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a client has to answer a ping (seed 003: `ping_timeout=10`).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The watchlist page: a few instruments streaming over `/market`.
+pub const PAGE_PATH: &str = "/watchlist";
+/// The Socket.IO client the page loads, served here rather than from a CDN.
+pub const CLIENT_PATH: &str = "/watchlist/socket.io.min.js";
+const PAGE: &str = include_str!("../assets/watchlist.html");
+/// `socket.io-client` 4.8.4's browser bundle (see `assets/README.md`).
+const CLIENT: &str = include_str!("../assets/socket.io.min.js");
+
 /// The endpoint's name in logs, metrics and refusals.
 const NAME: &str = "socketio";
 
@@ -249,6 +257,25 @@ impl Market {
         let _ = rooms.io.set(io.clone());
         io.ns(NAMESPACE, on_connect.with(authenticate));
         Market { svc, io }
+    }
+
+    /// The watchlist page (`GET /watchlist`), and the Socket.IO client
+    /// script it loads (`GET /watchlist/socket.io.min.js`), or `None` for
+    /// another path.
+    pub fn page(path: &str) -> Option<Response<Body>> {
+        let (body, content_type): (&'static str, &'static str) = match path {
+            PAGE_PATH => (PAGE, "text/html; charset=utf-8"),
+            CLIENT_PATH => (CLIENT, "text/javascript; charset=utf-8"),
+            _ => return None,
+        };
+        let mut response = Response::new(Body::from(body));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        Some(response)
     }
 
     /// Whether `path` is Socket.IO's.

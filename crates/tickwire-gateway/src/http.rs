@@ -62,8 +62,14 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         context.keys.refused(endpoint.unwrap_or("other"), "origin");
         return refusal;
     }
+    let page = if get {
+        tickwire_endpoint_socketio::Market::page(path)
+    } else {
+        None
+    };
     let mut response = match (path, hubs::hub_of(path)) {
         _ if socketio => shared.socketio.handle(req).await,
+        _ if page.is_some() => page.unwrap_or_default(),
         (_, Some(Err(name))) => json_error(StatusCode::NOT_FOUND, &format!("unknown hub {name:?}")),
         (_, Some(Ok(hub))) if get => hubs::websocket(req, hub, &shared.hubs, context, &tracker),
         (_, Some(Ok(_))) => method_not_allowed(),
