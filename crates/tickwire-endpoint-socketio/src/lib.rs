@@ -44,6 +44,7 @@ use socketioxide::service::SocketIoService;
 use socketioxide::{SocketIo, TransportType};
 use tickwire_config::Endpoint;
 use tickwire_core::http::Body;
+use tickwire_core::meter::OpenGuard;
 use tickwire_core::outbox::{Batch, Outbox};
 use tickwire_core::subscriber::QueuePolicy;
 use tickwire_core::{Connections, Outbound, SlowConsumer, Subscriber};
@@ -208,10 +209,12 @@ async fn broadcast(io: SocketIo, room: String, sub: Subscriber) {
     debug!(room, "room closed");
 }
 
-/// The slot a connection holds in its key's `max_connections`, released
-/// when the socket (and with it this extension) goes away.
+/// What a connection holds while it is connected, released when the socket
+/// (and with it this extension) goes away: its key's usage (for the request
+/// rate of its subscriptions), its slot in the key's `max_connections`, and
+/// its place in the `socketio` meter (connections open and accepted).
 #[derive(Clone)]
-struct Held(#[allow(dead_code)] Arc<(Arc<KeyUsage>, Lease)>);
+struct Held(Arc<(Arc<KeyUsage>, Lease, OpenGuard)>);
 
 /// The handshake's `auth` payload.
 #[derive(Debug, Default, Deserialize)]
@@ -358,7 +361,10 @@ async fn authenticate(
         return refuse("connection_limit", message);
     };
     debug!(sid = %socket.id, key = usage.name(), "{NAMESPACE} authenticated");
-    socket.extensions.insert(Held(Arc::new((usage, lease))));
+    let counted = shared.rooms.connections.meters().get(NAME, "json").opened();
+    socket
+        .extensions
+        .insert(Held(Arc::new((usage, lease, counted))));
     Ok(())
 }
 
@@ -565,6 +571,20 @@ fn mode_of(request: &SubscribeRequest) -> Result<(Mode, Depth, &'static str), St
     Ok((mode.0, depth, mode.1))
 }
 
+/// Takes one request from the connection's key's rate (`rate_per_minute`:
+/// subscribe and unsubscribe messages count, as on the proxy).
+fn within_rate(held: &Held) -> Result<(), String> {
+    let usage = &held.0.0;
+    if usage.take(Instant::now()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "api key {:?} is over its request rate",
+            usage.name()
+        ))
+    }
+}
+
 /// Sends `reply` through the ack when asked for one, else as `event`.
 fn answer<T: Serialize>(socket: &SocketRef, ack: AckSender, acked: bool, event: &str, reply: &T) {
     let sent = if acked {
@@ -585,8 +605,18 @@ async fn subscribe(
     ack: AckSender,
     Acked(acked): Acked,
     Extension(joined): Extension<Joined>,
+    Extension(held): Extension<Held>,
     State(shared): State<Shared>,
 ) {
+    if let Err(message) = within_rate(&held) {
+        return answer(
+            &socket,
+            ack,
+            acked,
+            "subscribed",
+            &SubscribeReply::error(message),
+        );
+    }
     let request = match request {
         Ok(r) => r,
         Err(e) => {
@@ -688,8 +718,18 @@ async fn unsubscribe(
     ack: AckSender,
     Acked(acked): Acked,
     Extension(joined): Extension<Joined>,
+    Extension(held): Extension<Held>,
     State(shared): State<Shared>,
 ) {
+    if let Err(message) = within_rate(&held) {
+        return answer(
+            &socket,
+            ack,
+            acked,
+            "unsubscribed",
+            &SubscribeReply::error(message),
+        );
+    }
     let request = match request {
         Ok(r) => r,
         Err(e) => {

@@ -306,3 +306,72 @@ def test_a_subscribe_without_ack_is_answered_by_an_event(server: TickwireServer)
         assert next_market_data(events)["symbol"] == "SOL/USD"
     finally:
         client.disconnect()
+
+
+LIMITED_KEY = "tickwire-sio-limited-key"
+LIMITED_CONFIG = f"""
+[[api_keys]]
+name = "sio-limited"
+key = "{LIMITED_KEY}"
+max_connections = 2
+rate_per_minute = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory):
+    srv = TickwireServer(tmp_path_factory.mktemp("tickwire-server-sio-limits"), extra_config=LIMITED_CONFIG)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_a_keys_connection_limit_and_rate_hold_on_market(limited_server: TickwireServer) -> None:
+    server = limited_server
+
+    def open_one() -> tuple[socketio.Client | None, str | None]:
+        client = socketio.Client(reconnection=False)
+        errors: queue.Queue = queue.Queue()
+        greeted: queue.Queue = queue.Queue()
+        client.on("connect_error", lambda data: errors.put(data), namespace="/market")
+        client.on("connected", lambda data: greeted.put(data), namespace="/market")
+        try:
+            client.connect(
+                server.http, namespaces=["/market"], transports=["websocket"],
+                auth={"api_key": LIMITED_KEY}, wait_timeout=WAIT_SECONDS,
+            )
+        except socketio.exceptions.ConnectionError:
+            return None, errors.get(timeout=WAIT_SECONDS)["message"]
+        greeted.get(timeout=WAIT_SECONDS)
+        return client, None
+
+    first, _ = open_one()  # one request of the key's rate
+    second, _ = open_one()  # two
+    assert first is not None and second is not None
+    refused, message = open_one()  # three: over max_connections
+    assert refused is None and "at most 2 connections per API key" in (message or ""), message
+    samples = requests.get(f"{server.http}/metrics", timeout=WAIT_SECONDS).text
+    assert 'tickwire_connections{endpoint="socketio",format="json"} 2' in samples, samples
+    assert 'tickwire_auth_refusals_total{endpoint="socketio",reason="connection_limit"} 1' in samples
+    # A slot comes back when a connection leaves.
+    second.disconnect()
+    deadline = time.monotonic() + WAIT_SECONDS
+    gauge = 'tickwire_connections{endpoint="socketio",format="json"} 1'
+    while gauge not in requests.get(f"{server.http}/metrics", timeout=WAIT_SECONDS).text:
+        assert time.monotonic() < deadline, "the closed connection stayed counted"
+        time.sleep(0.05)
+    third = None
+    while third is None:
+        assert time.monotonic() < deadline, "the slot was not released"
+        third, message = open_one()  # four (and more while the slot is still held)
+        if third is None and "request rate" in (message or ""):
+            pytest.fail(f"the rate ran out before the slot came back: {message}")
+    # The key's requests for this minute are spent: a subscribe is refused, saying why.
+    reply = third.call(
+        "subscribe", {"symbols": [{"symbol": "BTC/USD", "exchange": "CRYPTO"}]}, namespace="/market", timeout=WAIT_SECONDS
+    )
+    assert reply["status"] == "error" and "over its request rate" in reply["message"], reply
+    for client in (first, third):
+        client.disconnect()
