@@ -585,6 +585,21 @@ fn within_rate(held: &Held) -> Result<(), String> {
     }
 }
 
+/// A `subscribe` or `unsubscribe` (`what`) checked: within the key's rate,
+/// a payload of the right shape, a known mode and depth.
+fn checked(
+    what: &str,
+    held: &Held,
+    request: Result<SubscribeRequest, socketioxide::ParserError>,
+) -> Result<(SubscribeRequest, Mode, Depth, &'static str), String> {
+    within_rate(held)?;
+    let request = request.map_err(|e| {
+        format!("{what} takes {{\"symbols\": [{{\"symbol\", \"exchange\"}}...], \"mode\"}}: {e}")
+    })?;
+    let (mode, depth, name) = mode_of(&request)?;
+    Ok((request, mode, depth, name))
+}
+
 /// Sends `reply` through the ack when asked for one, else as `event`.
 fn answer<T: Serialize>(socket: &SocketRef, ack: AckSender, acked: bool, event: &str, reply: &T) {
     let sent = if acked {
@@ -608,41 +623,12 @@ async fn subscribe(
     Extension(held): Extension<Held>,
     State(shared): State<Shared>,
 ) {
-    if let Err(message) = within_rate(&held) {
-        return answer(
-            &socket,
-            ack,
-            acked,
-            "subscribed",
-            &SubscribeReply::error(message),
-        );
-    }
-    let request = match request {
-        Ok(r) => r,
-        Err(e) => {
-            let message = format!(
-                "subscribe takes {{\"symbols\": [{{\"symbol\", \"exchange\"}}...], \"mode\"}}: {e}"
-            );
-            info!(sid = %socket.id, "{NAMESPACE} subscribe refused: {message}");
-            return answer(
-                &socket,
-                ack,
-                acked,
-                "subscribed",
-                &SubscribeReply::error(message),
-            );
-        }
-    };
-    let (mode, depth, mode_name) = match mode_of(&request) {
-        Ok(m) => m,
+    let (request, mode, depth, mode_name) = match checked("subscribe", &held, request) {
+        Ok(checked) => checked,
         Err(message) => {
-            return answer(
-                &socket,
-                ack,
-                acked,
-                "subscribed",
-                &SubscribeReply::error(message),
-            );
+            info!(sid = %socket.id, "{NAMESPACE} subscribe refused: {message}");
+            let reply = SubscribeReply::error(message);
+            return answer(&socket, ack, acked, "subscribed", &reply);
         }
     };
     let mut subscribed = Vec::new();
@@ -721,40 +707,12 @@ async fn unsubscribe(
     Extension(held): Extension<Held>,
     State(shared): State<Shared>,
 ) {
-    if let Err(message) = within_rate(&held) {
-        return answer(
-            &socket,
-            ack,
-            acked,
-            "unsubscribed",
-            &SubscribeReply::error(message),
-        );
-    }
-    let request = match request {
-        Ok(r) => r,
-        Err(e) => {
-            let message = format!(
-                "unsubscribe takes {{\"symbols\": [{{\"symbol\", \"exchange\"}}...], \"mode\"}}: {e}"
-            );
-            return answer(
-                &socket,
-                ack,
-                acked,
-                "unsubscribed",
-                &SubscribeReply::error(message),
-            );
-        }
-    };
-    let (mode, depth, mode_name) = match mode_of(&request) {
-        Ok(m) => m,
+    let (request, mode, depth, mode_name) = match checked("unsubscribe", &held, request) {
+        Ok(checked) => checked,
         Err(message) => {
-            return answer(
-                &socket,
-                ack,
-                acked,
-                "unsubscribed",
-                &SubscribeReply::error(message),
-            );
+            info!(sid = %socket.id, "{NAMESPACE} unsubscribe refused: {message}");
+            let reply = SubscribeReply::error(message);
+            return answer(&socket, ack, acked, "unsubscribed", &reply);
         }
     };
     let mut done = Vec::new();

@@ -4,15 +4,11 @@
 // the gateway (403 on the upgrade) when it is not.
 
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync } from "node:fs";
 import { createServer } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
 
-import { CHROMIUM, CHROMIUM_ARGS, DEMO_KEY, TickwireServer, WAIT_MS, within } from "./server.mjs";
+import { DEMO_KEY, TickwireServer, WAIT_MS, browser } from "./server.mjs";
 
 // The page: asks `/negotiate` of the server in its query string and opens its `/ws`, then
 // writes what happened into the body as JSON.
@@ -67,28 +63,15 @@ after(async () => {
 });
 
 test("a page of an allowed origin negotiates and connects; another origin's cannot", { timeout: 3 * WAIT_MS }, async (t) => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: scripts/test installs Debian's chromium`);
-  const profile = mkdtempSync(join(tmpdir(), "tickwire-chromium-"));
-  const shots = mkdtempSync(join(tmpdir(), "tickwire-cors-page-"));
-  const context = await within(
-    chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 900, height: 500 },
-    }),
-    "Chromium start",
-  );
+  const chromium = await browser("cors-page", { width: 900, height: 500 });
   try {
-    const page = context.pages()[0] ?? (await context.newPage());
+    const page = chromium.page;
     const resultFor = async (server, name) => {
       await page.goto(`${pageOrigin}/?server=${encodeURIComponent(server.http)}`, { waitUntil: "load", timeout: WAIT_MS });
       await page.waitForFunction(() => document.getElementById("out").textContent.includes('"done"'), undefined, {
         timeout: WAIT_MS,
       });
-      const shot = join(shots, `${name}.png`);
-      await page.screenshot({ path: shot, fullPage: true });
-      t.diagnostic(`screenshot: ${shot}`);
+      t.diagnostic(`screenshot: ${await chromium.shot(`${name}.png`)}`);
       return JSON.parse(await page.evaluate(() => document.getElementById("out").textContent));
     };
 
@@ -101,6 +84,6 @@ test("a page of an allowed origin negotiates and connects; another origin's cann
     assert.equal(refused.websocket, "refused");
     assert.match(refusing.logTail(), /origin not in allowed_origins: refused/);
   } finally {
-    await context.close();
+    await chromium.close();
   }
 });

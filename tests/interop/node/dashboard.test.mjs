@@ -4,15 +4,11 @@
 // published), the market view streams prices over /ws, and a screenshot is saved.
 
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
 import WebSocket from "ws";
 
-import { CHROMIUM, CHROMIUM_ARGS, FAST_FEEDS_CONFIG, OPERATOR_KEY, TickwireServer, WAIT_MS, within } from "./server.mjs";
+import { FAST_FEEDS_CONFIG, OPERATOR_KEY, TickwireServer, WAIT_MS, browser, within } from "./server.mjs";
 
 const server = new TickwireServer({ extraConfig: FAST_FEEDS_CONFIG });
 before(() => server.start());
@@ -27,21 +23,10 @@ async function priceClient(symbols) {
 }
 
 test("the dashboard shows live figures that follow the clients and the market", { timeout: 4 * WAIT_MS }, async (t) => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: scripts/test installs Debian's chromium`);
-  const profile = mkdtempSync(join(tmpdir(), "tickwire-chromium-"));
-  const shots = mkdtempSync(join(tmpdir(), "tickwire-dashboard-"));
-  const context = await within(
-    chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 900 },
-    }),
-    "Chromium start",
-  );
+  const chromium = await browser("dashboard", { width: 1280, height: 900 });
   const clients = [];
   try {
-    const page = context.pages()[0] ?? (await context.newPage());
+    const page = chromium.page;
     const consoleErrors = [];
     const requests = [];
     page.on("console", (msg) => msg.type() === "error" && consoleErrors.push(msg.text()));
@@ -98,9 +83,7 @@ test("the dashboard shows live figures that follow the clients and the market", 
     for (const ws of clients.splice(0)) ws.close();
     await waitFor("one connection again", () => document.getElementById("connections-total").textContent === "1");
 
-    const shot = join(shots, "dashboard.png");
-    await page.screenshot({ path: shot, fullPage: true });
-    t.diagnostic(`screenshot: ${shot}`);
+    t.diagnostic(`screenshot: ${await chromium.shot("dashboard.png")}`);
 
     assert.deepEqual(consoleErrors, [], "the page logged errors");
     const origin = new URL(server.http).origin;
@@ -111,10 +94,6 @@ test("the dashboard shows live figures that follow the clients and the market", 
     assert.deepEqual(elsewhere, [], "the page loaded URLs outside the server");
   } finally {
     for (const ws of clients) ws.close();
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
-    if (!process.env.INTEROP_KEEP_SCREENSHOTS) {
-      rmSync(shots, { recursive: true, force: true });
-    }
+    await chromium.close();
   }
 });

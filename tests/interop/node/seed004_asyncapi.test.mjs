@@ -3,15 +3,11 @@
 // Debian's headless Chromium driven by `playwright-core`, loading nothing but the server.
 
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { DiagnosticSeverity, Parser } from "@asyncapi/parser";
-import { chromium } from "playwright-core";
 
-import { CHROMIUM, CHROMIUM_ARGS, TickwireServer, WAIT_MS, within } from "./server.mjs";
+import { TickwireServer, WAIT_MS, browser } from "./server.mjs";
 
 
 const server = new TickwireServer();
@@ -52,18 +48,8 @@ describe("the AsyncAPI document", () => {
 
 describe("the AsyncAPI page in headless Chromium", () => {
   test("shows the operations and loads nothing from elsewhere", { timeout: 3 * WAIT_MS }, async (t) => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: scripts/test installs Debian's chromium`);
-    const profile = mkdtempSync(join(tmpdir(), "tickwire-chromium-"));
-    const shots = mkdtempSync(join(tmpdir(), "tickwire-asyncapi-page-"));
-    const context = await within(
-      chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: CHROMIUM_ARGS,
-        viewport: { width: 1200, height: 900 },
-      }),
-      "Chromium start",
-    );
+    const chromium = await browser("asyncapi-page", { width: 1200, height: 900 });
+    const context = chromium.context;
     try {
       const requests = [];
       const failed = [];
@@ -74,7 +60,7 @@ describe("the AsyncAPI page in headless Chromium", () => {
       const isFavicon = (url) => new URL(url).pathname === "/favicon.ico";
       const errorResponses = [];
       context.on("response", (r) => r.status() >= 400 && !isFavicon(r.url()) && errorResponses.push(`${r.status()} ${r.url()}`));
-      const page = context.pages()[0] ?? (await context.newPage());
+      const page = chromium.page;
       page.on("console", (msg) => {
         if (msg.type() === "error" && !(msg.location()?.url && isFavicon(msg.location().url))) {
           consoleErrors.push(`${msg.text()} (${msg.location()?.url})`);
@@ -97,9 +83,7 @@ describe("the AsyncAPI page in headless Chromium", () => {
       }
       assert.match(text, /bars:\{?SYMBOL\}?:\{?RESOLUTION\}?|bars:AAPL:1/, "the topic is not shown");
 
-      const shot = join(shots, "asyncapi.png");
-      await page.screenshot({ path: shot, fullPage: true });
-      t.diagnostic(`screenshot: ${shot}`);
+      t.diagnostic(`screenshot: ${await chromium.shot("asyncapi.png")}`);
 
       assert.deepEqual(consoleErrors, [], "the page logged errors");
       assert.deepEqual(failed, [], "requests failed");
@@ -109,11 +93,7 @@ describe("the AsyncAPI page in headless Chromium", () => {
       assert.deepEqual(elsewhere, [], "the page loaded URLs outside the server");
       assert.ok(requests.includes(`${origin}/api/v1/ws/asyncapi`));
     } finally {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
-      if (!process.env.INTEROP_KEEP_SCREENSHOTS) {
-        rmSync(shots, { recursive: true, force: true });
-      }
+      await chromium.close();
     }
   });
 });

@@ -246,6 +246,41 @@ export class TickwireServer {
   }
 }
 
+/**
+ * A headless Chromium of its own profile, for a page test: `{ context, page, shot(name), close() }`.
+ * `shot` saves a full-page screenshot and returns its path; `close` removes the profile, and the
+ * screenshots unless INTEROP_KEEP_SCREENSHOTS is set.
+ */
+export async function browser(name, viewport) {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} not found: scripts/test installs Debian's chromium`);
+  }
+  const { chromium } = await import("playwright-core");
+  const profile = mkdtempSync(join(tmpdir(), "tickwire-chromium-"));
+  const shots = mkdtempSync(join(tmpdir(), `tickwire-${name}-`));
+  const context = await within(
+    chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport }),
+    "Chromium start",
+  );
+  const page = context.pages()[0] ?? (await context.newPage());
+  return {
+    context,
+    page,
+    async shot(file) {
+      const path = join(shots, file);
+      await page.screenshot({ path, fullPage: true });
+      return path;
+    },
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+      if (!process.env.INTEROP_KEEP_SCREENSHOTS) {
+        rmSync(shots, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
 /** The status of `GET url` over TLS, trusting `ca` (PEM). */
 function httpsStatus(url, ca) {
   return new Promise((ok, fail) => {

@@ -3,34 +3,18 @@
 // connects to `/market`, subscribes, and prices change on screen; a screenshot is saved.
 
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
-
-import { CHROMIUM, CHROMIUM_ARGS, TickwireServer, WAIT_MS, within } from "./server.mjs";
+import { TickwireServer, WAIT_MS, browser, within } from "./server.mjs";
 
 const server = new TickwireServer();
 before(() => server.start());
 after(() => server.stop());
 
 test("the watchlist streams prices over Socket.IO in a browser", { timeout: 3 * WAIT_MS }, async (t) => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: scripts/test installs Debian's chromium`);
-  const profile = mkdtempSync(join(tmpdir(), "tickwire-chromium-"));
-  const shots = mkdtempSync(join(tmpdir(), "tickwire-watchlist-"));
-  const context = await within(
-    chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1000, height: 420 },
-    }),
-    "Chromium start",
-  );
+  const chromium = await browser("watchlist", { width: 1000, height: 420 });
   try {
-    const page = context.pages()[0] ?? (await context.newPage());
+    const page = chromium.page;
     const consoleErrors = [];
     const requests = [];
     page.on("console", (msg) => msg.type() === "error" && consoleErrors.push(msg.text()));
@@ -47,19 +31,13 @@ test("the watchlist streams prices over Socket.IO in a browser", { timeout: 3 * 
     await waitFor("updates of three instruments", () =>
       [...document.querySelectorAll("#watchlist tbody .count")].filter((td) => Number(td.textContent) > 1).length >= 3,
     );
-    const shot = join(shots, "watchlist.png");
-    await page.screenshot({ path: shot, fullPage: true });
-    t.diagnostic(`screenshot: ${shot}`);
+    t.diagnostic(`screenshot: ${await chromium.shot("watchlist.png")}`);
     assert.deepEqual(consoleErrors, [], "the page logged errors");
     const origin = new URL(server.http).origin;
     const elsewhere = requests.filter((u) => !u.startsWith(`${origin}/`) && !u.startsWith("ws://127.0.0.1") && !u.startsWith("data:"));
     assert.deepEqual(elsewhere, [], "the page loaded URLs outside the server");
     assert.ok(requests.includes(`${origin}/watchlist/socket.io.min.js`), requests.join("\n"));
   } finally {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
-    if (!process.env.INTEROP_KEEP_SCREENSHOTS) {
-      rmSync(shots, { recursive: true, force: true });
-    }
+    await chromium.close();
   }
 });
