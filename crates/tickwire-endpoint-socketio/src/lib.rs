@@ -568,6 +568,13 @@ fn mode_of(request: &SubscribeRequest) -> Result<(Mode, Depth, &'static str), St
         None => Depth::Five,
         Some(levels) => Depth::from_levels(levels).ok_or("depth must be 5, 20 or 30")?,
     };
+    // Only Depth has levels: LTP and Quote rooms are one per instrument
+    // whatever depth a client names.
+    let depth = if mode.0 == Mode::Depth {
+        depth
+    } else {
+        Depth::Five
+    };
     Ok((mode.0, depth, mode.1))
 }
 
@@ -769,5 +776,42 @@ async fn leave_all(Extension(joined): Extension<Joined>, State(shared): State<Sh
     let keys = std::mem::take(&mut *tickwire_core::lock(&joined.0));
     for key in keys {
         shared.rooms.leave(&*shared.quotes, &key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(mode: Option<&str>, depth: Option<i64>) -> SubscribeRequest {
+        SubscribeRequest {
+            symbols: Vec::new(),
+            mode: mode.map(str::to_owned),
+            depth,
+        }
+    }
+
+    #[test]
+    fn modes_and_depths_name_one_room_each() {
+        assert_eq!(
+            mode_of(&request(None, None)),
+            Ok((Mode::Quote, Depth::Five, "Quote"))
+        );
+        assert_eq!(
+            mode_of(&request(Some("1"), Some(20))),
+            Ok((Mode::Ltp, Depth::Five, "LTP"))
+        );
+        assert_eq!(
+            mode_of(&request(Some("Depth"), Some(20))),
+            Ok((Mode::Depth, Depth::Twenty, "Depth"))
+        );
+        assert!(mode_of(&request(Some("Trades"), None)).is_err());
+        assert!(mode_of(&request(Some("Depth"), Some(7))).is_err());
+        let key = (
+            Instrument::new("RELIANCE", "NSE"),
+            Mode::Depth,
+            Depth::Twenty,
+        );
+        assert_eq!(room_name(&key), "market_data:Depth20:NSE:RELIANCE");
     }
 }
