@@ -243,6 +243,19 @@ pub fn json_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
     response
 }
 
+/// A static page or script compiled into the binary, as `content_type`,
+/// with `X-Content-Type-Options: nosniff`.
+pub fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
 /// 405 for a route that only answers `GET`.
 pub fn method_not_allowed() -> Response<Body> {
     let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");

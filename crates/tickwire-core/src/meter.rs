@@ -85,16 +85,6 @@ impl Meter {
         }
     }
 
-    /// The endpoint's name.
-    pub fn endpoint(&self) -> &'static str {
-        self.endpoint
-    }
-
-    /// The wire format's name.
-    pub fn format(&self) -> &'static str {
-        self.format
-    }
-
     /// Counts one write of `messages` data messages in `bytes` bytes.
     pub fn wrote(&self, messages: u64, bytes: u64) {
         let mine = &self.written[stripe()];
@@ -325,14 +315,10 @@ impl Roster {
         crate::lock(&self.cards).get(&id).cloned()
     }
 
-    /// Connections open now.
-    pub fn len(&self) -> usize {
-        crate::lock(&self.cards).len()
-    }
-
-    /// Whether none is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Folds over the connections open now, without copying them (a scrape's
+    /// sums).
+    pub fn fold<T>(&self, init: T, f: impl FnMut(T, &Card) -> T) -> T {
+        crate::lock(&self.cards).values().fold(init, f)
     }
 }
 

@@ -53,7 +53,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tickwire_bars::{Bar, BarAggregator, Resolution};
 use tickwire_fastws::{
@@ -67,7 +66,8 @@ use tracing::debug;
 use tickwire_config::FastWsConfig;
 use tickwire_core::Tracker;
 use tickwire_core::http::{
-    Body, handshake, handshake_refusal, json_bytes, json_error, method_not_allowed, upgrade_with,
+    Body, asset, handshake, handshake_refusal, json_bytes, json_error, method_not_allowed,
+    upgrade_with,
 };
 use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::{Feed, Index, Kind, Subscriber, publish_text};
@@ -118,18 +118,6 @@ fn document() -> Bytes {
             Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
         })
         .clone()
-}
-
-/// A static page or script.
-fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::new(Bytes::from_static(body.as_bytes())));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
 }
 
 /// Upgrades a handshake on `/api/v1/ws` and runs the session.

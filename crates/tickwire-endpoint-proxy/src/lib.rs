@@ -313,17 +313,18 @@ impl Proxy {
     /// Every key (instrument and mode, as an adapter key) that a client
     /// holds, with its client count: for operators.
     pub fn topics(&self) -> Vec<(String, usize)> {
-        let subs = lock(&self.subs);
-        let mut topics: Vec<(String, usize)> = subs
-            .clients
+        let mut topics: Vec<(String, usize)> = lock(&self.subs)
+            .refs
             .keys()
-            .flat_map(|id| subs.refs.keys_of(id))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|key| (key.adapter_key(), subs.refs.subscribers(key).count()))
+            .map(|(key, clients)| (key.adapter_key(), clients))
             .collect();
         topics.sort();
         topics
+    }
+
+    /// How many keys clients hold.
+    pub fn topic_count(&self) -> usize {
+        lock(&self.subs).refs.key_count()
     }
 
     /// Whether a client of the proxy is subscribed to `instrument` in any

@@ -78,7 +78,6 @@ const NAME: &str = "socketio";
 /// The `/market` namespace and the Socket.IO server that carries it.
 pub struct Market {
     svc: SocketIoService<NotFoundService>,
-    io: SocketIo,
 }
 
 impl std::fmt::Debug for Market {
@@ -257,9 +256,9 @@ impl Market {
                 rooms: rooms.clone(),
             })
             .build_svc();
-        let _ = rooms.io.set(io.clone());
         io.ns(NAMESPACE, on_connect.with(authenticate));
-        Market { svc, io }
+        let _ = rooms.io.set(io);
+        Market { svc }
     }
 
     /// The watchlist page (`GET /watchlist`), and the Socket.IO client
@@ -271,14 +270,7 @@ impl Market {
             CLIENT_PATH => (CLIENT, "text/javascript; charset=utf-8"),
             _ => return None,
         };
-        let mut response = Response::new(Body::from(body));
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        Some(response)
+        Some(tickwire_core::http::asset(body, content_type))
     }
 
     /// Whether `path` is Socket.IO's.
@@ -287,11 +279,6 @@ impl Market {
             || path
                 .strip_prefix(PATH)
                 .is_some_and(|rest| rest.starts_with('/'))
-    }
-
-    /// Sockets connected to `/market` now.
-    pub fn connected(&self) -> usize {
-        self.io.of(NAMESPACE).map_or(0, |ns| ns.sockets().len())
     }
 
     /// Answers a request of Socket.IO's path: a long-polling request, or
@@ -520,6 +507,17 @@ struct PollRequestSymbol {
     exchange: String,
 }
 
+impl PollRequestSymbol {
+    /// This instrument in a reply, refused for `message` if any.
+    fn named(&self, message: Option<String>) -> Named {
+        Named {
+            symbol: self.symbol.clone(),
+            exchange: self.exchange.clone(),
+            message,
+        }
+    }
+}
+
 /// An instrument in a reply.
 #[derive(Debug, Serialize)]
 struct Named {
@@ -542,6 +540,23 @@ struct SubscribeReply {
 }
 
 impl SubscribeReply {
+    /// What was done for `done` and not for `refused`: `success` when
+    /// nothing was refused, `error` when nothing was done, else `partial`.
+    fn of(mode: &'static str, done: Vec<Named>, refused: Vec<Named>) -> Self {
+        let status = match (done.is_empty(), refused.is_empty()) {
+            (_, true) => "success",
+            (true, false) => "error",
+            (false, false) => "partial",
+        };
+        SubscribeReply {
+            status,
+            mode: Some(mode),
+            message: None,
+            subscribed: done,
+            refused,
+        }
+    }
+
     fn error(message: String) -> Self {
         SubscribeReply {
             status: "error",
@@ -644,11 +659,7 @@ async fn subscribe(
     for s in request.symbols {
         let instrument = Instrument::new(s.symbol.trim(), s.exchange.trim());
         let key: RoomKey = (instrument.clone(), mode, depth);
-        let named = |message: Option<String>| Named {
-            symbol: s.symbol.clone(),
-            exchange: s.exchange.clone(),
-            message,
-        };
+        let named = |message| s.named(message);
         let already = tickwire_core::lock(&joined.0).contains(&key);
         if already {
             subscribed.push(named(None));
@@ -683,25 +694,9 @@ async fn subscribe(
             }
         }
     }
-    let status = match (subscribed.is_empty(), refused.is_empty()) {
-        (_, true) => "success",
-        (false, false) => "partial",
-        (true, false) => "error",
-    };
     debug!(sid = %socket.id, subscribed = subscribed.len(), refused = refused.len(), mode = mode_name, "{NAMESPACE} subscribe");
-    answer(
-        &socket,
-        ack,
-        acked,
-        "subscribed",
-        &SubscribeReply {
-            status,
-            mode: Some(mode_name),
-            message: None,
-            subscribed,
-            refused,
-        },
-    );
+    let reply = SubscribeReply::of(mode_name, subscribed, refused);
+    answer(&socket, ack, acked, "subscribed", &reply);
 }
 
 /// `unsubscribe`: leaves the rooms of the instruments in the mode.
@@ -735,11 +730,7 @@ async fn unsubscribe(
             let at = joined.iter().position(|k| k == &key);
             at.map(|at| joined.remove(at))
         };
-        let named = |message: Option<String>| Named {
-            symbol: s.symbol.clone(),
-            exchange: s.exchange.clone(),
-            message,
-        };
+        let named = |message| s.named(message);
         match held {
             Some(key) => {
                 socket.leave(room_name(&key));
@@ -749,26 +740,8 @@ async fn unsubscribe(
             None => refused.push(named(Some("not subscribed".to_owned()))),
         }
     }
-    let status = if refused.is_empty() {
-        "success"
-    } else if done.is_empty() {
-        "error"
-    } else {
-        "partial"
-    };
-    answer(
-        &socket,
-        ack,
-        acked,
-        "unsubscribed",
-        &SubscribeReply {
-            status,
-            mode: Some(mode_name),
-            message: None,
-            subscribed: done,
-            refused,
-        },
-    );
+    let reply = SubscribeReply::of(mode_name, done, refused);
+    answer(&socket, ack, acked, "unsubscribed", &reply);
 }
 
 /// A socket went away: it leaves every room it was in.

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
-use tickwire_core::http::{Body, json};
+use tickwire_core::http::{Body, asset, json};
 
 use crate::Shared;
 
@@ -79,24 +78,10 @@ pub(crate) fn stats(shared: &Shared) -> Response<Body> {
 
 /// `GET /dashboard`.
 pub(crate) fn page() -> Response<Body> {
-    html(PAGE)
+    asset(PAGE, "text/html; charset=utf-8")
 }
 
 /// `GET /`.
 pub(crate) fn index() -> Response<Body> {
-    html(INDEX)
-}
-
-fn html(body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+    asset(INDEX, "text/html; charset=utf-8")
 }

@@ -134,10 +134,12 @@ impl Snapshot {
     fn take(shared: &Shared) -> Snapshot {
         let context = &shared.context;
         let connections = &context.connections;
-        let mut subscriptions = BTreeMap::new();
-        for card in connections.roster().cards() {
-            *subscriptions.entry(card.endpoint).or_default() += u64::from(card.sub.subscriptions());
-        }
+        let subscriptions = connections
+            .roster()
+            .fold(BTreeMap::new(), |mut sums, card| {
+                *sums.entry(card.endpoint).or_default() += u64::from(card.sub.subscriptions());
+                sums
+            });
         let adapters = shared
             .adapter_names
             .iter()
@@ -152,7 +154,7 @@ impl Snapshot {
             topics: vec![
                 ("feeds", context.feeds.topic_count() as u64),
                 ("groups", shared.hubs.hubs.index.topic_count() as u64),
-                ("proxy", shared.proxy.topics().len() as u64),
+                ("proxy", shared.proxy.topic_count() as u64),
             ],
             ingested: shared.ingested.counts(),
             slow: connections.slow_consumers(),

@@ -134,6 +134,11 @@ impl<C: Hash + Eq + Clone, K: Hash + Eq + Clone> UpstreamRefs<C, K> {
         self.by_key.contains_key(key)
     }
 
+    /// Every key held by at least one client, with how many hold it.
+    pub fn keys(&self) -> impl Iterator<Item = (&K, usize)> {
+        self.by_key.iter().map(|(k, clients)| (k, clients.len()))
+    }
+
     /// The number of keys held by at least one client.
     pub fn key_count(&self) -> usize {
         self.by_key.len()

@@ -375,3 +375,36 @@ def test_a_keys_connection_limit_and_rate_hold_on_market(limited_server: Tickwir
     assert reply["status"] == "error" and "over its request rate" in reply["message"], reply
     for client in (first, third):
         client.disconnect()
+
+
+def test_a_client_that_vanishes_leaves_its_rooms(server: TickwireServer) -> None:
+    """An Engine.IO client that subscribes, then drops its TCP connection without a word:
+    its room empties, and the proxy's key (the adapters' subscription) goes with it."""
+    from interop_support import OPERATOR_KEY
+
+    def proxy_topics() -> dict[str, int]:
+        resp = requests.get(
+            f"{server.http}/admin/topics", headers={"Authorization": f"Bearer {OPERATOR_KEY}"}, timeout=WAIT_SECONDS
+        )
+        assert resp.status_code == 200, resp.text
+        return {t["topic"]: t["subscribers"] for t in resp.json() if t["index"] == "proxy"}
+
+    key = "CRYPTO:ATOM/USD:LTP"
+    assert key not in proxy_topics()
+    ws = websocket.create_connection(f"{server.ws}/socket.io/?EIO=4&transport=websocket", timeout=WAIT_SECONDS)
+    assert ws.recv().startswith("0")
+    ws.send('40/market,' + json.dumps({"api_key": DEMO_KEY}))
+    assert ws.recv().startswith("40/market,")
+    ws.send('42/market,' + json.dumps(["subscribe", {"symbols": [{"symbol": "ATOM/USD", "exchange": "CRYPTO"}], "mode": "LTP"}]))
+    deadline = time.monotonic() + WAIT_SECONDS
+    while proxy_topics().get(key) != 1:  # the room: one member of the key, whatever its size
+        assert time.monotonic() < deadline, proxy_topics()
+        time.sleep(0.05)
+    # Vanish: the socket is closed under the client, no close frame, no disconnect packet.
+    ws.sock.shutdown(2)
+    ws.sock.close()
+    # Gone at once (the read fails) or at the latest when the heartbeat gives up (15 s).
+    deadline = time.monotonic() + 20
+    while key in proxy_topics():
+        assert time.monotonic() < deadline, "the vanished client's room was kept"
+        time.sleep(0.1)

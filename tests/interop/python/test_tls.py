@@ -143,3 +143,16 @@ def test_check_config_reads_the_certificate_and_key(tls_server: TickwireServer, 
     swapped.write_text(f"[tls]\n{cert_line}\n{cert_line.replace('cert =', 'key =')}\n")
     bad = subprocess.run([str(server_binary()), "--check-config", str(swapped)], capture_output=True, text=True)
     assert bad.returncode == 2 and "tls.key" in bad.stderr, bad.stderr
+
+
+def test_a_client_that_stalls_in_the_handshake_is_closed(tls_server: TickwireServer, ca: trustme.CA) -> None:
+    """A TCP connection that never starts TLS is closed after the handshake timeout (10 s),
+    not held; the server serves others meanwhile."""
+    import time
+
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=WAIT_SECONDS) as raw:
+        opened = time.monotonic()
+        assert asyncio.run(first_price(f"{tls_server.ws}/ws", client_context(ca)))["symbol"] == "btc"
+        assert raw.recv(1024) == b""  # EOF: the server closed it
+        elapsed = time.monotonic() - opened
+    assert 9 <= elapsed <= 15, elapsed
