@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::subscriber::Subscriber;
 
@@ -267,23 +267,36 @@ pub struct Peer {
     pub remote: Option<SocketAddr>,
 }
 
-/// One open connection in the [`Roster`].
+/// One open connection in the [`Roster`]: only what cannot be derived (its
+/// id is its subscriber's, its endpoint and format its meter's), so that
+/// the roster costs each connection little.
 #[derive(Debug, Clone)]
 pub struct Card {
-    /// The connection id.
-    pub id: u64,
-    /// Its endpoint's name.
-    pub endpoint: &'static str,
-    /// Its wire format.
-    pub format: &'static str,
+    /// Its meter: the endpoint and wire format.
+    pub meter: Arc<Meter>,
     /// Who it is.
     pub peer: Peer,
-    /// When it opened (wall clock).
+    /// When it opened.
     pub opened_at: SystemTime,
-    /// When it opened (monotonic).
-    pub opened: Instant,
-    /// The connection itself: its queue and subscription count.
+    /// The connection itself: its id, queue and subscription count.
     pub sub: Subscriber,
+}
+
+impl Card {
+    /// The connection id.
+    pub fn id(&self) -> u64 {
+        self.sub.id()
+    }
+
+    /// Its endpoint's name.
+    pub fn endpoint(&self) -> &'static str {
+        self.meter.endpoint
+    }
+
+    /// Its wire format.
+    pub fn format(&self) -> &'static str {
+        self.meter.format
+    }
 }
 
 /// The connections open now (see the [module](self) docs).
@@ -295,7 +308,7 @@ pub struct Roster {
 impl Roster {
     /// Lists `card` until the returned guard is dropped.
     pub fn enter(self: &Arc<Self>, card: Card) -> Listed {
-        let id = card.id;
+        let id = card.id();
         crate::lock(&self.cards).insert(id, card);
         Listed {
             roster: self.clone(),
@@ -306,7 +319,7 @@ impl Roster {
     /// Every connection open now, oldest first.
     pub fn cards(&self) -> Vec<Card> {
         let mut cards: Vec<Card> = crate::lock(&self.cards).values().cloned().collect();
-        cards.sort_by_key(|c| c.id);
+        cards.sort_by_key(Card::id);
         cards
     }
 

@@ -192,12 +192,9 @@ pub async fn run<R, W, P>(
         connections.slow_consumer_stats().clone(),
     );
     let _listed = connections.roster().enter(Card {
-        id,
-        endpoint: transport.endpoint,
-        format: transport.format,
+        meter: meter.clone(),
         peer: transport.peer,
         opened_at: std::time::SystemTime::now(),
-        opened: Instant::now(),
         sub: sub.clone(),
     });
     let mut protocol = make(sub.clone());

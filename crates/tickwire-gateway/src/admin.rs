@@ -12,7 +12,7 @@
 //! It reads what the core keeps of each connection ([`tickwire_core::meter::Roster`]),
 //! so it knows no endpoint's protocol.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use hyper::body::Incoming;
 use hyper::header;
@@ -139,7 +139,7 @@ pub(crate) fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body>
 }
 
 fn connections(shared: &Shared) -> Vec<Connection> {
-    let now = Instant::now();
+    let now = SystemTime::now();
     shared
         .context
         .connections
@@ -147,15 +147,17 @@ fn connections(shared: &Shared) -> Vec<Connection> {
         .cards()
         .into_iter()
         .map(|card| Connection {
-            id: card.id,
-            endpoint: card.endpoint,
-            format: card.format,
+            id: card.id(),
+            endpoint: card.endpoint(),
+            format: card.format(),
             key: card.sub.principal().map(|p| p.to_string()),
             remote: card.peer.remote.map(|r| r.to_string()),
             subscriptions: card.sub.subscriptions(),
             queue_depth: card.sub.outbox().depth(),
             queue_capacity: card.sub.outbox().capacity(),
-            age_secs: now.duration_since(card.opened).as_secs_f64(),
+            age_secs: now
+                .duration_since(card.opened_at)
+                .map_or(0.0, |d| d.as_secs_f64()),
             opened_at: card
                 .opened_at
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -191,7 +193,7 @@ fn disconnect(shared: &Shared, id: &str, by: &str) -> Response<Body> {
     }
     info!(
         connection = id,
-        endpoint = card.endpoint,
+        endpoint = card.endpoint(),
         by,
         "connection disconnected by an operator"
     );

@@ -137,7 +137,7 @@ impl Snapshot {
         let subscriptions = connections
             .roster()
             .fold(BTreeMap::new(), |mut sums, card| {
-                *sums.entry(card.endpoint).or_default() += u64::from(card.sub.subscriptions());
+                *sums.entry(card.endpoint()).or_default() += u64::from(card.sub.subscriptions());
                 sums
             });
         let adapters = shared
