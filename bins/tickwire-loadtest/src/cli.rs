@@ -45,6 +45,11 @@ pub enum Protocol {
     /// The FastWS envelope at `/api/v1/ws`: `bars.subscribe` to the
     /// 1-minute bars of one symbol (`LT0001/USD`).
     Fastws,
+    /// Socket.IO (Engine.IO v4 over WebSocket) at `/socket.io/`, namespace
+    /// `/market`: connect with the key in the `auth` payload, then
+    /// `subscribe` to instruments (`LT0001/USD` on `CRYPTO`) in Quote mode,
+    /// answering the server's heartbeat pings.
+    Socketio,
 }
 
 impl Protocol {
@@ -57,12 +62,19 @@ impl Protocol {
             Protocol::Stream => "stream",
             Protocol::Proxy => "proxy",
             Protocol::Fastws => "fastws",
+            Protocol::Socketio => "socketio",
         }
     }
 
     /// Whether updates are raw pubsub group payloads (else ticks).
     pub fn is_pubsub(self) -> bool {
         matches!(self, Protocol::PubsubProtobuf | Protocol::PubsubJson)
+    }
+
+    /// Whether updates are the proxy's `market_data` quotes (publishes name
+    /// the exchange).
+    pub fn is_quotes(self) -> bool {
+        matches!(self, Protocol::Proxy | Protocol::Socketio)
     }
 }
 
@@ -580,6 +592,7 @@ mod tests {
             ("ws", Protocol::Ws),
             ("stream", Protocol::Stream),
             ("proxy", Protocol::Proxy),
+            ("socketio", Protocol::Socketio),
             ("fastws", Protocol::Fastws),
         ] {
             let s = args(&["--protocol", name]).unwrap();

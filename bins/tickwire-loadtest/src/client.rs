@@ -20,6 +20,12 @@
 //! - `/api/v1/ws`: `bars.subscribe` of the one symbol at resolution `1`,
 //!   answered by `bars.subscribe.response` with status `ok`; the same
 //!   message, repeated, is the keepalive FastWS needs every 30 s.
+//! - Socket.IO `/market`: Engine.IO v4 straight over WebSocket (no
+//!   long-polling first); after the open packet, a namespace connect with
+//!   `{"api_key"}` in its `auth` payload, then one `subscribe` of every
+//!   instrument in Quote mode with an acknowledgement id, answered by the
+//!   acknowledgement with status `success`. Pings (`2`) are answered (`3`)
+//!   all along, as the heartbeat requires.
 //!
 //! Confirmations are parsed in full (they happen once per connection); the
 //! updates that follow are not (see [`crate::stamp`]).
@@ -293,6 +299,76 @@ pub async fn subscribe_stream(ws: &mut Ws, symbols: &[String]) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// Path and query of a Socket.IO connection over the WebSocket transport.
+pub const SOCKETIO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
+/// An Engine.IO ping packet.
+pub const ENGINEIO_PING: &[u8] = b"2";
+/// The prefix of `/market` namespace packets: an event, a connect reply.
+const SOCKETIO_EVENT: &str = "42/market,";
+const SOCKETIO_CONNECTED: &[u8] = b"40/market,";
+const SOCKETIO_REFUSED: &[u8] = b"44/market,";
+/// The acknowledgement of the `subscribe` (its id is 1).
+const SOCKETIO_SUBSCRIBE_ACK: &[u8] = b"43/market,1";
+
+/// An Engine.IO pong packet, the answer to [`ENGINEIO_PING`].
+pub fn engineio_pong() -> Frame<'static> {
+    text("3".to_owned())
+}
+
+/// Connects a Socket.IO connection to the `/market` namespace with `key` and
+/// subscribes it to `symbols` in Quote mode, waiting for the
+/// acknowledgement; pings on the way are answered.
+pub async fn subscribe_socketio(ws: &mut Ws, key: &str, symbols: &[String]) -> Result<(), String> {
+    let open = next_socketio(ws).await?;
+    if !open.starts_with(b"0") {
+        return Err(format!(
+            "expected the Engine.IO open packet, got {}",
+            String::from_utf8_lossy(&open)
+        ));
+    }
+    let auth = serde_json::json!({"api_key": key});
+    send(ws, text(format!("40/market,{auth}"))).await?;
+    loop {
+        let packet = next_socketio(ws).await?;
+        if packet.starts_with(SOCKETIO_CONNECTED) {
+            break;
+        }
+        if let Some(why) = packet.strip_prefix(SOCKETIO_REFUSED) {
+            return Err(format!("connect refused: {}", String::from_utf8_lossy(why)));
+        }
+    }
+    let symbols: Vec<serde_json::Value> = symbols
+        .iter()
+        .map(|s| serde_json::json!({"symbol": s, "exchange": EXCHANGE}))
+        .collect();
+    let subscribe = serde_json::json!(["subscribe", {"symbols": symbols, "mode": "Quote"}]);
+    send(ws, text(format!("{SOCKETIO_EVENT}1{subscribe}"))).await?;
+    loop {
+        let packet = next_socketio(ws).await?;
+        let Some(ack) = packet.strip_prefix(SOCKETIO_SUBSCRIBE_ACK) else {
+            continue;
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(ack).map_err(|e| format!("unreadable acknowledgement: {e}"))?;
+        let reply = &value[0];
+        return match reply["status"].as_str() {
+            Some("success") => Ok(()),
+            _ => Err(format!("subscribe refused: {reply}")),
+        };
+    }
+}
+
+/// The next Engine.IO packet that is not a ping, answering pings.
+async fn next_socketio(ws: &mut Ws) -> Result<Vec<u8>, String> {
+    loop {
+        let packet = next_message(ws).await?;
+        if packet != ENGINEIO_PING {
+            return Ok(packet);
+        }
+        send(ws, engineio_pong()).await?;
+    }
 }
 
 /// The proxy's `authenticate` request.

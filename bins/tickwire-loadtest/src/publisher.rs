@@ -82,7 +82,7 @@ impl Publisher {
                     topics::group(prefix, topic)
                 ));
                 tails.push("\"}".to_owned());
-            } else if protocol == Protocol::Proxy {
+            } else if protocol.is_quotes() {
                 // The exchange the proxy subscribers name, explicitly.
                 heads.push(format!(
                     r#"{{"kind":"tick","symbol":"{}","exchange":"{}","price":"#,

@@ -16,7 +16,7 @@
 //!   writes them exactly); the symbol (`lt0001`, `LT0001/USD`) names the
 //!   topic. Receivers read the three numbers by scanning for their keys in
 //!   the fixed key order of a `price_update`.
-//! - **quotes** (`/proxy`, mode 2): the same tick; the `market_data` message
+//! - **quotes** (`/proxy` and Socket.IO `/market`, mode 2): the same tick; the `market_data` message
 //!   shows `price` as `ltp` (`7.0`: a whole float, written exactly) and the
 //!   publish item's `volume` as the quote's `volume` (an integer); the symbol
 //!   `LT0001/USD` on exchange `CRYPTO` names the topic.
@@ -166,6 +166,13 @@ pub fn find_quote(frame: &[u8]) -> Option<Stamp> {
         seq,
         sent_us,
     })
+}
+
+/// [`find_quote`] in a Socket.IO `market_data` event of the `/market`
+/// namespace: `42/market,["market_data",{"type":"market_data",…}]`.
+pub fn find_socketio_quote(packet: &[u8]) -> Option<Stamp> {
+    const EVENT: &[u8] = br#"42/market,["market_data","#;
+    find_quote(packet.strip_prefix(EVENT)?)
 }
 
 /// A whole number as an integer or a float with a zero fraction (`7`,
@@ -387,6 +394,21 @@ mod tests {
         assert_eq!(find_quote(documented), Some(STAMP));
         let openalgo = br#"{"type":"market_data","symbol":"LT0042/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7,"open":7,"high":7,"low":7,"close":7,"volume":1763787704123456,"bid":7,"ask":7,"bid_qty":0,"ask_qty":0,"last_trade_quantity":0,"change":0.0,"change_percent":0.0,"timestamp":1},"broker":"publish"}"#;
         assert_eq!(find_quote(openalgo), Some(STAMP));
+    }
+
+    #[test]
+    fn quotes_in_socketio_events() {
+        let event = br#"42/market,["market_data",{"type":"market_data","symbol":"LT0042/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7.0,"volume":1763787704123456,"timestamp":1}}]"#;
+        assert_eq!(find_socketio_quote(event), Some(STAMP));
+        for packet in [
+            &br#"{"type":"market_data","symbol":"LT0042/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7.0,"volume":1763787704123456}}"#[..],
+            br#"42/market,["connected",{"status":"ok"}]"#,
+            br#"43/market,1[{"status":"success"}]"#,
+            br#"42/other,["market_data",{"type":"market_data","symbol":"LT0042/USD","exchange":"CRYPTO","mode":2,"data":{"ltp":7.0,"volume":1763787704123456}}]"#,
+            b"2",
+        ] {
+            assert_eq!(find_socketio_quote(packet), None, "{}", String::from_utf8_lossy(packet));
+        }
     }
 
     #[test]

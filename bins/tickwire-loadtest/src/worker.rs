@@ -531,6 +531,15 @@ async fn open(worker: &Worker, index: usize) -> Result<(Ws, SocketAddr), String>
             },
             false,
         ),
+        Protocol::Socketio => (
+            Upgrade {
+                host,
+                path: client::SOCKETIO_PATH,
+                subprotocol: None,
+                bearer: None,
+            },
+            false,
+        ),
     };
     let mut ws = net::handshake(stream, upgrade)
         .await
@@ -551,6 +560,10 @@ async fn open(worker: &Worker, index: usize) -> Result<(Ws, SocketAddr), String>
         Protocol::Proxy => {
             let symbols: Vec<String> = topics.map(topics::stream_symbol).collect();
             client::subscribe_proxy(&mut ws, &plan.api_keys[key], &symbols).await?;
+        }
+        Protocol::Socketio => {
+            let symbols: Vec<String> = topics.map(topics::stream_symbol).collect();
+            client::subscribe_socketio(&mut ws, &plan.api_keys[key], &symbols).await?;
         }
         Protocol::Fastws => {
             // One topic per connection (checked with the settings).
@@ -584,6 +597,16 @@ async fn receive(worker: &Worker, conn: &Conn, mut ws: Ws) -> String {
                     }
                     Protocol::Ws | Protocol::Stream => stamp::find_tick(&frame.payload),
                     Protocol::Proxy => stamp::find_quote(&frame.payload),
+                    Protocol::Socketio => {
+                        if frame.payload.as_ref() == client::ENGINEIO_PING {
+                            // Engine.IO's heartbeat, answered at once.
+                            if let Err(e) = ws.write_frame(client::engineio_pong()).await {
+                                return e.to_string();
+                            }
+                            continue;
+                        }
+                        stamp::find_socketio_quote(&frame.payload)
+                    }
                     Protocol::Fastws => None,
                 };
                 record(worker, conn, found, now_us);

@@ -135,6 +135,7 @@ async fn every_protocol_delivers_everything_in_process() {
         "stream",
         "proxy",
         "fastws",
+        "socketio",
     ] {
         let pid = std::process::id().to_string();
         let argv = args(addr, protocol, &["--server-pid", &pid]);
@@ -377,4 +378,31 @@ async fn thresholds_set_the_exit_status_and_hgrm_is_written() {
     let err = String::from_utf8_lossy(&missed.stderr);
     assert!(err.contains("threshold missed: max_p99_ms"), "{err}");
     assert!(String::from_utf8_lossy(&missed.stdout).contains("MISSED"));
+}
+
+/// A thousand Socket.IO clients connecting at once, each emitting its
+/// `subscribe` the moment the `/market` connect packet arrives: every one is
+/// answered. (The namespace's event handlers must exist before that packet
+/// leaves; registered by the connect handler, which socketioxide runs as a
+/// task after sending it, a few in a crowd lost their subscribe.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_socketio_clients_all_get_their_subscribes_answered() {
+    let (addr, _stop) = gateway_with(|config| {
+        config.api_keys.last_mut().unwrap().max_connections = 2000;
+    })
+    .await;
+    let mut argv = args(addr, "socketio", &[]);
+    for (flag, value) in [
+        ("--connections", "1000"),
+        ("--topics", "50"),
+        ("--drain", "2"),
+    ] {
+        let at = argv.iter().position(|a| a == flag).unwrap();
+        argv[at + 1] = value.to_owned();
+    }
+    let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
+    let report = tickwire_loadtest::run(settings).await.unwrap();
+    assert_eq!(report.connect_failures, 0, "{report:#?}");
+    assert_eq!(report.connected, 1000, "{report:#?}");
+    assert_eq!(report.delivered, report.expected, "{report:#?}");
 }

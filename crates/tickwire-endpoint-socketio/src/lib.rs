@@ -352,13 +352,16 @@ async fn authenticate(
     socket
         .extensions
         .insert(Held(Arc::new((usage, lease, counted))));
+    take_events(&socket);
     Ok(())
 }
 
-/// A connection joined `/market`: greet it as the seed does, and take its
-/// events.
-async fn on_connect(socket: SocketRef, Extension(_held): Extension<Held>) {
-    debug!(sid = %socket.id, "{NAMESPACE} connected");
+/// Registers the handlers of a connection's events. Done by the middleware,
+/// before socketioxide sends the namespace's connect packet: the connect
+/// handler runs after it (as a task of its own, when async), and a client
+/// that emits as soon as it is connected would otherwise find no handler
+/// and have its event dropped.
+fn take_events(socket: &SocketRef) {
     socket.extensions.insert(Joined::default());
     socket.on("subscribe", subscribe);
     socket.on("unsubscribe", unsubscribe);
@@ -366,6 +369,11 @@ async fn on_connect(socket: SocketRef, Extension(_held): Extension<Held>) {
     socket.on("get_ltp", poll::<LTP>);
     socket.on("get_quote", poll::<QUOTE>);
     socket.on("get_depth", poll::<DEPTH>);
+}
+
+/// A connection joined `/market`: greet it as the seed does.
+async fn on_connect(socket: SocketRef) {
+    debug!(sid = %socket.id, "{NAMESPACE} connected");
     if let Err(e) = socket.emit("connected", &serde_json::json!({"status": "ok"})) {
         debug!(sid = %socket.id, error = %e, "greeting not sent");
     }

@@ -418,3 +418,4 @@ def test_a_client_that_vanishes_leaves_its_rooms(server: TickwireServer) -> None
     while key in proxy_topics():
         assert time.monotonic() < deadline, "the vanished client's room was kept"
         time.sleep(0.1)
+
