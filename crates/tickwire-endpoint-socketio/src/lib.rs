@@ -41,11 +41,11 @@ use serde::{Deserialize, Serialize};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler as _;
 use socketioxide::service::SocketIoService;
-use socketioxide::{SocketIo, TransportType};
+use socketioxide::{BroadcastError, SocketError, SocketIo, TransportType};
 use tickwire_config::Endpoint;
 use tickwire_core::http::Body;
 use tickwire_core::meter::OpenGuard;
-use tickwire_core::outbox::{Batch, Outbox};
+use tickwire_core::outbox::{Batch, Outbox, SlowConsumerStats};
 use tickwire_core::subscriber::QueuePolicy;
 use tickwire_core::{Connections, Outbound, SlowConsumer, Subscriber};
 use tickwire_model::Instrument;
@@ -63,6 +63,17 @@ pub const NAMESPACE: &str = "/market";
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a client has to answer a ping (seed 003: `ping_timeout=10`).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// The WebSocket transport's read buffer. A client sends little (requests
+/// of a few hundred bytes; a larger message still arrives whole, read in
+/// more steps), and tungstenite zero-fills the buffer up to this size on
+/// every read: 1 KiB in place of socketioxide's 4 KiB saves 3 KiB of every
+/// connection and the filling.
+const WS_READ_BUFFER: usize = 1024;
+/// The packets a socket may have waiting for its transport (socketioxide's
+/// default). A room's update that finds them all taken is skipped for that
+/// socket and counted; the heartbeat's ping, finding no room either, closes
+/// the socket at its next interval.
+const MAX_BUFFER: usize = 128;
 
 /// The watchlist page: a few instruments streaming over `/market`.
 pub const PAGE_PATH: &str = "/watchlist";
@@ -154,7 +165,8 @@ impl Rooms {
         );
         quotes.join(&sub, &key.0, key.1, key.2)?;
         if let Some(io) = self.io.get() {
-            tokio::spawn(broadcast(io.clone(), room_name(key), sub.clone()));
+            let stats = connections.slow_consumer_stats().clone();
+            tokio::spawn(broadcast(io.clone(), room_name(key), sub.clone(), stats));
         }
         rooms.insert(key.clone(), Room { sub, members: 1 });
         Ok(())
@@ -177,8 +189,10 @@ impl Rooms {
 }
 
 /// A room's task: each `market_data` message the proxy queues for the room,
-/// broadcast once to the room's sockets, until the room closes.
-async fn broadcast(io: SocketIo, room: String, sub: Subscriber) {
+/// broadcast once to the room's sockets, until the room closes. A socket
+/// whose packet buffer is full (Socket.IO's own, [`MAX_BUFFER`] packets)
+/// skips the update; each skip is counted as a slow-consumer action.
+async fn broadcast(io: SocketIo, room: String, sub: Subscriber, stats: Arc<SlowConsumerStats>) {
     let mut batch = Batch::default();
     loop {
         sub.outbox().take(&mut batch).await;
@@ -198,6 +212,13 @@ async fn broadcast(io: SocketIo, room: String, sub: Subscriber) {
                 return;
             };
             if let Err(e) = ns.to(room.clone()).emit("market_data", data).await {
+                if let BroadcastError::Socket(errors) = &e {
+                    let full = errors
+                        .iter()
+                        .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                        .count();
+                    stats.skipped(full as u64);
+                }
                 debug!(room, error = %e, "market_data not given to every member");
             }
         }
@@ -249,6 +270,8 @@ impl Market {
             .req_path(PATH)
             .ping_interval(PING_INTERVAL)
             .ping_timeout(PING_TIMEOUT)
+            .ws_read_buffer_size(WS_READ_BUFFER)
+            .max_buffer_size(MAX_BUFFER)
             .transports([TransportType::Polling, TransportType::Websocket])
             .with_state(Shared {
                 keys,

@@ -419,3 +419,81 @@ def test_a_client_that_vanishes_leaves_its_rooms(server: TickwireServer) -> None
         assert time.monotonic() < deadline, "the vanished client's room was kept"
         time.sleep(0.1)
 
+
+
+def test_a_socket_that_stops_reading_skips_counted_updates_and_is_closed(server: TickwireServer) -> None:
+    """A `/market` client that subscribes and then stops reading, while its instrument floods:
+    once its TCP buffers and its Socket.IO packet buffer are full, updates are skipped for it
+    (counted in `/healthz` as `skipped`), the heartbeat's ping finds no room and closes it,
+    and a client reading the same room meanwhile keeps receiving."""
+    import socket
+
+    from interop_support import OPERATOR_KEY
+
+    symbol = "FLOOD/USD"
+
+    def publish(start: int, n: int) -> None:
+        ticks = [
+            {"kind": "tick", "symbol": symbol, "exchange": "CRYPTO", "price": start + i + 1, "volume": 1}
+            for i in range(n)
+        ]
+        resp = requests.post(
+            f"{server.http}/api/v1/publish", json=ticks,
+            headers={"Authorization": f"Bearer {OPERATOR_KEY}"}, timeout=WAIT_SECONDS,
+        )
+        assert resp.status_code == 202, resp.text
+
+    def skipped() -> int:
+        return requests.get(f"{server.http}/healthz", timeout=WAIT_SECONDS).json()["slow_consumers"]["skipped"]
+
+    publish(0, 1)  # the instrument exists before anyone subscribes
+    before = skipped()
+    request = {"symbols": [{"symbol": symbol, "exchange": "CRYPTO"}], "mode": "Quote"}
+    # The stalled client: a small receive buffer, and after its subscribe is answered it reads
+    # nothing more (not even pings).
+    stalled = websocket.create_connection(
+        f"{server.ws}/socket.io/?EIO=4&transport=websocket", timeout=WAIT_SECONDS,
+        sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),),
+    )
+    assert next_packet(stalled).startswith("0")
+    stalled.send("40/market," + json.dumps({"api_key": DEMO_KEY}))
+    assert next_packet(stalled).startswith("40/market,")
+    stalled.send("42/market,1" + json.dumps(["subscribe", request]))
+    while not next_packet(stalled).startswith("43/market,1"):
+        pass
+    reader, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    received: queue.Queue = queue.Queue()
+    reader.on("market_data", lambda data: received.put(data["data"]["ltp"]), namespace="/market")
+    assert reader.call("subscribe", request, namespace="/market", timeout=WAIT_SECONDS)["status"] == "success"
+    try:
+        sent = 1
+        deadline = time.monotonic() + 30
+        # Flood until the stalled socket's buffers are full and updates are skipped for it.
+        while skipped() == before:
+            assert time.monotonic() < deadline, "no update was skipped for the stalled socket"
+            publish(sent, 2000)
+            sent += 2000
+        # The heartbeat closes it (a ping every 5 s finds the buffer full): the server resets
+        # or closes the TCP connection, which the stalled client sees once it reads again.
+        time.sleep(6)
+        stalled.settimeout(WAIT_SECONDS)
+        closed = False
+        try:
+            while True:
+                if stalled.recv() == "":
+                    closed = True
+                    break
+        except (websocket.WebSocketConnectionClosedException, ConnectionResetError, OSError):
+            closed = True
+        assert closed
+        # The reader kept up and got the latest update.
+        publish(sent, 1)
+        last = None
+        deadline = time.monotonic() + WAIT_SECONDS
+        while last != sent + 1:
+            assert time.monotonic() < deadline, f"the reader stopped at {last}, the last sent was {sent + 1}"
+            last = received.get(timeout=WAIT_SECONDS)
+        assert "Traceback" not in server.log_tail(200)
+    finally:
+        reader.disconnect()
+        stalled.close()
