@@ -29,6 +29,7 @@
 //! as for every route a page calls.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,7 @@ use socketioxide::service::SocketIoService;
 use socketioxide::{BroadcastError, SocketError, SocketIo, TransportType};
 use tickwire_config::Endpoint;
 use tickwire_core::http::Body;
-use tickwire_core::meter::OpenGuard;
+use tickwire_core::meter::{Meter, OpenGuard};
 use tickwire_core::outbox::{Batch, Outbox, SlowConsumerStats};
 use tickwire_core::subscriber::QueuePolicy;
 use tickwire_core::{Connections, Outbound, SlowConsumer, Subscriber};
@@ -122,7 +123,9 @@ type RoomKey = (Instrument, Mode, Depth);
 struct Room {
     /// The queue the proxy delivers the key's messages to.
     sub: Subscriber,
-    members: usize,
+    /// The sockets in the room, read by its broadcast task to count what
+    /// it delivered.
+    members: Arc<AtomicUsize>,
 }
 
 /// The Socket.IO room name of a key: `market_data:MODE:EXCHANGE:SYMBOL`.
@@ -144,7 +147,7 @@ impl Rooms {
     fn join(&self, quotes: &dyn Quotes, key: &RoomKey) -> Result<(), String> {
         let mut rooms = tickwire_core::lock(&self.rooms);
         if let Some(room) = rooms.get_mut(key) {
-            room.members += 1;
+            room.members.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         let connections = &self.connections;
@@ -164,11 +167,17 @@ impl Rooms {
             connections.slow_consumer_stats().clone(),
         );
         quotes.join(&sub, &key.0, key.1, key.2)?;
+        let members = Arc::new(AtomicUsize::new(1));
         if let Some(io) = self.io.get() {
-            let stats = connections.slow_consumer_stats().clone();
-            tokio::spawn(broadcast(io.clone(), room_name(key), sub.clone(), stats));
+            let room = Broadcast {
+                name: room_name(key),
+                members: members.clone(),
+                stats: connections.slow_consumer_stats().clone(),
+                meter: connections.meters().get(NAME, "json"),
+            };
+            tokio::spawn(broadcast(io.clone(), room, sub.clone()));
         }
-        rooms.insert(key.clone(), Room { sub, members: 1 });
+        rooms.insert(key.clone(), Room { sub, members });
         Ok(())
     }
 
@@ -178,8 +187,7 @@ impl Rooms {
         let Some(room) = rooms.get_mut(key) else {
             return;
         };
-        room.members -= 1;
-        if room.members == 0 {
+        if room.members.fetch_sub(1, Ordering::Relaxed) == 1 {
             if let Some(room) = rooms.remove(key) {
                 quotes.leave(room.sub.id(), &key.0, key.1, key.2);
                 room.sub.outbox().reader_gone();
@@ -189,10 +197,35 @@ impl Rooms {
 }
 
 /// A room's task: each `market_data` message the proxy queues for the room,
+/// What a room's broadcast task needs besides its queue.
+struct Broadcast {
+    /// The Socket.IO room.
+    name: String,
+    /// Its sockets.
+    members: Arc<AtomicUsize>,
+    /// Where skips are counted.
+    stats: Arc<SlowConsumerStats>,
+    /// Where deliveries are counted (`socketio`, `json`).
+    meter: Arc<Meter>,
+}
+
+/// The bytes a `market_data` event adds to its message:
+/// `42/market,["market_data",` and `]`.
+const EVENT_OVERHEAD: u64 = (r#"42/market,["market_data","#.len() + 1) as u64;
+
+/// A room's task: each `market_data` message the proxy queues for the room,
 /// broadcast once to the room's sockets, until the room closes. A socket
 /// whose packet buffer is full (Socket.IO's own, [`MAX_BUFFER`] packets)
-/// skips the update; each skip is counted as a slow-consumer action.
-async fn broadcast(io: SocketIo, room: String, sub: Subscriber, stats: Arc<SlowConsumerStats>) {
+/// skips the update; each skip is counted as a slow-consumer action, each
+/// packet handed to a socket as a message delivered (with its bytes, the
+/// WebSocket frame header aside).
+async fn broadcast(io: SocketIo, room: Broadcast, sub: Subscriber) {
+    let Broadcast {
+        name: room,
+        members,
+        stats,
+        meter,
+    } = room;
     let mut batch = Batch::default();
     loop {
         sub.outbox().take(&mut batch).await;
@@ -211,6 +244,7 @@ async fn broadcast(io: SocketIo, room: String, sub: Subscriber, stats: Arc<SlowC
             let Some(ns) = io.of(NAMESPACE) else {
                 return;
             };
+            let mut missed = 0;
             if let Err(e) = ns.to(room.clone()).emit("market_data", data).await {
                 if let BroadcastError::Socket(errors) = &e {
                     let full = errors
@@ -218,9 +252,12 @@ async fn broadcast(io: SocketIo, room: String, sub: Subscriber, stats: Arc<SlowC
                         .filter(|e| matches!(e, SocketError::InternalChannelFull))
                         .count();
                     stats.skipped(full as u64);
+                    missed = errors.len();
                 }
                 debug!(room, error = %e, "market_data not given to every member");
             }
+            let given = members.load(Ordering::Relaxed).saturating_sub(missed) as u64;
+            meter.wrote(given, given * (data.get().len() as u64 + EVENT_OVERHEAD));
         }
         batch.ctrl.clear();
         Outbox::recycle(&mut batch);

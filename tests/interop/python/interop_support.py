@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -537,3 +538,24 @@ class RawClient:
 
 def b64decode(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(server: TickwireServer) -> Samples:
+    """Every sample of `/metrics`, by name and labels, parsed as OpenMetrics."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{server.http}/metrics", timeout=WAIT_SECONDS) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text"), resp.headers
+        text = resp.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

@@ -15,28 +15,8 @@ import urllib.request
 from typing import Callable
 
 import websockets
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from interop_support import DEMO_KEY, OPERATOR_KEY, WAIT_SECONDS, TickwireServer
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(server: TickwireServer) -> Samples:
-    """Every sample of `/metrics`, by name and labels, parsed as OpenMetrics."""
-    with urllib.request.urlopen(f"{server.http}/metrics", timeout=WAIT_SECONDS) as resp:
-        assert resp.headers["Content-Type"].startswith("application/openmetrics-text"), resp.headers
-        text = resp.read().decode()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
+from interop_support import DEMO_KEY, OPERATOR_KEY, WAIT_SECONDS, TickwireServer, scrape, value
 
 def request(server: TickwireServer, method: str, path: str, key: str | None = None, body: bytes | None = None):
     """`(status, parsed JSON body)` of one request."""

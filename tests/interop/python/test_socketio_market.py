@@ -16,7 +16,7 @@ import requests
 import socketio
 import websocket
 
-from interop_support import DEMO_KEY, WAIT_SECONDS, TickwireServer
+from interop_support import DEMO_KEY, WAIT_SECONDS, TickwireServer, scrape, value
 
 
 def connect(server: TickwireServer, transports: list[str], **kwargs) -> tuple[socketio.Client, queue.Queue]:
@@ -448,6 +448,7 @@ def test_a_socket_that_stops_reading_skips_counted_updates_and_is_closed(server:
 
     publish(0, 1)  # the instrument exists before anyone subscribes
     before = skipped()
+    delivered_before = value(scrape(server), "tickwire_messages_delivered_total", endpoint="socketio", format="json")
     request = {"symbols": [{"symbol": symbol, "exchange": "CRYPTO"}], "mode": "Quote"}
     # The stalled client: a small receive buffer, and after its subscribe is answered it reads
     # nothing more (not even pings).
@@ -490,9 +491,15 @@ def test_a_socket_that_stops_reading_skips_counted_updates_and_is_closed(server:
         publish(sent, 1)
         last = None
         deadline = time.monotonic() + WAIT_SECONDS
+        got = 0
         while last != sent + 1:
             assert time.monotonic() < deadline, f"the reader stopped at {last}, the last sent was {sent + 1}"
             last = received.get(timeout=WAIT_SECONDS)
+            got += 1
+        # What the reader got (and more: what the stalled socket took before it filled) is
+        # counted as delivered by the `socketio` endpoint.
+        delivered = value(scrape(server), "tickwire_messages_delivered_total", endpoint="socketio", format="json")
+        assert delivered - delivered_before >= got, (delivered, delivered_before, got)
         assert "Traceback" not in server.log_tail(200)
     finally:
         reader.disconnect()
