@@ -5,36 +5,45 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Number;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// A connection's identity in the registry.
-pub(crate) type ConnId = u64;
+pub type ConnId = u64;
 
-/// The subscribers of one symbol: connection → its outgoing queue.
-type Subscribers = HashMap<ConnId, Sender<Message>>;
+/// The subscribers of one symbol: connection → its outgoing queue of the
+/// server's messages `M`.
+type Subscribers<M> = HashMap<ConnId, Sender<M>>;
 
 /// The subscribers of every symbol.
-#[derive(Debug, Default)]
-pub(crate) struct Registry {
-    topics: RwLock<HashMap<Box<str>, Subscribers>>,
+#[derive(Debug)]
+pub struct Registry<M> {
+    topics: RwLock<HashMap<Box<str>, Subscribers<M>>>,
+}
+
+impl<M> Default for Registry<M> {
+    fn default() -> Self {
+        Registry {
+            topics: RwLock::default(),
+        }
+    }
 }
 
 /// What one fan-out did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fanout {
+pub struct Fanout {
     /// Messages queued to a subscriber.
-    pub(crate) queued: u64,
+    pub queued: u64,
     /// Messages not queued because the subscriber's queue was full.
-    pub(crate) dropped: u64,
+    pub dropped: u64,
 }
 
-impl Registry {
+impl<M: Clone> Registry<M> {
     /// Subscribes connection `id` (queue `tx`) to `symbol`.
-    pub(crate) fn subscribe(&self, symbol: &str, id: ConnId, tx: &Sender<Message>) {
+    pub fn subscribe(&self, symbol: &str, id: ConnId, tx: &Sender<M>) {
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         topics
             .entry(symbol.into())
@@ -43,7 +52,7 @@ impl Registry {
     }
 
     /// Unsubscribes connection `id` from `symbol`.
-    pub(crate) fn unsubscribe(&self, symbol: &str, id: ConnId) {
+    pub fn unsubscribe(&self, symbol: &str, id: ConnId) {
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         if let Some(subscribers) = topics.get_mut(symbol) {
             subscribers.remove(&id);
@@ -56,10 +65,7 @@ impl Registry {
     /// Queues each `(symbol, message)` to every subscriber of its symbol.
     /// A message is built once; each subscriber gets a reference-counted
     /// clone. A full queue drops the message for that subscriber.
-    pub(crate) fn publish<'a>(
-        &self,
-        updates: impl IntoIterator<Item = (&'a str, Message)>,
-    ) -> Fanout {
+    pub fn publish<'a>(&self, updates: impl IntoIterator<Item = (&'a str, M)>) -> Fanout {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
         let mut out = Fanout::default();
         for (symbol, message) in updates {
@@ -82,7 +88,7 @@ impl Registry {
 /// The `/ws` spelling of a symbol, as a client sends it or as the publish
 /// API names it: the base of a `BASE/QUOTE` pair, in lower case
 /// (`LT0001/USD` → `lt0001`, `BTC` → `btc`).
-pub(crate) fn symbol_key(symbol: &str) -> String {
+pub fn symbol_key(symbol: &str) -> String {
     let base = symbol.split_once('/').map_or(symbol, |(base, _)| base);
     base.to_ascii_lowercase()
 }
@@ -90,7 +96,7 @@ pub(crate) fn symbol_key(symbol: &str) -> String {
 /// One item of a `POST /api/v1/publish` body. Only `kind: tick` items are
 /// fanned out; the others are accepted and ignored.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Item {
+pub struct Item {
     kind: String,
     symbol: Option<String>,
     price: Option<Number>,
@@ -109,16 +115,16 @@ enum Body {
 
 /// A tick ready to fan out: its `/ws` symbol and its `price_update`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Update {
+pub struct Update {
     /// The `/ws` symbol of the tick.
-    pub(crate) symbol: String,
-    /// The `price_update` message.
-    pub(crate) text: Utf8Bytes,
+    pub symbol: String,
+    /// The `price_update` message (UTF-8).
+    pub text: Bytes,
 }
 
 /// Parses a publish body into the updates to fan out and the number of
 /// items accepted, or says what is wrong with it.
-pub(crate) fn parse_publish(body: &[u8]) -> Result<(Vec<Update>, usize), String> {
+pub fn parse_publish(body: &[u8]) -> Result<(Vec<Update>, usize), String> {
     let items = match serde_json::from_slice::<Body>(body) {
         Ok(Body::Many(items)) => items,
         Ok(Body::One(item)) => vec![item],
@@ -152,7 +158,7 @@ pub(crate) fn parse_publish(body: &[u8]) -> Result<(Vec<Update>, usize), String>
 
 /// The seed 001 `price_update`, keys in the document's order; numbers as
 /// published (an integer stays an integer).
-pub(crate) fn price_update(
+pub fn price_update(
     symbol: &str,
     price: &Number,
     change_24h: Option<&Number>,
@@ -194,7 +200,7 @@ mod tests {
         assert_eq!(accepted, 2);
         assert_eq!(updates.len(), 1);
         assert_eq!(updates[0].symbol, "lt0042");
-        let text = updates[0].text.as_str();
+        let text = std::str::from_utf8(&updates[0].text).unwrap();
         assert!(
             text.starts_with(
                 r#"{"type":"price_update","symbol":"lt0042","price":7,"change_24h":0,"volume_24h":1763787704123456,"timestamp":"#
@@ -210,7 +216,7 @@ mod tests {
         let body = br#"{"kind":"tick","symbol":"BTC/USD","price":67234.56,"change_24h":2.34,"timestamp":1700000000000}"#;
         let (updates, _) = parse_publish(body).unwrap();
         assert_eq!(
-            updates[0].text.as_str(),
+            std::str::from_utf8(&updates[0].text).unwrap(),
             r#"{"type":"price_update","symbol":"btc","price":67234.56,"change_24h":2.34,"volume_24h":null,"timestamp":1700000000000}"#
         );
     }
@@ -230,7 +236,7 @@ mod tests {
         registry.subscribe("btc", 1, &tx1);
         registry.subscribe("btc", 2, &tx2);
         registry.subscribe("eth", 2, &tx2);
-        let message = |s: &str| Message::text(s.to_owned());
+        let message = |s: &str| s.to_owned();
         let out = registry.publish([("btc", message("a")), ("btc", message("b"))]);
         assert_eq!(
             out,
