@@ -844,20 +844,21 @@ impl Outbox {
         std::future::poll_fn(|cx| self.poll_take(cx, batch)).await;
     }
 
-    /// Gives back the deques of a written batch, keeping a small capacity
-    /// for the next one and freeing large ones (an idle connection should
-    /// not hold the memory of its busiest moment).
+    /// Gives back the deques of a written batch: the data deque keeps a
+    /// small capacity for the next batch and frees a large one (an idle
+    /// connection should not hold the memory of its busiest moment); the
+    /// control deque is freed whenever it holds memory. Control items are
+    /// rare (replies, pongs, a close), so a connection that answered once
+    /// would otherwise hold their deque (four items, 256 bytes) for the rest
+    /// of its life, and allocating one per reply costs nothing measurable.
     pub fn recycle(batch: &mut Batch) {
         const KEEP: usize = 64;
         batch.data.clear();
-        batch.ctrl.clear();
         batch.oldest = None;
         if batch.data.capacity() > KEEP {
             batch.data = VecDeque::new();
         }
-        if batch.ctrl.capacity() > KEEP {
-            batch.ctrl = VecDeque::new();
-        }
+        batch.ctrl = VecDeque::new();
     }
 }
 
@@ -866,6 +867,31 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+
+    #[test]
+    fn recycling_frees_the_control_deque_and_keeps_a_small_data_one() {
+        let stats = SlowConsumerStats::default();
+        let outbox = Outbox::new(256, SlowConsumer::DropOldest, None);
+        outbox
+            .try_send_control(Control::Reply(Bytes::from_static(b"r")))
+            .unwrap();
+        outbox.offer(item(0, 1), &stats);
+        let mut batch = Batch::default();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        assert_eq!(batch.ctrl.len(), 1);
+        Outbox::recycle(&mut batch);
+        assert_eq!(batch.ctrl.capacity(), 0, "the reply's deque is freed");
+        assert!(batch.data.capacity() > 0, "a small data deque is kept");
+        // A large data deque is freed too.
+        for n in 0..100 {
+            outbox.offer(item(0, n), &stats);
+        }
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        Outbox::recycle(&mut batch);
+        assert_eq!(batch.data.capacity(), 0);
+    }
 
     fn item(topic: u32, n: u8) -> Item {
         Item::new(topic, Outbound::Frame(Bytes::from(vec![n])))
