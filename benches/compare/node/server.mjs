@@ -12,25 +12,14 @@
 // Usage: node server.mjs [--listen 127.0.0.1:9001] [--publish-key lt-key]
 // (or COMPARE_LISTEN, COMPARE_PUBLISH_KEY).
 
-import http from 'node:http';
-import { parseArgs } from 'node:util';
 import { WebSocket, WebSocketServer } from 'ws';
 
-const PUBLISH_PATH = '/api/v1/publish';
-const MAX_BODY = 4 * 1024 * 1024;
+import { listen, options, publishServer } from './publish.mjs';
+
 const MAX_SUBSCRIPTIONS = 100; // seed 001 "Rate Limits"
 const TEXT = { binary: false };
 
-const { values: args } = parseArgs({
-  options: {
-    listen: { type: 'string', default: process.env.COMPARE_LISTEN ?? '127.0.0.1:9001' },
-    'publish-key': { type: 'string', default: process.env.COMPARE_PUBLISH_KEY ?? 'lt-key' },
-  },
-});
-const authorization = `Bearer ${args['publish-key']}`;
-const at = args.listen.lastIndexOf(':');
-const host = args.listen.slice(0, at);
-const port = Number(args.listen.slice(at + 1));
+const opts = options();
 
 /** symbol -> the sockets subscribed to it */
 const topics = new Map();
@@ -48,25 +37,8 @@ function unsubscribe(symbol, ws) {
   }
 }
 
-/** Fans the ticks of a publish body out; the HTTP status and answer. */
-function publish(body) {
-  let items;
-  try {
-    items = JSON.parse(body);
-  } catch (e) {
-    return [400, { error: `invalid body: ${e.message}` }];
-  }
-  if (!Array.isArray(items)) items = [items];
-  const ticks = [];
-  for (const [i, item] of items.entries()) {
-    if (item === null || typeof item !== 'object') return [400, { error: `item ${i}: not an object` }];
-    if (item.kind !== 'tick') continue;
-    if (typeof item.symbol !== 'string' || typeof item.price !== 'number') {
-      return [400, { error: `item ${i}: a tick needs \`symbol\` and \`price\`` }];
-    }
-    ticks.push(item);
-  }
-  const now = Date.now();
+/** Fans published ticks out to their symbols' subscribers. */
+function fanOut(ticks, now) {
   for (const tick of ticks) {
     const symbol = symbolKey(tick.symbol);
     const subscribers = topics.get(symbol);
@@ -86,41 +58,9 @@ function publish(body) {
       if (ws.readyState === WebSocket.OPEN) ws.send(data, TEXT);
     }
   }
-  return [202, { accepted: items.length }];
 }
 
-function answer(res, status, body) {
-  const payload = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(payload),
-  });
-  res.end(payload);
-}
-
-const server = http.createServer((req, res) => {
-  if (req.url.split('?', 1)[0] !== PUBLISH_PATH) return answer(res, 404, { error: 'no such route' });
-  if (req.method !== 'POST') return answer(res, 405, { error: 'use POST' });
-  if (req.headers.authorization !== authorization) {
-    req.resume();
-    return answer(res, 401, { error: 'a valid publish key is required' });
-  }
-  const chunks = [];
-  let size = 0;
-  req.on('data', (chunk) => {
-    size += chunk.length;
-    if (size > MAX_BODY) {
-      answer(res, 413, { error: 'body too large' });
-      req.destroy();
-      return;
-    }
-    chunks.push(chunk);
-  });
-  req.on('end', () => {
-    const [status, body] = publish(Buffer.concat(chunks).toString('utf8'));
-    answer(res, status, body);
-  });
-});
+const server = publishServer(opts.key, fanOut);
 
 const wss = new WebSocketServer({ server, path: '/ws', perMessageDeflate: false, clientTracking: false });
 
@@ -176,10 +116,4 @@ wss.on('connection', (ws) => {
   ws.on('error', () => {});
 });
 
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => process.exit(0));
-}
-
-server.listen({ host, port, backlog: 1024 }, () => {
-  console.log(`node ws server listening on ${host}:${port}`);
-});
+listen(server, opts, 'node ws server');

@@ -18,25 +18,15 @@
 // Usage: node socketio.mjs [--listen 127.0.0.1:9001] [--publish-key lt-key]
 // (or COMPARE_LISTEN, COMPARE_PUBLISH_KEY).
 
-import http from 'node:http';
-import { parseArgs } from 'node:util';
 import { Server } from 'socket.io';
 
-const PUBLISH_PATH = '/api/v1/publish';
-const MAX_BODY = 4 * 1024 * 1024;
+import { listen, options, publishServer } from './publish.mjs';
+
 const MODES = { LTP: 1, QUOTE: 2, DEPTH: 3, 1: 1, 2: 2, 3: 3 };
 const MODE_NAMES = { 1: 'LTP', 2: 'Quote', 3: 'Depth' };
 
-const { values: args } = parseArgs({
-  options: {
-    listen: { type: 'string', default: process.env.COMPARE_LISTEN ?? '127.0.0.1:9001' },
-    'publish-key': { type: 'string', default: process.env.COMPARE_PUBLISH_KEY ?? 'lt-key' },
-  },
-});
-const key = args['publish-key'];
-const at = args.listen.lastIndexOf(':');
-const host = args.listen.slice(0, at);
-const port = Number(args.listen.slice(at + 1));
+const opts = options();
+const key = opts.key;
 
 /** `EXCHANGE:SYMBOL` -> its last tick, for the snapshots */
 const last = new Map();
@@ -70,25 +60,8 @@ function marketData(tick, mode, now) {
   return { type: 'market_data', symbol: tick.symbol, exchange: tick.exchange, mode, data };
 }
 
-/** Emits the ticks of a publish body to their rooms; the HTTP status and answer. */
-function publish(body) {
-  let items;
-  try {
-    items = JSON.parse(body);
-  } catch (e) {
-    return [400, { error: `invalid body: ${e.message}` }];
-  }
-  if (!Array.isArray(items)) items = [items];
-  const ticks = [];
-  for (const [i, item] of items.entries()) {
-    if (item === null || typeof item !== 'object') return [400, { error: `item ${i}: not an object` }];
-    if (item.kind !== 'tick') continue;
-    if (typeof item.symbol !== 'string' || typeof item.price !== 'number') {
-      return [400, { error: `item ${i}: a tick needs \`symbol\` and \`price\`` }];
-    }
-    ticks.push(item);
-  }
-  const now = Date.now();
+/** Emits published ticks to their rooms (only rooms with members). */
+function fanOut(ticks, now) {
   const rooms = market.adapter.rooms;
   for (const tick of ticks) {
     tick.exchange ??= 'CRYPTO';
@@ -99,38 +72,9 @@ function publish(body) {
       if (rooms.has(name)) market.to(name).emit('market_data', marketData(tick, mode, now));
     }
   }
-  return [202, { accepted: items.length }];
 }
 
-function answer(res, status, body) {
-  const payload = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
-  res.end(payload);
-}
-
-const server = http.createServer((req, res) => {
-  if (req.url.split('?', 1)[0] !== PUBLISH_PATH) return answer(res, 404, { error: 'no such route' });
-  if (req.method !== 'POST') return answer(res, 405, { error: 'use POST' });
-  if (req.headers.authorization !== `Bearer ${key}`) {
-    req.resume();
-    return answer(res, 401, { error: 'a valid publish key is required' });
-  }
-  const chunks = [];
-  let size = 0;
-  req.on('data', (chunk) => {
-    size += chunk.length;
-    if (size > MAX_BODY) {
-      answer(res, 413, { error: 'body too large' });
-      req.destroy();
-      return;
-    }
-    chunks.push(chunk);
-  });
-  req.on('end', () => {
-    const [status, body] = publish(Buffer.concat(chunks).toString('utf8'));
-    answer(res, status, body);
-  });
-});
+const server = publishServer(key, fanOut);
 
 const io = new Server(server, {
   pingInterval: 5000,
@@ -200,10 +144,4 @@ market.on('connection', (socket) => {
   }
 });
 
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => process.exit(0));
-}
-
-server.listen({ host, port, backlog: 1024 }, () => {
-  console.log(`node socket.io server listening on ${host}:${port}`);
-});
+listen(server, opts, 'node socket.io server');

@@ -196,7 +196,6 @@ impl Rooms {
     }
 }
 
-/// A room's task: each `market_data` message the proxy queues for the room,
 /// What a room's broadcast task needs besides its queue.
 struct Broadcast {
     /// The Socket.IO room.
@@ -227,7 +226,7 @@ async fn broadcast(io: SocketIo, room: Broadcast, sub: Subscriber) {
         meter,
     } = room;
     let mut batch = Batch::default();
-    loop {
+    'room: loop {
         sub.outbox().take(&mut batch).await;
         if batch.reader_gone || batch.dropped || batch.abandoned {
             break;
@@ -241,8 +240,10 @@ async fn broadcast(io: SocketIo, room: Broadcast, sub: Subscriber) {
             else {
                 continue;
             };
+            // Each broadcast consumes its operator: one lookup per message.
+            // The namespace is gone only when the server is: stop.
             let Some(ns) = io.of(NAMESPACE) else {
-                return;
+                break 'room;
             };
             let mut missed = 0;
             if let Err(e) = ns.to(room.clone()).emit("market_data", data).await {
@@ -259,7 +260,6 @@ async fn broadcast(io: SocketIo, room: Broadcast, sub: Subscriber) {
             let given = members.load(Ordering::Relaxed).saturating_sub(missed) as u64;
             meter.wrote(given, given * (data.get().len() as u64 + EVENT_OVERHEAD));
         }
-        batch.ctrl.clear();
         Outbox::recycle(&mut batch);
     }
     sub.outbox().writer_gone();

@@ -498,8 +498,12 @@ def test_a_socket_that_stops_reading_skips_counted_updates_and_is_closed(server:
             got += 1
         # What the reader got (and more: what the stalled socket took before it filled) is
         # counted as delivered by the `socketio` endpoint.
-        delivered = value(scrape(server), "tickwire_messages_delivered_total", endpoint="socketio", format="json")
+        samples = scrape(server)
+        delivered = value(samples, "tickwire_messages_delivered_total", endpoint="socketio", format="json")
         assert delivered - delivered_before >= got, (delivered, delivered_before, got)
+        # The skips are in the metrics too, under their own policy and cause.
+        skips = value(samples, "tickwire_slow_consumer_actions_total", policy="skip", cause="transport_full")
+        assert before < skips <= skipped(), (before, skips, skipped())
         assert "Traceback" not in server.log_tail(200)
     finally:
         reader.disconnect()
