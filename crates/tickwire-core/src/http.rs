@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -141,25 +142,30 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
+    // Boxed: what `then` captures is needed once, to start the connection,
+    // and is freed then rather than kept in the task for its life.
+    let then = Box::new(then);
+    let fut = async move {
         match upgrade.await {
             Ok(upgraded) => then(upgraded).await,
             Err(e) => debug!(error = %e, "upgrade failed"),
         }
-    });
+    };
+    tokio::spawn(fut);
     tickwire_websocket::handshake::switching_protocols(handshake.0)
         .map(|()| Body::new(Bytes::new()))
 }
 
 /// Takes the TCP stream back from hyper and runs the [session](session::run)
-/// on its halves; any other transport runs on a generic split.
-pub async fn start_session<P: Protocol>(
+/// on its halves; any other transport runs on a generic split. The
+/// connection is set up when this is called (see [`session::run`]).
+pub fn start_session<P: Protocol>(
     upgraded: hyper::upgrade::Upgraded,
     connections: Arc<Connections>,
     transport: Transport,
     make: impl FnOnce(Subscriber) -> P,
     tracker: Tracker,
-) {
+) -> impl Future<Output = ()> {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let stream = parts.io.into_inner();
@@ -172,11 +178,25 @@ pub async fn start_session<P: Protocol>(
             let early = Bytes::copy_from_slice(&parts.read_buf);
             drop(parts.read_buf);
             let read = std::io::Cursor::new(early).chain(read);
-            session::run(read, write, connections, transport, make, tracker).await;
+            Either::Left(session::run(
+                read,
+                write,
+                connections,
+                transport,
+                make,
+                tracker,
+            ))
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            session::run(read, write, connections, transport, make, tracker).await;
+            Either::Right(session::run(
+                read,
+                write,
+                connections,
+                transport,
+                make,
+                tracker,
+            ))
         }
     }
 }

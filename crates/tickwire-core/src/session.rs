@@ -1,5 +1,5 @@
 //! One WebSocket connection, whatever its endpoint: the read loop, the
-//! writer task, the queues, idle handling and closing.
+//! writer, the queues, idle handling and closing.
 //!
 //! Each endpoint supplies a [`Protocol`]: the decisions of its dialect
 //! (what a message means, what to answer, when an idle connection closes,
@@ -13,23 +13,32 @@
 //! read), sets `TCP_NODELAY` and splits it into owned halves:
 //!
 //! - the **read half** stays here: the loop only moves bytes from it into a
-//!   buffer sized to what the next frame needs (small while the client is
-//!   quiet) and hands them to the codec's [`Reader`] (`tickwire-websocket`),
+//!   buffer sized to what the next frame needs (none at all while the client
+//!   is quiet: a read waiting for a new frame goes into the worker thread's
+//!   scratch buffer, and only what came is kept) and hands them to the codec's [`Reader`] (`tickwire-websocket`),
 //!   which applies every rule of RFC 6455 to them (masking, reserved bits,
 //!   opcodes, control frames, the message size limit before anything is
 //!   allocated for it, reassembly, UTF-8 as it arrives) and says what came:
 //!   this module answers pings, echoes closes, and hands each message to
 //!   [`Protocol::on_message`]; an error of the codec is answered with the
 //!   close code it names;
-//! - the **write half** goes to the [writer](crate::writer) task, which owns
+//! - the **write half** goes to the [writer](crate::writer), which owns
 //!   every byte written: replies, data, pings, closes.
 //!
 //! The two talk through the connection's [outbox](crate::outbox): a small
 //! bounded control queue (reader → writer; the reader waits when it is full,
 //! which slows a client that floods requests without reading answers) and
 //! the data queue the fan-out fills (capacity `send_buffer`; when full, the
-//! endpoint's [`SlowConsumer`] policy decides). Each connection is two tasks:
-//! this read loop and the writer.
+//! endpoint's [`SlowConsumer`] policy decides).
+//!
+//! Each connection is **one task**: the writer is a future polled beside the
+//! read loop (while the reader waits for room in the control queue too), not
+//! a task of its own. An idle connection's cost is mostly that task's state,
+//! so it is kept small: the connection is set up before its future is made
+//! (the future holds only the live connection, not the setup's arguments
+//! and temporaries), and what only a rare path needs (a write the socket
+//! pushes back on, the close's shutdown) is boxed when it happens. A test
+//! holds the future to its budget.
 //!
 //! Closing: a close the client starts is echoed and the connection ends. A
 //! close the server starts (bad frame, shutdown, unacked overflow) is written
@@ -44,20 +53,21 @@
 //! passes; it is checked again before closing, so activity the protocol
 //! tracks elsewhere (data sent to a `/stream` client) can move it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
-use futures_util::future::{Fuse, FusedFuture as _};
+use futures_util::future::Fuse;
 use tickwire_websocket::{Event, MessageKind, OpCode, Reader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::connections::{Connections, Tracker};
 use crate::meter::{Card, Peer};
-use crate::outbox::SlowConsumer;
+use crate::outbox::{Outbox, SlowConsumer};
 use crate::subscriber::{QueuePolicy, Subscriber};
 use crate::writer::{Control, Sequencer, Writer, WriterConfig, WriterExit};
 
@@ -161,24 +171,29 @@ pub struct Transport {
 
 /// Runs one connection to its end: `make` builds the endpoint's protocol
 /// around the connection's [`Subscriber`].
-pub async fn run<R, W, P>(
+///
+/// The connection is set up (registered, its protocol and writer built)
+/// when this is called; the future returned holds only what the live
+/// connection needs, which is most of what an idle connection costs.
+pub fn run<R, W, P>(
     mut reader: R,
     writer_io: W,
     connections: Arc<Connections>,
     transport: Transport,
     make: impl FnOnce(Subscriber) -> P,
-    _tracker: Tracker,
-) where
+    tracker: Tracker,
+) -> impl Future<Output = ()>
+where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + crate::writer::AbortiveClose + Unpin + Send + 'static,
+    W: AsyncWrite + crate::writer::AbortiveClose + Unpin,
     P: Protocol,
 {
-    let _open = connections.opened();
+    let open = connections.opened();
     let id = connections.next_id();
     let meter = connections
         .meters()
         .get(transport.endpoint, transport.format);
-    let _metered = meter.opened();
+    let metered = meter.opened();
     let settings = connections.settings();
     let queue = QueuePolicy {
         capacity: transport.queue_capacity.unwrap_or(settings.send_buffer),
@@ -191,7 +206,7 @@ pub async fn run<R, W, P>(
         queue,
         connections.slow_consumer_stats().clone(),
     );
-    let _listed = connections.roster().enter(Card {
+    let listed = connections.roster().enter(Card {
         meter: meter.clone(),
         peer: transport.peer,
         opened_at: std::time::SystemTime::now(),
@@ -203,7 +218,7 @@ pub async fn run<R, W, P>(
     if let Some(opening) = protocol.opening() {
         let _ = sub.outbox().try_send_control(Control::Reply(opening));
     }
-    let writer = Writer::new(
+    let mut writer = Writer::new(
         writer_io,
         WriterConfig {
             reply_opcode: transport.reply_opcode,
@@ -216,34 +231,97 @@ pub async fn run<R, W, P>(
         protocol.sequencer(),
     )
     .metered(meter, connections.latencies().clone());
-    let mut writer = tokio::spawn(writer.run()).fuse();
-
-    let (end, mut ending) = read_loop(
-        &mut reader,
-        &mut protocol,
-        &sub,
-        transport.max_message_bytes,
-        &mut writer,
-    )
-    .await;
-    // The writer sends what the reader queued (a close echo, say), then stops.
-    sub.outbox().reader_gone();
-    if end == LoopEnd::Drain {
-        drain(&mut reader).await;
-    }
-    if !writer.is_terminated() {
-        if let Ok(exit) = writer.await {
-            ending = match exit {
-                WriterExit::IoFailed => Ending::Vanished,
-                WriterExit::Failed | WriterExit::CloseSent => Ending::Closed,
-                WriterExit::ReaderGone => ending,
+    let max_message_bytes = transport.max_message_bytes;
+    drop(connections);
+    async move {
+        let _held = (open, metered, listed, tracker);
+        let ending = {
+            let running = writer.run_in_place().fuse();
+            tokio::pin!(running);
+            let mut running = Running {
+                future: running,
+                exit: None,
             };
+            let (end, ending) = read_loop(
+                &mut reader,
+                &mut protocol,
+                &sub,
+                max_message_bytes,
+                &mut running,
+            )
+            .await;
+            // The writer sends what the reader queued (a close echo, say),
+            // then stops.
+            sub.outbox().reader_gone();
+            let drained = async {
+                if end == LoopEnd::Drain {
+                    drain(&mut reader).await;
+                }
+            };
+            if running.exit.is_none() {
+                let ((), exit) = futures_util::future::join(drained, running.ended()).await;
+                match exit {
+                    WriterExit::IoFailed => Ending::Vanished,
+                    WriterExit::Failed | WriterExit::CloseSent => Ending::Closed,
+                    WriterExit::ReaderGone => ending,
+                }
+            } else {
+                drained.await;
+                ending
+            }
+        };
+        // The writer stopped: its half of the socket closes now, before the
+        // protocol releases what the connection held.
+        drop(writer);
+        protocol.on_close(ending);
+        sub.outbox().writer_gone();
+        drop(protocol);
+        debug!(connection = id, "disconnected");
+    }
+}
+
+/// The connection's writer, polled by the session's own task beside the
+/// read loop (one task per connection, not two), and how it ended.
+struct Running<'a, F> {
+    future: Pin<&'a mut Fuse<F>>,
+    exit: Option<WriterExit>,
+}
+
+impl<F: Future<Output = WriterExit>> Running<'_, F> {
+    /// Runs the writer until it ends; at once if it has.
+    async fn ended(&mut self) -> WriterExit {
+        if let Some(exit) = self.exit {
+            return exit;
+        }
+        let exit = self.future.as_mut().await;
+        self.exit = Some(exit);
+        exit
+    }
+
+    /// Queues `item` for the writer, running the writer meanwhile if the
+    /// control queue is full (it is what makes room): `false` when the
+    /// writer is gone.
+    async fn send(&mut self, outbox: &Outbox, item: Control) -> bool {
+        match outbox.try_send_control(item) {
+            Ok(()) => true,
+            // Boxed: the wait is rare, and its state is not kept inline in
+            // every connection's task.
+            Err(item) => Box::pin(self.send_waiting(outbox, item)).await,
         }
     }
-    protocol.on_close(ending);
-    sub.outbox().writer_gone();
-    drop(protocol);
-    debug!(connection = id, "disconnected");
+
+    async fn send_waiting(&mut self, outbox: &Outbox, item: Control) -> bool {
+        let send = outbox.send_control(item);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut send => return sent.is_ok(),
+                // Once it ended, the writer released the queue: the send fails.
+                _ = self.ended(), if self.exit.is_none() => {}
+            }
+        }
+    }
 }
 
 /// How the read loop ended.
@@ -256,22 +334,49 @@ enum LoopEnd {
     Drain,
 }
 
-/// Bytes reserved to wait for the next frame: an idle connection's whole
-/// read buffer.
-const MIN_READ: usize = 256;
-/// An empty read buffer larger than this (left by a large message) is freed.
-const KEEP_READ: usize = 4096;
+/// The size of each worker thread's scratch buffer, which every connection
+/// of the thread reads into while its own buffer is empty.
+const SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; SCRATCH].into_boxed_slice());
+}
+
+/// Reads what the socket has into `buf`, holding no memory while it waits:
+/// an empty `buf` is not allocated, the bytes are read into the thread's
+/// scratch buffer and only what came is copied into `buf` (the rest of a
+/// frame in progress, or what the codec will consume at once). A connection
+/// waiting for its client's next frame thus holds no read buffer at all.
+fn read_some<'a, R: AsyncRead + Unpin>(
+    reader: &'a mut R,
+    buf: &'a mut BytesMut,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        SCRATCH_BUF.with_borrow_mut(|scratch| {
+            let mut read = tokio::io::ReadBuf::new(scratch);
+            std::task::ready!(Pin::new(&mut *reader).poll_read(cx, &mut read))?;
+            buf.extend_from_slice(read.filled());
+            std::task::Poll::Ready(Ok(read.filled().len()))
+        })
+    })
+}
 
 /// Reads messages until the connection ends: moves bytes from the socket
 /// into the codec's [`Reader`], which decides what they are, and acts on
 /// its events.
-async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
+async fn read_loop<R, P, F>(
     reader: &mut R,
     protocol: &mut P,
     sub: &Subscriber,
     max: usize,
-    writer: &mut Fuse<JoinHandle<WriterExit>>,
-) -> (LoopEnd, Ending) {
+    writer: &mut Running<'_, F>,
+) -> (LoopEnd, Ending)
+where
+    R: AsyncRead + Unpin,
+    P: Protocol,
+    F: Future<Output = WriterExit>,
+{
     use Ending::{Closed, Vanished};
     let outbox = sub.outbox();
     let close = |code: u16, reason: &str| Control::Close {
@@ -296,8 +401,8 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
                     return (LoopEnd::Done, Closed);
                 }
                 warn!(connection = sub.id(), error = %e, code = e.close_code(), "bad WebSocket frame; closing");
-                let _ = outbox
-                    .send_control(close(e.close_code(), e.close_reason()))
+                writer
+                    .send(outbox, close(e.close_code(), e.close_reason()))
                     .await;
                 return (LoopEnd::Drain, Closed);
             }
@@ -307,13 +412,14 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             activity.last_frame = now;
         }
         let Some(event) = event else {
-            // Nothing whole yet: read more, into a buffer sized to what the
-            // frame needs (small while the client is quiet).
-            if buf.is_empty() && buf.capacity() > KEEP_READ {
+            // Nothing whole yet: read more. A connection waiting for a new
+            // frame holds no buffer; one in the middle of a frame reserves
+            // what the frame needs.
+            if buf.is_empty() {
                 buf = BytesMut::new();
+            } else {
+                buf.reserve(frames.wanted(&buf).saturating_sub(buf.len()));
             }
-            let wanted = frames.wanted(&buf).saturating_sub(buf.len());
-            buf.reserve(wanted.max(MIN_READ));
             let deadline = if close_sent {
                 now + CLOSE_LINGER
             } else {
@@ -321,17 +427,17 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             };
             let read = tokio::select! {
                 biased;
-                exit = &mut *writer, if !writer.is_terminated() => {
+                exit = writer.ended(), if writer.exit.is_none() => {
                     match exit {
-                        Ok(WriterExit::CloseSent) => {
+                        WriterExit::CloseSent => {
                             close_sent = true;
                             continue;
                         }
-                        Ok(WriterExit::IoFailed) => return (LoopEnd::Done, Vanished),
+                        WriterExit::IoFailed => return (LoopEnd::Done, Vanished),
                         _ => return (LoopEnd::Done, Closed),
                     }
                 }
-                read = tokio::time::timeout_at(deadline.into(), reader.read_buf(&mut buf)) => read,
+                read = tokio::time::timeout_at(deadline.into(), read_some(reader, &mut buf)) => read,
             };
             match read {
                 Ok(Ok(0)) => {
@@ -352,7 +458,7 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
                     }
                     let (code, reason) = protocol.idle_close();
                     debug!(connection = sub.id(), reason, "closing an idle connection");
-                    let _ = outbox.send_control(close(code, reason)).await;
+                    writer.send(outbox, close(code, reason)).await;
                     return (LoopEnd::Done, Closed);
                 }
             }
@@ -366,12 +472,12 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
         let (kind, payload) = match event {
             Event::Close(payload) => {
                 // Echo the client's close (RFC 6455 §5.5.1) and end.
-                let _ = outbox.send_control(Control::CloseEcho(payload)).await;
+                writer.send(outbox, Control::CloseEcho(payload)).await;
                 return (LoopEnd::Done, Closed);
             }
             Event::Ping(payload) => {
                 activity.last_message = now;
-                if outbox.send_control(Control::Pong(payload)).await.is_err() {
+                if !writer.send(outbox, Control::Pong(payload)).await {
                     return (LoopEnd::Done, Vanished);
                 }
                 continue;
@@ -396,7 +502,7 @@ async fn read_loop<R: AsyncRead + Unpin, P: Protocol>(
             }
         };
         for item in replies {
-            if outbox.send_control(item).await.is_err() {
+            if !writer.send(outbox, item).await {
                 return (LoopEnd::Done, Vanished);
             }
         }
@@ -439,4 +545,112 @@ pub enum Step {
         /// A message to send before the close frame.
         last: Option<Bytes>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// Answers every message with its payload.
+    struct Echo;
+
+    impl Protocol for Echo {
+        fn on_message(&mut self, _kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
+            Step::Reply(Bytes::copy_from_slice(payload))
+        }
+
+        fn deadline(&self, activity: &Activity) -> Instant {
+            activity.last_frame + Duration::from_secs(60)
+        }
+
+        fn idle_close(&self) -> (u16, &str) {
+            (1000, "idle")
+        }
+    }
+
+    fn transport() -> Transport {
+        Transport {
+            variant: 0,
+            reply_opcode: OpCode::Text,
+            max_message_bytes: 1 << 16,
+            slow_consumer: SlowConsumer::Disconnect,
+            queue_capacity: None,
+            endpoint: "test",
+            format: "json",
+            peer: Peer { remote: None },
+        }
+    }
+
+    /// A client's masked text frame.
+    fn client_text(text: &[u8]) -> Vec<u8> {
+        let mask = [7u8, 1, 2, 3];
+        let mut frame = vec![0x81, 0x80 | u8::try_from(text.len()).unwrap()];
+        frame.extend_from_slice(&mask);
+        frame.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    }
+
+    /// The bound on a connection's own state (its task's future, without the
+    /// endpoint's protocol): what an idle connection mostly costs. The writer
+    /// runs in this future, not in a task of its own.
+    const SESSION_BUDGET: usize = 2048;
+
+    #[tokio::test]
+    async fn a_connection_is_one_task_whose_state_fits_its_budget() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (read, write) = tokio::io::split(server);
+        let (_shutdown, rx) = tokio::sync::watch::channel(false);
+        let connections = Connections::new(Default::default(), rx);
+        let (tracker, _drained) = crate::connections::tracker();
+        let session = run(
+            read,
+            write,
+            connections.clone(),
+            transport(),
+            |_| Echo,
+            tracker,
+        );
+        let size = std::mem::size_of_val(&session);
+        assert!(
+            size <= SESSION_BUDGET,
+            "the session's future is {size} bytes"
+        );
+
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        let task = tokio::spawn(session);
+        client.write_all(&client_text(b"hello")).await.unwrap();
+        let mut reply = [0u8; 7];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"\x81\x05hello");
+        // The connection is served, reading and writing, by one task.
+        assert_eq!(metrics.num_alive_tasks(), before + 1);
+        assert_eq!(connections.open(), 1);
+
+        // The client closes; the echo comes back and the connection ends.
+        client.write_all(&[0x88, 0x80, 0, 0, 0, 0]).await.unwrap();
+        let mut close = [0u8; 2];
+        client.read_exact(&mut close).await.unwrap();
+        assert_eq!(close, [0x88, 0x00]);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(connections.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn reading_holds_only_what_came_not_the_scratch_buffer() {
+        let mut socket: &[u8] = b"abc";
+        let mut buf = BytesMut::new();
+        let n = read_some(&mut socket, &mut buf).await.unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(&buf[..], b"abc");
+        assert!(buf.capacity() < 64, "capacity {}", buf.capacity());
+        // A frame in progress keeps its bytes and appends the next ones.
+        let mut more: &[u8] = b"de";
+        read_some(&mut more, &mut buf).await.unwrap();
+        assert_eq!(&buf[..], b"abcde");
+    }
 }

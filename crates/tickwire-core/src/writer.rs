@@ -1,4 +1,5 @@
-//! The write side of a connection: one task owns the socket's write half.
+//! The write side of a connection: the writer owns the socket's write half
+//! (a future the [session](crate::session) polls in the connection's task).
 //!
 //! It waits for work (the [outbox](crate::outbox) going non-empty, the ping
 //! timer, the gateway's shutdown), then takes everything queued in one go and
@@ -267,6 +268,12 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
     /// Runs until a close frame is written, the connection fails, or the
     /// reader goes away.
     pub async fn run(mut self) -> WriterExit {
+        self.run_in_place().await
+    }
+
+    /// [`run`](Writer::run), for a caller that keeps the writer in its own
+    /// state (the session does: its future then holds the writer once).
+    pub(crate) async fn run_in_place(&mut self) -> WriterExit {
         let exit = self.serve().await;
         if exit == WriterExit::IoFailed {
             // The session takes what is queued, then calls `writer_gone`.
@@ -374,7 +381,8 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
             if stop {
                 // Half-close: the client sees our close frame, then EOF, and
                 // may still send its own close frame to the reader.
-                let _ = tokio::time::timeout(self.config.write_timeout, self.io.shutdown()).await;
+                let shutdown = tokio::time::timeout(self.config.write_timeout, self.io.shutdown());
+                let _ = Box::pin(shutdown).await;
                 return WriterExit::CloseSent;
             }
         }
@@ -396,7 +404,14 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
             }
             Poll::Pending => 0,
         };
-        let rest = &bytes[written..];
+        // Boxed: the wait (a timer, the write, the drop signal) exists only
+        // while the socket pushes back, not in every connection's state.
+        Box::pin(self.flush_rest(&bytes[written..])).await
+    }
+
+    /// Writes what the socket did not take at once, under the write timeout
+    /// or until the connection is dropped.
+    async fn flush_rest(&mut self, rest: &[u8]) -> bool {
         let write = tokio::time::timeout(self.config.write_timeout, self.io.write_all(rest));
         let outcome = tokio::select! {
             outcome = write => outcome,

@@ -133,7 +133,7 @@ fn upgrade(
         Err(e) => return handshake_refusal(&e),
     };
     let remote = tickwire_core::http::remote(req);
-    upgrade_with(req, handshake, move |upgraded| async move {
+    upgrade_with(req, handshake, move |upgraded| {
         let json = JsonTransport {
             endpoint: "fastws",
             max_message_bytes: fastws.config.max_message_bytes,
@@ -141,7 +141,7 @@ fn upgrade(
             remote,
         };
         let make = move |sub| FastWsSession::new(fastws, sub, Instant::now());
-        json_session(upgraded, &context, json, make, tracker).await;
+        json_session(upgraded, &context, json, make, tracker)
     })
 }
 

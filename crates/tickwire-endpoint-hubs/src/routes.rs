@@ -18,6 +18,7 @@
 //!
 //! The chosen subprotocol is echoed in `Sec-WebSocket-Protocol`.
 
+use futures_util::future::Either;
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ use tickwire_services::{Context, KeyRejection};
 use tickwire_websocket::close_code;
 use tracing::debug;
 
-use crate::session::{Hubs, Resumption, Session, SessionParams, transport};
+use crate::session::{Hubs, Session, SessionParams, transport};
 use crate::tokens::Tokens;
 
 /// The route of `/negotiate`.
@@ -223,41 +224,48 @@ pub fn websocket(
     let tracker = tracker.clone();
     let protocol = negotiated.protocol;
     let remote = tickwire_core::http::remote(&req);
-    let mut response = upgrade_with(&mut req, handshake, move |upgraded| async move {
+    let mut response = upgrade_with(&mut req, handshake, move |upgraded| {
         let transport = transport(protocol, &hubs, remote);
-        let resumption = match &recovery {
-            Some((id, token)) => {
-                // Boxed: its wait lives only while a client recovers, not in
-                // every connection's task.
-                let resumed = Box::pin(hubs.recover(id, token, hub, protocol)).await;
-                if resumed.is_none() {
-                    hubs.parked.refused();
-                    debug!(connection_id = %id, %protocol, "recovery attempt refused");
-                }
-                resumed
-            }
-            None => None,
+        let Some(claims) = claims else {
+            // A recovery: it waits for the parked session first. Boxed, so
+            // that this path's state is not part of every session's task.
+            return Either::Right(Box::pin(async move {
+                let resumption = match &recovery {
+                    Some((id, token)) => {
+                        let resumed = hubs.recover(id, token, hub, protocol).await;
+                        if resumed.is_none() {
+                            hubs.parked.refused();
+                            debug!(connection_id = %id, %protocol, "recovery attempt refused");
+                        }
+                        resumed
+                    }
+                    None => None,
+                };
+                let Some(resumption) = resumption else {
+                    let reason = "session cannot be recovered";
+                    refuse(upgraded, None, close_code::POLICY, reason, tracker).await;
+                    return;
+                };
+                let make = move |sub| Session::resume(hubs, sub, resumption);
+                start_session(upgraded, connections, transport, make, tracker).await;
+            }));
         };
-        let start = match (claims, resumption) {
-            (_, Some(resumption)) => Start::Resume(resumption),
-            (Some(claims), None) => Start::New(SessionParams {
-                hub,
-                protocol,
-                user_id: claims.sub,
-                roles: claims.role,
-            }),
-            (None, None) => {
-                let reason = "session cannot be recovered";
-                refuse(upgraded, None, close_code::POLICY, reason, tracker).await;
-                return;
-            }
+        // A new session, the common case: set up now, so that the
+        // connection's task holds only the session.
+        let params = SessionParams {
+            hub,
+            protocol,
+            user_id: claims.sub,
+            roles: claims.role,
         };
-        // One closure for both, so that one session future serves them.
-        let make = move |sub| match start {
-            Start::New(params) => Session::new(hubs, sub, params),
-            Start::Resume(resumption) => Session::resume(hubs, sub, resumption),
-        };
-        start_session(upgraded, connections, transport, make, tracker).await;
+        let make = move |sub| Session::new(hubs, sub, params);
+        Either::Left(start_session(
+            upgraded,
+            connections,
+            transport,
+            make,
+            tracker,
+        ))
     });
     if let Some(echo) = negotiated.echo {
         response.headers_mut().insert(
@@ -266,14 +274,6 @@ pub fn websocket(
         );
     }
     response
-}
-
-/// How a connection's session starts.
-enum Start {
-    /// A new session of these parameters.
-    New(SessionParams),
-    /// A parked session, resumed.
-    Resume(Resumption),
 }
 
 /// The access token of a handshake: the `access_token` query parameter, or

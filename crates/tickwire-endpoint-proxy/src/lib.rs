@@ -637,7 +637,7 @@ pub fn upgrade(
         Err(e) => return handshake_refusal(&e),
     };
     let remote = tickwire_core::http::remote(&req);
-    upgrade_with(&mut req, handshake, move |upgraded| async move {
+    upgrade_with(&mut req, handshake, move |upgraded| {
         let json = JsonTransport {
             endpoint: "proxy",
             max_message_bytes: proxy.max_message_bytes,
@@ -645,7 +645,7 @@ pub fn upgrade(
             remote,
         };
         let make = move |sub| ProxySession::new(proxy, sub);
-        json_session(upgraded, &context, json, make, tracker).await;
+        json_session(upgraded, &context, json, make, tracker)
     })
 }
 

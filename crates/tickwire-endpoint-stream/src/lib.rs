@@ -35,6 +35,7 @@
 //! "Common Errors"; they follow its `error` format (`type`, `message`,
 //! `code`, `timestamp`).
 
+use futures_util::future::Either;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,7 +105,7 @@ pub fn upgrade(
     let lease = usage.lease();
     let (stream, context, tracker) = (stream.clone(), context.clone(), tracker.clone());
     let remote = tickwire_core::http::remote(&req);
-    upgrade_with(&mut req, handshake, move |upgraded| async move {
+    upgrade_with(&mut req, handshake, move |upgraded| {
         let Some(lease) = lease else {
             debug!(
                 user = usage.name(),
@@ -119,8 +120,9 @@ pub fn upgrade(
                 "Too many connections",
                 tickwire_model::now_millis(),
             );
-            refuse(upgraded, Some(error), close_code::POLICY, &reason, tracker).await;
-            return;
+            return Either::Left(async move {
+                refuse(upgraded, Some(error), close_code::POLICY, &reason, tracker).await;
+            });
         };
         let json = JsonTransport {
             endpoint: "stream",
@@ -129,7 +131,7 @@ pub fn upgrade(
             remote,
         };
         let make = move |sub| StreamSession::new(stream, sub, usage, lease);
-        json_session(upgraded, &context, json, make, tracker).await;
+        Either::Right(json_session(upgraded, &context, json, make, tracker))
     })
 }
 

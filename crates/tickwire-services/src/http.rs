@@ -29,14 +29,19 @@ pub struct JsonTransport {
 
 /// Runs a session of a JSON endpoint on an upgraded connection: one variant,
 /// text replies, and the limits of `json`. `make` builds the endpoint's
-/// protocol around the connection.
-pub async fn json_session<P: Protocol>(
+/// protocol around the connection, which is set up when this is called
+/// (see [`start_session`]).
+pub fn json_session<P, M>(
     upgraded: hyper::upgrade::Upgraded,
     context: &Context,
     json: JsonTransport,
-    make: impl FnOnce(Subscriber) -> P,
+    make: M,
     tracker: Tracker,
-) {
+) -> impl std::future::Future<Output = ()> + use<P, M>
+where
+    P: Protocol,
+    M: FnOnce(Subscriber) -> P,
+{
     let transport = Transport {
         variant: 0,
         reply_opcode: OpCode::Text,
@@ -58,7 +63,6 @@ pub async fn json_session<P: Protocol>(
         make,
         tracker,
     )
-    .await;
 }
 
 /// The API key of a JSON-feed handshake: `Authorization: Bearer <key>`, or

@@ -2,9 +2,8 @@
 //! of `tickwire-loadtest` in full: every update reaches every subscriber, in
 //! order, with no drop and no disconnect. No timing is asserted.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser as _;
 use tickwire_loadtest::{Args, Settings};
@@ -18,24 +17,35 @@ struct Server {
 }
 
 impl Server {
+    /// Starts `binary` on a port it picks itself (port 0: no other test can
+    /// take it in between) and reads the address from its first line.
     fn start(binary: &str) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(binary)
-            .args(["--listen", &addr, "--publish-key", KEY])
+        let mut child = Command::new(binary)
+            .args(["--listen", "127.0.0.1:0", "--publish-key", KEY])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "{binary} is not listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // "<name> listening on 127.0.0.1:PORT"; the rest is drained so
+            // that the server never blocks on a full pipe.
+            let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            lines.for_each(drop);
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{binary} did not say where it listens"));
+        let addr = first
+            .rsplit(' ')
+            .next()
+            .filter(|a| a.parse::<std::net::SocketAddr>().is_ok())
+            .unwrap_or_else(|| panic!("{binary} said {first:?}"))
+            .to_string();
         Server { child, addr }
     }
 }
