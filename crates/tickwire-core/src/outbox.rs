@@ -538,6 +538,11 @@ pub struct Outbox {
     pacer: Option<Arc<Pacer>>,
 }
 
+/// The largest data deque (in items) a connection with nothing queued
+/// frees: the smallest one allocated, which a connection receiving a few
+/// items a batch uses. Busier connections keep theirs.
+const QUIET_DEQUE: usize = 4;
+
 /// What the writer takes in one go.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -807,6 +812,15 @@ impl Outbox {
             return Poll::Ready(());
         }
         if nothing {
+            // A quiet connection holds no queue while it waits: small data
+            // deques (a few items a batch) are freed, a busy connection's
+            // larger ones kept for its next batch.
+            if state.data.capacity() <= QUIET_DEQUE {
+                state.data = VecDeque::new();
+            }
+            if batch.data.capacity() <= QUIET_DEQUE {
+                batch.data = VecDeque::new();
+            }
             register(&mut state.waker, cx);
             return Poll::Pending;
         }
@@ -869,7 +883,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recycling_frees_the_control_deque_and_keeps_a_small_data_one() {
+    fn recycling_frees_the_control_deque_and_a_quiet_connection_holds_no_deque() {
         let stats = SlowConsumerStats::default();
         let outbox = Outbox::new(256, SlowConsumer::DropOldest, None);
         outbox
@@ -884,6 +898,26 @@ mod tests {
         Outbox::recycle(&mut batch);
         assert_eq!(batch.ctrl.capacity(), 0, "the reply's deque is freed");
         assert!(batch.data.capacity() > 0, "a small data deque is kept");
+        // With nothing more queued, the writer waits holding no deque, and
+        // neither does the outbox.
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
+        assert_eq!(batch.data.capacity(), 0, "the batch's deque is freed");
+        assert_eq!(
+            outbox.lock().data.capacity(),
+            0,
+            "the outbox's deque is freed"
+        );
+        // A busy connection keeps its larger deque while it waits.
+        for n in 0..20 {
+            outbox.offer(item(0, n), &stats);
+        }
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        Outbox::recycle(&mut batch);
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
+        assert!(
+            batch.data.capacity() >= 20,
+            "a busy connection's deque is kept"
+        );
         // A large data deque is freed too.
         for n in 0..100 {
             outbox.offer(item(0, n), &stats);

@@ -25,7 +25,7 @@
 //! Every connection receives `server_status` every `status_interval_secs`,
 //! encoded once for all of them, with the gateway's true figures.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,7 +108,7 @@ pub fn upgrade(
     };
     let (ws, context, tracker) = (ws.clone(), context.clone(), tracker.clone());
     let remote = tickwire_core::http::remote(&req);
-    upgrade_with(&mut req, handshake, move |upgraded| async move {
+    upgrade_with(&mut req, handshake, move |upgraded| {
         let json = JsonTransport {
             endpoint: "ws",
             max_message_bytes: ws.config.max_message_bytes,
@@ -116,7 +116,7 @@ pub fn upgrade(
             remote,
         };
         let make = move |sub| WsSession::new(ws, sub, keyed);
-        json_session(upgraded, &context, json, make, tracker).await;
+        json_session(upgraded, &context, json, make, tracker)
     })
 }
 
@@ -196,8 +196,12 @@ pub struct Ws {
 pub struct WsSession {
     state: Arc<Ws>,
     sub: Subscriber,
-    /// Subscriptions by `/ws` symbol key (`btc`): the instrument and its channels.
-    subscriptions: HashMap<String, (Instrument, Channels)>,
+    /// Subscriptions by `/ws` symbol key (`btc`): the instrument and its
+    /// channels. A vector kept to its length, not a hash table: there are at
+    /// most `subscription_limit` (100 by default), so a scan is cheap, and
+    /// a connection with one subscription holds one entry's bytes rather
+    /// than a table's first four buckets.
+    subscriptions: Vec<(Box<str>, Instrument, Channels)>,
     rate: MessageRate,
     /// The key of a keyed connection, and its open-connection slot.
     key: Option<(Arc<KeyUsage>, Lease)>,
@@ -223,7 +227,7 @@ impl WsSession {
         WsSession {
             state,
             sub,
-            subscriptions: HashMap::new(),
+            subscriptions: Vec::new(),
             rate,
             key,
         }
@@ -237,6 +241,11 @@ impl WsSession {
         codec::encode_error(e)
     }
 
+    /// Where the subscription of symbol key `key` is, if the connection has it.
+    fn position(&self, key: &str) -> Option<usize> {
+        self.subscriptions.iter().position(|(k, ..)| &**k == key)
+    }
+
     fn subscribe(&mut self, symbols: &[String], channels: Channels) -> Step {
         // Counted before any lookup: the distinct symbols this connection
         // would hold.
@@ -244,7 +253,7 @@ impl WsSession {
         let new: HashSet<String> = symbols
             .iter()
             .map(|s| codec::symbol_key(s).into_owned())
-            .filter(|k| !self.subscriptions.contains_key(k))
+            .filter(|k| self.position(k).is_none())
             .collect();
         let requested = self.subscriptions.len() + new.len();
         if requested > limit {
@@ -256,8 +265,9 @@ impl WsSession {
         let mut errors = Vec::new();
         for symbol in symbols {
             let key = codec::symbol_key(symbol);
-            let (instrument, old) = match self.subscriptions.get(key.as_ref()) {
-                Some((instrument, old)) => (instrument.clone(), *old),
+            let held = self.position(&key);
+            let (instrument, old) = match held.map(|i| &self.subscriptions[i]) {
+                Some((_, instrument, old)) => (instrument.clone(), *old),
                 None => match self.state.market.ws_symbol(symbol) {
                     Some(instrument) => (instrument, Channels::NONE),
                     None => {
@@ -272,9 +282,14 @@ impl WsSession {
                 let topic = topic_of(Topic::of_channel(channel), &instrument);
                 self.state.feeds.subscribe(&topic, self.sub.clone());
             }
-            self.subscriptions
-                .insert(key.into_owned(), (instrument, old | channels));
+            match held {
+                Some(i) => self.subscriptions[i].2 = old | channels,
+                None => self
+                    .subscriptions
+                    .push((key.into(), instrument, old | channels)),
+            }
         }
+        self.subscriptions.shrink_to_fit();
         replies(errors)
     }
 
@@ -282,7 +297,7 @@ impl WsSession {
         let mut errors = Vec::new();
         for symbol in symbols {
             let key = codec::symbol_key(symbol);
-            let Some((instrument, old)) = self.subscriptions.get(key.as_ref()).cloned() else {
+            let Some(i) = self.position(&key) else {
                 if self.state.market.ws_symbol(symbol).is_none() {
                     errors.push(Self::error(&WsError::InvalidSymbol {
                         symbol: symbol.clone(),
@@ -290,18 +305,20 @@ impl WsSession {
                 }
                 continue;
             };
+            let (_, instrument, old) = &self.subscriptions[i];
+            let (instrument, old) = (instrument.clone(), *old);
             for channel in old.intersection(channels).iter() {
                 let topic = topic_of(Topic::of_channel(channel), &instrument);
                 self.state.feeds.unsubscribe(&topic, &self.sub);
             }
             let left = old.difference(channels);
             if left.is_empty() {
-                self.subscriptions.remove(key.as_ref());
+                self.subscriptions.swap_remove(i);
             } else {
-                self.subscriptions
-                    .insert(key.into_owned(), (instrument, left));
+                self.subscriptions[i].2 = left;
             }
         }
+        self.subscriptions.shrink_to_fit();
         replies(errors)
     }
 }
