@@ -538,8 +538,8 @@ pub struct Outbox {
     pacer: Option<Arc<Pacer>>,
 }
 
-/// The largest data deque (in items) a connection with nothing queued
-/// frees: the smallest one allocated, which a connection receiving a few
+/// The largest data deque (in items) that a writer with nothing to take
+/// gives up: the smallest one allocated, which a connection receiving a few
 /// items a batch uses. Busier connections keep theirs.
 const QUIET_DEQUE: usize = 4;
 
@@ -812,14 +812,17 @@ impl Outbox {
             return Poll::Ready(());
         }
         if nothing {
-            // A quiet connection holds no queue while it waits: small data
-            // deques (a few items a batch) are freed, a busy connection's
-            // larger ones kept for its next batch.
-            if state.data.capacity() <= QUIET_DEQUE {
-                state.data = VecDeque::new();
-            }
+            // A quiet connection waits holding one small data deque, not
+            // two: the batch's goes back to the outbox (which gave its own
+            // to the last batch) or is freed. The next update finds it there
+            // and nothing is allocated; a busy connection's larger deques
+            // are kept for its next batch.
             if batch.data.capacity() <= QUIET_DEQUE {
-                batch.data = VecDeque::new();
+                if state.data.capacity() == 0 {
+                    std::mem::swap(&mut state.data, &mut batch.data);
+                } else {
+                    batch.data = VecDeque::new();
+                }
             }
             register(&mut state.waker, cx);
             return Poll::Pending;
@@ -883,7 +886,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recycling_frees_the_control_deque_and_a_quiet_connection_holds_no_deque() {
+    fn recycling_frees_the_control_deque_and_a_quiet_connection_holds_one_data_deque() {
         let stats = SlowConsumerStats::default();
         let outbox = Outbox::new(256, SlowConsumer::DropOldest, None);
         outbox
@@ -898,15 +901,24 @@ mod tests {
         Outbox::recycle(&mut batch);
         assert_eq!(batch.ctrl.capacity(), 0, "the reply's deque is freed");
         assert!(batch.data.capacity() > 0, "a small data deque is kept");
-        // With nothing more queued, the writer waits holding no deque, and
-        // neither does the outbox.
+        // With nothing more queued, the writer waits holding no deque: the
+        // connection keeps one, in the outbox, where the next update uses it.
         assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
-        assert_eq!(batch.data.capacity(), 0, "the batch's deque is freed");
-        assert_eq!(
-            outbox.lock().data.capacity(),
-            0,
-            "the outbox's deque is freed"
+        assert_eq!(batch.data.capacity(), 0, "the batch's deque is given up");
+        let kept = outbox.lock().data.capacity();
+        assert!(
+            kept > 0 && kept <= QUIET_DEQUE,
+            "the outbox keeps one: {kept}"
         );
+        // The next update goes into it, and the exchange goes on without
+        // allocating: still one deque between them at rest.
+        outbox.offer(item(0, 7), &stats);
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_ready());
+        assert_eq!(batch.data.capacity(), kept);
+        Outbox::recycle(&mut batch);
+        assert!(outbox.poll_take(&mut cx, &mut batch).is_pending());
+        assert_eq!(batch.data.capacity(), 0);
+        assert_eq!(outbox.lock().data.capacity(), kept);
         // A busy connection keeps its larger deque while it waits.
         for n in 0..20 {
             outbox.offer(item(0, n), &stats);
