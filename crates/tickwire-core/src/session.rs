@@ -337,6 +337,11 @@ enum LoopEnd {
 /// The size of each worker thread's scratch buffer, which every connection
 /// of the thread reads into while its own buffer is empty.
 const SCRATCH: usize = 64 * 1024;
+/// The least one read asks for. A read asks for what the frame in progress
+/// still needs, or this much, never more: bytes a client sends ahead (say,
+/// while its replies are not read and the reader waits for room) stay in
+/// the socket, where the kernel's buffer bounds them, not in the connection.
+const MIN_READ: usize = 256;
 
 thread_local! {
     static SCRATCH_BUF: std::cell::RefCell<Box<[u8]>> =
@@ -348,13 +353,15 @@ thread_local! {
 /// scratch buffer and only what came is copied into `buf` (the rest of a
 /// frame in progress, or what the codec will consume at once). A connection
 /// waiting for its client's next frame thus holds no read buffer at all.
+/// At most `limit` bytes are read.
 fn read_some<'a, R: AsyncRead + Unpin>(
     reader: &'a mut R,
     buf: &'a mut BytesMut,
+    limit: usize,
 ) -> impl Future<Output = std::io::Result<usize>> + 'a {
     std::future::poll_fn(move |cx| {
         SCRATCH_BUF.with_borrow_mut(|scratch| {
-            let mut read = tokio::io::ReadBuf::new(scratch);
+            let mut read = tokio::io::ReadBuf::new(&mut scratch[..limit.min(SCRATCH)]);
             std::task::ready!(Pin::new(&mut *reader).poll_read(cx, &mut read))?;
             buf.extend_from_slice(read.filled());
             std::task::Poll::Ready(Ok(read.filled().len()))
@@ -415,11 +422,13 @@ where
             // Nothing whole yet: read more. A connection waiting for a new
             // frame holds no buffer; one in the middle of a frame reserves
             // what the frame needs.
+            let wanted = frames.wanted(&buf).saturating_sub(buf.len());
             if buf.is_empty() {
                 buf = BytesMut::new();
             } else {
-                buf.reserve(frames.wanted(&buf).saturating_sub(buf.len()));
+                buf.reserve(wanted);
             }
+            let limit = wanted.max(MIN_READ);
             let deadline = if close_sent {
                 now + CLOSE_LINGER
             } else {
@@ -437,7 +446,7 @@ where
                         _ => return (LoopEnd::Done, Closed),
                     }
                 }
-                read = tokio::time::timeout_at(deadline.into(), read_some(reader, &mut buf)) => read,
+                read = tokio::time::timeout_at(deadline.into(), read_some(reader, &mut buf, limit)) => read,
             };
             match read {
                 Ok(Ok(0)) => {
@@ -644,13 +653,22 @@ mod tests {
     async fn reading_holds_only_what_came_not_the_scratch_buffer() {
         let mut socket: &[u8] = b"abc";
         let mut buf = BytesMut::new();
-        let n = read_some(&mut socket, &mut buf).await.unwrap();
+        let n = read_some(&mut socket, &mut buf, 256).await.unwrap();
         assert_eq!(n, 3);
         assert_eq!(&buf[..], b"abc");
         assert!(buf.capacity() < 64, "capacity {}", buf.capacity());
         // A frame in progress keeps its bytes and appends the next ones.
         let mut more: &[u8] = b"de";
-        read_some(&mut more, &mut buf).await.unwrap();
+        read_some(&mut more, &mut buf, 256).await.unwrap();
         assert_eq!(&buf[..], b"abcde");
+        // A client that sends far ahead gets no more read than asked for:
+        // the rest stays in its socket.
+        let flood = vec![0x81u8; 100_000];
+        let mut socket: &[u8] = &flood;
+        let mut buf = BytesMut::new();
+        let n = read_some(&mut socket, &mut buf, MIN_READ).await.unwrap();
+        assert_eq!(n, MIN_READ);
+        assert_eq!(buf.len(), MIN_READ);
+        assert_eq!(socket.len(), flood.len() - MIN_READ);
     }
 }
