@@ -407,7 +407,10 @@ pub const NO_TOPIC: u32 = u32::MAX;
 /// One queued data item and the topic it updates (for conflation).
 #[derive(Debug)]
 pub struct Item {
+    /// The interned topic the item updates ([`NO_TOPIC`] if none): a newer
+    /// item of the same topic replaces it under conflation.
     pub topic: u32,
+    /// The encoded message to write.
     pub out: Outbound,
     /// The burst that offered it ([`NO_BURST`] outside of one).
     burst: u32,
@@ -546,7 +549,9 @@ const QUIET_DEQUE: usize = 4;
 /// What the writer takes in one go.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Control items (pongs, replies, close), written before the data.
     pub ctrl: VecDeque<Control>,
+    /// Data items, in the order they were queued.
     pub data: VecDeque<Item>,
     /// The connection is to be dropped: write nothing more.
     pub dropped: bool,
@@ -567,6 +572,8 @@ impl Batch {
 }
 
 impl Outbox {
+    /// An outbox of `capacity` data items that applies `policy` when full;
+    /// with `pacer`, its wake-ups are paced by the write window.
     pub fn new(capacity: usize, policy: SlowConsumer, pacer: Option<Arc<Pacer>>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),

@@ -222,6 +222,8 @@ enum Work {
 }
 
 impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
+    /// A writer of `io` with `config`, taking its batches from the
+    /// connection's outbox.
     pub fn new(
         io: W,
         config: WriterConfig,

@@ -171,8 +171,11 @@ pub fn instrument_of_topic(name: &str) -> Option<Instrument> {
 /// gateway, so that a session can be driven by a test alone.
 #[derive(Debug)]
 pub struct FastWs {
+    /// The endpoint's `[fastws]` configuration.
     pub config: FastWsConfig,
+    /// The symbol table subscriptions are checked against.
     pub market: Arc<Market>,
+    /// The index the bars' topics live in.
     pub feeds: Arc<Index>,
 }
 

@@ -141,6 +141,8 @@ impl std::fmt::Debug for GexFeed {
 }
 
 impl GexFeed {
+    /// A feed that encodes GEX records into the groups of `index` named
+    /// under `prefix`, compressing payloads at `zstd_level`.
     pub fn new(index: Arc<Index>, prefix: String, zstd_level: i32) -> GexFeed {
         GexFeed {
             index,

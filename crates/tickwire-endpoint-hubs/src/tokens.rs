@@ -146,6 +146,9 @@ pub struct Permissions {
 }
 
 impl Permissions {
+    /// The permissions `roles` grant (`webpubsub.joinLeaveGroup`,
+    /// `webpubsub.sendToGroup`, their `.{group}` forms, and the event role);
+    /// unknown roles grant nothing.
     pub fn from_roles(roles: &[String]) -> Permissions {
         let mut p = Permissions::default();
         for role in roles {

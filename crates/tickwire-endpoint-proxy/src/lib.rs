@@ -195,6 +195,10 @@ enum Call {
 }
 
 impl Proxy {
+    /// The proxy of `config` over `adapters`, with an empty last-value
+    /// cache: `states` are the adapter states `get_broker_info` reports,
+    /// `auth` the key ring clients authenticate against, and
+    /// `pong_timeout` how long a client may take to answer a ping.
     pub fn new(
         config: &ProxyConfig,
         adapters: &[Arc<dyn BrokerAdapter>],

@@ -160,6 +160,7 @@ pub struct StreamFeed {
 }
 
 impl StreamFeed {
+    /// A feed that encodes prices and trades into the topics of `feeds`.
     pub fn new(feeds: Arc<Index>) -> StreamFeed {
         StreamFeed {
             feeds,
@@ -192,8 +193,11 @@ impl Feed<Update> for StreamFeed {
 /// can be driven by a test alone.
 #[derive(Debug)]
 pub struct Stream {
+    /// The endpoint's configuration section.
     pub config: StreamConfig,
+    /// The symbol table subscriptions are checked against.
     pub market: Arc<Market>,
+    /// The index the endpoint's topics live in.
     pub feeds: Arc<Index>,
 }
 

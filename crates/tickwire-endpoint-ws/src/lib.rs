@@ -147,6 +147,8 @@ pub struct WsFeed {
 }
 
 impl WsFeed {
+    /// A feed that encodes prices, books (to `book_depth` levels) and
+    /// signals into the topics of `feeds`.
     pub fn new(feeds: Arc<Index>, book_depth: usize) -> WsFeed {
         WsFeed {
             feeds,
@@ -187,8 +189,11 @@ impl Feed<Update> for WsFeed {
 /// can be driven by a test alone.
 #[derive(Debug)]
 pub struct Ws {
+    /// The endpoint's configuration section.
     pub config: WsConfig,
+    /// The symbol table subscriptions are checked against.
     pub market: Arc<Market>,
+    /// The index the endpoint's topics live in.
     pub feeds: Arc<Index>,
 }
 

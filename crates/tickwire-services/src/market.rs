@@ -160,6 +160,7 @@ pub struct Learn {
 }
 
 impl Learn {
+    /// A learner that adds what it sees to `market`.
     pub fn new(market: Arc<Market>) -> Learn {
         Learn {
             market,
