@@ -3,27 +3,42 @@
 //! by name, and the optional parts of a gateway beyond [`run`](crate::run)'s:
 //! the proxy's own listener and the adapter states the proxy reports.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(feature = "zmq")]
+use std::sync::Mutex;
 
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
+#[cfg(any(feature = "replay", feature = "synthetic", feature = "zmq"))]
 use figment::providers::Serialized;
-use serde::Deserialize;
-use serde::Serialize;
-use tickwire_adapter::{AdapterError, AdapterStates, BoxFuture, BrokerAdapter, UpdateStream};
+#[cfg(any(feature = "replay", feature = "synthetic", feature = "zmq"))]
+use serde::{Deserialize, Serialize};
+#[cfg(any(feature = "synthetic", feature = "zmq"))]
+use tickwire_adapter::AdapterError;
+use tickwire_adapter::{AdapterStates, BrokerAdapter};
+#[cfg(feature = "zmq")]
+use tickwire_adapter::{BoxFuture, UpdateStream};
+#[cfg(feature = "replay")]
 use tickwire_adapter_replay::{JsonlReplay, ReplayConfig};
+#[cfg(feature = "synthetic")]
 use tickwire_adapter_synthetic::{SyntheticConfig, SyntheticMarket};
+#[cfg(feature = "zmq")]
 use tickwire_adapter_zmq::{ZmqAdapter, ZmqConfig};
+#[cfg(any(feature = "replay", feature = "synthetic", feature = "zmq"))]
 use tickwire_config::Section;
+#[cfg(feature = "zmq")]
 use tickwire_model::Instrument;
 use tokio::net::TcpListener;
+#[cfg(feature = "zmq")]
 use tokio::task::JoinHandle;
+#[cfg(feature = "zmq")]
 use tracing::warn;
 
 use crate::{Config, GatewayError};
 
 /// Reads `section` (named `name`) as a `T`, over `T`'s defaults.
+#[cfg(any(feature = "replay", feature = "synthetic", feature = "zmq"))]
 fn read_section<T>(name: &str, section: &Section) -> Result<T, GatewayError>
 where
     T: Serialize + for<'de> Deserialize<'de> + Default,
@@ -80,11 +95,13 @@ pub fn locate_replay_data(figment: &Figment, config: &mut Config) -> Option<Path
 }
 
 /// The replay adapter's configuration, from `[replay]`.
+#[cfg(feature = "replay")]
 pub fn replay_config(config: &Config) -> Result<ReplayConfig, GatewayError> {
     read_section("replay", &config.replay)
 }
 
 /// The synthetic market's configuration, from `[synthetic]`, checked.
+#[cfg(feature = "synthetic")]
 pub fn synthetic_config(config: &Config) -> Result<SyntheticConfig, GatewayError> {
     let synthetic: SyntheticConfig = read_section("synthetic", &config.synthetic)?;
     if synthetic.enabled {
@@ -98,6 +115,7 @@ pub fn synthetic_config(config: &Config) -> Result<SyntheticConfig, GatewayError
 }
 
 /// The ZeroMQ adapter's configuration, from `[zmq]`.
+#[cfg(feature = "zmq")]
 pub fn zmq_config(config: &Config) -> Result<ZmqConfig, GatewayError> {
     read_section("zmq", &config.zmq)
 }
@@ -138,15 +156,26 @@ impl std::fmt::Debug for Adapters {
 /// or an adapter configuration the adapter refuses.
 pub fn adapters_from_config(config: &Config) -> Result<Adapters, GatewayError> {
     tickwire_config::validate_adapter_names(&config.adapters)?;
+    #[cfg(any(feature = "synthetic", feature = "zmq"))]
     let invalid = |name: &str, e: AdapterError| GatewayError::InvalidConfig {
         reason: format!("{name}: {e}"),
     };
+    #[cfg_attr(
+        not(any(feature = "replay", feature = "synthetic", feature = "zmq")),
+        allow(unused_mut)
+    )]
     let mut out = Adapters::default();
+    #[cfg_attr(
+        not(any(feature = "replay", feature = "synthetic", feature = "zmq")),
+        allow(clippy::never_loop)
+    )]
     for name in &config.adapters {
         match name.as_str() {
+            #[cfg(feature = "replay")]
             "replay" => out
                 .list
                 .push(Arc::new(JsonlReplay::new(replay_config(config)?))),
+            #[cfg(feature = "synthetic")]
             "synthetic" => {
                 let synthetic = synthetic_config(config)?;
                 if synthetic.enabled {
@@ -155,11 +184,19 @@ pub fn adapters_from_config(config: &Config) -> Result<Adapters, GatewayError> {
                     out.list.push(Arc::new(market));
                 }
             }
-            _ => {
+            #[cfg(feature = "zmq")]
+            "zmq" => {
                 let zmq = ZmqAdapter::new(zmq_config(config)?).map_err(|e| invalid("zmq", e))?;
                 out.states
                     .watch(zmq.config().name.clone(), zmq.watch_state());
                 out.list.push(Arc::new(InBackground::new(zmq)));
+            }
+            other => {
+                return Err(GatewayError::InvalidConfig {
+                    reason: format!(
+                        "adapters names {other:?}, which this build does not have (the `{other}` feature)"
+                    ),
+                });
             }
         }
     }
@@ -180,12 +217,14 @@ pub struct RunOptions {
 
 /// A [`ZmqAdapter`] whose `connect` runs in the background: the gateway
 /// starts at once, and the bus comes up (or fails) on its own.
+#[cfg(feature = "zmq")]
 struct InBackground {
     inner: Arc<ZmqAdapter>,
     /// The background connect, aborted on disconnect.
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
+#[cfg(feature = "zmq")]
 impl InBackground {
     fn new(inner: ZmqAdapter) -> Self {
         InBackground {
@@ -195,6 +234,7 @@ impl InBackground {
     }
 }
 
+#[cfg(feature = "zmq")]
 impl BrokerAdapter for InBackground {
     fn name(&self) -> &str {
         self.inner.name()
@@ -241,7 +281,7 @@ impl BrokerAdapter for InBackground {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "synthetic", feature = "zmq", feature = "replay"))]
 mod tests {
     use super::*;
 

@@ -68,19 +68,20 @@ pub(crate) fn topics(shared: &Shared) -> Vec<Topic> {
         })
     };
     let mut topics: Vec<Topic> = indexed("feeds", shared.context.feeds.topics())
-        .chain(indexed("groups", shared.hubs.hubs.index.topics()))
-        .chain(
-            shared
-                .proxy
-                .topics()
-                .into_iter()
-                .map(|(topic, subscribers)| Topic {
-                    index: "proxy",
-                    topic,
-                    subscribers,
-                }),
-        )
+        .chain(indexed("groups", shared.groups.topics()))
         .collect();
+    #[cfg(feature = "proxy")]
+    topics.extend(
+        shared
+            .proxy
+            .topics()
+            .into_iter()
+            .map(|(topic, subscribers)| Topic {
+                index: "proxy",
+                topic,
+                subscribers,
+            }),
+    );
     topics.sort_by(|a, b| {
         b.subscribers
             .cmp(&a.subscribers)

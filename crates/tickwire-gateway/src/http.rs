@@ -15,6 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use tickwire_core::Tracker;
 use tickwire_core::http::{Body, json, json_error, method_not_allowed, serve_io};
+#[cfg(feature = "pubsub")]
 use tickwire_endpoint_hubs::NEGOTIATE_PATH;
 
 use crate::Shared;
@@ -36,13 +37,28 @@ where
 
 /// Answers one request.
 async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) -> Response<Body> {
+    #[cfg(feature = "fastws")]
     use tickwire_endpoint_fastws as fastws;
+    #[cfg(feature = "pubsub")]
     use tickwire_endpoint_hubs as hubs;
+    #[cfg(feature = "proxy")]
     use tickwire_endpoint_proxy as proxy;
     use tickwire_endpoint_publish as publish;
+    #[cfg(feature = "stream")]
     use tickwire_endpoint_stream as stream;
+    #[cfg(feature = "ws")]
     use tickwire_endpoint_ws as ws;
 
+    // Upgrades count their connections; a build with no WebSocket endpoint
+    // has none.
+    #[cfg(not(any(
+        feature = "pubsub",
+        feature = "ws",
+        feature = "stream",
+        feature = "fastws",
+        feature = "proxy"
+    )))]
+    let _ = tracker;
     let context = &shared.context;
     let path = req.uri().path();
     let get = req.method() == Method::GET;
@@ -51,9 +67,19 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    #[cfg(feature = "socketio")]
     let socketio = tickwire_endpoint_socketio::Market::serves(path);
-    let cors =
-        path == NEGOTIATE_PATH || path == publish::PATH || proxy::serves_rest(path) || socketio;
+    #[cfg(not(feature = "socketio"))]
+    let socketio = false;
+    #[cfg(feature = "proxy")]
+    let polls = proxy::serves_rest(path);
+    #[cfg(not(feature = "proxy"))]
+    let polls = false;
+    #[cfg(feature = "pubsub")]
+    let negotiate = path == NEGOTIATE_PATH;
+    #[cfg(not(feature = "pubsub"))]
+    let negotiate = false;
+    let cors = negotiate || path == publish::PATH || polls || socketio;
     if cors && req.method() == Method::OPTIONS {
         return preflight(&shared, origin.as_deref());
     }
@@ -62,48 +88,64 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
         context.keys.refused(endpoint.unwrap_or("other"), "origin");
         return refusal;
     }
+    #[cfg(feature = "socketio")]
     let page = if get {
         tickwire_endpoint_socketio::Market::page(path)
     } else {
         None
     };
-    let mut response = match (path, hubs::hub_of(path)) {
+    #[cfg(feature = "pubsub")]
+    let hub = hubs::hub_of(path);
+    #[cfg(not(feature = "pubsub"))]
+    let hub: Option<Result<std::convert::Infallible, &str>> = None;
+    let mut response = match (path, hub) {
+        #[cfg(feature = "socketio")]
         _ if socketio => shared.socketio.handle(req).await,
+        #[cfg(feature = "socketio")]
         _ if page.is_some() => page.unwrap_or_default(),
         (_, Some(Err(name))) => json_error(StatusCode::NOT_FOUND, &format!("unknown hub {name:?}")),
+        #[cfg(feature = "pubsub")]
         (_, Some(Ok(hub))) if get => hubs::websocket(req, hub, &shared.hubs, context, &tracker),
         (_, Some(Ok(_))) => method_not_allowed(),
+        #[cfg(feature = "ws")]
         (ws::PATH, _) if get => ws::upgrade(req, &shared.ws, context, &tracker),
+        #[cfg(feature = "stream")]
         (stream::PATH, _) if get => stream::upgrade(req, &shared.stream, context, &tracker),
         (publish::PATH, _) => {
             let response = publish::handle(req, &shared.publish, context).await;
+            #[cfg(feature = "metrics")]
             shared.publish_statuses.count(response.status());
             response
         }
+        #[cfg(feature = "fastws")]
         (p, _) if fastws::serves(p) => fastws::handle(req, &shared.fastws, context, &tracker),
+        #[cfg(feature = "proxy")]
         (proxy::PATH, _) if get => proxy::upgrade(req, &shared.proxy, context, &tracker),
+        #[cfg(feature = "proxy")]
         (p, _) if proxy::serves_rest(p) => proxy::rest(&req, &shared.proxy).await,
+        #[cfg(feature = "pubsub")]
         (NEGOTIATE_PATH, _) if get => hubs::negotiate(&req, &shared.hubs, context).await,
         ("/healthz", _) if get => health(&shared),
         ("/readyz", _) if get => ready(&shared),
+        #[cfg(feature = "metrics")]
         ("/metrics", _) if get => crate::metrics::metrics(&shared),
         ("/", _) if get => crate::dashboard::index(),
         ("/dashboard", _) if get => crate::dashboard::page(),
         ("/dashboard/stats", _) if get => crate::dashboard::stats(&shared),
         (p, _) if p.starts_with(crate::admin::PREFIX) => crate::admin::handle(&req, &shared),
-        (
-            NEGOTIATE_PATH
-            | "/healthz"
-            | "/readyz"
-            | "/metrics"
-            | "/"
-            | "/dashboard"
-            | "/dashboard/stats"
-            | ws::PATH
-            | stream::PATH
-            | proxy::PATH,
-            _,
-        ) => method_not_allowed(),
+        #[cfg(feature = "pubsub")]
+        (NEGOTIATE_PATH, _) => method_not_allowed(),
+        #[cfg(feature = "ws")]
+        (ws::PATH, _) => method_not_allowed(),
+        #[cfg(feature = "stream")]
+        (stream::PATH, _) => method_not_allowed(),
+        #[cfg(feature = "proxy")]
+        (proxy::PATH, _) => method_not_allowed(),
+        #[cfg(feature = "metrics")]
+        ("/metrics", _) => method_not_allowed(),
+        ("/healthz" | "/readyz" | "/" | "/dashboard" | "/dashboard/stats", _) => {
+            method_not_allowed()
+        }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     };
     if let (Some(endpoint), Some(reason)) = (endpoint, refusal_reason(response.status())) {
@@ -118,20 +160,20 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
 /// The endpoint of a route that takes keys or tokens, by name (for the
 /// refusal counts).
 fn endpoint_of(path: &str) -> Option<&'static str> {
-    use tickwire_endpoint_fastws as fastws;
-    use tickwire_endpoint_hubs as hubs;
-    use tickwire_endpoint_proxy as proxy;
-    use tickwire_endpoint_publish as publish;
-    use tickwire_endpoint_stream as stream;
-    use tickwire_endpoint_ws as ws;
     match path {
+        #[cfg(feature = "pubsub")]
         NEGOTIATE_PATH => Some("negotiate"),
-        ws::PATH => Some("ws"),
-        stream::PATH => Some("stream"),
-        publish::PATH => Some("publish"),
-        proxy::PATH => Some("proxy"),
-        p if hubs::hub_of(p).is_some() => Some("hubs"),
-        p if fastws::serves(p) => Some("fastws"),
+        #[cfg(feature = "ws")]
+        tickwire_endpoint_ws::PATH => Some("ws"),
+        #[cfg(feature = "stream")]
+        tickwire_endpoint_stream::PATH => Some("stream"),
+        tickwire_endpoint_publish::PATH => Some("publish"),
+        #[cfg(feature = "proxy")]
+        tickwire_endpoint_proxy::PATH => Some("proxy"),
+        #[cfg(feature = "pubsub")]
+        p if tickwire_endpoint_hubs::hub_of(p).is_some() => Some("hubs"),
+        #[cfg(feature = "fastws")]
+        p if tickwire_endpoint_fastws::serves(p) => Some("fastws"),
         _ => None,
     }
 }
@@ -236,13 +278,16 @@ struct Health {
     connections: u64,
     slow_consumers: tickwire_core::SlowConsumerCounts,
     instruments: Instruments,
+    #[cfg(feature = "pubsub")]
     recovery: tickwire_endpoint_hubs::RecoveryCounts,
     /// A cluster member's bus: what it published, took, and could not read.
+    #[cfg(feature = "cluster")]
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<ClusterHealth>,
 }
 
 /// The cluster's figures in `/healthz`.
+#[cfg(feature = "cluster")]
 #[derive(Serialize)]
 struct ClusterHealth {
     node: String,
@@ -281,7 +326,9 @@ fn health(shared: &Shared) -> Response<Body> {
                 refused: shared.context.market.refused(),
                 forgotten: shared.context.market.forgotten(),
             },
+            #[cfg(feature = "pubsub")]
             recovery: shared.hubs.hubs.parked.outcomes(),
+            #[cfg(feature = "cluster")]
             cluster: shared.cluster.as_ref().map(|c| {
                 let stats = c.stats();
                 let read =

@@ -76,6 +76,7 @@ use std::time::Duration;
 
 use tickwire_adapter::{AdapterError, BrokerAdapter};
 use tickwire_config::PublicUrl;
+#[cfg(feature = "cluster")]
 use tickwire_core::dispatch::Ingest;
 use tickwire_core::{ConnectionSettings, Connections, FanOut};
 use tickwire_services::{Context, KeyRing, Learn, Market};
@@ -85,24 +86,36 @@ use tracing::{debug, info, warn};
 
 mod adapters;
 mod admin;
+#[cfg(feature = "metrics")]
+mod counts;
 mod dashboard;
+mod features;
 mod http;
+#[cfg(feature = "metrics")]
 mod metrics;
 
-pub use adapters::{
-    Adapters, RunOptions, adapters_from_config, locate_replay_data, replay_config,
-    synthetic_config, zmq_config,
-};
+#[cfg(feature = "replay")]
+pub use adapters::replay_config;
+#[cfg(feature = "synthetic")]
+pub use adapters::synthetic_config;
+#[cfg(feature = "zmq")]
+pub use adapters::zmq_config;
+pub use adapters::{Adapters, RunOptions, adapters_from_config, locate_replay_data};
 pub use tickwire_adapter::AdapterStates;
+#[cfg(feature = "replay")]
 pub use tickwire_adapter_replay::{ReplayConfig, ReplayMode};
+#[cfg(feature = "synthetic")]
 pub use tickwire_adapter_synthetic::SyntheticConfig;
+#[cfg(feature = "zmq")]
 pub use tickwire_adapter_zmq::{ZmqConfig, ZmqState};
 pub use tickwire_config::{
     ADAPTER_NAMES, ApiKey, ClusterConfig, Config, ConfigError, DEMO_KEY, DEMO_KEY_NAME, Endpoint,
     FastWsConfig, HubsConfig, ProxyConfig, PublishConfig, ROLE_ADMIN, ROLE_PUBLISH, ReplyStyle,
     Section, SlowConsumer, StreamConfig, TlsConfig, TransportConfig, WsConfig,
 };
+#[cfg(feature = "pubsub")]
 pub use tickwire_endpoint_hubs::{Claims, ROLE_EVENT, ROLE_JOIN_LEAVE, ROLE_SEND};
+#[cfg(feature = "tls")]
 pub use tickwire_services::tls::Tls;
 
 /// How long connections get to say goodbye after shutdown starts.
@@ -149,6 +162,7 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
 
     /// The cluster's bus (NATS) could not be used.
+    #[cfg(feature = "cluster")]
     #[error("cluster: {0}")]
     Cluster(#[from] tickwire_cluster::ClusterError),
 }
@@ -171,15 +185,24 @@ impl From<ConfigError> for GatewayError {
 /// state. The one place, with [`run_with`], that knows every endpoint.
 struct Shared {
     context: Context,
+    /// The hubs' groups (empty without the `pubsub` feature).
+    groups: Arc<tickwire_core::Index>,
+    #[cfg(feature = "pubsub")]
     hubs: tickwire_endpoint_hubs::HubRoutes,
+    #[cfg(feature = "ws")]
     ws: Arc<tickwire_endpoint_ws::Ws>,
+    #[cfg(feature = "stream")]
     stream: Arc<tickwire_endpoint_stream::Stream>,
+    #[cfg(feature = "fastws")]
     fastws: Arc<tickwire_endpoint_fastws::FastWs>,
+    #[cfg(feature = "proxy")]
     proxy: Arc<tickwire_endpoint_proxy::Proxy>,
     publish: tickwire_endpoint_publish::Publish,
     /// Socket.IO's `/market` namespace.
+    #[cfg(feature = "socketio")]
     socketio: tickwire_endpoint_socketio::Market,
     /// This node's bus, when it is a cluster member.
+    #[cfg(feature = "cluster")]
     cluster: Option<tickwire_cluster::Cluster>,
     /// Set once shutdown is signalled: `/readyz` answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
@@ -190,16 +213,20 @@ struct Shared {
     adapter_names: Vec<String>,
     adapter_states: tickwire_adapter::AdapterStates,
     /// Updates taken from each adapter.
-    ingested: metrics::Ingested,
+    #[cfg(feature = "metrics")]
+    ingested: counts::Ingested,
     /// The publish API's answers, by status.
-    publish_statuses: metrics::Statuses,
+    #[cfg(feature = "metrics")]
+    publish_statuses: counts::Statuses,
 }
 
+#[cfg(all(feature = "cluster", feature = "pubsub"))]
 /// A cluster member's `/negotiate`: new clients go to the least-loaded live
 /// node of the registry.
 #[derive(Debug)]
 struct LeastLoaded(Arc<tickwire_cluster::registry::Registry>);
 
+#[cfg(all(feature = "cluster", feature = "pubsub"))]
 impl tickwire_endpoint_hubs::Placement for LeastLoaded {
     fn pick(&self) -> std::pin::Pin<Box<dyn Future<Output = Option<PublicUrl>> + Send + '_>> {
         Box::pin(async move {
@@ -209,6 +236,7 @@ impl tickwire_endpoint_hubs::Placement for LeastLoaded {
     }
 }
 
+#[cfg(feature = "cluster")]
 /// A cluster member's publish API: the updates reach this node's own
 /// clients at once, then the bus, which brings them to the nodes that
 /// follow their topics; answered once NATS has them.
@@ -217,6 +245,7 @@ struct BusIngest {
     local: Arc<tickwire_core::dispatch::SharedFanOut<tickwire_model::Update>>,
 }
 
+#[cfg(feature = "cluster")]
 impl Ingest<tickwire_model::Update> for BusIngest {
     fn ingest(
         &self,
@@ -232,6 +261,7 @@ impl Ingest<tickwire_model::Update> for BusIngest {
     }
 }
 
+#[cfg(feature = "cluster")]
 /// What a cluster member tells the registry, and takes from it: its
 /// connections, in all and by key, and the keys' connections elsewhere.
 struct NodeLocal {
@@ -239,6 +269,7 @@ struct NodeLocal {
     keys: Arc<KeyRing>,
 }
 
+#[cfg(feature = "cluster")]
 impl tickwire_cluster::registry::Local for NodeLocal {
     fn connections(&self) -> u64 {
         self.connections.open()
@@ -253,10 +284,12 @@ impl tickwire_cluster::registry::Local for NodeLocal {
     }
 }
 
+#[cfg(all(feature = "cluster", feature = "proxy"))]
 /// A cluster member's proxy polls: the last values of the nodes that ingest
 /// an instrument.
 struct ClusterLastValues(tickwire_cluster::Cluster);
 
+#[cfg(all(feature = "cluster", feature = "proxy"))]
 impl tickwire_endpoint_proxy::LastValues for ClusterLastValues {
     fn fetch(
         &self,
@@ -267,14 +300,17 @@ impl tickwire_endpoint_proxy::LastValues for ClusterLastValues {
     }
 }
 
+#[cfg(feature = "cluster")]
 /// How long a node keeps a topic's bus subscription after its last local
 /// follower left.
 const FOLLOW_GRACE: Duration = Duration::from_secs(2);
 
+#[cfg(feature = "cluster")]
 /// Updates of this node's adapters waiting for the bus (NATS away) before
 /// further ones reach only this node's clients.
 const BUS_QUEUE: usize = 65_536;
 
+#[cfg(feature = "cluster")]
 /// Tells `interest` what this node's clients follow, as each endpoint's
 /// topics gain their first subscriber and lose their last: the hub groups
 /// by name, the JSON feeds' and FastWS bars' topics and the proxy's keys by
@@ -282,7 +318,7 @@ const BUS_QUEUE: usize = 65_536;
 fn follow_local_interest(
     groups: &tickwire_core::Index,
     feeds: &tickwire_core::Index,
-    proxy: &tickwire_endpoint_proxy::Proxy,
+    #[cfg(feature = "proxy")] proxy: &tickwire_endpoint_proxy::Proxy,
     interest: &tickwire_cluster::interest::Interest,
 ) {
     use tickwire_cluster::interest::BusTopic;
@@ -299,17 +335,22 @@ fn follow_local_interest(
     }));
     let to_feeds = interest.clone();
     let feeds_watched = feeds.watch(Box::new(move |name, live| {
-        let instrument = tickwire_services::market::instrument_of_topic(name)
-            .or_else(|| tickwire_endpoint_fastws::instrument_of_topic(name));
+        let instrument = tickwire_services::market::instrument_of_topic(name);
+        #[cfg(feature = "fastws")]
+        let instrument = instrument.or_else(|| tickwire_endpoint_fastws::instrument_of_topic(name));
         if let Some(instrument) = instrument {
             tell(&to_feeds, BusTopic::Instrument(instrument), live);
         }
     }));
-    let to_proxy = interest.clone();
-    let proxy_watched = proxy.watch(Box::new(move |instrument, live| {
-        tell(&to_proxy, BusTopic::Instrument(instrument.clone()), live);
-    }));
-    debug_assert!(groups_watched.is_ok() && feeds_watched.is_ok() && proxy_watched);
+    debug_assert!(groups_watched.is_ok() && feeds_watched.is_ok());
+    #[cfg(feature = "proxy")]
+    {
+        let to_proxy = interest.clone();
+        let proxy_watched = proxy.watch(Box::new(move |instrument, live| {
+            tell(&to_proxy, BusTopic::Instrument(instrument.clone()), live);
+        }));
+        debug_assert!(proxy_watched);
+    }
 }
 
 /// Every `period` (none when zero) until shutdown: forgets the idle
@@ -318,7 +359,7 @@ fn follow_local_interest(
 async fn forget_idle_instruments(
     market: Arc<Market>,
     fan_out: Arc<tickwire_core::dispatch::SharedFanOut<tickwire_model::Update>>,
-    bus: Option<tickwire_cluster::Publisher>,
+    bus: Option<Bus>,
     period: Duration,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -346,6 +387,74 @@ async fn forget_idle_instruments(
     .await;
 }
 
+/// Where a cluster member offers what its adapters ingest.
+#[cfg(feature = "cluster")]
+type Bus = tickwire_cluster::Publisher;
+
+/// Built without clusters: there is never a bus.
+#[cfg(not(feature = "cluster"))]
+#[derive(Debug)]
+enum Bus {}
+
+#[cfg(not(feature = "cluster"))]
+impl Bus {
+    fn offer(&self, _: tickwire_model::Update) {
+        match *self {}
+    }
+}
+
+/// Serves the proxy protocol on its own listener (every path upgrades)
+/// until shutdown, when the listener closes.
+#[cfg(feature = "proxy")]
+async fn serve_proxy_listener(
+    listener: TcpListener,
+    proxy: Arc<tickwire_endpoint_proxy::Proxy>,
+    context: Context,
+    tls: Option<features::Tls>,
+    tracker: tickwire_core::Tracker,
+) {
+    let mut shutdown = context.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                debug!(%peer, "accepted on the proxy listener");
+                let (proxy, context, tracker) = (proxy.clone(), context.clone(), tracker.clone());
+                match tls.clone() {
+                    None => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(tickwire_endpoint_proxy::serve(
+                            stream, peer, proxy, context, tracker,
+                        ));
+                    }
+                    Some(tls) => {
+                        tokio::spawn(async move {
+                            match tls.accept(stream).await {
+                                Ok(stream) => {
+                                    tickwire_endpoint_proxy::serve(
+                                        stream, peer, proxy, context, tracker,
+                                    )
+                                    .await
+                                }
+                                Err(e) => {
+                                    debug!(%peer, error = %e, "TLS handshake failed on the proxy listener")
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "proxy accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Takes every adapter's stream, as the adapter contract asks, then connects
 /// each and subscribes it to everything (`*`). An adapter that fails is left
 /// out, with its reason logged, unless `required` names it: then the gateway
@@ -354,7 +463,7 @@ async fn start_adapters(
     adapters: Vec<Arc<dyn BrokerAdapter>>,
     required: &[String],
     market: &Market,
-    ingested: &metrics::Ingested,
+    #[cfg(feature = "metrics")] ingested: &counts::Ingested,
 ) -> Result<
     (
         Vec<Arc<dyn BrokerAdapter>>,
@@ -381,11 +490,14 @@ async fn start_adapters(
     for adapter in adapters {
         match adapter.updates() {
             Ok(stream) => {
-                use futures_util::StreamExt as _;
-                let counted = ingested.counter(adapter.name());
-                let stream: tickwire_adapter::UpdateStream = Box::pin(stream.inspect(move |_| {
-                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }));
+                #[cfg(feature = "metrics")]
+                let stream: tickwire_adapter::UpdateStream = {
+                    use futures_util::StreamExt as _;
+                    let counted = ingested.counter(adapter.name());
+                    Box::pin(stream.inspect(move |_| {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }))
+                };
                 taken.push((adapter, stream));
             }
             Err(source) => left_out(&adapter, source, required)?,
@@ -477,10 +589,11 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     config.validate()?;
+    features::check(&config, &options)?;
     let tls = config
         .tls
         .as_ref()
-        .map(tickwire_services::tls::Tls::load)
+        .map(features::Tls::load)
         .transpose()
         .map_err(|reason| GatewayError::InvalidConfig { reason })?;
     let keys = Arc::new(KeyRing::new(&config.api_keys)?);
@@ -489,6 +602,9 @@ pub async fn run_with(
         .as_deref()
         .map(PublicUrl::parse)
         .transpose()?;
+    // Checked in every build; only the hubs' URLs use it.
+    #[cfg(not(feature = "pubsub"))]
+    let _ = public_url;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let groups = Arc::new(tickwire_core::Index::new());
     let feeds = Arc::new(tickwire_core::Index::new());
@@ -516,6 +632,7 @@ pub async fn run_with(
 
     // A cluster member takes every update from the bus; one that waits for
     // NATS at start says so and retries (`Cluster::connect`).
+    #[cfg(feature = "cluster")]
     let cluster = match &config.cluster {
         Some(cluster) => Some(
             tickwire_cluster::Cluster::connect(cluster, &config.prefix, shutdown_rx.clone())
@@ -524,6 +641,7 @@ pub async fn run_with(
         None => None,
     };
     // The node registry: where this node is, how busy, and who else is up.
+    #[cfg(feature = "cluster")]
     let registry = match &cluster {
         Some(cluster) => {
             let url = match &config.public_url {
@@ -555,10 +673,18 @@ pub async fn run_with(
     } else {
         adapters
     };
-    let ingested = metrics::Ingested::default();
-    let (adapters, streams) =
-        start_adapters(adapters, &config.required_adapters, &market, &ingested).await?;
+    #[cfg(feature = "metrics")]
+    let ingested = counts::Ingested::default();
+    let (adapters, streams) = start_adapters(
+        adapters,
+        &config.required_adapters,
+        &market,
+        #[cfg(feature = "metrics")]
+        &ingested,
+    )
+    .await?;
     let adapter_states = options.adapter_states;
+    #[cfg(feature = "proxy")]
     let proxy = Arc::new(tickwire_endpoint_proxy::Proxy::new(
         &config.proxy,
         &adapters,
@@ -566,38 +692,50 @@ pub async fn run_with(
         keys,
         config.transport.pong_timeout(),
     ));
+    #[cfg(not(feature = "proxy"))]
+    drop(keys);
 
-    let bar_feed = tickwire_endpoint_fastws::BarFeed::new(feeds.clone());
-    let bar_state = bar_feed.state();
     // The one place that knows every endpoint's part of the fan-out, in the
     // order each update reaches them.
     let fan_out = FanOut::new()
         .metered(context.connections.latencies().clone())
-        .with("market", Learn::new(market.clone()))
-        .with("proxy", tickwire_endpoint_proxy::ProxyFeed(proxy.clone()))
-        .with(
-            "pubsub",
-            tickwire_endpoint_hubs::GexFeed::new(
-                groups.clone(),
-                config.prefix.clone(),
-                config.zstd_level,
-            ),
-        )
-        .with(
-            "ws",
-            tickwire_endpoint_ws::WsFeed::new(feeds.clone(), config.ws.book_depth),
-        )
-        .with(
-            "stream",
-            tickwire_endpoint_stream::StreamFeed::new(feeds.clone()),
-        )
-        .with("fastws", bar_feed);
+        .with("market", Learn::new(market.clone()));
+    #[cfg(feature = "proxy")]
+    let fan_out = fan_out.with("proxy", tickwire_endpoint_proxy::ProxyFeed(proxy.clone()));
+    #[cfg(feature = "pubsub")]
+    let fan_out = fan_out.with(
+        "pubsub",
+        tickwire_endpoint_hubs::GexFeed::new(
+            groups.clone(),
+            config.prefix.clone(),
+            config.zstd_level,
+        ),
+    );
+    #[cfg(feature = "ws")]
+    let fan_out = fan_out.with(
+        "ws",
+        tickwire_endpoint_ws::WsFeed::new(feeds.clone(), config.ws.book_depth),
+    );
+    #[cfg(feature = "stream")]
+    let fan_out = fan_out.with(
+        "stream",
+        tickwire_endpoint_stream::StreamFeed::new(feeds.clone()),
+    );
+    #[cfg(feature = "fastws")]
+    let bar_feed = tickwire_endpoint_fastws::BarFeed::new(feeds.clone());
+    // What a cluster member tells the others of the bars it makes.
+    #[cfg(all(feature = "fastws", feature = "cluster"))]
+    let bar_state = bar_feed.state();
+    #[cfg(feature = "fastws")]
+    let fan_out = fan_out.with("fastws", bar_feed);
     let fan_out = Arc::new(std::sync::Mutex::new(fan_out));
     // Whom each endpoint's clients follow: never forgotten.
     market.add_interest(tickwire_services::market::json_feeds_interest(
         feeds.clone(),
     ));
+    #[cfg(feature = "fastws")]
     market.add_interest(tickwire_endpoint_fastws::interest(feeds.clone()));
+    #[cfg(feature = "proxy")]
     market.add_interest({
         let proxy = proxy.clone();
         Box::new(move |instrument| proxy.follows(instrument))
@@ -605,13 +743,26 @@ pub async fn run_with(
     // Single node: the adapters' streams feed the fan-out. Cluster member:
     // they feed its fan-out and the bus, and the bus brings what other
     // nodes ingest of the topics this node's clients follow.
+    #[cfg(feature = "cluster")]
     let (streams, bus, serving, ingest): (_, _, _, Arc<dyn Ingest<tickwire_model::Update>>) =
         match &cluster {
             Some(cluster) => {
                 use futures_util::StreamExt as _;
                 let (interest, from_bus) = cluster.follow(FOLLOW_GRACE, shutdown_rx.clone());
-                follow_local_interest(&groups, &feeds, &proxy, &interest);
-                proxy.last_values_from(Arc::new(ClusterLastValues(cluster.clone())));
+                #[cfg(feature = "proxy")]
+                {
+                    follow_local_interest(&groups, &feeds, &proxy, &interest);
+                    proxy.last_values_from(Arc::new(ClusterLastValues(cluster.clone())));
+                }
+                #[cfg(not(feature = "proxy"))]
+                follow_local_interest(&groups, &feeds, &interest);
+                // What a node starting to follow an instrument's bars is
+                // given of the current ones by the node that ingests it.
+                #[cfg(feature = "fastws")]
+                let bars =
+                    move |instrument: &tickwire_model::Instrument| bar_state.seed_of(instrument);
+                #[cfg(not(feature = "fastws"))]
+                let bars = |_: &tickwire_model::Instrument| None;
                 let serving = cluster
                     .serve(
                         {
@@ -626,9 +777,7 @@ pub async fn run_with(
                                 }
                             }
                         },
-                        move |instrument: &tickwire_model::Instrument| {
-                            bar_state.seed_of(instrument)
-                        },
+                        bars,
                         shutdown_rx.clone(),
                     )
                     .await?;
@@ -678,6 +827,9 @@ pub async fn run_with(
             }
             None => (streams, None, None, fan_out.clone()),
         };
+    #[cfg(not(feature = "cluster"))]
+    let (bus, serving, ingest): (Option<Bus>, Option<tokio::task::JoinHandle<()>>, _) =
+        (None, None, fan_out.clone());
     let forgetting = tokio::spawn(forget_idle_instruments(
         market.clone(),
         fan_out.clone(),
@@ -692,29 +844,42 @@ pub async fn run_with(
         shutdown_rx.clone(),
     ));
 
+    // The endpoints' own periodic work, each ending with the shutdown.
+    #[cfg_attr(
+        not(any(feature = "ws", feature = "stream", feature = "proxy")),
+        allow(unused_mut)
+    )]
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    #[cfg(feature = "ws")]
     let ws = Arc::new(tickwire_endpoint_ws::Ws {
         config: config.ws.clone(),
         market: market.clone(),
         feeds: feeds.clone(),
     });
+    #[cfg(feature = "ws")]
+    tasks.push(tokio::spawn(tickwire_endpoint_ws::status_task(
+        ws.clone(),
+        context.clone(),
+    )));
+    #[cfg(feature = "stream")]
     let stream = Arc::new(tickwire_endpoint_stream::Stream {
         config: config.stream.clone(),
         market: market.clone(),
         feeds: feeds.clone(),
     });
-    let status = tokio::spawn(tickwire_endpoint_ws::status_task(
-        ws.clone(),
-        context.clone(),
-    ));
-    let heartbeat = tokio::spawn(tickwire_endpoint_stream::heartbeat_task(
+    #[cfg(feature = "stream")]
+    tasks.push(tokio::spawn(tickwire_endpoint_stream::heartbeat_task(
         stream.clone(),
         context.clone(),
-    ));
-    let throttle = tokio::spawn(tickwire_endpoint_proxy::throttle_task(
+    )));
+    #[cfg(feature = "proxy")]
+    tasks.push(tokio::spawn(tickwire_endpoint_proxy::throttle_task(
         proxy.clone(),
         shutdown_rx.clone(),
-    ));
+    )));
     let shared = Arc::new(Shared {
+        groups: groups.clone(),
+        #[cfg(feature = "pubsub")]
         hubs: tickwire_endpoint_hubs::HubRoutes {
             hubs: Arc::new(tickwire_endpoint_hubs::Hubs {
                 index: groups,
@@ -740,43 +905,63 @@ pub async fn run_with(
             public_url,
             listen: config.listen,
             tls: config.tls.is_some(),
+            #[cfg(feature = "cluster")]
             placement: registry.map(|registry| {
                 Arc::new(LeastLoaded(registry)) as Arc<dyn tickwire_endpoint_hubs::Placement>
             }),
+            #[cfg(not(feature = "cluster"))]
+            placement: None,
         },
+        #[cfg(feature = "ws")]
         ws,
+        #[cfg(feature = "stream")]
         stream,
+        #[cfg(feature = "fastws")]
         fastws: Arc::new(tickwire_endpoint_fastws::FastWs {
             config: config.fastws.clone(),
             market: market.clone(),
             feeds,
         }),
+        #[cfg(feature = "proxy")]
         proxy: proxy.clone(),
         publish: tickwire_endpoint_publish::Publish {
             config: config.publish.clone(),
             prefix: config.prefix.clone(),
             ingest,
         },
+        #[cfg(feature = "socketio")]
         socketio: tickwire_endpoint_socketio::Market::new(
             context.keys.clone(),
             proxy.clone(),
             context.connections.clone(),
         ),
+        #[cfg(feature = "cluster")]
         cluster: cluster.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
         required: config.required_adapters.clone(),
         adapter_names: adapters.iter().map(|a| a.name().to_owned()).collect(),
         adapter_states,
+        #[cfg(feature = "metrics")]
         ingested,
-        publish_statuses: metrics::Statuses::default(),
+        #[cfg(feature = "metrics")]
+        publish_statuses: counts::Statuses::default(),
         context,
     });
     let config_drain_delay_ms = config.drain_delay_ms;
-    let proxy_listener = options.proxy_listener;
-    if let Some(addr) = proxy_listener.as_ref().and_then(|l| l.local_addr().ok()) {
-        info!(listen = %addr, "proxy listening");
-    }
     let (tracker, mut drained) = tickwire_core::tracker();
+    #[cfg(feature = "proxy")]
+    if let Some(listener) = options.proxy_listener {
+        if let Ok(addr) = listener.local_addr() {
+            info!(listen = %addr, "proxy listening");
+        }
+        tasks.push(tokio::spawn(serve_proxy_listener(
+            listener,
+            proxy.clone(),
+            shared.context.clone(),
+            tls.clone(),
+            tracker.clone(),
+        )));
+    }
 
     tokio::pin!(shutdown);
     // After the shutdown signal: unready (`/readyz` 503) and still serving
@@ -803,30 +988,6 @@ pub async fn run_with(
                 draining_until = Some(tokio::time::Instant::now() + drain_delay);
             }
             () = drained_at => break,
-            accepted = tickwire_endpoint_proxy::accept(proxy_listener.as_ref()) => match accepted {
-                Ok((stream, peer)) => {
-                    debug!(%peer, "accepted on the proxy listener");
-                    let (proxy, context, tracker) = (proxy.clone(), shared.context.clone(), tracker.clone());
-                    match tls.clone() {
-                        None => {
-                            let _ = stream.set_nodelay(true);
-                            tokio::spawn(tickwire_endpoint_proxy::serve(stream, peer, proxy, context, tracker));
-                        }
-                        Some(tls) => {
-                            tokio::spawn(async move {
-                                match tls.accept(stream).await {
-                                    Ok(stream) => tickwire_endpoint_proxy::serve(stream, peer, proxy, context, tracker).await,
-                                    Err(e) => debug!(%peer, error = %e, "TLS handshake failed on the proxy listener"),
-                                }
-                            });
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "proxy accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "accepted");
@@ -857,7 +1018,6 @@ pub async fn run_with(
 
     info!("shutting down");
     drop(listener);
-    drop(proxy_listener);
     let _ = shutdown_tx.send(true);
     drop(tracker);
     drop(shared);
@@ -874,9 +1034,9 @@ pub async fn run_with(
         market.adapter_disconnected();
     }
     let _ = adapters_task.await;
-    let _ = status.await;
-    let _ = heartbeat.await;
-    let _ = throttle.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     let _ = forgetting.await;
     if let Some(serving) = serving {
         let _ = serving.await;

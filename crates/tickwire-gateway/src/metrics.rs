@@ -10,8 +10,6 @@
 //! ending in `_total`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -26,52 +24,6 @@ use crate::Shared;
 
 /// The content type of the exposition.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Updates taken from each adapter's stream, counted as they enter the
-/// fan-out (one uncontended add per update, on the adapters' task).
-#[derive(Debug, Default)]
-pub(crate) struct Ingested {
-    counters: Mutex<Vec<(String, Arc<AtomicU64>)>>,
-}
-
-impl Ingested {
-    /// The counter of adapter `name`.
-    pub(crate) fn counter(&self, name: &str) -> Arc<AtomicU64> {
-        let mut counters = tickwire_core::lock(&self.counters);
-        if let Some((_, c)) = counters.iter().find(|(n, _)| n == name) {
-            return c.clone();
-        }
-        let c = Arc::new(AtomicU64::new(0));
-        counters.push((name.to_owned(), c.clone()));
-        c
-    }
-
-    fn counts(&self) -> Vec<(String, u64)> {
-        tickwire_core::lock(&self.counters)
-            .iter()
-            .map(|(n, c)| (n.clone(), c.load(Ordering::Relaxed)))
-            .collect()
-    }
-}
-
-/// Publish API answers, by status code.
-#[derive(Debug, Default)]
-pub(crate) struct Statuses(Mutex<BTreeMap<u16, u64>>);
-
-impl Statuses {
-    pub(crate) fn count(&self, status: StatusCode) {
-        *tickwire_core::lock(&self.0)
-            .entry(status.as_u16())
-            .or_default() += 1;
-    }
-
-    fn counts(&self) -> Vec<(u16, u64)> {
-        tickwire_core::lock(&self.0)
-            .iter()
-            .map(|(s, n)| (*s, *n))
-            .collect()
-    }
-}
 
 /// Everything a scrape reports, read at once.
 #[derive(Debug)]
@@ -153,7 +105,8 @@ impl Snapshot {
             subscriptions,
             topics: vec![
                 ("feeds", context.feeds.topic_count() as u64),
-                ("groups", shared.hubs.hubs.index.topic_count() as u64),
+                ("groups", shared.groups.topic_count() as u64),
+                #[cfg(feature = "proxy")]
                 ("proxy", shared.proxy.topic_count() as u64),
             ],
             ingested: shared.ingested.counts(),

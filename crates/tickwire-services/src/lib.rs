@@ -16,6 +16,7 @@ pub mod http;
 pub mod keys;
 pub mod market;
 pub mod quotes;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 pub use keys::{KeyRejection, KeyRing, KeyUsage, Lease, Principal};
