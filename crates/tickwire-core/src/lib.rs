@@ -31,16 +31,17 @@
 //! subscribers (per message) and [`Feed`] (per update). Locks are held for a few instructions and never
 //! across an `.await`.
 //!
-//! An echo server is a few lines over it:
+//! An echo server is a few lines over it (here serving one connection, which
+//! a hand-written client checks):
 //!
-//! ```no_run
+//! ```
 //! use std::time::Instant;
 //!
-//! use bytes::Bytes;
 //! use tickwire_core::http::{handshake, handshake_refusal, serve_connection, start_session, upgrade_with};
 //! use tickwire_core::session::{Activity, Protocol, Step, Transport};
 //! use tickwire_core::{ConnectionSettings, Connections, SlowConsumer, tracker};
 //! use tickwire_websocket::{MessageKind, OpCode, close_code, frame};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! struct Echo;
 //!
@@ -57,15 +58,15 @@
 //!     }
 //! }
 //!
-//! # async fn serve() -> std::io::Result<()> {
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 //! let (_stop, shutdown) = tokio::sync::watch::channel(false);
 //! let connections = Connections::new(ConnectionSettings::default(), shutdown.clone());
 //! let (tracker, _drained) = tracker();
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-//! loop {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
 //!     let (stream, peer) = listener.accept().await?;
-//!     let (connections, tracker) = (connections.clone(), tracker.clone());
-//!     tokio::spawn(serve_connection(stream, peer, shutdown.clone(), move |mut req| {
+//!     serve_connection(stream, peer, shutdown, move |mut req| {
 //!         let (connections, tracker) = (connections.clone(), tracker.clone());
 //!         let transport = Transport {
 //!             variant: 0,
@@ -84,9 +85,31 @@
 //!             Err(e) => handshake_refusal(&e),
 //!         };
 //!         async move { answer }
-//!     }));
+//!     })
+//!     .await;
+//!     std::io::Result::Ok(())
+//! });
+//!
+//! // A client: the opening handshake, then one masked text frame.
+//! let mut client = tokio::net::TcpStream::connect(addr).await?;
+//! client.write_all(b"GET / HTTP/1.1\r\nHost: echo\r\nUpgrade: websocket\r\n\
+//!     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+//!     Sec-WebSocket-Version: 13\r\n\r\n").await?;
+//! let mut head = Vec::new();
+//! while !head.ends_with(b"\r\n\r\n") {
+//!     head.push(client.read_u8().await?);
 //! }
-//! # }
+//! assert!(head.starts_with(b"HTTP/1.1 101"));
+//! let mask = [1, 2, 3, 4];
+//! let mut hello = vec![0x81, 0x80 | 5, 1, 2, 3, 4];
+//! hello.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+//! client.write_all(&hello).await?;
+//! let mut echoed = [0; 7];
+//! client.read_exact(&mut echoed).await?;
+//! assert_eq!(&echoed, b"\x81\x05hello");
+//! # std::io::Result::Ok(())
+//! # })?;
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 pub mod connections;

@@ -53,21 +53,52 @@
 //! cannot be honoured is answered with close code 1008, which tells the
 //! client SDKs to start a new session.
 //!
-//! What it does not do: TLS (put it behind a proxy and set
-//! [`Config::public_url`]) and event handlers.
+//! # Features
 //!
-//! ```no_run
+//! Each endpoint and adapter is a cargo feature: `pubsub`, `ws`, `stream`,
+//! `proxy`, `fastws`, `socketio` (with `proxy`), the adapters `replay`,
+//! `synthetic` and `zmq`, and `cluster`, `metrics`, `tls`. The default,
+//! `full`, is all of them. With none, the runtime serves the publish API,
+//! `/healthz`, `/readyz`, the dashboard and the admin API, and runs the
+//! adapters it is given. A configuration that needs a feature the build
+//! lacks is refused at start, naming it. `docs/embedding.md` says what each
+//! build pulls in.
+//!
+//! What it does not do: event handlers (upstream webhooks of Azure Web
+//! PubSub).
+//!
+//! # Example
+//!
+//! A gateway fed by an in-memory adapter, asked whether it is alive, then
+//! stopped:
+//!
+//! ```
 //! use std::sync::Arc;
 //!
 //! use tickwire_adapter::{BrokerAdapter, MemoryAdapter};
 //! use tickwire_gateway::Config;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
-//! # async fn demo() -> Result<(), tickwire_gateway::GatewayError> {
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
 //! let adapter: Arc<dyn BrokerAdapter> = Arc::new(MemoryAdapter::new("memory"));
-//! let shutdown = async { tokio::signal::ctrl_c().await.ok(); };
-//! tickwire_gateway::run(listener, Config::default(), vec![adapter], shutdown).await
-//! # }
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let shutdown = async { stopped.await.ok(); };
+//! let gateway = tokio::spawn(tickwire_gateway::run(listener, Config::default(), vec![adapter], shutdown));
+//!
+//! let mut client = tokio::net::TcpStream::connect(addr).await?;
+//! client.write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n").await?;
+//! let mut answer = String::new();
+//! client.read_to_string(&mut answer).await?;
+//! assert!(answer.starts_with("HTTP/1.1 200"));
+//! assert!(answer.contains(r#""status":"ok""#));
+//!
+//! stop.send(()).ok();
+//! gateway.await.expect("the gateway task")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::future::Future;

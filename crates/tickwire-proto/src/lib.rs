@@ -9,6 +9,27 @@
 //!
 //! The code is generated at build time by `protox` and `prost-build`; no `protoc`
 //! binary is needed. `bytes` fields are [`bytes::Bytes`](prost::bytes::Bytes).
+//!
+//! The generated items carry the comments of the `.proto` files (prost copies
+//! them); `missing_docs` is allowed for this crate alone, as the generated code
+//! cannot be annotated.
+//!
+//! ```
+//! use prost::Message as _;
+//! use tickwire_proto::webpubsub::upstream_message::{JoinGroupMessage, Message};
+//! use tickwire_proto::webpubsub::UpstreamMessage;
+//!
+//! // What a protobuf client sends to join a group, asking for an ack.
+//! let join = UpstreamMessage {
+//!     message: Some(Message::JoinGroupMessage(JoinGroupMessage {
+//!         group: "blue_SPX_state_gex_zero".into(),
+//!         ack_id: Some(1),
+//!     })),
+//! };
+//! let frame = join.encode_to_vec();
+//! assert_eq!(UpstreamMessage::decode(&frame[..])?, join);
+//! # Ok::<(), prost::DecodeError>(())
+//! ```
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
