@@ -10,9 +10,7 @@
 //! The code is generated at build time by `protox` and `prost-build`; no `protoc`
 //! binary is needed. `bytes` fields are [`bytes::Bytes`](prost::bytes::Bytes).
 //!
-//! The generated items carry the comments of the `.proto` files (prost copies
-//! them); `missing_docs` is allowed for this crate alone, as the generated code
-//! cannot be annotated.
+//! The generated items carry the comments of the `.proto` files, which prost copies.
 //!
 //! ```
 //! use prost::Message as _;
@@ -31,7 +29,7 @@
 //! # Ok::<(), prost::DecodeError>(())
 //! ```
 
-#![allow(missing_docs, unreachable_pub, clippy::all)]
+#![allow(unreachable_pub, clippy::all)]
 
 /// The Azure Web PubSub client protocol, package `azure.webpubsub`.
 pub mod webpubsub {
