@@ -54,10 +54,16 @@ pub struct Connections {
 
 impl Connections {
     /// The connections of a server that shuts down when `shutdown` becomes
-    /// `true` (or its sender is dropped). With a write delay, starts the
-    /// pacer's timer task, so it must be called within a tokio runtime.
+    /// `true` (or its sender is dropped).
+    ///
+    /// Starts one task that waits for the shutdown and then tells every
+    /// connection's writer ([`Outbox::shut_down`](crate::outbox::Outbox::shut_down)),
+    /// so that no connection keeps a waiter of its own; with a write delay,
+    /// also the pacer's timer task. It must be called within a tokio runtime.
     pub fn new(settings: ConnectionSettings, shutdown: watch::Receiver<bool>) -> Arc<Connections> {
         let pacer = Pacer::start(settings.write_delay);
+        let roster: Arc<Roster> = Arc::default();
+        tokio::spawn(tell_on_shutdown(shutdown.clone(), Arc::downgrade(&roster)));
         Arc::new(Connections {
             settings,
             pacer,
@@ -66,7 +72,7 @@ impl Connections {
             next_id: AtomicU64::new(1),
             shutdown,
             meters: Meters::default(),
-            roster: Arc::default(),
+            roster,
             latencies: Arc::default(),
         })
     }
@@ -158,6 +164,17 @@ impl Drained {
     pub async fn wait(&mut self) {
         // `recv` returns `None` once every sender is gone; none ever sends.
         while self.0.recv().await.is_some() {}
+    }
+}
+
+/// Waits for the shutdown, then tells every connection on `roster` (one
+/// that opens later sees the signal itself when it is set up).
+async fn tell_on_shutdown(mut shutdown: watch::Receiver<bool>, roster: std::sync::Weak<Roster>) {
+    shutdown_started(&mut shutdown).await;
+    if let Some(roster) = roster.upgrade() {
+        for card in roster.cards() {
+            card.sub.outbox().shut_down();
+        }
     }
 }
 

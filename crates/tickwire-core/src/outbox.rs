@@ -492,6 +492,10 @@ struct State {
     dropped: bool,
     /// The connection is to end as if its transport vanished.
     abandoned: bool,
+    /// A ping is due ([`Outbox::ping`]), not yet taken.
+    ping: bool,
+    /// The server shuts down ([`Outbox::shut_down`]), not yet taken.
+    shutdown: bool,
     /// When the oldest queued data item entered the fan-out.
     oldest: Option<Instant>,
 }
@@ -509,6 +513,8 @@ impl Default for State {
             writer_failed: false,
             dropped: false,
             abandoned: false,
+            ping: false,
+            shutdown: false,
             oldest: None,
         }
     }
@@ -560,14 +566,19 @@ pub struct Batch {
     /// The connection is to end as if its transport vanished
     /// ([`Outbox::abandon`]): write nothing more.
     pub abandoned: bool,
+    /// A ping is due ([`Outbox::ping`]).
+    pub ping: bool,
+    /// The server shuts down ([`Outbox::shut_down`]): say goodbye and close.
+    pub shutdown: bool,
     /// When the oldest data item of the batch entered the fan-out.
     pub oldest: Option<Instant>,
 }
 
 impl Batch {
-    /// Whether the batch carries any item.
+    /// Whether the batch carries any item (a due ping or the shutdown
+    /// included).
     pub fn is_empty(&self) -> bool {
-        self.ctrl.is_empty() && self.data.is_empty()
+        self.ctrl.is_empty() && self.data.is_empty() && !self.ping && !self.shutdown
     }
 }
 
@@ -762,6 +773,27 @@ impl Outbox {
         .await;
     }
 
+    /// Asks the writer for a ping frame (the connection's keep-alive), written
+    /// with its next batch or at once if it waits; never paced and never
+    /// refused for a full queue. A ping already due is not doubled.
+    pub fn ping(&self) {
+        let mut state = self.lock();
+        state.ping = true;
+        let waker = state.waker.take();
+        drop(state);
+        wake(waker);
+    }
+
+    /// Tells the writer that the server shuts down: it sends the protocol's
+    /// goodbye and a close frame (1001) instead of what is queued.
+    pub fn shut_down(&self) {
+        let mut state = self.lock();
+        state.shutdown = true;
+        let waker = state.waker.take();
+        drop(state);
+        wake(waker);
+    }
+
     /// Ends the connection as if its transport vanished: its client is
     /// known to be gone (it came back on another connection) though the
     /// socket did not say so yet. The writer writes nothing more and stops
@@ -813,7 +845,9 @@ impl Outbox {
         let mut state = self.lock();
         batch.dropped = state.dropped;
         batch.abandoned = state.abandoned;
-        let nothing = state.ctrl.is_empty() && state.data.is_empty();
+        // Signals the writer acts on at once, like control items.
+        let signals = state.ping || state.shutdown;
+        let nothing = state.ctrl.is_empty() && state.data.is_empty() && !signals;
         batch.reader_gone = state.reader_gone && nothing;
         if batch.dropped || batch.abandoned || batch.reader_gone {
             return Poll::Ready(());
@@ -836,7 +870,7 @@ impl Outbox {
         }
         if let Some(pacer) = &self.pacer {
             let mut epoch = pacer.epoch();
-            if state.ctrl.is_empty() && state.taken_epoch == epoch {
+            if state.ctrl.is_empty() && !signals && state.taken_epoch == epoch {
                 // Data only, and this period had its write: wait for the next.
                 let same = matches!(&state.waker, Some(w) if w.will_wake(cx.waker()));
                 register(&mut state.waker, cx);
@@ -854,6 +888,8 @@ impl Outbox {
         }
         std::mem::swap(&mut state.data, &mut batch.data);
         batch.oldest = state.oldest.take();
+        batch.ping = std::mem::take(&mut state.ping);
+        batch.shutdown = std::mem::take(&mut state.shutdown);
         let took_ctrl = !state.ctrl.is_empty();
         std::mem::swap(&mut state.ctrl, &mut batch.ctrl);
         drop(state);
@@ -879,6 +915,8 @@ impl Outbox {
         const KEEP: usize = 64;
         batch.data.clear();
         batch.oldest = None;
+        batch.ping = false;
+        batch.shutdown = false;
         if batch.data.capacity() > KEEP {
             batch.data = VecDeque::new();
         }

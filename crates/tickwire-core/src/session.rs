@@ -222,16 +222,22 @@ where
         writer_io,
         WriterConfig {
             reply_opcode: transport.reply_opcode,
-            ping_interval: settings.ping_interval,
             write_timeout: settings.write_timeout,
             goodbye: protocol.goodbye(),
         },
         sub.clone(),
-        connections.shutdown(),
         protocol.sequencer(),
     )
     .metered(meter, connections.latencies().clone());
-    let max_message_bytes = transport.max_message_bytes;
+    // Listed before the check: a shutdown signalled after it finds the
+    // connection on the roster ([`Connections`] tells every listed one).
+    if *connections.shutdown().borrow() {
+        sub.outbox().shut_down();
+    }
+    let limits = Limits {
+        max_message_bytes: transport.max_message_bytes,
+        ping_interval: settings.ping_interval,
+    };
     drop(connections);
     async move {
         let _held = (open, metered, listed, tracker);
@@ -242,14 +248,8 @@ where
                 future: running,
                 exit: None,
             };
-            let (end, ending) = read_loop(
-                &mut reader,
-                &mut protocol,
-                &sub,
-                max_message_bytes,
-                &mut running,
-            )
-            .await;
+            let (end, ending) =
+                read_loop(&mut reader, &mut protocol, &sub, limits, &mut running).await;
             // The writer sends what the reader queued (a close echo, say),
             // then stops.
             sub.outbox().reader_gone();
@@ -324,6 +324,15 @@ impl<F: Future<Output = WriterExit>> Running<'_, F> {
     }
 }
 
+/// What the read loop enforces.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// The largest message read.
+    max_message_bytes: usize,
+    /// Time between two pings the writer sends (none when zero).
+    ping_interval: Duration,
+}
+
 /// How the read loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LoopEnd {
@@ -372,11 +381,15 @@ fn read_some<'a, R: AsyncRead + Unpin>(
 /// Reads messages until the connection ends: moves bytes from the socket
 /// into the codec's [`Reader`], which decides what they are, and acts on
 /// its events.
+///
+/// One timer serves the connection: the read waits until the protocol's
+/// idle deadline or the next ping, whichever is first; a ping due is handed
+/// to the writer through the outbox ([`Outbox::ping`]).
 async fn read_loop<R, P, F>(
     reader: &mut R,
     protocol: &mut P,
     sub: &Subscriber,
-    max: usize,
+    limits: Limits,
     writer: &mut Running<'_, F>,
 ) -> (LoopEnd, Ending)
 where
@@ -391,7 +404,7 @@ where
         reason: reason.into(),
         last: None,
     };
-    let mut frames = Reader::new(max);
+    let mut frames = Reader::new(limits.max_message_bytes);
     let mut buf = BytesMut::new();
     let mut close_sent = false;
     let now = Instant::now();
@@ -399,6 +412,9 @@ where
         last_frame: now,
         last_message: now,
     };
+    // Tokio's clock, as the timer's: the ping does not drift from it.
+    let mut next_ping = (!limits.ping_interval.is_zero())
+        .then(|| tokio::time::Instant::now() + limits.ping_interval);
     loop {
         let seen = frames.frames();
         let event = match frames.read(&mut buf) {
@@ -430,9 +446,10 @@ where
             }
             let limit = wanted.max(MIN_READ);
             let deadline = if close_sent {
-                now + CLOSE_LINGER
+                tokio::time::Instant::from_std(now + CLOSE_LINGER)
             } else {
-                protocol.deadline(&activity)
+                let idle = tokio::time::Instant::from_std(protocol.deadline(&activity));
+                next_ping.map_or(idle, |ping| ping.min(idle))
             };
             let read = tokio::select! {
                 biased;
@@ -446,7 +463,7 @@ where
                         _ => return (LoopEnd::Done, Closed),
                     }
                 }
-                read = tokio::time::timeout_at(deadline.into(), read_some(reader, &mut buf, limit)) => read,
+                read = tokio::time::timeout_at(deadline, read_some(reader, &mut buf, limit)) => read,
             };
             match read {
                 Ok(Ok(0)) => {
@@ -460,6 +477,13 @@ where
                 }
                 Err(_elapsed) if close_sent => return (LoopEnd::Done, Closed),
                 Err(_elapsed) => {
+                    let due = tokio::time::Instant::now();
+                    if let Some(ping) = next_ping.filter(|ping| *ping <= due) {
+                        outbox.ping();
+                        // A late timer delays the next ping rather than
+                        // sending two in a row.
+                        next_ping = Some(due.max(ping) + limits.ping_interval);
+                    }
                     // Activity the protocol tracks elsewhere (data sent) may
                     // have moved the deadline.
                     if protocol.deadline(&activity) > Instant::now() {
@@ -603,7 +627,7 @@ mod tests {
     /// The bound on a connection's own state (its task's future, without the
     /// endpoint's protocol): what an idle connection mostly costs. The writer
     /// runs in this future, not in a task of its own.
-    const SESSION_BUDGET: usize = 2048;
+    const SESSION_BUDGET: usize = 1536;
 
     #[tokio::test]
     async fn a_connection_is_one_task_whose_state_fits_its_budget() {
@@ -647,6 +671,77 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(connections.open(), 0);
+    }
+
+    /// A session of `Echo` over an in-memory socket with `settings`, its
+    /// client side and the sender of the server's shutdown signal.
+    fn session_with(
+        settings: crate::ConnectionSettings,
+    ) -> (
+        tokio::io::DuplexStream,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (client, server) = tokio::io::duplex(4096);
+        let (read, write) = tokio::io::split(server);
+        let (shutdown, rx) = tokio::sync::watch::channel(false);
+        let connections = Connections::new(settings, rx);
+        let (tracker, _drained) = crate::connections::tracker();
+        let session = run(read, write, connections, transport(), |_| Echo, tracker);
+        (client, shutdown, tokio::spawn(session))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_one_timer_pings_every_interval_beside_the_idle_deadline() {
+        let settings = crate::ConnectionSettings {
+            ping_interval: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let (mut client, _shutdown, _task) = session_with(settings);
+        let start = tokio::time::Instant::now();
+        for n in 1..=3u32 {
+            let mut ping = [0u8; 2];
+            client.read_exact(&mut ping).await.unwrap();
+            assert_eq!(ping, [0x89, 0x00]);
+            assert_eq!(start.elapsed(), Duration::from_secs(10) * n);
+        }
+        // A message in between does not move the pings.
+        client.write_all(&client_text(b"hi")).await.unwrap();
+        let mut echo = [0u8; 4];
+        client.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"\x81\x02hi");
+        let mut ping = [0u8; 2];
+        client.read_exact(&mut ping).await.unwrap();
+        assert_eq!(ping, [0x89, 0x00]);
+        assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+
+    #[tokio::test]
+    async fn the_servers_shutdown_reaches_every_open_connection_and_later_ones() {
+        let (mut client, shutdown, task) = session_with(Default::default());
+        shutdown.send(true).unwrap();
+        let mut close = [0u8; 4];
+        client.read_exact(&mut close).await.unwrap();
+        assert_eq!(close[0], 0x88, "a close frame");
+        assert_eq!(close[2..], 1001u16.to_be_bytes());
+        client.write_all(&[0x88, 0x80, 0, 0, 0, 0]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // A connection set up after the signal closes at once too.
+        let (client, server) = tokio::io::duplex(4096);
+        let (read, write) = tokio::io::split(server);
+        let (_sent, rx) = tokio::sync::watch::channel(true);
+        let connections = Connections::new(Default::default(), rx);
+        let (tracker, _drained) = crate::connections::tracker();
+        let session = run(read, write, connections, transport(), |_| Echo, tracker);
+        let _task = tokio::spawn(session);
+        let mut client = client;
+        let mut close = [0u8; 4];
+        client.read_exact(&mut close).await.unwrap();
+        assert_eq!(close[2..], 1001u16.to_be_bytes());
     }
 
     #[tokio::test]

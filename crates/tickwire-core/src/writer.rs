@@ -34,7 +34,6 @@ use bytes::{Bytes, BytesMut};
 use tickwire_websocket::close_code;
 use tickwire_websocket::frame::{OpCode, frame, put_close, put_control, put_frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::meter::{Latencies, Meter, SAMPLE_WRITES};
@@ -173,8 +172,6 @@ pub enum WriterExit {
 pub struct WriterConfig {
     /// The opcode of replies ([`Control::Reply`]) and goodbyes: text or binary.
     pub reply_opcode: OpCode,
-    /// Time between two WebSocket pings.
-    pub ping_interval: Duration,
     /// Longest a single write may take.
     pub write_timeout: Duration,
     /// A message sent before the close frame when the gateway shuts down
@@ -187,7 +184,6 @@ pub struct Writer<W> {
     io: W,
     config: WriterConfig,
     sub: Subscriber,
-    shutdown: watch::Receiver<bool>,
     /// The frames of one batch; empty (unallocated) between batches.
     buf: BytesMut,
     sequencer: Option<Box<dyn Sequencer>>,
@@ -228,14 +224,12 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
         io: W,
         config: WriterConfig,
         sub: Subscriber,
-        shutdown: watch::Receiver<bool>,
         sequencer: Option<Box<dyn Sequencer>>,
     ) -> Self {
         Writer {
             io,
             config,
             sub,
-            shutdown,
             buf: BytesMut::new(),
             sequencer,
             started: false,
@@ -286,51 +280,38 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
         exit
     }
 
+    /// The writer waits on its outbox alone: pings ([`Outbox::ping`], from
+    /// the session's one timer) and the server's shutdown
+    /// ([`Outbox::shut_down`], from [`Connections`](crate::Connections)) come
+    /// through it, so a connection holds no timer and no shutdown waiter of
+    /// its writer's own.
     async fn serve(&mut self) -> WriterExit {
-        let start = tokio::time::Instant::now() + self.config.ping_interval;
-        let mut ping = tokio::time::interval_at(start, self.config.ping_interval);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut shutting_down = *self.shutdown.borrow();
-        // One waiter on the gateway-wide shutdown signal for the life of the
-        // connection, not one registration per batch.
-        let mut shutdown_rx = self.shutdown.clone();
-        let shutdown = crate::shutdown_started(&mut shutdown_rx);
-        tokio::pin!(shutdown);
         let mut batch = Batch::default();
         loop {
-            let mut ping_due = false;
-            if !shutting_down {
-                let outbox = self.sub.outbox();
-                tokio::select! {
-                    biased;
-                    () = outbox.take(&mut batch) => {}
-                    // Also when the gateway is gone (the sender dropped).
-                    () = &mut shutdown, if !shutting_down => {
-                        shutting_down = true;
-                        continue;
-                    }
-                    _ = ping.tick() => ping_due = true,
-                }
-                if batch.dropped {
-                    self.close_slow_consumer();
-                    return WriterExit::Failed;
-                }
-                if batch.abandoned {
-                    return self.failed();
-                }
-                if batch.reader_gone {
-                    return WriterExit::ReaderGone;
-                }
+            self.sub.outbox().take(&mut batch).await;
+            if batch.dropped {
+                self.close_slow_consumer();
+                return WriterExit::Failed;
             }
+            if batch.abandoned {
+                return self.failed();
+            }
+            if batch.reader_gone {
+                return WriterExit::ReaderGone;
+            }
+            let (ping_due, shutting_down) = (batch.ping, batch.shutdown);
             let mut stop = false;
             // One queued frame and nothing else: write the shared bytes as they are.
-            let single =
-                (self.started && batch.ctrl.is_empty() && batch.data.len() == 1 && !ping_due)
-                    .then(|| match &batch.data[0].out {
-                        Outbound::Frame(frame) => Some(frame.clone()),
-                        Outbound::Sequenced(_) => None,
-                    })
-                    .flatten();
+            let single = (self.started
+                && batch.ctrl.is_empty()
+                && batch.data.len() == 1
+                && !ping_due
+                && !shutting_down)
+                .then(|| match &batch.data[0].out {
+                    Outbound::Frame(frame) => Some(frame.clone()),
+                    Outbound::Sequenced(_) => None,
+                })
+                .flatten();
             if let Some(frame) = single {
                 batch.data.clear();
                 if !self.flush(&frame).await {
@@ -608,7 +589,7 @@ mod tests {
 
     /// A writer over a [`Recorder`], its data paced in periods of
     /// `write_delay` (none when zero), and its subscriber.
-    fn recorded_writer(write_delay: Duration) -> (Subscriber, Recorder, watch::Sender<bool>) {
+    fn recorded_writer(write_delay: Duration) -> (Subscriber, Recorder) {
         recorded_writer_with(write_delay, None)
     }
 
@@ -616,7 +597,7 @@ mod tests {
     fn recorded_writer_with(
         write_delay: Duration,
         sequencer: Option<Box<dyn Sequencer>>,
-    ) -> (Subscriber, Recorder, watch::Sender<bool>) {
+    ) -> (Subscriber, Recorder) {
         let pacer = Pacer::start(write_delay);
         let sub = Subscriber::new(
             1,
@@ -629,20 +610,18 @@ mod tests {
             Arc::new(SlowConsumerStats::default()),
         );
         let recorder = Recorder::default();
-        let (shutdown_tx, shutdown) = watch::channel(false);
         let config = WriterConfig {
             reply_opcode: OpCode::Text,
-            ping_interval: Duration::from_secs(3600),
             write_timeout: Duration::from_secs(10),
-            goodbye: None,
+            goodbye: Some(Bytes::from_static(b"bye")),
         };
-        let writer = Writer::new(recorder.clone(), config, sub.clone(), shutdown, sequencer);
+        let writer = Writer::new(recorder.clone(), config, sub.clone(), sequencer);
         tokio::spawn(async move {
             // The pacer lives as long as the writer, as the gateway's does.
             let _pacer = pacer;
             writer.run().await
         });
-        (sub, recorder, shutdown_tx)
+        (sub, recorder)
     }
 
     /// Lets the writer task run without moving the (paused) clock.
@@ -669,7 +648,7 @@ mod tests {
     async fn data_in_a_period_already_written_waits_for_the_next_in_one_write() {
         let ms = Duration::from_millis;
         // Periods start at 0, 10, 20, ... ms.
-        let (sub, recorder, _shutdown) = recorded_writer(ms(10));
+        let (sub, recorder) = recorded_writer(ms(10));
         offer_at(&sub, ms(0), b"a").await;
         // 1 ms and 4 ms: the period of `a` had its write, both wait for 10 ms.
         offer_at(&sub, ms(1), b"b").await;
@@ -694,7 +673,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_a_delay_every_batch_is_written_at_once() {
         let ms = Duration::from_millis;
-        let (sub, recorder, _shutdown) = recorded_writer(Duration::ZERO);
+        let (sub, recorder) = recorded_writer(Duration::ZERO);
         offer_at(&sub, ms(0), b"a").await;
         offer_at(&sub, ms(1), b"b").await;
         offer_at(&sub, ms(3), b"c").await;
@@ -711,7 +690,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn replies_do_not_wait_for_the_write_delay() {
         let ms = Duration::from_millis;
-        let (sub, recorder, _shutdown) = recorded_writer(ms(50));
+        let (sub, recorder) = recorded_writer(ms(50));
         offer_at(&sub, ms(0), b"a").await;
         tokio::time::sleep(ms(1)).await;
         reply_r(&sub).await;
@@ -725,9 +704,55 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_due_ping_goes_out_at_once_with_the_waiting_data_and_only_once() {
+        let ms = Duration::from_millis;
+        let (sub, recorder) = recorded_writer(ms(50));
+        offer_at(&sub, ms(0), b"a").await;
+        // Data of the same period waits for the next; a ping does not, and
+        // takes the waiting data along (as a reply does).
+        offer_at(&sub, ms(1), b"b").await;
+        assert_eq!(recorder.writes().len(), 1);
+        sub.outbox().ping();
+        sub.outbox().ping();
+        settle().await;
+        let writes = recorder.writes();
+        assert_eq!(
+            writes,
+            [
+                (ms(0), b"\x81\x01a".to_vec()),
+                (ms(1), b"\x81\x01b\x89\x00".to_vec()),
+            ]
+        );
+        tokio::time::sleep(ms(100)).await;
+        settle().await;
+        assert_eq!(recorder.writes().len(), 2, "no second ping");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_shutdown_says_goodbye_and_closes_with_1001_instead_of_the_queue() {
+        let ms = Duration::from_millis;
+        let (sub, recorder) = recorded_writer(Duration::ZERO);
+        offer_at(&sub, ms(0), b"a").await;
+        // Queued with the shutdown: not written.
+        assert!(sub.offer(0, Outbound::text(b"late")));
+        sub.outbox().shut_down();
+        settle().await;
+        let writes = recorder.writes();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert_eq!(&writes[0].1[..], b"\x81\x01a");
+        let last = &writes[1].1;
+        assert!(
+            last.starts_with(b"\x81\x03bye\x88"),
+            "goodbye, then close: {last:?}"
+        );
+        assert_eq!(&last[7..9], &1001u16.to_be_bytes(), "{last:?}");
+        assert!(!last.windows(4).any(|w| w == b"late"), "{last:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_reply_during_the_wait_goes_out_at_once_with_the_waiting_data() {
         let ms = Duration::from_millis;
-        let (sub, recorder, _shutdown) = recorded_writer(ms(50));
+        let (sub, recorder) = recorded_writer(ms(50));
         offer_at(&sub, ms(0), b"a").await;
         // Waits until 50 ms...
         offer_at(&sub, ms(1), b"b").await;
@@ -790,8 +815,7 @@ mod tests {
             limit: 2,
             acks: acks.clone(),
         };
-        let (sub, recorder, _shutdown) =
-            recorded_writer_with(Duration::ZERO, Some(Box::new(sequencer)));
+        let (sub, recorder) = recorded_writer_with(Duration::ZERO, Some(Box::new(sequencer)));
         let msg: Arc<dyn SequencedMessage> = Arc::new(Numbered);
         for _ in 0..2 {
             assert!(sub.offer(0, Outbound::Sequenced(msg.clone())));
@@ -839,8 +863,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_sequencer_resumes_once_after_the_opening_and_before_data() {
-        let (sub, recorder, _shutdown) =
-            recorded_writer_with(Duration::ZERO, Some(Box::new(Resuming(0))));
+        let (sub, recorder) = recorded_writer_with(Duration::ZERO, Some(Box::new(Resuming(0))));
         // What a session queues before its writer starts: the opening, and
         // data that raced it.
         let msg: Arc<dyn SequencedMessage> = Arc::new(Numbered);
@@ -889,16 +912,8 @@ mod tests {
     }
 
     /// A connection with a queue of `capacity` that disconnects when full,
-    /// no pacing, and the writer settings of the tests (and the sender
-    /// that keeps the shutdown signal open).
-    fn bare(
-        capacity: usize,
-    ) -> (
-        Subscriber,
-        watch::Receiver<bool>,
-        WriterConfig,
-        watch::Sender<bool>,
-    ) {
+    /// no pacing, and the writer settings of the tests.
+    fn bare(capacity: usize) -> (Subscriber, WriterConfig) {
         let sub = Subscriber::new(
             1,
             0,
@@ -909,20 +924,18 @@ mod tests {
             },
             Arc::new(SlowConsumerStats::default()),
         );
-        let (tx, shutdown) = watch::channel(false);
         let config = WriterConfig {
             reply_opcode: OpCode::Text,
-            ping_interval: Duration::from_secs(3600),
             write_timeout: Duration::from_secs(10),
             goodbye: None,
         };
-        (sub, shutdown, config, tx)
+        (sub, config)
     }
 
     /// Runs a writer over a broken socket until it gives up.
     async fn broken_writer(sequencer: Option<Box<dyn Sequencer>>) -> (Subscriber, WriterExit) {
-        let (sub, shutdown, config, _tx) = bare(16);
-        let writer = Writer::new(Broken, config, sub.clone(), shutdown, sequencer);
+        let (sub, config) = bare(16);
+        let writer = Writer::new(Broken, config, sub.clone(), sequencer);
         assert!(sub.offer(0, Outbound::text(b"lost on the wire")));
         (sub.clone(), writer.run().await)
     }
@@ -961,13 +974,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_connection_ends_as_vanished_and_keeps_its_queue() {
-        let (sub, shutdown, config, _tx) = bare(16);
+        let (sub, config) = bare(16);
         let recorder = Recorder::default();
         let writer = Writer::new(
             recorder.clone(),
             config,
             sub.clone(),
-            shutdown,
             Some(Box::new(Resuming(0))),
         );
         let writer = tokio::spawn(writer.run());
@@ -983,7 +995,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_consumer_gets_a_close_frame_and_an_abortive_close() {
-        let (sub, recorder, _shutdown) = recorded_writer(Duration::ZERO);
+        let (sub, recorder) = recorded_writer(Duration::ZERO);
         // More than the queue holds while the writer is not scheduled.
         let offered: Vec<bool> = (0..20)
             .map(|_| sub.offer(0, Outbound::text(b"x")))
@@ -1034,10 +1046,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_writer_stuck_on_a_full_socket_drops_a_slow_consumer_at_once() {
-        let (sub, shutdown, config, _tx) = bare(4);
+        let (sub, config) = bare(4);
         let socket = Stuck::default();
-        let writer =
-            tokio::spawn(Writer::new(socket.clone(), config, sub.clone(), shutdown, None).run());
+        let writer = tokio::spawn(Writer::new(socket.clone(), config, sub.clone(), None).run());
         assert!(sub.offer(0, Outbound::text(b"blocks the socket")));
         settle().await;
         let started = tokio::time::Instant::now();
