@@ -16,10 +16,13 @@
 //! - conflates LTP updates to one per window per instrument ([`Throttle`]), so the last
 //!   tick of a burst always arrives;
 //! - counts subscribers per key so the upstream adapter is subscribed by the first
-//!   client and unsubscribed when the last one leaves ([`UpstreamRefs`]).
+//!   client and unsubscribed when the last one leaves ([`UpstreamRefs`]);
+//! - and, for clients, encodes requests ([`encode_request`], which [`decode_request`]
+//!   reads back as the same [`Request`]) and decodes every reply of either style into a
+//!   typed [`Reply`] ([`decode_reply`]; see *Client* below).
 //!
 //! It does no I/O and keeps no clock: sockets, tasks, timers, API-key checks and the
-//! adapters belong to the gateway, which passes the time in.
+//! adapters belong to the gateway (or the client), which passes the time in.
 //!
 //! # Example
 //!
@@ -60,7 +63,44 @@
 //! }
 //! # Ok::<(), tickwire_proxy::ProxyError>(())
 //! ```
+//!
+//! # Client
+//!
+//! A client writes its requests with [`encode_request`] and reads each frame it receives
+//! with [`decode_reply`]; the socket is its own (the repository's `examples/proxy_client.rs`
+//! runs this over `tokio-tungstenite`).
+//!
+//! ```
+//! use tickwire_model::Instrument;
+//! use tickwire_proxy::{decode_reply, encode_request, Mode, Reply, Request, Status, Subscribe};
+//!
+//! let mut sent = vec![encode_request(&Request::authenticate("tickwire-demo-key"))];
+//! let nse = |s| Instrument::new(s, "NSE");
+//! sent.push(encode_request(&Subscribe::new([nse("RELIANCE"), nse("TCS")], Mode::Quote).into()));
+//!
+//! // The frames that come back, as a server in the documented style sends them.
+//! let received: [&[u8]; 3] = [
+//!     br#"{"type":"auth_response","status":"success","message":"Authentication successful"}"#,
+//!     br#"{"type":"subscribe_response","status":"partial","subscriptions":[{"symbol":"RELIANCE","exchange":"NSE","status":"success","mode":"Quote","depth":5,"broker":"tickwire"},{"symbol":"TCS","exchange":"NSE","status":"error","message":"No adapter carries NSE:TCS","broker":"tickwire"}],"message":"Subscription processing complete","broker":"tickwire"}"#,
+//!     br#"{"type":"market_data","symbol":"RELIANCE","exchange":"NSE","mode":2,"data":{"ltp":2850.5,"open":2820.0,"high":2860.0,"low":2815.0,"close":2848.25,"volume":1500000,"bid":2850.45,"ask":2850.55,"bid_qty":500,"ask_qty":750,"timestamp":1748353658856}}"#,
+//! ];
+//! for frame in received {
+//!     match decode_reply(frame)? {
+//!         Reply::Auth(_) => {}
+//!         Reply::Subscribed(reply) => {
+//!             assert_eq!(reply.status, Status::Partial);
+//!             assert!(reply.subscriptions[1].result.is_err());
+//!         }
+//!         Reply::MarketData(md) => {
+//!             assert_eq!((md.mode(), md.ltp()), (Mode::Quote, Some(2850.5)));
+//!         }
+//!         other => panic!("unexpected {other:?}"),
+//!     }
+//! }
+//! # Ok::<(), tickwire_proxy::ReplyError>(())
+//! ```
 
+mod client;
 mod error;
 mod json;
 mod market;
@@ -70,6 +110,11 @@ mod reply;
 mod request;
 mod throttle;
 
+pub use client::{
+    Authenticated, BrokerDetails, DepthData, LtpData, MarketData, MarketFields, Pong, QuoteData,
+    Reply, ReplyError, Status, Subscribed, Subscription, Unsubscribed, decode_reply,
+    encode_request,
+};
 pub use error::ProxyError;
 pub use market::{MarketState, encode_market_data};
 pub use mode::{Depth, Mode, SubKey, Topic, UpdateKind, topics_fed};

@@ -65,6 +65,27 @@ pub struct Unsubscribe {
 pub struct RawJson(Box<str>);
 
 impl RawJson {
+    /// Checks that `json` is one JSON value and keeps its text, surrounding whitespace
+    /// trimmed, for a request to carry (`request_id`, a ping's `timestamp` and
+    /// `_pingId`). `null` is sent as written but reads back as no value at all.
+    ///
+    /// ```
+    /// use tickwire_proxy::RawJson;
+    ///
+    /// assert_eq!(RawJson::new(" \"r-1\" ")?.as_str(), "\"r-1\"");
+    /// assert!(RawJson::new("{").is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn new(json: &str) -> Result<RawJson, serde_json::Error> {
+        let raw: &RawValue = serde_json::from_str(json)?;
+        Ok(RawJson::of(raw))
+    }
+
+    /// The text of a value the parser has already checked.
+    pub(crate) fn of(raw: &RawValue) -> RawJson {
+        RawJson(raw.get().into())
+    }
+
     /// The JSON text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -72,7 +93,7 @@ impl RawJson {
 }
 
 /// A `ping` request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Ping {
     /// The client's `timestamp`, echoed as `client_timestamp`.
     pub client_timestamp: Option<RawJson>,
@@ -356,8 +377,7 @@ fn value_of(raw: &RawValue) -> Value {
 }
 
 fn raw(raw: Option<&RawValue>) -> Option<RawJson> {
-    raw.filter(|r| r.get() != "null")
-        .map(|r| RawJson(r.get().into()))
+    raw.filter(|r| r.get() != "null").map(RawJson::of)
 }
 
 /// Python truthiness, as the reference's `a or b` applies it.
