@@ -175,11 +175,11 @@ pub fn start_session<P: Protocol>(
             // stream. They are a slice of hyper's whole read buffer (8 KiB or
             // more): copy them out, so that the buffer is freed now rather
             // than held for the life of the connection.
-            let early = Bytes::copy_from_slice(&parts.read_buf);
+            let early = BytesMut::from(&parts.read_buf[..]);
             drop(parts.read_buf);
-            let read = std::io::Cursor::new(early).chain(read);
             Either::Left(session::run(
                 read,
+                early,
                 write,
                 connections,
                 transport,
@@ -191,6 +191,7 @@ pub fn start_session<P: Protocol>(
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
             Either::Right(session::run(
                 read,
+                BytesMut::new(),
                 write,
                 connections,
                 transport,

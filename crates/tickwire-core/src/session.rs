@@ -170,13 +170,16 @@ pub struct Transport {
 }
 
 /// Runs one connection to its end: `make` builds the endpoint's protocol
-/// around the connection's [`Subscriber`].
+/// around the connection's [`Subscriber`]. `early` holds what was read from
+/// `reader` before (bytes the HTTP server read past the upgrade request);
+/// the session reads them first.
 ///
 /// The connection is set up (registered, its protocol and writer built)
 /// when this is called; the future returned holds only what the live
 /// connection needs, which is most of what an idle connection costs.
 pub fn run<R, W, P>(
     mut reader: R,
+    mut early: BytesMut,
     writer_io: W,
     connections: Arc<Connections>,
     transport: Transport,
@@ -185,7 +188,7 @@ pub fn run<R, W, P>(
 ) -> impl Future<Output = ()>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + crate::writer::AbortiveClose + Unpin,
+    W: AsyncWrite + crate::writer::AbortiveClose + Unpin + Send,
     P: Protocol,
 {
     let open = connections.opened();
@@ -223,7 +226,7 @@ where
         WriterConfig {
             reply_opcode: transport.reply_opcode,
             write_timeout: settings.write_timeout,
-            goodbye: protocol.goodbye(),
+            goodbye: protocol.goodbye().map(Box::new),
         },
         sub.clone(),
         protocol.sequencer(),
@@ -240,7 +243,6 @@ where
     };
     drop(connections);
     async move {
-        let _held = (open, metered, listed, tracker);
         let ending = {
             let running = writer.run_in_place().fuse();
             tokio::pin!(running);
@@ -248,8 +250,15 @@ where
                 future: running,
                 exit: None,
             };
-            let (end, ending) =
-                read_loop(&mut reader, &mut protocol, &sub, limits, &mut running).await;
+            let (end, ending) = read_loop(
+                &mut reader,
+                &mut early,
+                &mut protocol,
+                &sub,
+                limits,
+                &mut running,
+            )
+            .await;
             // The writer sends what the reader queued (a close echo, say),
             // then stops.
             sub.outbox().reader_gone();
@@ -277,6 +286,9 @@ where
         sub.outbox().writer_gone();
         drop(protocol);
         debug!(connection = id, "disconnected");
+        // Held to the end, as they were (not moved into a tuple of their
+        // own: the future would keep them twice).
+        drop((open, metered, listed, tracker));
     }
 }
 
@@ -301,12 +313,20 @@ impl<F: Future<Output = WriterExit>> Running<'_, F> {
     /// Queues `item` for the writer, running the writer meanwhile if the
     /// control queue is full (it is what makes room): `false` when the
     /// writer is gone.
-    async fn send(&mut self, outbox: &Outbox, item: Control) -> bool {
+    ///
+    /// Not an `async fn`: the common case is done before the future exists,
+    /// and the rare wait is boxed, so that what the read loop keeps at each
+    /// of its sends is a pointer, not the wait's state.
+    fn send<'s>(
+        &'s mut self,
+        outbox: &'s Outbox,
+        item: Control,
+    ) -> impl Future<Output = bool> + 's {
         match outbox.try_send_control(item) {
-            Ok(()) => true,
-            // Boxed: the wait is rare, and its state is not kept inline in
-            // every connection's task.
-            Err(item) => Box::pin(self.send_waiting(outbox, item)).await,
+            Ok(()) => futures_util::future::Either::Left(std::future::ready(true)),
+            Err(item) => {
+                futures_util::future::Either::Right(Box::pin(self.send_waiting(outbox, item)))
+            }
         }
     }
 
@@ -385,158 +405,177 @@ fn read_some<'a, R: AsyncRead + Unpin>(
 /// One timer serves the connection: the read waits until the protocol's
 /// idle deadline or the next ping, whichever is first; a ping due is handed
 /// to the writer through the outbox ([`Outbox::ping`]).
-async fn read_loop<R, P, F>(
-    reader: &mut R,
-    protocol: &mut P,
-    sub: &Subscriber,
+///
+/// Written for the size of the connection's state (an idle connection is
+/// mostly this future): not an `async fn`, whose arguments would be kept
+/// twice; the codec's event and the protocol's step are dropped before the
+/// loop waits, and no event is alive while it reads.
+fn read_loop<'a, R, P, F>(
+    reader: &'a mut R,
+    buf: &'a mut BytesMut,
+    protocol: &'a mut P,
+    sub: &'a Subscriber,
     limits: Limits,
-    writer: &mut Running<'_, F>,
-) -> (LoopEnd, Ending)
+    writer: &'a mut Running<'_, F>,
+) -> impl Future<Output = (LoopEnd, Ending)> + 'a
 where
     R: AsyncRead + Unpin,
     P: Protocol,
     F: Future<Output = WriterExit>,
 {
     use Ending::{Closed, Vanished};
-    let outbox = sub.outbox();
     let close = |code: u16, reason: &str| Control::Close {
         code,
         reason: reason.into(),
         last: None,
     };
-    let mut frames = Reader::new(limits.max_message_bytes);
-    let mut buf = BytesMut::new();
-    let mut close_sent = false;
-    let now = Instant::now();
-    let mut activity = Activity {
-        last_frame: now,
-        last_message: now,
-    };
-    // Tokio's clock, as the timer's: the ping does not drift from it.
-    let mut next_ping = (!limits.ping_interval.is_zero())
-        .then(|| tokio::time::Instant::now() + limits.ping_interval);
-    loop {
-        let seen = frames.frames();
-        let event = match frames.read(&mut buf) {
-            Ok(event) => event,
-            Err(e) => {
-                if close_sent {
-                    return (LoopEnd::Done, Closed);
-                }
-                warn!(connection = sub.id(), error = %e, code = e.close_code(), "bad WebSocket frame; closing");
-                writer
-                    .send(outbox, close(e.close_code(), e.close_reason()))
-                    .await;
-                return (LoopEnd::Drain, Closed);
-            }
-        };
+    async move {
+        let outbox = sub.outbox();
+        let mut frames = Reader::new(limits.max_message_bytes);
+        let mut close_sent = false;
         let now = Instant::now();
-        if frames.frames() != seen {
-            activity.last_frame = now;
-        }
-        let Some(event) = event else {
-            // Nothing whole yet: read more. A connection waiting for a new
-            // frame holds no buffer; one in the middle of a frame reserves
-            // what the frame needs.
-            let wanted = frames.wanted(&buf).saturating_sub(buf.len());
-            if buf.is_empty() {
-                buf = BytesMut::new();
-            } else {
-                buf.reserve(wanted);
-            }
-            let limit = wanted.max(MIN_READ);
-            let deadline = if close_sent {
-                tokio::time::Instant::from_std(now + CLOSE_LINGER)
-            } else {
-                let idle = tokio::time::Instant::from_std(protocol.deadline(&activity));
-                next_ping.map_or(idle, |ping| ping.min(idle))
-            };
-            let read = tokio::select! {
-                biased;
-                exit = writer.ended(), if writer.exit.is_none() => {
-                    match exit {
-                        WriterExit::CloseSent => {
-                            close_sent = true;
-                            continue;
+        let mut activity = Activity {
+            last_frame: now,
+            last_message: now,
+        };
+        // Tokio's clock, as the timer's: the ping does not drift from it.
+        let mut next_ping = (!limits.ping_interval.is_zero())
+            .then(|| tokio::time::Instant::now() + limits.ping_interval);
+        loop {
+            // What to send: the event and the protocol's step are gone
+            // before the first send waits.
+            let replies = {
+                // Read until the codec has an event.
+                let (event, now) = loop {
+                    let seen = frames.frames();
+                    let now = Instant::now();
+                    let error = {
+                        let read = frames.read(buf);
+                        if frames.frames() != seen {
+                            activity.last_frame = now;
                         }
-                        WriterExit::IoFailed => return (LoopEnd::Done, Vanished),
-                        _ => return (LoopEnd::Done, Closed),
+                        match read {
+                            Ok(Some(event)) => break (event, now),
+                            Ok(None) => None,
+                            Err(e) => Some(e),
+                        }
+                    };
+                    if let Some(e) = error {
+                        if close_sent {
+                            return (LoopEnd::Done, Closed);
+                        }
+                        warn!(connection = sub.id(), error = %e, code = e.close_code(), "bad WebSocket frame; closing");
+                        let bye = close(e.close_code(), e.close_reason());
+                        writer.send(outbox, bye).await;
+                        return (LoopEnd::Drain, Closed);
                     }
-                }
-                read = tokio::time::timeout_at(deadline, read_some(reader, &mut buf, limit)) => read,
-            };
-            match read {
-                Ok(Ok(0)) => {
-                    debug!(connection = sub.id(), "connection ended");
-                    return (LoopEnd::Done, if close_sent { Closed } else { Vanished });
-                }
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => {
-                    debug!(connection = sub.id(), error = %e, "connection ended");
-                    return (LoopEnd::Done, if close_sent { Closed } else { Vanished });
-                }
-                Err(_elapsed) if close_sent => return (LoopEnd::Done, Closed),
-                Err(_elapsed) => {
-                    let due = tokio::time::Instant::now();
-                    if let Some(ping) = next_ping.filter(|ping| *ping <= due) {
-                        outbox.ping();
-                        // A late timer delays the next ping rather than
-                        // sending two in a row.
-                        next_ping = Some(due.max(ping) + limits.ping_interval);
+                    // Nothing whole yet: read more. A connection waiting for a new
+                    // frame holds no buffer; one in the middle of a frame reserves
+                    // what the frame needs.
+                    let wanted = frames.wanted(buf).saturating_sub(buf.len());
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    } else {
+                        buf.reserve(wanted);
                     }
-                    // Activity the protocol tracks elsewhere (data sent) may
-                    // have moved the deadline.
-                    if protocol.deadline(&activity) > Instant::now() {
+                    let limit = wanted.max(MIN_READ);
+                    let deadline = if close_sent {
+                        tokio::time::Instant::from_std(now + CLOSE_LINGER)
+                    } else {
+                        let idle = tokio::time::Instant::from_std(protocol.deadline(&activity));
+                        next_ping.map_or(idle, |ping| ping.min(idle))
+                    };
+                    let read = tokio::select! {
+                        biased;
+                        exit = writer.ended(), if writer.exit.is_none() => {
+                            match exit {
+                                WriterExit::CloseSent => {
+                                    close_sent = true;
+                                    continue;
+                                }
+                                WriterExit::IoFailed => return (LoopEnd::Done, Vanished),
+                                _ => return (LoopEnd::Done, Closed),
+                            }
+                        }
+                        read = tokio::time::timeout_at(deadline, read_some(reader, buf, limit)) => read,
+                    };
+                    match read {
+                        Ok(Ok(0)) => {
+                            debug!(connection = sub.id(), "connection ended");
+                            return (LoopEnd::Done, if close_sent { Closed } else { Vanished });
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            debug!(connection = sub.id(), error = %e, "connection ended");
+                            return (LoopEnd::Done, if close_sent { Closed } else { Vanished });
+                        }
+                        Err(_elapsed) if close_sent => return (LoopEnd::Done, Closed),
+                        Err(_elapsed) => {
+                            let due = tokio::time::Instant::now();
+                            if let Some(ping) = next_ping.filter(|ping| *ping <= due) {
+                                outbox.ping();
+                                // A late timer delays the next ping rather than
+                                // sending two in a row.
+                                next_ping = Some(due.max(ping) + limits.ping_interval);
+                            }
+                            // Activity the protocol tracks elsewhere (data sent) may
+                            // have moved the deadline.
+                            if protocol.deadline(&activity) > Instant::now() {
+                                continue;
+                            }
+                            let (code, reason) = protocol.idle_close();
+                            debug!(connection = sub.id(), reason, "closing an idle connection");
+                            let bye = close(code, reason);
+                            writer.send(outbox, bye).await;
+                            return (LoopEnd::Done, Closed);
+                        }
+                    }
+                };
+                if close_sent {
+                    if matches!(event, Event::Close(_)) {
+                        return (LoopEnd::Done, Closed);
+                    }
+                    continue;
+                }
+                match event {
+                    Event::Close(payload) => {
+                        // Echo the client's close (RFC 6455 §5.5.1) and end.
+                        writer.send(outbox, Control::CloseEcho(payload)).await;
+                        return (LoopEnd::Done, Closed);
+                    }
+                    Event::Ping(payload) => {
+                        activity.last_message = now;
+                        if !writer.send(outbox, Control::Pong(payload)).await {
+                            return (LoopEnd::Done, Vanished);
+                        }
                         continue;
                     }
-                    let (code, reason) = protocol.idle_close();
-                    debug!(connection = sub.id(), reason, "closing an idle connection");
-                    writer.send(outbox, close(code, reason)).await;
-                    return (LoopEnd::Done, Closed);
+                    Event::Pong(_) => continue,
+                    Event::Message { kind, payload } => {
+                        activity.last_message = now;
+                        let step = protocol.on_message(kind, &payload, now);
+                        drop(payload);
+                        if let Some(n) = protocol.subscriptions() {
+                            sub.set_subscriptions(n);
+                        }
+                        match step {
+                            Step::Nothing => Vec::new(),
+                            Step::Reply(bytes) => vec![Control::Reply(bytes)],
+                            Step::Replies(all) => all.into_iter().map(Control::Reply).collect(),
+                            Step::Frame(frame) => vec![Control::Frame(frame)],
+                            Step::Ack(id) => vec![Control::Ack(id)],
+                            Step::Close { code, reason, last } => {
+                                close_sent = true;
+                                vec![Control::Close { code, reason, last }]
+                            }
+                        }
+                    }
                 }
-            }
-        };
-        if close_sent {
-            if matches!(event, Event::Close(_)) {
-                return (LoopEnd::Done, Closed);
-            }
-            continue;
-        }
-        let (kind, payload) = match event {
-            Event::Close(payload) => {
-                // Echo the client's close (RFC 6455 §5.5.1) and end.
-                writer.send(outbox, Control::CloseEcho(payload)).await;
-                return (LoopEnd::Done, Closed);
-            }
-            Event::Ping(payload) => {
-                activity.last_message = now;
-                if !writer.send(outbox, Control::Pong(payload)).await {
+            };
+            for item in replies {
+                if !writer.send(outbox, item).await {
                     return (LoopEnd::Done, Vanished);
                 }
-                continue;
-            }
-            Event::Pong(_) => continue,
-            Event::Message { kind, payload } => (kind, payload),
-        };
-        activity.last_message = now;
-        let step = protocol.on_message(kind, &payload, now);
-        if let Some(n) = protocol.subscriptions() {
-            sub.set_subscriptions(n);
-        }
-        let replies = match step {
-            Step::Nothing => Vec::new(),
-            Step::Reply(bytes) => vec![Control::Reply(bytes)],
-            Step::Replies(all) => all.into_iter().map(Control::Reply).collect(),
-            Step::Frame(frame) => vec![Control::Frame(frame)],
-            Step::Ack(id) => vec![Control::Ack(id)],
-            Step::Close { code, reason, last } => {
-                close_sent = true;
-                vec![Control::Close { code, reason, last }]
-            }
-        };
-        for item in replies {
-            if !writer.send(outbox, item).await {
-                return (LoopEnd::Done, Vanished);
             }
         }
     }
@@ -627,7 +666,7 @@ mod tests {
     /// The bound on a connection's own state (its task's future, without the
     /// endpoint's protocol): what an idle connection mostly costs. The writer
     /// runs in this future, not in a task of its own.
-    const SESSION_BUDGET: usize = 1536;
+    const SESSION_BUDGET: usize = 1152;
 
     #[tokio::test]
     async fn a_connection_is_one_task_whose_state_fits_its_budget() {
@@ -638,6 +677,7 @@ mod tests {
         let (tracker, _drained) = crate::connections::tracker();
         let session = run(
             read,
+            BytesMut::new(),
             write,
             connections.clone(),
             transport(),
@@ -687,7 +727,15 @@ mod tests {
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         let connections = Connections::new(settings, rx);
         let (tracker, _drained) = crate::connections::tracker();
-        let session = run(read, write, connections, transport(), |_| Echo, tracker);
+        let session = run(
+            read,
+            BytesMut::new(),
+            write,
+            connections,
+            transport(),
+            |_| Echo,
+            tracker,
+        );
         (client, shutdown, tokio::spawn(session))
     }
 
@@ -736,7 +784,15 @@ mod tests {
         let (_sent, rx) = tokio::sync::watch::channel(true);
         let connections = Connections::new(Default::default(), rx);
         let (tracker, _drained) = crate::connections::tracker();
-        let session = run(read, write, connections, transport(), |_| Echo, tracker);
+        let session = run(
+            read,
+            BytesMut::new(),
+            write,
+            connections,
+            transport(),
+            |_| Echo,
+            tracker,
+        );
         let _task = tokio::spawn(session);
         let mut client = client;
         let mut close = [0u8; 4];

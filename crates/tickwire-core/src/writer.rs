@@ -176,7 +176,9 @@ pub struct WriterConfig {
     pub write_timeout: Duration,
     /// A message sent before the close frame when the gateway shuts down
     /// (the pubsub `disconnected` system message).
-    pub goodbye: Option<Bytes>,
+    /// Boxed: it is written once, at shutdown, and every connection keeps
+    /// its config.
+    pub goodbye: Option<Box<Bytes>>,
 }
 
 /// The writer task's state.
@@ -204,6 +206,53 @@ impl<W> std::fmt::Debug for Writer<W> {
     }
 }
 
+/// [`Writer::flush`]'s future.
+enum Flush<'a, W> {
+    /// The first write, tried when first polled.
+    First {
+        writer: &'a mut Writer<W>,
+        bytes: &'a [u8],
+    },
+    /// What the socket did not take at once.
+    Rest(Pin<Box<dyn Future<Output = bool> + Send + 'a>>),
+    /// Polled to its end.
+    Done,
+}
+
+impl<W: AsyncWrite + AbortiveClose + Unpin + Send> Future for Flush<'_, W> {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<bool> {
+        let this = &mut *self;
+        if let Flush::Rest(rest) = this {
+            let done = std::task::ready!(rest.as_mut().poll(cx));
+            *this = Flush::Done;
+            return Poll::Ready(done);
+        }
+        let Flush::First { writer, bytes } = std::mem::replace(this, Flush::Done) else {
+            panic!("Flush polled after it completed");
+        };
+        let written = match Pin::new(&mut writer.io).poll_write(cx, bytes) {
+            Poll::Ready(Ok(n)) if n == bytes.len() => return Poll::Ready(true),
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => {
+                debug!(connection = writer.sub.id(), error = %e, "write failed");
+                writer.count(&writer.sub.stats().write_errors);
+                return Poll::Ready(false);
+            }
+            Poll::Pending => 0,
+        };
+        let mut rest = Box::pin(writer.flush_rest(&bytes[written..]));
+        match rest.as_mut().poll(cx) {
+            Poll::Ready(done) => Poll::Ready(done),
+            Poll::Pending => {
+                *this = Flush::Rest(rest);
+                Poll::Pending
+            }
+        }
+    }
+}
+
 /// What one rendered item asks of the loop.
 enum After {
     Continue,
@@ -217,7 +266,7 @@ enum Work {
     Shutdown,
 }
 
-impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
+impl<W: AsyncWrite + AbortiveClose + Unpin + Send> Writer<W> {
     /// A writer of `io` with `config`, taking its batches from the
     /// connection's outbox.
     pub fn new(
@@ -373,23 +422,15 @@ impl<W: AsyncWrite + AbortiveClose + Unpin> Writer<W> {
 
     /// Writes `bytes` under the write timeout. Most writes complete at
     /// once: the timer is armed only when the socket pushes back.
-    async fn flush(&mut self, bytes: &[u8]) -> bool {
-        let io = &mut self.io;
-        let first =
-            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *io).poll_write(cx, bytes))).await;
-        let written = match first {
-            Poll::Ready(Ok(n)) if n == bytes.len() => return true,
-            Poll::Ready(Ok(n)) => n,
-            Poll::Ready(Err(e)) => {
-                debug!(connection = self.sub.id(), error = %e, "write failed");
-                self.count(&self.sub.stats().write_errors);
-                return false;
-            }
-            Poll::Pending => 0,
-        };
-        // Boxed: the wait (a timer, the write, the drop signal) exists only
-        // while the socket pushes back, not in every connection's state.
-        Box::pin(self.flush_rest(&bytes[written..])).await
+    ///
+    /// Not an `async fn`: its future is two words until the socket pushes
+    /// back, and the wait (a timer, the write, the drop signal) is boxed
+    /// then, so that no connection's state keeps room for it.
+    fn flush<'a>(&'a mut self, bytes: &'a [u8]) -> Flush<'a, W> {
+        Flush::First {
+            writer: self,
+            bytes,
+        }
     }
 
     /// Writes what the socket did not take at once, under the write timeout
@@ -613,7 +654,7 @@ mod tests {
         let config = WriterConfig {
             reply_opcode: OpCode::Text,
             write_timeout: Duration::from_secs(10),
-            goodbye: Some(Bytes::from_static(b"bye")),
+            goodbye: Some(Box::new(Bytes::from_static(b"bye"))),
         };
         let writer = Writer::new(recorder.clone(), config, sub.clone(), sequencer);
         tokio::spawn(async move {
