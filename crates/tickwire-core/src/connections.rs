@@ -63,6 +63,7 @@ impl Connections {
     pub fn new(settings: ConnectionSettings, shutdown: watch::Receiver<bool>) -> Arc<Connections> {
         let pacer = Pacer::start(settings.write_delay);
         let roster: Arc<Roster> = Arc::default();
+        let latencies: Arc<Latencies> = Arc::default();
         tokio::spawn(tell_on_shutdown(shutdown.clone(), Arc::downgrade(&roster)));
         Arc::new(Connections {
             settings,
@@ -71,9 +72,9 @@ impl Connections {
             open: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             shutdown,
-            meters: Meters::default(),
+            meters: Meters::new(latencies.clone()),
             roster,
-            latencies: Arc::default(),
+            latencies,
         })
     }
 

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,10 +147,16 @@ where
     // and is freed then rather than kept in the task for its life.
     let then = Box::new(then);
     let fut = async move {
-        match upgrade.await {
-            Ok(upgraded) => then(upgraded).await,
-            Err(e) => debug!(error = %e, "upgrade failed"),
-        }
+        // The upgrade's result is gone before the connection runs (a
+        // `match` would keep it, 48 bytes, for the connection's life).
+        let connection = match upgrade.await {
+            Ok(upgraded) => then(upgraded),
+            Err(e) => {
+                debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        connection.await;
     };
     tokio::spawn(fut);
     tickwire_websocket::handshake::switching_protocols(handshake.0)
@@ -205,34 +212,41 @@ pub fn start_session<P: Protocol>(
 /// Refuses an upgraded connection: writes `message` (a text frame) if any
 /// and a close frame, then lets the client read them before the socket
 /// goes away.
-pub async fn refuse(
+///
+/// The refusal is boxed: a connection that is refused is rare, and its
+/// state (the frames and a read buffer to drain the client) would otherwise
+/// be room kept in every accepted connection's task, whose future includes
+/// this path.
+pub fn refuse(
     upgraded: hyper::upgrade::Upgraded,
     message: Option<Bytes>,
     code: u16,
     reason: &str,
     tracker: Tracker,
-) {
-    let mut io = TokioIo::new(upgraded);
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let mut buf = BytesMut::new();
     if let Some(message) = message {
         // RFC 6455 §5.6: a text frame.
         put_frame(&mut buf, OpCode::Text, &message);
     }
     put_close(&mut buf, code, reason);
-    let write = async {
-        io.write_all(&buf).await?;
-        io.shutdown().await
-    };
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(5), write).await {
-        warn!(error = %e, "refusal not written");
-    }
-    // Give the client a moment to read the close before the socket goes away.
-    let mut sink = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    Box::pin(async move {
+        let mut io = TokioIo::new(upgraded);
+        let write = async {
+            io.write_all(&buf).await?;
+            io.shutdown().await
+        };
+        if let Err(e) = tokio::time::timeout(Duration::from_secs(5), write).await {
+            warn!(error = %e, "refusal not written");
+        }
+        // Give the client a moment to read the close before the socket goes away.
+        let mut sink = [0u8; 1024];
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        drop(tracker);
     })
-    .await;
-    drop(tracker);
 }
 
 #[derive(Serialize)]

@@ -52,6 +52,8 @@ struct Written {
 pub struct Meter {
     endpoint: &'static str,
     format: &'static str,
+    /// The server's latency histograms, which its writes sample.
+    latencies: Arc<Latencies>,
     accepted: AtomicU64,
     open: AtomicU64,
     written: [Written; STRIPES],
@@ -75,14 +77,20 @@ pub struct MeterCounts {
 }
 
 impl Meter {
-    fn new(endpoint: &'static str, format: &'static str) -> Meter {
+    fn new(endpoint: &'static str, format: &'static str, latencies: Arc<Latencies>) -> Meter {
         Meter {
             endpoint,
             format,
+            latencies,
             accepted: AtomicU64::new(0),
             open: AtomicU64::new(0),
             written: Default::default(),
         }
+    }
+
+    /// The latency histograms the writes of its connections sample.
+    pub fn latencies(&self) -> &Latencies {
+        &self.latencies
     }
 
     /// Counts one write of `messages` data messages in `bytes` bytes.
@@ -137,9 +145,18 @@ impl Drop for OpenGuard {
 #[derive(Debug, Default)]
 pub struct Meters {
     meters: Mutex<Vec<Arc<Meter>>>,
+    latencies: Arc<Latencies>,
 }
 
 impl Meters {
+    /// Meters whose writes sample `latencies`.
+    pub fn new(latencies: Arc<Latencies>) -> Meters {
+        Meters {
+            meters: Mutex::default(),
+            latencies,
+        }
+    }
+
     /// The meter of `endpoint` and `format` (looked up once per connection).
     pub fn get(&self, endpoint: &'static str, format: &'static str) -> Arc<Meter> {
         let mut meters = crate::lock(&self.meters);
@@ -149,7 +166,7 @@ impl Meters {
         {
             return m.clone();
         }
-        let meter = Arc::new(Meter::new(endpoint, format));
+        let meter = Arc::new(Meter::new(endpoint, format, self.latencies.clone()));
         meters.push(meter.clone());
         meter
     }

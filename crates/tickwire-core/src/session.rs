@@ -231,7 +231,7 @@ where
         sub.clone(),
         protocol.sequencer(),
     )
-    .metered(meter, connections.latencies().clone());
+    .metered(meter);
     // Listed before the check: a shutdown signalled after it finds the
     // connection on the roster ([`Connections`] tells every listed one).
     if *connections.shutdown().borrow() {
@@ -285,7 +285,7 @@ where
         protocol.on_close(ending);
         sub.outbox().writer_gone();
         drop(protocol);
-        debug!(connection = id, "disconnected");
+        debug!(connection = sub.id(), "disconnected");
         // Held to the end, as they were (not moved into a tuple of their
         // own: the future would keep them twice).
         drop((open, metered, listed, tracker));

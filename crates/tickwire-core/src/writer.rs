@@ -36,7 +36,7 @@ use tickwire_websocket::frame::{OpCode, frame, put_close, put_control, put_frame
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use crate::meter::{Latencies, Meter, SAMPLE_WRITES};
+use crate::meter::{Meter, SAMPLE_WRITES};
 use crate::outbox::{Batch, Outbox};
 use crate::subscriber::Subscriber;
 
@@ -192,7 +192,7 @@ pub struct Writer<W> {
     /// The first batch was taken (and the sequencer resumed).
     started: bool,
     /// Where its writes are counted.
-    meter: Option<(Arc<Meter>, Arc<Latencies>)>,
+    meter: Option<Arc<Meter>>,
     /// Writes with data so far (for sampling their latency).
     timed: u32,
 }
@@ -288,22 +288,22 @@ impl<W: AsyncWrite + AbortiveClose + Unpin + Send> Writer<W> {
     }
 
     /// Counts the messages and bytes of every write on `meter`, and the
-    /// time from the fan-out to the write in `latencies`.
+    /// time from the fan-out to the write in its latency histograms.
     #[must_use]
-    pub fn metered(mut self, meter: Arc<Meter>, latencies: Arc<Latencies>) -> Self {
-        self.meter = Some((meter, latencies));
+    pub fn metered(mut self, meter: Arc<Meter>) -> Self {
+        self.meter = Some(meter);
         self
     }
 
     /// Counts one write of `messages` data messages in `bytes` bytes, the
     /// oldest of which entered the fan-out at `oldest`.
     fn counted(&mut self, messages: usize, bytes: usize, oldest: Option<std::time::Instant>) {
-        if let Some((meter, latencies)) = &self.meter {
+        if let Some(meter) = &self.meter {
             meter.wrote(messages as u64, bytes as u64);
             if let Some(at) = oldest {
                 // The first timed write, then one in SAMPLE_WRITES.
                 if self.timed % SAMPLE_WRITES == 0 {
-                    latencies.publish_to_write.observe(at.elapsed());
+                    meter.latencies().publish_to_write.observe(at.elapsed());
                 }
                 self.timed = self.timed.wrapping_add(1);
             }

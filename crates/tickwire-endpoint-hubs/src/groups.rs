@@ -7,7 +7,7 @@
 //! distinct groups at once, across all its connections and the sessions
 //! parked for them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tickwire_core::lock;
@@ -87,7 +87,9 @@ impl GroupShares {
 pub(crate) struct Memberships {
     shares: Arc<GroupShares>,
     key: Arc<str>,
-    groups: HashSet<TopicId>,
+    /// Sorted; kept to its length (a session holds a few groups, and a
+    /// hash set allocates room for four from its first).
+    groups: Vec<TopicId>,
 }
 
 impl Memberships {
@@ -95,12 +97,12 @@ impl Memberships {
         Memberships {
             shares,
             key: Arc::from(key),
-            groups: HashSet::new(),
+            groups: Vec::new(),
         }
     }
 
     pub(crate) fn contains(&self, group: TopicId) -> bool {
-        self.groups.contains(&group)
+        self.groups.binary_search(&group).is_ok()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -109,18 +111,23 @@ impl Memberships {
 
     /// Adds `group` if the key's share allows it; false when it does not.
     pub(crate) fn insert(&mut self, group: TopicId) -> bool {
-        if self.groups.contains(&group) {
+        let Err(at) = self.groups.binary_search(&group) else {
             return true;
-        }
+        };
         if !self.shares.admit(&self.key, group) {
             return false;
         }
-        self.groups.insert(group);
+        self.groups.reserve_exact(1);
+        self.groups.insert(at, group);
         true
     }
 
     pub(crate) fn remove(&mut self, group: TopicId) {
-        if self.groups.remove(&group) {
+        if let Ok(at) = self.groups.binary_search(&group) {
+            self.groups.remove(at);
+            if self.groups.len() * 2 < self.groups.capacity() {
+                self.groups.shrink_to_fit();
+            }
             self.shares.release(&self.key, [group]);
         }
     }
@@ -139,7 +146,7 @@ impl Memberships {
 impl Drop for Memberships {
     fn drop(&mut self) {
         if !self.groups.is_empty() {
-            self.shares.release(&self.key, self.groups.drain());
+            self.shares.release(&self.key, self.groups.drain(..));
         }
     }
 }

@@ -701,7 +701,8 @@ pub(crate) struct Session {
     hub: Hub,
     protocol: Subprotocol,
     user_id: String,
-    connection_id: String,
+    /// Boxed strings, not `String`s: a session is kept per connection.
+    connection_id: Box<str>,
     permissions: Permissions,
     /// Ack ids that succeeded, for `Duplicate` answers; the oldest (smallest)
     /// are forgotten beyond [`ACK_IDS_KEPT`].
@@ -730,7 +731,7 @@ impl Session {
                 uuid::Uuid::new_v4().simple().to_string(),
             )
         });
-        let connection_id = uuid::Uuid::new_v4().simple().to_string();
+        let connection_id: Box<str> = uuid::Uuid::new_v4().simple().to_string().into();
         if let Some((_, token)) = &reliable {
             hubs.parked.connected(&connection_id, token, &sub);
         }
@@ -777,7 +778,7 @@ impl Session {
             .connected(&parked.connection_id, &parked.token, &sub);
         Session {
             hubs,
-            connection_id: parked.connection_id,
+            connection_id: parked.connection_id.into(),
             sub,
             hub: parked.hub,
             protocol: parked.protocol,
@@ -844,13 +845,13 @@ impl Session {
         }
         let task = tokio::spawn(parking(
             self.hubs.clone(),
-            self.connection_id.clone(),
+            self.connection_id.to_string(),
             stand_in.clone(),
             sequencing.clone(),
             window,
         ));
         let parked = Parked {
-            connection_id: self.connection_id.clone(),
+            connection_id: self.connection_id.to_string(),
             token,
             hub: self.hub,
             protocol: self.protocol,
@@ -863,7 +864,7 @@ impl Session {
             task,
         };
         debug!(connection_id = %self.connection_id, window_secs = window.as_secs(), "transport vanished; session kept for recovery");
-        lock(&self.hubs.parked.sessions).insert(self.connection_id.clone(), parked);
+        lock(&self.hubs.parked.sessions).insert(self.connection_id.to_string(), parked);
         count(&self.hubs.parked.outcomes.parked);
         self.hubs.parked.parked.notify_waiters();
         true
@@ -872,7 +873,7 @@ impl Session {
     /// The `connected` system message.
     fn connected(&self) -> Bytes {
         self.encode(&Downstream::Connected {
-            connection_id: self.connection_id.clone(),
+            connection_id: self.connection_id.to_string(),
             user_id: self.user_id.clone(),
             reconnection_token: self.reliable.as_ref().map(|(_, token)| token.clone()),
         })

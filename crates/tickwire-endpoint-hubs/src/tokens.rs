@@ -139,10 +139,18 @@ fn unix_now() -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Permissions {
     join_all: bool,
-    join: HashSet<String>,
     send_all: bool,
-    send: HashSet<String>,
     event: bool,
+    /// The groups named one by one; boxed, and absent for the usual keys
+    /// that name none (every session keeps its permissions).
+    scoped: Option<Box<Scoped>>,
+}
+
+/// Groups a connection may join or send to by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Scoped {
+    join: HashSet<String>,
+    send: HashSet<String>,
 }
 
 impl Permissions {
@@ -158,9 +166,9 @@ impl Permissions {
                 ROLE_EVENT => p.event = true,
                 other => {
                     if let Some(g) = scoped(other, ROLE_JOIN_LEAVE) {
-                        p.join.insert(g.to_owned());
+                        p.scoped.get_or_insert_default().join.insert(g.to_owned());
                     } else if let Some(g) = scoped(other, ROLE_SEND) {
-                        p.send.insert(g.to_owned());
+                        p.scoped.get_or_insert_default().send.insert(g.to_owned());
                     }
                 }
             }
@@ -170,12 +178,12 @@ impl Permissions {
 
     /// May join or leave `group`.
     pub fn can_join(&self, group: &str) -> bool {
-        self.join_all || self.join.contains(group)
+        self.join_all || self.scoped.as_ref().is_some_and(|s| s.join.contains(group))
     }
 
     /// May send to `group`.
     pub fn can_send(&self, group: &str) -> bool {
-        self.send_all || self.send.contains(group)
+        self.send_all || self.scoped.as_ref().is_some_and(|s| s.send.contains(group))
     }
 
     /// May send events.

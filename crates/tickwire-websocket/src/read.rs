@@ -82,11 +82,13 @@ pub struct Reader {
     /// Payload bytes of `head`, at the front of the buffer, already unmasked
     /// (and validated, for text).
     done: usize,
-    fragmented: Option<Fragmented>,
+    /// Boxed, as `failed`: both are rare, and a reader is kept per
+    /// connection.
+    fragmented: Option<Box<Fragmented>>,
     /// The text message being read (one frame or several).
     text: Utf8Validator,
     frames: u64,
-    failed: Option<Error>,
+    failed: Option<Box<Error>>,
 }
 
 impl Reader {
@@ -134,11 +136,11 @@ impl Reader {
     /// Once it returns an error, it returns that error on every later call.
     pub fn read(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, Error> {
         if let Some(e) = &self.failed {
-            return Err(e.clone());
+            return Err((**e).clone());
         }
         let result = self.step(buf);
         if let Err(e) = &result {
-            self.failed = Some(e.clone());
+            self.failed = Some(Box::new(e.clone()));
         }
         result
     }
@@ -302,7 +304,7 @@ impl Reader {
                     MessageKind::Binary
                 };
                 if !head.fin {
-                    self.fragmented = Some(Fragmented { kind, buf: payload });
+                    self.fragmented = Some(Box::new(Fragmented { kind, buf: payload }));
                     return Ok(None);
                 }
                 if kind == MessageKind::Text {
@@ -321,7 +323,7 @@ impl Reader {
                 if !head.fin {
                     return Ok(None);
                 }
-                let Fragmented { kind, buf } = self.fragmented.take().unwrap_or_else(|| {
+                let Fragmented { kind, buf } = *self.fragmented.take().unwrap_or_else(|| {
                     unreachable!("checked above");
                 });
                 if kind == MessageKind::Text {
