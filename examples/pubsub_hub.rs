@@ -39,7 +39,8 @@ use tickwire_pubsub::{AckError, Downstream, Error, FrameKind, MessageFrom};
 use tickwire_pubsub::{Upstream, WireFormat, decode_upstream, encode_downstream};
 use tokio::sync::mpsc;
 
-/// Frames queued per connection. A member whose queue is full misses group messages.
+/// Frames queued per connection. A member whose queue is full misses group messages (and,
+/// on a reliable subprotocol, takes no sequence id for them).
 const QUEUE: usize = 1024;
 
 /// What a connection's writer task writes: one frame, its payload shared where it can be.
@@ -246,13 +247,20 @@ impl Connection {
                     let encoded = encoded.get_or_insert_with(|| {
                         tickwire_pubsub::encode_message(member.format, &from, &data)
                     });
+                    // Numbered under the groups' lock, so a reliable member's ids follow
+                    // the order of its queue; an id is used only by a frame queued.
                     let sequence_id = member
                         .sequence
                         .as_ref()
-                        .map(|n| n.fetch_add(1, Ordering::Relaxed) + 1);
+                        .map(|n| n.load(Ordering::Relaxed) + 1);
                     let frame = (opcode(member.format), encoded.to_frame(sequence_id));
-                    // A full queue means a client that does not read: it misses the message.
-                    let _ = member.tx.try_send(frame);
+                    // A full queue means a client that does not read: it misses the
+                    // message, and its sequence ids stay without a gap.
+                    if member.tx.try_send(frame).is_ok() {
+                        if let (Some(n), Some(id)) = (&member.sequence, sequence_id) {
+                            n.store(id, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
             // This hub has no event handler, and keeps nothing to re-deliver.
