@@ -59,8 +59,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt as _;
-use futures_util::future::Fuse;
 use tickwire_websocket::{Event, MessageKind, OpCode, Reader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::{debug, warn};
@@ -244,7 +242,7 @@ where
     drop(connections);
     async move {
         let ending = {
-            let running = writer.run_in_place().fuse();
+            let running = writer.run_in_place();
             tokio::pin!(running);
             let mut running = Running {
                 future: running,
@@ -255,7 +253,7 @@ where
                 &mut early,
                 &mut protocol,
                 &sub,
-                limits,
+                &limits,
                 &mut running,
             )
             .await;
@@ -295,19 +293,22 @@ where
 /// The connection's writer, polled by the session's own task beside the
 /// read loop (one task per connection, not two), and how it ended.
 struct Running<'a, F> {
-    future: Pin<&'a mut Fuse<F>>,
+    /// Never polled again once `exit` is set.
+    future: Pin<&'a mut F>,
     exit: Option<WriterExit>,
 }
 
 impl<F: Future<Output = WriterExit>> Running<'_, F> {
     /// Runs the writer until it ends; at once if it has.
-    async fn ended(&mut self) -> WriterExit {
-        if let Some(exit) = self.exit {
-            return exit;
-        }
-        let exit = self.future.as_mut().await;
-        self.exit = Some(exit);
-        exit
+    fn ended(&mut self) -> impl Future<Output = WriterExit> + '_ {
+        std::future::poll_fn(move |cx| {
+            if let Some(exit) = self.exit {
+                return std::task::Poll::Ready(exit);
+            }
+            let exit = std::task::ready!(self.future.as_mut().poll(cx));
+            self.exit = Some(exit);
+            std::task::Poll::Ready(exit)
+        })
     }
 
     /// Queues `item` for the writer, running the writer meanwhile if the
@@ -415,7 +416,7 @@ fn read_loop<'a, R, P, F>(
     buf: &'a mut BytesMut,
     protocol: &'a mut P,
     sub: &'a Subscriber,
-    limits: Limits,
+    limits: &'a Limits,
     writer: &'a mut Running<'_, F>,
 ) -> impl Future<Output = (LoopEnd, Ending)> + 'a
 where
@@ -430,7 +431,6 @@ where
         last: None,
     };
     async move {
-        let outbox = sub.outbox();
         let mut frames = Reader::new(limits.max_message_bytes);
         let mut close_sent = false;
         let now = Instant::now();
@@ -466,7 +466,7 @@ where
                         }
                         warn!(connection = sub.id(), error = %e, code = e.close_code(), "bad WebSocket frame; closing");
                         let bye = close(e.close_code(), e.close_reason());
-                        writer.send(outbox, bye).await;
+                        writer.send(sub.outbox(), bye).await;
                         return (LoopEnd::Drain, Closed);
                     }
                     // Nothing whole yet: read more. A connection waiting for a new
@@ -513,7 +513,7 @@ where
                         Err(_elapsed) => {
                             let due = tokio::time::Instant::now();
                             if let Some(ping) = next_ping.filter(|ping| *ping <= due) {
-                                outbox.ping();
+                                sub.outbox().ping();
                                 // A late timer delays the next ping rather than
                                 // sending two in a row.
                                 next_ping = Some(due.max(ping) + limits.ping_interval);
@@ -526,7 +526,7 @@ where
                             let (code, reason) = protocol.idle_close();
                             debug!(connection = sub.id(), reason, "closing an idle connection");
                             let bye = close(code, reason);
-                            writer.send(outbox, bye).await;
+                            writer.send(sub.outbox(), bye).await;
                             return (LoopEnd::Done, Closed);
                         }
                     }
@@ -540,12 +540,12 @@ where
                 match event {
                     Event::Close(payload) => {
                         // Echo the client's close (RFC 6455 §5.5.1) and end.
-                        writer.send(outbox, Control::CloseEcho(payload)).await;
+                        writer.send(sub.outbox(), Control::CloseEcho(payload)).await;
                         return (LoopEnd::Done, Closed);
                     }
                     Event::Ping(payload) => {
                         activity.last_message = now;
-                        if !writer.send(outbox, Control::Pong(payload)).await {
+                        if !writer.send(sub.outbox(), Control::Pong(payload)).await {
                             return (LoopEnd::Done, Vanished);
                         }
                         continue;
@@ -573,7 +573,7 @@ where
                 }
             };
             for item in replies {
-                if !writer.send(outbox, item).await {
+                if !writer.send(sub.outbox(), item).await {
                     return (LoopEnd::Done, Vanished);
                 }
             }
@@ -666,7 +666,7 @@ mod tests {
     /// The bound on a connection's own state (its task's future, without the
     /// endpoint's protocol): what an idle connection mostly costs. The writer
     /// runs in this future, not in a task of its own.
-    const SESSION_BUDGET: usize = 1152;
+    const SESSION_BUDGET: usize = 1024;
 
     #[tokio::test]
     async fn a_connection_is_one_task_whose_state_fits_its_budget() {

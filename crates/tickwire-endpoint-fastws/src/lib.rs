@@ -177,6 +177,24 @@ pub struct FastWs {
     pub market: Arc<Market>,
     /// The index the bars' topics live in.
     pub feeds: Arc<Index>,
+    /// The close reason of a connection that timed out, the same for all
+    /// (written once, not kept by each connection).
+    timeout_reason: String,
+}
+
+impl FastWs {
+    /// The endpoint of `config`, checking subscriptions against `market`,
+    /// its bars' topics in `feeds`.
+    pub fn new(config: FastWsConfig, market: Arc<Market>, feeds: Arc<Index>) -> FastWs {
+        let timeout_reason =
+            tickwire_fastws::timeout_reason(Some(config.heartbeat()), Some(config.lifespan()));
+        FastWs {
+            config,
+            market,
+            feeds,
+            timeout_reason,
+        }
+    }
 }
 
 /// The protocol state of one `/api/v1/ws` connection.
@@ -184,8 +202,6 @@ pub struct FastWsSession {
     state: Arc<FastWs>,
     sub: Subscriber,
     timers: Timers,
-    /// A reused buffer for topic names.
-    topic: String,
     /// Bar topics followed.
     subscribed: usize,
 }
@@ -207,7 +223,6 @@ impl FastWsSession {
             state,
             sub,
             timers,
-            topic: String::new(),
             subscribed: 0,
         }
     }
@@ -225,20 +240,17 @@ impl FastWsSession {
             let message = format!("Unknown symbol {}", request.symbol);
             return BARS.error_reply(op, &message);
         };
-        bars_topic(&mut self.topic, &instrument, request.resolution);
+        // Written for this request only: a connection keeps no buffer for it.
+        let mut topic = String::new();
+        bars_topic(&mut topic, &instrument, request.resolution);
         match op {
             ClientOp::Subscribe(_) => {
-                if self
-                    .state
-                    .feeds
-                    .subscribe(&self.topic, self.sub.clone())
-                    .added
-                {
+                if self.state.feeds.subscribe(&topic, self.sub.clone()).added {
                     self.subscribed += 1;
                 }
             }
             ClientOp::Unsubscribe(_) => {
-                if self.state.feeds.unsubscribe(&self.topic, &self.sub).removed {
+                if self.state.feeds.unsubscribe(&topic, &self.sub).removed {
                     self.subscribed -= 1;
                 }
             }
@@ -246,7 +258,7 @@ impl FastWsSession {
             // in its own reply rather than pretending it worked.
             _ => return BARS.error_reply(op, "Operation not supported"),
         }
-        debug!(connection = self.sub.id(), op = op.type_name(), topic = %self.topic, "applied");
+        debug!(connection = self.sub.id(), op = op.type_name(), %topic, "applied");
         BARS.reply(op)
     }
 }
@@ -291,7 +303,7 @@ impl Protocol for FastWsSession {
     fn idle_close(&self) -> (u16, &str) {
         (
             tickwire_fastws::CLOSE_UNSUPPORTED_DATA,
-            self.timers.reason(),
+            &self.state.timeout_reason,
         )
     }
 
@@ -490,11 +502,7 @@ mod tests {
     fn session(config: FastWsConfig, now: Instant) -> (Arc<FastWs>, Subscriber, FastWsSession) {
         let market = Arc::new(Market::new());
         market.learn(&Instrument::new("AAPL", "NASDAQ"));
-        let state = Arc::new(FastWs {
-            config,
-            market,
-            feeds: Arc::new(Index::new()),
-        });
+        let state = Arc::new(FastWs::new(config, market, Arc::new(Index::new())));
         let sub = subscriber(1, 0);
         let session = FastWsSession::new(state.clone(), sub.clone(), now);
         (state, sub, session)

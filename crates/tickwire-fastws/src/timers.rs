@@ -38,9 +38,9 @@ use crate::{CLOSE_UNSUPPORTED_DATA, Close};
 #[derive(Debug, Clone)]
 pub struct Timers {
     heartbeat: Option<Duration>,
+    lifespan: Option<Duration>,
     heartbeat_deadline: Option<Instant>,
     lifespan_deadline: Option<Instant>,
-    reason: String,
 }
 
 impl Timers {
@@ -50,9 +50,9 @@ impl Timers {
     pub fn new(heartbeat: Option<Duration>, lifespan: Option<Duration>, now: Instant) -> Timers {
         Timers {
             heartbeat,
+            lifespan,
             heartbeat_deadline: heartbeat.and_then(|d| now.checked_add(d)),
             lifespan_deadline: lifespan.and_then(|d| now.checked_add(d)),
-            reason: timeout_reason(heartbeat, lifespan),
         }
     }
 
@@ -76,16 +76,17 @@ impl Timers {
         if passed(self.heartbeat_deadline) || passed(self.lifespan_deadline) {
             Some(Close {
                 code: CLOSE_UNSUPPORTED_DATA,
-                reason: Cow::Owned(self.reason.clone()),
+                reason: Cow::Owned(self.reason()),
             })
         } else {
             None
         }
     }
 
-    /// The reason [`Timers::expired`] gives; see [`timeout_reason`].
-    pub fn reason(&self) -> &str {
-        &self.reason
+    /// The reason [`Timers::expired`] gives; see [`timeout_reason`]. Written
+    /// when asked (a connection keeps its timers, not their text).
+    pub fn reason(&self) -> String {
+        timeout_reason(self.heartbeat, self.lifespan)
     }
 }
 

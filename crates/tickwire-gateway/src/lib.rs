@@ -948,11 +948,11 @@ pub async fn run_with(
         #[cfg(feature = "stream")]
         stream,
         #[cfg(feature = "fastws")]
-        fastws: Arc::new(tickwire_endpoint_fastws::FastWs {
-            config: config.fastws.clone(),
-            market: market.clone(),
+        fastws: Arc::new(tickwire_endpoint_fastws::FastWs::new(
+            config.fastws.clone(),
+            market.clone(),
             feeds,
-        }),
+        )),
         #[cfg(feature = "proxy")]
         proxy: proxy.clone(),
         publish: tickwire_endpoint_publish::Publish {
