@@ -722,9 +722,18 @@ mod tests {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     ) {
+        let (shutdown, rx) = tokio::sync::watch::channel(false);
+        let (client, task) = session_on(settings, rx);
+        (client, shutdown, task)
+    }
+
+    /// A session of `Echo` of a server whose shutdown signal is `rx`.
+    fn session_on(
+        settings: crate::ConnectionSettings,
+        rx: tokio::sync::watch::Receiver<bool>,
+    ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(4096);
         let (read, write) = tokio::io::split(server);
-        let (shutdown, rx) = tokio::sync::watch::channel(false);
         let connections = Connections::new(settings, rx);
         let (tracker, _drained) = crate::connections::tracker();
         let session = run(
@@ -736,7 +745,7 @@ mod tests {
             |_| Echo,
             tracker,
         );
-        (client, shutdown, tokio::spawn(session))
+        (client, tokio::spawn(session))
     }
 
     #[tokio::test(start_paused = true)]
@@ -779,22 +788,8 @@ mod tests {
             .unwrap();
 
         // A connection set up after the signal closes at once too.
-        let (client, server) = tokio::io::duplex(4096);
-        let (read, write) = tokio::io::split(server);
         let (_sent, rx) = tokio::sync::watch::channel(true);
-        let connections = Connections::new(Default::default(), rx);
-        let (tracker, _drained) = crate::connections::tracker();
-        let session = run(
-            read,
-            BytesMut::new(),
-            write,
-            connections,
-            transport(),
-            |_| Echo,
-            tracker,
-        );
-        let _task = tokio::spawn(session);
-        let mut client = client;
+        let (mut client, _task) = session_on(Default::default(), rx);
         let mut close = [0u8; 4];
         client.read_exact(&mut close).await.unwrap();
         assert_eq!(close[2..], 1001u16.to_be_bytes());
