@@ -235,10 +235,7 @@ where
     if *connections.shutdown().borrow() {
         sub.outbox().shut_down();
     }
-    let limits = Limits {
-        max_message_bytes: transport.max_message_bytes,
-        ping_interval: settings.ping_interval,
-    };
+    let limits = Limits::new(transport.max_message_bytes, settings.ping_interval);
     drop(connections);
     async move {
         let ending = {
@@ -348,10 +345,25 @@ impl<F: Future<Output = WriterExit>> Running<'_, F> {
 /// What the read loop enforces.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
-    /// The largest message read.
-    max_message_bytes: usize,
-    /// Time between two pings the writer sends (none when zero).
-    ping_interval: Duration,
+    /// The largest message read (saturated at 4 GiB).
+    max_message_bytes: u32,
+    /// Milliseconds between two pings the writer sends (none when zero;
+    /// saturated at 49 days). Eight bytes for both, not twenty-four: every
+    /// connection keeps them.
+    ping_interval_ms: u32,
+}
+
+impl Limits {
+    fn new(max_message_bytes: usize, ping_interval: Duration) -> Limits {
+        Limits {
+            max_message_bytes: u32::try_from(max_message_bytes).unwrap_or(u32::MAX),
+            ping_interval_ms: u32::try_from(ping_interval.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn ping_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.ping_interval_ms))
+    }
 }
 
 /// How the read loop ended.
@@ -431,7 +443,7 @@ where
         last: None,
     };
     async move {
-        let mut frames = Reader::new(limits.max_message_bytes);
+        let mut frames = Reader::new(limits.max_message_bytes as usize);
         let mut close_sent = false;
         let now = Instant::now();
         let mut activity = Activity {
@@ -439,8 +451,8 @@ where
             last_message: now,
         };
         // Tokio's clock, as the timer's: the ping does not drift from it.
-        let mut next_ping = (!limits.ping_interval.is_zero())
-            .then(|| tokio::time::Instant::now() + limits.ping_interval);
+        let mut next_ping = (limits.ping_interval_ms != 0)
+            .then(|| tokio::time::Instant::now() + limits.ping_interval());
         loop {
             // What to send: the event and the protocol's step are gone
             // before the first send waits.
@@ -516,7 +528,7 @@ where
                                 sub.outbox().ping();
                                 // A late timer delays the next ping rather than
                                 // sending two in a row.
-                                next_ping = Some(due.max(ping) + limits.ping_interval);
+                                next_ping = Some(due.max(ping) + limits.ping_interval());
                             }
                             // Activity the protocol tracks elsewhere (data sent) may
                             // have moved the deadline.

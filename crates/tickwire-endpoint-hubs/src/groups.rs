@@ -93,12 +93,17 @@ pub(crate) struct Memberships {
 }
 
 impl Memberships {
-    pub(crate) fn new(shares: Arc<GroupShares>, key: &str) -> Memberships {
+    pub(crate) fn new(shares: Arc<GroupShares>, key: Arc<str>) -> Memberships {
         Memberships {
             shares,
-            key: Arc::from(key),
+            key,
             groups: Vec::new(),
         }
+    }
+
+    /// The key the groups are counted under.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
     }
 
     pub(crate) fn contains(&self, group: TopicId) -> bool {
@@ -168,9 +173,9 @@ mod tests {
     fn a_key_holds_at_most_its_share_across_its_sessions() {
         let shares = Arc::new(GroupShares::new(2));
         let g = ids(3);
-        let mut one = Memberships::new(shares.clone(), "demo");
-        let mut two = Memberships::new(shares.clone(), "demo");
-        let mut other = Memberships::new(shares.clone(), "other");
+        let mut one = Memberships::new(shares.clone(), "demo".into());
+        let mut two = Memberships::new(shares.clone(), "demo".into());
+        let mut other = Memberships::new(shares.clone(), "other".into());
         assert!(one.insert(g[0]));
         assert!(two.insert(g[1]));
         assert!(!two.insert(g[2]), "a third distinct group for demo");

@@ -700,16 +700,22 @@ pub(crate) struct Session {
     sub: Subscriber,
     hub: Hub,
     protocol: Subprotocol,
-    user_id: String,
     /// Boxed strings, not `String`s: a session is kept per connection.
     connection_id: Box<str>,
     permissions: Permissions,
     /// Ack ids that succeeded, for `Duplicate` answers; the oldest (smallest)
     /// are forgotten beyond [`ACK_IDS_KEPT`].
-    acked: BTreeSet<u64>,
+    /// Boxed when the first ack id comes: most connections never send one,
+    /// and every connection keeps its session.
+    // The box is the point: 8 bytes in the session instead of 24.
+    #[allow(clippy::box_collection)]
+    acked: Option<Box<BTreeSet<u64>>>,
+    /// The session's groups, counted under its user id, which they keep
+    /// ([`Session::user_id`]).
     groups: Memberships,
     /// A reliable session's sequencing and reconnection token.
-    reliable: Option<(Arc<Mutex<Sequencing>>, String)>,
+    /// Boxed: absent on the plain subprotocols.
+    reliable: Option<Box<(Arc<Mutex<Sequencing>>, String)>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -718,33 +724,38 @@ impl std::fmt::Debug for Session {
             .field("connection_id", &self.connection_id)
             .field("hub", &self.hub)
             .field("protocol", &self.protocol)
-            .field("user_id", &self.user_id)
+            .field("user_id", &self.user_id())
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
+    /// The user the session was opened for.
+    fn user_id(&self) -> &str {
+        self.groups.key()
+    }
+
     pub(crate) fn new(hubs: Arc<Hubs>, sub: Subscriber, params: SessionParams) -> Session {
+        let user_id: Arc<str> = params.user_id.into();
         let reliable = params.protocol.is_reliable().then(|| {
-            (
+            Box::new((
                 Arc::new(Mutex::new(Sequencing::default())),
                 uuid::Uuid::new_v4().simple().to_string(),
-            )
+            ))
         });
         let connection_id: Box<str> = uuid::Uuid::new_v4().simple().to_string().into();
-        if let Some((_, token)) = &reliable {
+        if let Some((_, token)) = reliable.as_deref() {
             hubs.parked.connected(&connection_id, token, &sub);
         }
         Session {
-            groups: Memberships::new(hubs.shares.clone(), &params.user_id),
+            groups: Memberships::new(hubs.shares.clone(), user_id),
             hubs,
             sub,
             hub: params.hub,
             protocol: params.protocol,
             permissions: Permissions::from_roles(&params.roles),
-            user_id: params.user_id,
             connection_id,
-            acked: BTreeSet::new(),
+            acked: None,
             reliable,
         }
     }
@@ -783,10 +794,13 @@ impl Session {
             hub: parked.hub,
             protocol: parked.protocol,
             permissions: parked.permissions,
-            user_id: parked.user_id,
-            acked: parked.acked,
+            acked: if parked.acked.is_empty() {
+                None
+            } else {
+                Some(Box::new(parked.acked))
+            },
             groups: parked.groups,
-            reliable: Some((parked.sequencing, parked.token)),
+            reliable: Some(Box::new((parked.sequencing, parked.token))),
         }
     }
 
@@ -797,7 +811,7 @@ impl Session {
     /// reliable, a message already lost).
     fn park(&mut self) -> bool {
         let window = self.hubs.recovery_window;
-        let Some((sequencing, token)) = self.reliable.clone() else {
+        let Some((sequencing, token)) = self.reliable.as_deref().cloned() else {
             return false;
         };
         if window.is_zero() {
@@ -808,11 +822,11 @@ impl Session {
             return false;
         }
         let max = self.hubs.parked.max_per_key;
-        if self.hubs.parked.held_by(&self.user_id) >= max {
+        if self.hubs.parked.held_by(self.user_id()) >= max {
             count(&self.hubs.parked.outcomes.not_kept);
             info!(
                 connection_id = %self.connection_id,
-                user = %self.user_id,
+                user = %self.user_id(),
                 max_parked_per_key = max,
                 "reliable session ended: its key has as many sessions waiting for recovery as it may"
             );
@@ -855,9 +869,9 @@ impl Session {
             token,
             hub: self.hub,
             protocol: self.protocol,
-            user_id: std::mem::take(&mut self.user_id),
+            user_id: self.user_id().to_string(),
             permissions: std::mem::take(&mut self.permissions),
-            acked: std::mem::take(&mut self.acked),
+            acked: self.acked.take().map(|acked| *acked).unwrap_or_default(),
             groups: self.groups.take(),
             stand_in,
             sequencing,
@@ -874,8 +888,8 @@ impl Session {
     fn connected(&self) -> Bytes {
         self.encode(&Downstream::Connected {
             connection_id: self.connection_id.to_string(),
-            user_id: self.user_id.clone(),
-            reconnection_token: self.reliable.as_ref().map(|(_, token)| token.clone()),
+            user_id: self.user_id().to_string(),
+            reconnection_token: self.reliable.as_deref().map(|(_, token)| token.clone()),
         })
     }
 
@@ -893,7 +907,11 @@ impl Session {
             Err(e) => return self.on_invalid(&e),
         };
         if let Some(ack_id) = upstream.ack_id() {
-            if self.acked.contains(&ack_id) {
+            if self
+                .acked
+                .as_ref()
+                .is_some_and(|acked| acked.contains(&ack_id))
+            {
                 return self.reply(&Downstream::ack_err(ack_id, AckError::duplicate(ack_id)));
             }
         }
@@ -1004,7 +1022,7 @@ impl Session {
             let max = self.hubs.shares.max_per_key();
             warn!(
                 connection = self.sub.id(),
-                user = %self.user_id,
+                user = %self.user_id(),
                 max_groups_per_key = max,
                 "key's share of groups used up; join refused"
             );
@@ -1030,7 +1048,7 @@ impl Session {
         if let Some(topic) = self.hubs.index.lookup(&group) {
             let from = MessageFrom::Group {
                 group,
-                from_user_id: Some(self.user_id.clone()),
+                from_user_id: Some(self.user_id().to_string()),
             };
             let except = no_echo.then(|| self.sub.id());
             publish(&self.hubs.index, topic, &from, data, except);
@@ -1064,9 +1082,10 @@ impl Session {
         };
         match result {
             Ok(()) => {
-                self.acked.insert(ack_id);
-                if self.acked.len() > ACK_IDS_KEPT {
-                    self.acked.pop_first();
+                let acked = self.acked.get_or_insert_default();
+                acked.insert(ack_id);
+                if acked.len() > ACK_IDS_KEPT {
+                    acked.pop_first();
                 }
                 self.reply(&Downstream::ack_ok(ack_id))
             }
@@ -1085,13 +1104,13 @@ impl Protocol for Session {
     }
 
     fn opening(&mut self) -> Option<Bytes> {
-        self.sub.set_principal(&self.user_id);
+        self.sub.set_principal(self.user_id());
         debug!(
             connection = self.sub.id(),
             connection_id = %self.connection_id,
             hub = %self.hub,
             protocol = %self.protocol,
-            user = %self.user_id,
+            user = %self.user_id(),
             "connected"
         );
         Some(self.connected())
@@ -1105,7 +1124,7 @@ impl Protocol for Session {
 
     fn sequencer(&mut self) -> Option<Box<dyn Sequencer>> {
         self.reliable
-            .as_ref()
+            .as_deref()
             .map(|(sequencing, _)| Box::new(Reliable(sequencing.clone())) as Box<dyn Sequencer>)
     }
 
