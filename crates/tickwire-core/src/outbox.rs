@@ -773,25 +773,27 @@ impl Outbox {
         .await;
     }
 
-    /// Asks the writer for a ping frame (the connection's keep-alive), written
-    /// with its next batch or at once if it waits; never paced and never
-    /// refused for a full queue. A ping already due is not doubled.
-    pub fn ping(&self) {
+    /// Changes the state with `set` and wakes the writer if it waits (after
+    /// the lock is released).
+    fn signal(&self, set: impl FnOnce(&mut State)) {
         let mut state = self.lock();
-        state.ping = true;
+        set(&mut state);
         let waker = state.waker.take();
         drop(state);
         wake(waker);
     }
 
+    /// Asks the writer for a ping frame (the connection's keep-alive), written
+    /// with its next batch or at once if it waits; never paced and never
+    /// refused for a full queue. A ping already due is not doubled.
+    pub fn ping(&self) {
+        self.signal(|state| state.ping = true);
+    }
+
     /// Tells the writer that the server shuts down: it sends the protocol's
     /// goodbye and a close frame (1001) instead of what is queued.
     pub fn shut_down(&self) {
-        let mut state = self.lock();
-        state.shutdown = true;
-        let waker = state.waker.take();
-        drop(state);
-        wake(waker);
+        self.signal(|state| state.shutdown = true);
     }
 
     /// Ends the connection as if its transport vanished: its client is
@@ -800,11 +802,7 @@ impl Outbox {
     /// as after a failed write, and the session ends as
     /// [`Ending::Vanished`](crate::session::Ending::Vanished).
     pub fn abandon(&self) {
-        let mut state = self.lock();
-        state.abandoned = true;
-        let waker = state.waker.take();
-        drop(state);
-        wake(waker);
+        self.signal(|state| state.abandoned = true);
     }
 
     /// Takes whatever is queued now into `batch`, without waiting and
@@ -819,11 +817,7 @@ impl Outbox {
 
     /// Tells the writer that no more control items will come.
     pub fn reader_gone(&self) {
-        let mut state = self.lock();
-        state.reader_gone = true;
-        let waker = state.waker.take();
-        drop(state);
-        wake(waker);
+        self.signal(|state| state.reader_gone = true);
     }
 
     /// Marks the writer as stopped: queued and later items are discarded and

@@ -4,6 +4,9 @@
 
 use crate::{Config, GatewayError, RunOptions};
 
+/// Why a configuration with `[tls]` is refused by a build without TLS.
+const NO_TLS: &str = "[tls] is set, but this build has no TLS (the `tls` feature)";
+
 /// Refuses `config` and `options` where they need a feature this build
 /// does not have.
 pub(crate) fn check(config: &Config, options: &RunOptions) -> Result<(), GatewayError> {
@@ -12,7 +15,7 @@ pub(crate) fn check(config: &Config, options: &RunOptions) -> Result<(), Gateway
         missing.push("[cluster] is set, but this build has no clusters (the `cluster` feature)");
     }
     if config.tls.is_some() && !cfg!(feature = "tls") {
-        missing.push("[tls] is set, but this build has no TLS (the `tls` feature)");
+        missing.push(NO_TLS);
     }
     if options.proxy_listener.is_some() && !cfg!(feature = "proxy") {
         missing
@@ -38,7 +41,7 @@ pub(crate) enum Tls {}
 #[cfg(not(feature = "tls"))]
 impl Tls {
     pub(crate) fn load(_: &tickwire_config::TlsConfig) -> Result<Tls, String> {
-        Err("[tls] is set, but this build has no TLS (the `tls` feature)".to_owned())
+        Err(NO_TLS.to_owned())
     }
 
     pub(crate) async fn accept(
