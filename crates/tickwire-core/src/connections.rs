@@ -44,7 +44,6 @@ pub struct Connections {
     settings: ConnectionSettings,
     pacer: Option<Arc<Pacer>>,
     slow_consumers: Arc<SlowConsumerStats>,
-    open: AtomicU64,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
     meters: Meters,
@@ -56,20 +55,22 @@ impl Connections {
     /// The connections of a server that shuts down when `shutdown` becomes
     /// `true` (or its sender is dropped).
     ///
-    /// Starts one task that waits for the shutdown and then tells every
-    /// connection's writer ([`Outbox::shut_down`](crate::outbox::Outbox::shut_down)),
-    /// so that no connection keeps a waiter of its own; with a write delay,
-    /// also the pacer's timer task. It must be called within a tokio runtime.
+    /// Starts two tasks, so that no connection keeps a waiter or a timer of
+    /// its own: one waits for the shutdown and then tells every connection's
+    /// writer ([`Outbox::shut_down`](crate::outbox::Outbox::shut_down)); one
+    /// wakes, every half second, the connections whose deadlines passed
+    /// (idle timeouts, pings, close lingers). With a write delay, also the
+    /// pacer's timer task. It must be called within a tokio runtime.
     pub fn new(settings: ConnectionSettings, shutdown: watch::Receiver<bool>) -> Arc<Connections> {
         let pacer = Pacer::start(settings.write_delay);
         let roster: Arc<Roster> = Arc::default();
         let latencies: Arc<Latencies> = Arc::default();
         tokio::spawn(tell_on_shutdown(shutdown.clone(), Arc::downgrade(&roster)));
+        tokio::spawn(crate::alarm::sweep(Arc::downgrade(&roster)));
         Arc::new(Connections {
             settings,
             pacer,
             slow_consumers: Arc::new(SlowConsumerStats::default()),
-            open: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             shutdown,
             meters: Meters::new(latencies.clone()),
@@ -83,9 +84,9 @@ impl Connections {
         &self.settings
     }
 
-    /// Connections open now.
+    /// Connections open now (those on the [roster](Self::roster)).
     pub fn open(&self) -> u64 {
-        self.open.load(Ordering::Relaxed)
+        self.roster.len() as u64
     }
 
     /// What the slow-consumer policies did so far, all connections together.
@@ -126,22 +127,6 @@ impl Connections {
     /// A new connection id, unique within the server.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Counts a connection as open until the returned guard is dropped.
-    pub fn opened(self: &Arc<Self>) -> Open {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        Open(self.clone())
-    }
-}
-
-/// One open connection, counted until dropped ([`Connections::opened`]).
-#[derive(Debug)]
-pub struct Open(Arc<Connections>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -225,13 +210,30 @@ mod tests {
     async fn counts_open_connections_and_waits_for_trackers() {
         let (_tx, rx) = watch::channel(false);
         let connections = Connections::new(ConnectionSettings::default(), rx);
-        let a = connections.opened();
-        let b = connections.opened();
+        let meter = connections.meters().get("ws", "json");
+        let enter = |id| {
+            let queue = crate::subscriber::QueuePolicy {
+                capacity: 4,
+                slow_consumer: crate::SlowConsumer::Disconnect,
+                pacer: None,
+            };
+            connections.roster().enter(crate::meter::Card {
+                meter: meter.clone(),
+                peer: crate::Peer { remote: None },
+                opened_at: std::time::SystemTime::now(),
+                sub: crate::Subscriber::new(id, 0, queue, Arc::default()),
+            })
+        };
+        let a = enter(1);
+        let b = enter(2);
         assert_eq!(connections.open(), 2);
+        assert_eq!((meter.counts().accepted, meter.counts().open), (2, 2));
         drop(a);
         assert_eq!(connections.open(), 1);
+        assert_eq!((meter.counts().accepted, meter.counts().open), (2, 1));
         drop(b);
         assert_eq!(connections.open(), 0);
+        assert_eq!(meter.counts().open, 0);
         assert_ne!(connections.next_id(), connections.next_id());
 
         let (tracker, mut drained) = tracker();

@@ -146,18 +146,16 @@ where
     // Boxed: what `then` captures is needed once, to start the connection,
     // and is freed then rather than kept in the task for its life.
     let then = Box::new(then);
-    let fut = async move {
-        // The upgrade's result is gone before the connection runs (a
-        // `match` would keep it, 48 bytes, for the connection's life).
-        let connection = match upgrade.await {
-            Ok(upgraded) => then(upgraded),
-            Err(e) => {
-                debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        connection.await;
-    };
+    // The upgrade, then the connection, as alternatives of one future: an
+    // `async` block would keep the upgrade's slots (and the result of its
+    // `match`) beside the connection for its life.
+    let fut = futures_util::FutureExt::then(upgrade, move |upgraded| match upgraded {
+        Ok(upgraded) => futures_util::future::Either::Left(then(upgraded)),
+        Err(e) => {
+            debug!(error = %e, "upgrade failed");
+            futures_util::future::Either::Right(std::future::ready(()))
+        }
+    });
     tokio::spawn(fut);
     tickwire_websocket::handshake::switching_protocols(handshake.0)
         .map(|()| Body::new(Bytes::new()))

@@ -112,6 +112,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod alarm;
 pub mod connections;
 pub mod dispatch;
 pub mod http;

@@ -323,14 +323,27 @@ pub struct Roster {
 }
 
 impl Roster {
-    /// Lists `card` until the returned guard is dropped.
+    /// Lists `card` until the returned guard is dropped, counting it
+    /// accepted and open on its meter meanwhile.
     pub fn enter(self: &Arc<Self>, card: Card) -> Listed {
         let id = card.id();
+        card.meter.accepted.fetch_add(1, Ordering::Relaxed);
+        card.meter.open.fetch_add(1, Ordering::Relaxed);
         crate::lock(&self.cards).insert(id, card);
         Listed {
             roster: self.clone(),
             id,
         }
+    }
+
+    /// How many connections are listed.
+    pub fn len(&self) -> usize {
+        crate::lock(&self.cards).len()
+    }
+
+    /// Whether no connection is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Every connection open now, oldest first.
@@ -352,7 +365,8 @@ impl Roster {
     }
 }
 
-/// A connection listed in the [`Roster`] until dropped.
+/// A connection listed in the [`Roster`] (and counted open on its meter)
+/// until dropped.
 #[derive(Debug)]
 pub struct Listed {
     roster: Arc<Roster>,
@@ -361,7 +375,10 @@ pub struct Listed {
 
 impl Drop for Listed {
     fn drop(&mut self) {
-        crate::lock(&self.roster.cards).remove(&self.id);
+        let card = crate::lock(&self.roster.cards).remove(&self.id);
+        if let Some(card) = card {
+            card.meter.open.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

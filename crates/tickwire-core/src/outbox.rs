@@ -72,8 +72,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+
+use crate::alarm::Alarm;
 
 use crate::writer::{Control, Outbound};
 
@@ -539,12 +541,17 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    capacity: usize,
-    policy: SlowConsumer,
-    /// Signalled when the writer took control items (room for the reader).
-    space: Notify,
+    /// The connection's reader, when it waits: for room in the control
+    /// queue (the writer took items from a full one, or stopped), or for
+    /// its [alarm](crate::alarm). One reader waits at a time.
+    reader: AtomicWaker,
     /// The write pacing, when on.
     pacer: Option<Arc<Pacer>>,
+    /// Data items queued at most (at least one).
+    capacity: u32,
+    /// When the reader is next to be woken.
+    alarm: Alarm,
+    policy: SlowConsumer,
 }
 
 /// The largest data deque (in items) that a writer with nothing to take
@@ -588,10 +595,11 @@ impl Outbox {
     pub fn new(capacity: usize, policy: SlowConsumer, pacer: Option<Arc<Pacer>>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
-            capacity: capacity.max(1),
-            policy,
-            space: Notify::new(),
+            reader: AtomicWaker::new(),
             pacer,
+            capacity: u32::try_from(capacity.max(1)).unwrap_or(u32::MAX),
+            alarm: Alarm::default(),
+            policy,
         }
     }
 
@@ -602,7 +610,7 @@ impl Outbox {
 
     /// Data items queued at most.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity as usize
     }
 
     /// Data items queued now.
@@ -623,9 +631,9 @@ impl Outbox {
             return Offered::Closed;
         }
         let mut offered = Offered::Queued;
-        if state.data.len() >= self.capacity && burst_conflate(&mut state.data, &item) {
+        if state.data.len() >= self.capacity() && burst_conflate(&mut state.data, &item) {
             stats.burst_conflated.fetch_add(1, Ordering::Relaxed);
-        } else if state.data.len() >= self.capacity {
+        } else if state.data.len() >= self.capacity() {
             match self.policy {
                 SlowConsumer::Disconnect => {
                     state.dropped = true;
@@ -645,7 +653,7 @@ impl Outbox {
                     }
                     let conflated = (before - state.data.len()) as u64;
                     stats.conflated.fetch_add(conflated, Ordering::Relaxed);
-                    if state.data.len() >= self.capacity {
+                    if state.data.len() >= self.capacity() {
                         // As many topics as places: nothing left to conflate.
                         state.data.pop_front();
                         stats.dropped_oldest.fetch_add(1, Ordering::Relaxed);
@@ -702,23 +710,48 @@ impl Outbox {
     /// queued (a client flooding requests without reading answers is slowed
     /// down). `Err` when the writer is gone.
     pub async fn send_control(&self, item: Control) -> Result<(), Control> {
-        loop {
-            let notified = self.space.notified();
-            {
-                let mut state = self.lock();
-                if state.writer_gone || state.writer_failed {
-                    return Err(item);
-                }
-                if state.ctrl.len() < CONTROL_QUEUE {
-                    state.ctrl.push_back(item);
-                    let waker = state.waker.take();
-                    drop(state);
-                    wake(waker);
-                    return Ok(());
-                }
+        let mut item = Some(item);
+        std::future::poll_fn(|cx| {
+            // Registered before looking: room made after the look wakes it.
+            self.reader.register(cx.waker());
+            let mut state = self.lock();
+            let Some(taken) = item.take() else {
+                return Poll::Ready(Ok(()));
+            };
+            if state.writer_gone || state.writer_failed {
+                return Poll::Ready(Err(taken));
             }
-            notified.await;
-        }
+            if state.ctrl.len() < CONTROL_QUEUE {
+                state.ctrl.push_back(taken);
+                let waker = state.waker.take();
+                drop(state);
+                wake(waker);
+                return Poll::Ready(Ok(()));
+            }
+            item = Some(taken);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Sets the reader's [alarm](crate::alarm) to ring at `at`.
+    pub(crate) fn set_alarm(&self, at: tokio::time::Instant) {
+        self.alarm.set(at);
+    }
+
+    /// Ready once the reader's alarm rang.
+    pub(crate) fn poll_alarm(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.alarm.poll_rang(&self.reader, cx)
+    }
+
+    /// Unsets the alarm and lets go of the reader's task.
+    pub(crate) fn clear_alarm(&self) {
+        self.alarm.clear(&self.reader);
+    }
+
+    /// Rings the alarm if it is due at `now` (the sweep's clock).
+    pub(crate) fn ring_alarm_if_due(&self, now: u32) -> bool {
+        self.alarm.ring_if_due(&self.reader, now)
     }
 
     /// Marks the connection for dropping and wakes the writer. Returns
@@ -755,7 +788,7 @@ impl Outbox {
         let mut state = self.lock();
         state.writer_failed = true;
         drop(state);
-        self.space.notify_waiters();
+        self.reader.wake();
     }
 
     /// Waits until the connection is dropped (its queue overflowed under
@@ -828,7 +861,7 @@ impl Outbox {
         state.data = VecDeque::new();
         state.ctrl = VecDeque::new();
         drop(state);
-        self.space.notify_waiters();
+        self.reader.wake();
     }
 
     /// Takes everything queued into `batch` (whose emptied deques are given
@@ -884,11 +917,12 @@ impl Outbox {
         batch.oldest = state.oldest.take();
         batch.ping = std::mem::take(&mut state.ping);
         batch.shutdown = std::mem::take(&mut state.shutdown);
-        let took_ctrl = !state.ctrl.is_empty();
+        // Only a full queue has a reader waiting for room.
+        let made_room = state.ctrl.len() >= CONTROL_QUEUE;
         std::mem::swap(&mut state.ctrl, &mut batch.ctrl);
         drop(state);
-        if took_ctrl {
-            self.space.notify_waiters();
+        if made_room {
+            self.reader.wake();
         }
         Poll::Ready(())
     }

@@ -51,7 +51,9 @@
 //! Idle connections: the protocol names a deadline from what the loop last
 //! saw (any frame, or a data message or ping) and the close to send once it
 //! passes; it is checked again before closing, so activity the protocol
-//! tracks elsewhere (data sent to a `/stream` client) can move it.
+//! tracks elsewhere (data sent to a `/stream` client) can move it. The
+//! session holds no timer for it: it sets the connection's alarm, which the
+//! server's one clock rings (`crate::alarm`), up to half a second late.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -189,12 +191,10 @@ where
     W: AsyncWrite + crate::writer::AbortiveClose + Unpin + Send,
     P: Protocol,
 {
-    let open = connections.opened();
     let id = connections.next_id();
     let meter = connections
         .meters()
         .get(transport.endpoint, transport.format);
-    let metered = meter.opened();
     let settings = connections.settings();
     let queue = QueuePolicy {
         capacity: transport.queue_capacity.unwrap_or(settings.send_buffer),
@@ -274,6 +274,8 @@ where
                 ending
             }
         };
+        // The subscriber may outlive the task: its alarm lets go of it.
+        sub.outbox().clear_alarm();
         // The writer stopped: its half of the socket closes now, before the
         // protocol releases what the connection held.
         drop(writer);
@@ -282,8 +284,9 @@ where
         drop(protocol);
         debug!(connection = sub.id(), "disconnected");
         // Held to the end, as they were (not moved into a tuple of their
-        // own: the future would keep them twice).
-        drop((open, metered, listed, tracker));
+        // own: the future would keep them twice). Listed, the connection is
+        // counted open, on the server and on its meter.
+        drop((listed, tracker));
     }
 }
 
@@ -400,7 +403,7 @@ fn read_some<'a, R: AsyncRead + Unpin>(
     reader: &'a mut R,
     buf: &'a mut BytesMut,
     limit: usize,
-) -> impl Future<Output = std::io::Result<usize>> + 'a {
+) -> impl Future<Output = std::io::Result<usize>> + Unpin + 'a {
     std::future::poll_fn(move |cx| {
         SCRATCH_BUF.with_borrow_mut(|scratch| {
             let mut read = tokio::io::ReadBuf::new(&mut scratch[..limit.min(SCRATCH)]);
@@ -411,13 +414,35 @@ fn read_some<'a, R: AsyncRead + Unpin>(
     })
 }
 
+/// The connection's alarm rang before anything came to read.
+#[derive(Debug)]
+struct Rang;
+
+/// [`read_some`] until the connection's alarm rings, whichever is first.
+fn read_until_alarm<'a, R: AsyncRead + Unpin>(
+    reader: &'a mut R,
+    buf: &'a mut BytesMut,
+    limit: usize,
+    outbox: &'a Outbox,
+) -> impl Future<Output = Result<std::io::Result<usize>, Rang>> + 'a {
+    let mut read = read_some(reader, buf, limit);
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(read) = Pin::new(&mut read).poll(cx) {
+            return std::task::Poll::Ready(Ok(read));
+        }
+        outbox.poll_alarm(cx).map(|()| Err(Rang))
+    })
+}
+
 /// Reads messages until the connection ends: moves bytes from the socket
 /// into the codec's [`Reader`], which decides what they are, and acts on
 /// its events.
 ///
-/// One timer serves the connection: the read waits until the protocol's
-/// idle deadline or the next ping, whichever is first; a ping due is handed
-/// to the writer through the outbox ([`Outbox::ping`]).
+/// One alarm serves the connection: the read waits until the protocol's
+/// idle deadline or the next ping, whichever is first, on the connection's
+/// alarm, which the server's one clock rings (`crate::alarm`: up to half a
+/// second late, never early); a ping due is handed to the writer through
+/// the outbox ([`Outbox::ping`]).
 ///
 /// Written for the size of the connection's state (an idle connection is
 /// mostly this future): not an `async fn`, whose arguments would be kept
@@ -497,6 +522,9 @@ where
                         let idle = tokio::time::Instant::from_std(protocol.deadline(&activity));
                         next_ping.map_or(idle, |ping| ping.min(idle))
                     };
+                    // The server's one clock wakes the connection then
+                    // (crate::alarm), not a timer of its own.
+                    sub.outbox().set_alarm(deadline);
                     let read = tokio::select! {
                         biased;
                         exit = writer.ended(), if writer.exit.is_none() => {
@@ -509,7 +537,7 @@ where
                                 _ => return (LoopEnd::Done, Closed),
                             }
                         }
-                        read = tokio::time::timeout_at(deadline, read_some(reader, buf, limit)) => read,
+                        read = read_until_alarm(reader, buf, limit, sub.outbox()) => read,
                     };
                     match read {
                         Ok(Ok(0)) => {
@@ -521,8 +549,8 @@ where
                             debug!(connection = sub.id(), error = %e, "connection ended");
                             return (LoopEnd::Done, if close_sent { Closed } else { Vanished });
                         }
-                        Err(_elapsed) if close_sent => return (LoopEnd::Done, Closed),
-                        Err(_elapsed) => {
+                        Err(Rang) if close_sent => return (LoopEnd::Done, Closed),
+                        Err(Rang) => {
                             let due = tokio::time::Instant::now();
                             if let Some(ping) = next_ping.filter(|ping| *ping <= due) {
                                 sub.outbox().ping();
@@ -584,7 +612,11 @@ where
                     }
                 }
             };
-            for item in replies {
+            // Not a `for` loop: the `Option` its `next` returns would be
+            // kept (64 bytes) across each send.
+            let mut replies = replies.into_iter();
+            loop {
+                let Some(item) = replies.next() else { break };
                 if !writer.send(sub.outbox(), item).await {
                     return (LoopEnd::Done, Vanished);
                 }
@@ -675,10 +707,13 @@ mod tests {
         frame
     }
 
-    /// The bound on a connection's own state (its task's future, without the
-    /// endpoint's protocol): what an idle connection mostly costs. The writer
-    /// runs in this future, not in a task of its own.
-    const SESSION_BUDGET: usize = 1024;
+    /// The bound on a connection's own state (its task's future, with the
+    /// test's one-word protocol): what an idle connection mostly costs. The
+    /// writer runs in this future, not in a task of its own, and no timer
+    /// does (776 bytes). An endpoint's task fits tokio's 1,024-byte cell
+    /// while its future stays under 928 bytes, which leaves its protocol
+    /// about 150.
+    const SESSION_BUDGET: usize = 800;
 
     #[tokio::test]
     async fn a_connection_is_one_task_whose_state_fits_its_budget() {
@@ -783,6 +818,46 @@ mod tests {
         client.read_exact(&mut ping).await.unwrap();
         assert_eq!(ping, [0x89, 0x00]);
         assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_its_replies_waits_and_then_gets_them_all() {
+        let (mut client, _shutdown, task) = session_with(Default::default());
+        // Many more requests than the control queue and the socket hold,
+        // while the client reads nothing: the socket fills, the writer waits
+        // on it, the queue fills, and the reader waits for room.
+        let payload = [b'x'; 100];
+        let requests = crate::outbox::CONTROL_QUEUE * 16;
+        let mut sent = Vec::new();
+        for n in 0..requests {
+            let mut text = format!("{n:04}").into_bytes();
+            text.extend_from_slice(&payload);
+            sent.extend(client_text(&text));
+        }
+        let (mut read, mut write) = tokio::io::split(client);
+        let writing = tokio::spawn(async move {
+            write.write_all(&sent).await.unwrap();
+            write
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!writing.is_finished(), "the server stopped reading");
+        // Now the client reads: every reply comes, in order, at once (the
+        // writer's progress wakes the waiting reader; no timer does).
+        let replies = async {
+            for n in 0..requests {
+                let mut head = [0u8; 2];
+                read.read_exact(&mut head).await.unwrap();
+                assert_eq!(head, [0x81, 104]);
+                let mut body = [0u8; 104];
+                read.read_exact(&mut body).await.unwrap();
+                assert_eq!(&body[..4], format!("{n:04}").as_bytes());
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), replies)
+            .await
+            .expect("the reader was woken when the writer made room");
+        let _write = writing.await.unwrap();
+        assert!(!task.is_finished());
     }
 
     #[tokio::test]

@@ -330,7 +330,7 @@ impl<W: AsyncWrite + AbortiveClose + Unpin + Send> Writer<W> {
     }
 
     /// The writer waits on its outbox alone: pings ([`Outbox::ping`], from
-    /// the session's one timer) and the server's shutdown
+    /// the session when its alarm rings) and the server's shutdown
     /// ([`Outbox::shut_down`], from [`Connections`](crate::Connections)) come
     /// through it, so a connection holds no timer and no shutdown waiter of
     /// its writer's own.
