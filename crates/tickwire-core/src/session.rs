@@ -822,7 +822,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_does_not_read_its_replies_waits_and_then_gets_them_all() {
-        let (mut client, _shutdown, task) = session_with(Default::default());
+        let (client, _shutdown, task) = session_with(Default::default());
         // Many more requests than the control queue and the socket hold,
         // while the client reads nothing: the socket fills, the writer waits
         // on it, the queue fills, and the reader waits for room.
