@@ -60,6 +60,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use indexmap::IndexSet;
 use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
 
 /// The id of a live topic: a slot of the topic table and the generation of
 /// the slot when the topic was interned. Slots are dense (0, 1, 2, ...) and
@@ -187,6 +188,64 @@ impl<S> TopicTable<S> {
     }
 }
 
+/// The topics one subscriber is in: sorted, and inline while they are one
+/// or two, which is most connections (a hash set each cost a connection
+/// about 200 bytes of its own). Looked up by binary search; a subscriber of
+/// thousands of topics moves a few kilobytes on each change.
+#[derive(Debug, Default)]
+struct Topics(SmallVec<[TopicId; 2]>);
+
+impl Topics {
+    fn contains(&self, id: &TopicId) -> bool {
+        self.0.binary_search(id).is_ok()
+    }
+
+    /// Adds `id`: `false` if it was there.
+    fn insert(&mut self, id: TopicId) -> bool {
+        match self.0.binary_search(&id) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, id);
+                true
+            }
+        }
+    }
+
+    /// Removes `id`: `false` if it was not there. Back to two topics, the
+    /// subscriber gives up the heap memory of its busiest moment.
+    fn remove(&mut self, id: TopicId) -> bool {
+        let Ok(at) = self.0.binary_search(&id) else {
+            return false;
+        };
+        self.0.remove(at);
+        if self.0.spilled() && self.0.len() <= self.0.inline_size() {
+            self.0.shrink_to_fit();
+        }
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &TopicId> {
+        self.0.iter()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<'a> IntoIterator for &'a Topics {
+    type Item = &'a TopicId;
+    type IntoIter = std::slice::Iter<'a, TopicId>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// The concurrent subscription index: topic → subscribers and subscriber → topics.
 ///
 /// All methods take `&self`; share the index behind an `Arc`.
@@ -219,7 +278,7 @@ pub struct SubscriptionIndex<S> {
     free: Mutex<Vec<u32>>,
     /// Live topics.
     live: AtomicUsize,
-    by_subscriber: DashMap<S, IndexSet<TopicId>>,
+    by_subscriber: DashMap<S, Topics>,
     /// Told of each topic's first subscriber and last leaving.
     watch: OnceLock<Watch>,
 }
@@ -381,7 +440,7 @@ where
         let Entry::Occupied(mut topics) = self.by_subscriber.entry(sub.clone()) else {
             return UNCHANGED;
         };
-        if !topics.get_mut().swap_remove(&id) {
+        if !topics.get_mut().remove(id) {
             return UNCHANGED;
         }
         let last = match self.table.get(id.slot) {
@@ -645,6 +704,35 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscribers_topics_live_inline_while_few_and_give_back_the_heap() {
+        let id = |slot| TopicId {
+            slot,
+            generation: 0,
+        };
+        let mut topics = Topics::default();
+        assert!(topics.insert(id(7)));
+        assert!(topics.insert(id(3)));
+        assert!(!topics.insert(id(7)), "once each");
+        assert!(!topics.0.spilled(), "two topics, no allocation");
+        for slot in 10..20 {
+            assert!(topics.insert(id(slot)));
+        }
+        assert!(topics.0.spilled());
+        assert!(topics.contains(&id(15)) && !topics.contains(&id(5)));
+        let slots: Vec<u32> = topics.iter().map(|t| t.slot).collect();
+        assert!(slots.windows(2).all(|w| w[0] < w[1]), "sorted: {slots:?}");
+        for slot in 10..20 {
+            assert!(topics.remove(id(slot)));
+        }
+        assert!(!topics.remove(id(10)));
+        assert_eq!(topics.len(), 2);
+        assert!(!topics.0.spilled(), "back to two, the heap is given back");
+        assert!(topics.remove(id(3)) && topics.remove(id(7)) && topics.is_empty());
+    }
+
     #[test]
     fn replace_moves_every_topic_at_once() {
         let index = SubscriptionIndex::<u64>::new();
