@@ -704,6 +704,10 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicI64;
+    use std::thread;
+
     use super::*;
 
     #[test]
@@ -751,12 +755,6 @@ mod tests {
         assert_eq!(index.unsubscribe_all(&2).len(), 2);
         assert_eq!(index.subscriber_total(), 1);
     }
-
-    use std::collections::HashSet;
-    use std::sync::atomic::AtomicI64;
-    use std::thread;
-
-    use super::*;
 
     /// Checks that both directions of the index agree.
     fn assert_consistent<S: Clone + Eq + Hash + Send + Sync + fmt::Debug>(
