@@ -137,18 +137,13 @@ fn origin() -> Instant {
 /// the server's shutdown: connections that close after it still linger for
 /// their clients' close frames on their alarms.
 pub(crate) async fn sweep(roster: Weak<Roster>) {
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(roster) = roster.upgrade() else {
-            return;
-        };
+    crate::connections::every_while_alive(TICK, roster, |roster| {
         let now = stamp(Instant::now());
         roster.fold((), |(), card| {
             card.sub.outbox().ring_alarm_if_due(now);
         });
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

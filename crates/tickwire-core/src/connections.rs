@@ -188,6 +188,26 @@ pub async fn every(
     }
 }
 
+/// Calls `tick` with `target` every `period` (late ticks are not made up),
+/// the first time one period from now, until `target` is dropped: the loop
+/// of the tasks that serve every connection (the alarms' sweep, the write
+/// pacer), which end with what they serve.
+pub(crate) async fn every_while_alive<T>(
+    period: std::time::Duration,
+    target: std::sync::Weak<T>,
+    mut tick: impl FnMut(&T),
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(target) = target.upgrade() else {
+            return;
+        };
+        tick(&target);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +224,25 @@ mod tests {
         assert_eq!(ticks.load(std::sync::atomic::Ordering::Relaxed), 3);
         tx.send(true).unwrap();
         task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_while_alive_ticks_until_its_target_is_dropped() {
+        let target = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = tokio::spawn(every_while_alive(
+            Duration::from_secs(1),
+            Arc::downgrade(&target),
+            |t: &std::sync::atomic::AtomicUsize| {
+                t.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert_eq!(target.load(std::sync::atomic::Ordering::Relaxed), 3);
+        drop(target);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the loop ends with its target")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -68,7 +68,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -344,6 +344,11 @@ impl Pacer {
         })
     }
 
+    /// The length of a period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
     /// The current period.
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
@@ -382,24 +387,13 @@ impl Pacer {
             return None;
         }
         let pacer = Pacer::new(period);
-        tokio::spawn(Pacer::run(Arc::downgrade(&pacer)));
+        // Ticks every period until the pacer is dropped.
+        tokio::spawn(crate::connections::every_while_alive(
+            period,
+            Arc::downgrade(&pacer),
+            Pacer::tick,
+        ));
         Some(pacer)
-    }
-
-    /// Ticks every period until the pacer is dropped.
-    async fn run(pacer: Weak<Pacer>) {
-        let Some(period) = pacer.upgrade().map(|p| p.period) else {
-            return;
-        };
-        let mut every = tokio::time::interval(period);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            let Some(pacer) = pacer.upgrade() else {
-                return;
-            };
-            pacer.tick();
-        }
     }
 }
 
