@@ -104,9 +104,20 @@ impl Meter {
 
     /// Counts a connection as accepted and open until the guard is dropped.
     pub fn opened(self: &Arc<Self>) -> OpenGuard {
+        self.count_open();
+        OpenGuard(self.clone())
+    }
+
+    /// One more connection accepted and open: what [`OpenGuard`] and the
+    /// [`Roster`]'s [`Listed`] hold until they are dropped.
+    fn count_open(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         self.open.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(self.clone())
+    }
+
+    /// One connection fewer open.
+    fn count_closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The counts now.
@@ -136,7 +147,7 @@ pub struct OpenGuard(Arc<Meter>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.count_closed();
     }
 }
 
@@ -327,8 +338,7 @@ impl Roster {
     /// accepted and open on its meter meanwhile.
     pub fn enter(self: &Arc<Self>, card: Card) -> Listed {
         let id = card.id();
-        card.meter.accepted.fetch_add(1, Ordering::Relaxed);
-        card.meter.open.fetch_add(1, Ordering::Relaxed);
+        card.meter.count_open();
         crate::lock(&self.cards).insert(id, card);
         Listed {
             roster: self.clone(),
@@ -377,7 +387,7 @@ impl Drop for Listed {
     fn drop(&mut self) {
         let card = crate::lock(&self.roster.cards).remove(&self.id);
         if let Some(card) = card {
-            card.meter.open.fetch_sub(1, Ordering::Relaxed);
+            card.meter.count_closed();
         }
     }
 }
