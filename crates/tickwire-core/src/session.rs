@@ -882,6 +882,71 @@ mod tests {
         assert_eq!(close[2..], 1001u16.to_be_bytes());
     }
 
+    /// Keeps, when its transport vanishes, what its connection's queue holds
+    /// at that point, as a reliable session does; and, to stand for the
+    /// fan-out, which offers from other threads at any moment, offers one
+    /// message of its own first.
+    struct Keeper {
+        sub: Subscriber,
+        kept: Arc<std::sync::Mutex<Option<(Ending, bool, usize)>>>,
+    }
+
+    impl Protocol for Keeper {
+        fn on_message(&mut self, _kind: MessageKind, _payload: &[u8], _now: Instant) -> Step {
+            Step::Nothing
+        }
+
+        fn deadline(&self, activity: &Activity) -> Instant {
+            activity.last_frame + Duration::from_secs(60)
+        }
+
+        fn idle_close(&self) -> (u16, &str) {
+            (1000, "idle")
+        }
+
+        fn on_close(&mut self, ending: Ending) {
+            let offered = self
+                .sub
+                .offer(0, crate::Outbound::Frame(Bytes::from_static(b"\x81\x01x")));
+            let mut batch = crate::outbox::Batch::default();
+            self.sub.outbox().take_now(&mut batch);
+            *self.kept.lock().unwrap() = Some((ending, offered, batch.data.len()));
+        }
+    }
+
+    #[tokio::test]
+    async fn what_is_offered_after_the_transport_vanished_waits_for_the_protocol() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (read, write) = tokio::io::split(server);
+        let (_shutdown, rx) = tokio::sync::watch::channel(false);
+        let connections = Connections::new(Default::default(), rx);
+        let (tracker, _drained) = crate::connections::tracker();
+        let kept = Arc::new(std::sync::Mutex::new(None));
+        let session = run(
+            read,
+            BytesMut::new(),
+            write,
+            connections,
+            transport(),
+            {
+                let kept = kept.clone();
+                |sub| Keeper { sub, kept }
+            },
+            tracker,
+        );
+        let task = tokio::spawn(session);
+        // The client vanishes with nothing queued: the reader ends first and
+        // the writer follows it with nothing to write.
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        // Until the protocol has taken it, the queue takes what the fan-out
+        // offers: a reliable session parked now keeps it.
+        assert_eq!(*kept.lock().unwrap(), Some((Ending::Vanished, true, 1)));
+    }
+
     #[tokio::test]
     async fn reading_holds_only_what_came_not_the_scratch_buffer() {
         let mut socket: &[u8] = b"abc";

@@ -313,18 +313,32 @@ impl<W: AsyncWrite + AbortiveClose + Unpin + Send> Writer<W> {
     /// Runs until a close frame is written, the connection fails, or the
     /// reader goes away.
     pub async fn run(mut self) -> WriterExit {
-        self.run_in_place().await
+        let exit = self.run_in_place().await;
+        if exit == WriterExit::ReaderGone {
+            self.sub.outbox().writer_gone();
+        }
+        exit
     }
 
     /// [`run`](Writer::run), for a caller that keeps the writer in its own
-    /// state (the session does: its future then holds the writer once).
+    /// state (the session does: its future then holds the writer once), and
+    /// that closes the queue itself ([`Outbox::writer_gone`]) when the
+    /// writer ended because the reader did.
     pub(crate) async fn run_in_place(&mut self) -> WriterExit {
         let exit = self.serve().await;
-        if exit == WriterExit::IoFailed {
+        match exit {
             // The session takes what is queued, then calls `writer_gone`.
-            self.sub.outbox().writer_failed();
-        } else {
-            self.sub.outbox().writer_gone();
+            WriterExit::IoFailed => self.sub.outbox().writer_failed(),
+            // The reader left first, so nobody waits for room. The queue
+            // stays open until the session has let its protocol take what
+            // came meanwhile ([`Protocol::on_close`], which may keep a
+            // session whose transport vanished): the fan-out may offer at
+            // any moment until then, and refusing here would lose what a
+            // reliable session promised.
+            //
+            // [`Protocol::on_close`]: crate::session::Protocol::on_close
+            WriterExit::ReaderGone => {}
+            WriterExit::Failed | WriterExit::CloseSent => self.sub.outbox().writer_gone(),
         }
         exit
     }
