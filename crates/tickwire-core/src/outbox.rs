@@ -553,6 +553,15 @@ pub struct Outbox {
 /// items a batch uses. Busier connections keep theirs.
 const QUIET_DEQUE: usize = 4;
 
+/// Why a writer blocked on a full socket stops ([`Outbox::dropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The connection is dropped: its queue overflowed under `disconnect`.
+    Dropped,
+    /// The connection is abandoned: its client came back on another one.
+    Abandoned,
+}
+
 /// What the writer takes in one go.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -786,18 +795,22 @@ impl Outbox {
     }
 
     /// Waits until the connection is dropped (its queue overflowed under
-    /// `disconnect`): for a writer blocked on a full socket, which must not
-    /// wait for its write to finish or time out first.
-    pub async fn dropped(&self) {
+    /// `disconnect`) or abandoned ([`abandon`](Self::abandon)), and says
+    /// which: for a writer blocked on a full socket, which must not wait for
+    /// its write to finish or time out first.
+    pub async fn dropped(&self) -> Stop {
         std::future::poll_fn(|cx| {
             let mut state = self.lock();
             if state.dropped {
-                return Poll::Ready(());
+                return Poll::Ready(Stop::Dropped);
+            }
+            if state.abandoned {
+                return Poll::Ready(Stop::Abandoned);
             }
             register(&mut state.waker, cx);
             Poll::Pending
         })
-        .await;
+        .await
     }
 
     /// Changes the state with `set` and wakes the writer if it waits (after

@@ -37,7 +37,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use crate::meter::{Meter, SAMPLE_WRITES};
-use crate::outbox::{Batch, Outbox};
+use crate::outbox::{Batch, Outbox, Stop};
 use crate::subscriber::Subscriber;
 
 /// One item of a connection's data queue, as the fan-out leaves it.
@@ -448,15 +448,21 @@ impl<W: AsyncWrite + AbortiveClose + Unpin + Send> Writer<W> {
     }
 
     /// Writes what the socket did not take at once, under the write timeout
-    /// or until the connection is dropped.
+    /// or until the connection is dropped or abandoned.
     async fn flush_rest(&mut self, rest: &[u8]) -> bool {
         let write = tokio::time::timeout(self.config.write_timeout, self.io.write_all(rest));
         let outcome = tokio::select! {
             outcome = write => outcome,
-            // The queue overflowed while the socket was full: drop the
-            // client now, not after the write timeout.
-            () = self.sub.outbox().dropped() => {
-                debug!(connection = self.sub.id(), "slow consumer: queue full while the socket is full");
+            // The queue overflowed while the socket was full, or the client
+            // came back on another connection while this one's socket was
+            // full (a dead link): stop now, not after the write timeout. What
+            // was numbered for this write is kept by its sequencer and
+            // written again on the new connection.
+            stop = self.sub.outbox().dropped() => {
+                match stop {
+                    Stop::Dropped => debug!(connection = self.sub.id(), "slow consumer: queue full while the socket is full"),
+                    Stop::Abandoned => debug!(connection = self.sub.id(), "abandoned while the socket is full"),
+                }
                 self.io.abort_on_close();
                 return false;
             }
@@ -1097,6 +1103,42 @@ mod tests {
         ) -> Poll<std::io::Result<()>> {
             Poll::Pending
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_stuck_on_a_dead_link_stops_at_once_when_its_client_comes_back() {
+        let (sub, config) = bare(16);
+        let socket = Stuck::default();
+        let writer = tokio::spawn(
+            Writer::new(
+                socket.clone(),
+                config,
+                sub.clone(),
+                Some(Box::new(Resuming(0))),
+            )
+            .run(),
+        );
+        assert!(sub.offer(0, Outbound::text(b"blocks the socket")));
+        settle().await;
+        assert!(!writer.is_finished(), "the write waits on the full socket");
+        let started = tokio::time::Instant::now();
+        // The client reconnected elsewhere: the session takes this one over.
+        sub.outbox().abandon();
+        assert_eq!(writer.await.unwrap(), WriterExit::IoFailed);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "not after the write timeout"
+        );
+        assert!(
+            socket.0.load(std::sync::atomic::Ordering::Relaxed),
+            "an abortive close"
+        );
+        // What comes meanwhile stays queued for the session to keep.
+        assert!(sub.offer(0, Outbound::text(b"kept")));
+        let mut batch = Batch::default();
+        sub.outbox().take_now(&mut batch);
+        assert_eq!(batch.data.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
