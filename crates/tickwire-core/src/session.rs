@@ -779,6 +779,16 @@ mod tests {
         settings: crate::ConnectionSettings,
         rx: tokio::sync::watch::Receiver<bool>,
     ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
+        session_of(settings, rx, |_| Echo)
+    }
+
+    /// A session of the protocol `make` makes, over an in-memory socket, of
+    /// a server whose shutdown signal is `rx`: its client side and its task.
+    fn session_of<P: Protocol + 'static>(
+        settings: crate::ConnectionSettings,
+        rx: tokio::sync::watch::Receiver<bool>,
+        make: impl FnOnce(Subscriber) -> P + Send + 'static,
+    ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(4096);
         let (read, write) = tokio::io::split(server);
         let connections = Connections::new(settings, rx);
@@ -789,7 +799,7 @@ mod tests {
             write,
             connections,
             transport(),
-            |_| Echo,
+            make,
             tracker,
         );
         (client, tokio::spawn(session))
@@ -916,25 +926,12 @@ mod tests {
 
     #[tokio::test]
     async fn what_is_offered_after_the_transport_vanished_waits_for_the_protocol() {
-        let (client, server) = tokio::io::duplex(4096);
-        let (read, write) = tokio::io::split(server);
         let (_shutdown, rx) = tokio::sync::watch::channel(false);
-        let connections = Connections::new(Default::default(), rx);
-        let (tracker, _drained) = crate::connections::tracker();
         let kept = Arc::new(std::sync::Mutex::new(None));
-        let session = run(
-            read,
-            BytesMut::new(),
-            write,
-            connections,
-            transport(),
-            {
-                let kept = kept.clone();
-                |sub| Keeper { sub, kept }
-            },
-            tracker,
-        );
-        let task = tokio::spawn(session);
+        let (client, task) = session_of(Default::default(), rx, {
+            let kept = kept.clone();
+            |sub| Keeper { sub, kept }
+        });
         // The client vanishes with nothing queued: the reader ends first and
         // the writer follows it with nothing to write.
         drop(client);

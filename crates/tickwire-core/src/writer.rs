@@ -1105,6 +1105,26 @@ mod tests {
         }
     }
 
+    /// Asserts that `writer`, blocked on `socket`, ends as `exit` at once
+    /// (on the paused clock: not after its write timeout), closing abortively.
+    async fn ends_at_once(
+        writer: tokio::task::JoinHandle<WriterExit>,
+        socket: &Stuck,
+        exit: WriterExit,
+    ) {
+        let started = tokio::time::Instant::now();
+        assert_eq!(writer.await.unwrap(), exit);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "not after the write timeout"
+        );
+        assert!(
+            socket.0.load(std::sync::atomic::Ordering::Relaxed),
+            "an abortive close"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_writer_stuck_on_a_dead_link_stops_at_once_when_its_client_comes_back() {
         let (sub, config) = bare(16);
@@ -1121,19 +1141,9 @@ mod tests {
         assert!(sub.offer(0, Outbound::text(b"blocks the socket")));
         settle().await;
         assert!(!writer.is_finished(), "the write waits on the full socket");
-        let started = tokio::time::Instant::now();
         // The client reconnected elsewhere: the session takes this one over.
         sub.outbox().abandon();
-        assert_eq!(writer.await.unwrap(), WriterExit::IoFailed);
-        assert_eq!(
-            started.elapsed(),
-            Duration::ZERO,
-            "not after the write timeout"
-        );
-        assert!(
-            socket.0.load(std::sync::atomic::Ordering::Relaxed),
-            "an abortive close"
-        );
+        ends_at_once(writer, &socket, WriterExit::IoFailed).await;
         // What comes meanwhile stays queued for the session to keep.
         assert!(sub.offer(0, Outbound::text(b"kept")));
         let mut batch = Batch::default();
@@ -1148,17 +1158,7 @@ mod tests {
         let writer = tokio::spawn(Writer::new(socket.clone(), config, sub.clone(), None).run());
         assert!(sub.offer(0, Outbound::text(b"blocks the socket")));
         settle().await;
-        let started = tokio::time::Instant::now();
         while sub.offer(0, Outbound::text(b"piles up")) {}
-        assert_eq!(writer.await.unwrap(), WriterExit::Failed);
-        assert_eq!(
-            started.elapsed(),
-            Duration::ZERO,
-            "not after the write timeout"
-        );
-        assert!(
-            socket.0.load(std::sync::atomic::Ordering::Relaxed),
-            "an abortive close"
-        );
+        ends_at_once(writer, &socket, WriterExit::Failed).await;
     }
 }
