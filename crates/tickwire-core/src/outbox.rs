@@ -553,7 +553,7 @@ pub struct Outbox {
 /// items a batch uses. Busier connections keep theirs.
 const QUIET_DEQUE: usize = 4;
 
-/// Why a writer blocked on a full socket stops ([`Outbox::dropped`]).
+/// Why a writer blocked on a full socket stops ([`Outbox::stopped`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     /// The connection is dropped: its queue overflowed under `disconnect`.
@@ -798,7 +798,7 @@ impl Outbox {
     /// `disconnect`) or abandoned ([`abandon`](Self::abandon)), and says
     /// which: for a writer blocked on a full socket, which must not wait for
     /// its write to finish or time out first.
-    pub async fn dropped(&self) -> Stop {
+    pub async fn stopped(&self) -> Stop {
         std::future::poll_fn(|cx| {
             let mut state = self.lock();
             if state.dropped {

@@ -458,7 +458,7 @@ impl<W: AsyncWrite + AbortiveClose + Unpin + Send> Writer<W> {
             // full (a dead link): stop now, not after the write timeout. What
             // was numbered for this write is kept by its sequencer and
             // written again on the new connection.
-            stop = self.sub.outbox().dropped() => {
+            stop = self.sub.outbox().stopped() => {
                 match stop {
                     Stop::Dropped => debug!(connection = self.sub.id(), "slow consumer: queue full while the socket is full"),
                     Stop::Abandoned => debug!(connection = self.sub.id(), "abandoned while the socket is full"),
