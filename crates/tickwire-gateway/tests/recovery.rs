@@ -147,12 +147,19 @@ impl Receiver {
     }
 }
 
-fn raw(n: u64) -> Update {
+/// Message `n`, at least `len` bytes of text: `n` padded with zeros (it
+/// parses back).
+fn raw_of(n: u64, len: usize) -> Update {
     Update::Raw(RawGroupPayload {
         group: Arc::from(GROUP),
-        data: Bytes::from(n.to_string()),
+        data: Bytes::from(format!("{n:0>len$}")),
         data_type: RawDataType::Text,
     })
+}
+
+/// Message `n` as text.
+fn raw(n: u64) -> Update {
+    raw_of(n, 0)
 }
 
 /// Publishes 1..=total, one every millisecond, from the adapter.
@@ -226,6 +233,35 @@ async fn a_client_back_while_its_old_link_is_dead_but_open_resumes() {
     let mut rx = Receiver::recover(JSON_RELIABLE, kept).await;
     rx.read_until(total).await;
     stream.await.unwrap();
+    let expected: Vec<u64> = (1..=total).collect();
+    assert_eq!(rx.got, expected);
+    drop(dead);
+    server.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_back_while_its_old_link_is_dead_and_full_resumes_at_once() {
+    let server = Server::default().await;
+    let rx = Receiver::connect(&server, JSON_RELIABLE).await;
+    // The old connection stays open and unread while 12.5 MiB come for it
+    // (400 messages of 32 KiB, within the 1000-message / 16 MB limits): more
+    // than both sockets' buffers hold, so the server's writer waits on a
+    // full socket, as it does on a link that died without a word.
+    let (dead, kept) = rx.abandon();
+    let total = 400;
+    for n in 1..=total {
+        server.feed.push(raw_of(n, 32 << 10)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Resumed, not refused: the stuck writer stops at once (the hubs wait
+    // 5 s for it, its write timeout is 10 s), and every message comes again.
+    let mut rx = tokio::time::timeout(
+        Duration::from_secs(4),
+        Receiver::recover(JSON_RELIABLE, kept),
+    )
+    .await
+    .expect("resumed before the old connection's write timeout");
+    rx.read_until(total).await;
     let expected: Vec<u64> = (1..=total).collect();
     assert_eq!(rx.got, expected);
     drop(dead);
