@@ -331,6 +331,26 @@ impl<F: Future<Output = WriterExit>> Running<'_, F> {
         }
     }
 
+    /// Runs `later` to its step (through any later work that step names),
+    /// and the writer meanwhile. A writer that ends on the way has its exit
+    /// recorded, for the read loop to see.
+    fn alongside(&mut self, mut later: Later) -> impl Future<Output = Step> + '_ {
+        std::future::poll_fn(move |cx| {
+            while let std::task::Poll::Ready(step) = later.0.as_mut().poll(cx) {
+                match step {
+                    Step::Later(next) => later = next,
+                    step => return std::task::Poll::Ready(step),
+                }
+            }
+            if self.exit.is_none() {
+                if let std::task::Poll::Ready(exit) = self.future.as_mut().poll(cx) {
+                    self.exit = Some(exit);
+                }
+            }
+            std::task::Poll::Pending
+        })
+    }
+
     async fn send_waiting(&mut self, outbox: &Outbox, item: Control) -> bool {
         let send = outbox.send_control(item);
         tokio::pin!(send);
@@ -595,20 +615,30 @@ where
                         activity.last_message = now;
                         let step = protocol.on_message(kind, &payload, now);
                         drop(payload);
+                        let replies = match controls(step, &mut close_sent) {
+                            Ok(replies) => replies,
+                            // Work the message needs first: nothing more is
+                            // read until it is done, the writer runs meanwhile.
+                            Err(later) => {
+                                let step = Box::pin(writer.alongside(later)).await;
+                                match writer.exit {
+                                    None => {}
+                                    Some(WriterExit::CloseSent) => {
+                                        close_sent = true;
+                                        continue;
+                                    }
+                                    Some(WriterExit::IoFailed) => {
+                                        return (LoopEnd::Done, Vanished);
+                                    }
+                                    Some(_) => return (LoopEnd::Done, Closed),
+                                }
+                                controls(step, &mut close_sent).unwrap_or_default()
+                            }
+                        };
                         if let Some(n) = protocol.subscriptions() {
                             sub.set_subscriptions(n);
                         }
-                        match step {
-                            Step::Nothing => Vec::new(),
-                            Step::Reply(bytes) => vec![Control::Reply(bytes)],
-                            Step::Replies(all) => all.into_iter().map(Control::Reply).collect(),
-                            Step::Frame(frame) => vec![Control::Frame(frame)],
-                            Step::Ack(id) => vec![Control::Ack(id)],
-                            Step::Close { code, reason, last } => {
-                                close_sent = true;
-                                vec![Control::Close { code, reason, last }]
-                            }
-                        }
+                        replies
                     }
                 }
             };
@@ -642,6 +672,12 @@ async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
 /// What the loop does after a message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
+    /// Work the message needs before its answer, such as a lookup on
+    /// another node: the session runs it to its own step. Meanwhile nothing
+    /// more is read from the connection, so that its messages are still
+    /// handled one at a time and in order, and its writer keeps writing
+    /// what the fan-out queues.
+    Later(Later),
     /// Nothing.
     Nothing,
     /// Send this encoded message.
@@ -662,6 +698,48 @@ pub enum Step {
         last: Option<Bytes>,
     },
 }
+
+/// What the writer is to send for `step` (noting a close in `close_sent`),
+/// or, for [`Step::Later`], the work to do first.
+fn controls(step: Step, close_sent: &mut bool) -> Result<Vec<Control>, Later> {
+    Ok(match step {
+        Step::Later(later) => return Err(later),
+        Step::Nothing => Vec::new(),
+        Step::Reply(bytes) => vec![Control::Reply(bytes)],
+        Step::Replies(all) => all.into_iter().map(Control::Reply).collect(),
+        Step::Frame(frame) => vec![Control::Frame(frame)],
+        Step::Ack(id) => vec![Control::Ack(id)],
+        Step::Close { code, reason, last } => {
+            *close_sent = true;
+            vec![Control::Close { code, reason, last }]
+        }
+    })
+}
+
+/// The work of a [`Step::Later`]: a future whose output is the message's
+/// step. Equal only to itself.
+pub struct Later(Pin<Box<dyn Future<Output = Step> + Send>>);
+
+impl Later {
+    /// The work `future` does, ending in its step.
+    pub fn new(future: impl Future<Output = Step> + Send + 'static) -> Later {
+        Later(Box::pin(future))
+    }
+}
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Later(..)")
+    }
+}
+
+impl PartialEq for Later {
+    fn eq(&self, other: &Later) -> bool {
+        std::ptr::addr_eq(&*self.0, &*other.0)
+    }
+}
+
+impl Eq for Later {}
 
 #[cfg(test)]
 mod tests {
@@ -942,6 +1020,68 @@ mod tests {
         // Until the protocol has taken it, the queue takes what the fan-out
         // offers: a reliable session parked now keeps it.
         assert_eq!(*kept.lock().unwrap(), Some((Ending::Vanished, true, 1)));
+    }
+
+    /// Answers `wait` once `gate` opens (a lookup elsewhere, in a real
+    /// endpoint), and every other message at once, with its payload.
+    struct Waiter {
+        gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    }
+
+    impl Protocol for Waiter {
+        fn on_message(&mut self, _kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
+            let echo = Bytes::copy_from_slice(payload);
+            match (payload, self.gate.take()) {
+                (b"wait", Some(gate)) => Step::Later(Later::new(async move {
+                    let _ = gate.await;
+                    Step::Reply(echo)
+                })),
+                _ => Step::Reply(echo),
+            }
+        }
+
+        fn deadline(&self, activity: &Activity) -> Instant {
+            activity.last_frame + Duration::from_secs(60)
+        }
+
+        fn idle_close(&self) -> (u16, &str) {
+            (1000, "idle")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_that_waits_holds_the_next_ones_back_but_not_the_writer() {
+        let (_shutdown, rx) = tokio::sync::watch::channel(false);
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let (sub_tx, sub_rx) = std::sync::mpsc::channel();
+        let (mut client, task) = session_of(Default::default(), rx, move |sub: Subscriber| {
+            sub_tx.send(sub.clone()).unwrap();
+            Waiter { gate: Some(gate) }
+        });
+        let sub = sub_rx.recv().unwrap();
+        let mut requests = client_text(b"wait");
+        requests.extend(client_text(b"next"));
+        client.write_all(&requests).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // While `wait` waits, what the fan-out queues is written...
+        assert!(sub.offer(
+            0,
+            crate::Outbound::Frame(Bytes::from_static(b"\x81\x04data"))
+        ));
+        let mut frame = [0u8; 6];
+        client.read_exact(&mut frame).await.unwrap();
+        assert_eq!(&frame, b"\x81\x04data");
+        // ...and `next`, read with it, is not answered before `wait` is.
+        let early = tokio::time::timeout(Duration::from_millis(100), client.read_u8()).await;
+        assert!(
+            early.is_err(),
+            "a message was answered while the one before it waited"
+        );
+        open.send(()).unwrap();
+        let mut answers = [0u8; 12];
+        client.read_exact(&mut answers).await.unwrap();
+        assert_eq!(&answers, b"\x81\x04wait\x81\x04next");
+        assert!(!task.is_finished());
     }
 
     #[tokio::test]
