@@ -2,8 +2,19 @@
 //! UIs reach with the standard `socket.io-client`, at `/socket.io/` on the
 //! main listener.
 //!
-//! Socket.IO v5 over Engine.IO v4 (long-polling, WebSocket and the upgrade
-//! between them) is socketioxide's; this crate says what `/market` means:
+//! Socket.IO v5 over Engine.IO v4 has two carriers here:
+//!
+//! - a client that opens its transport as a WebSocket
+//!   (`?EIO=4&transport=websocket`, the choice of trading UIs and of
+//!   `transports: ["websocket"]`) is a session of the gateway's own, like
+//!   every other endpoint's: the same queue, writer, slow-consumer policy,
+//!   metering and fan-out, with Engine.IO and Socket.IO read and written by
+//!   [`packet`]. An idle one costs what a `/ws` connection does (about
+//!   2 KiB), where socketioxide's held 26 KiB;
+//! - long-polling, and the upgrade from it to a WebSocket, is socketioxide's.
+//!
+//! Both carry the same namespace, and one room's members may use either.
+//! This crate says what `/market` means:
 //!
 //! - the heartbeat the seed configures: a ping every 5 s, 10 s to answer;
 //! - authentication at connect: an API key in the handshake's `auth`
@@ -18,8 +29,8 @@
 //!   instrument and mode; each room is one member of the proxy's key (the
 //!   proxy subscribes the adapters, throttles LTP and caches), and a task
 //!   per room broadcasts each `market_data` message to its sockets: encoded
-//!   once, the same packet to every member. A snapshot of the last value
-//!   comes first; `unsubscribe` leaves;
+//!   once per carrier, the same packet to every member. A snapshot of the
+//!   last value comes first; `unsubscribe` leaves;
 //! - `get_ltp`, `get_quote`, `get_depth` `{"symbol", "exchange"}` answer from
 //!   the last-value cache ([`Quotes`]) through the client's acknowledgement,
 //!   or, to a client that asked for none, as an event (`ltp`, `quote`,
@@ -33,12 +44,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::{BufMut as _, Bytes, BytesMut};
 use engineioxide::service::NotFoundService;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler as _;
 use socketioxide::service::SocketIoService;
@@ -48,13 +61,19 @@ use tickwire_core::http::Body;
 use tickwire_core::meter::{Meter, OpenGuard};
 use tickwire_core::outbox::{Batch, Outbox, SlowConsumerStats};
 use tickwire_core::subscriber::QueuePolicy;
-use tickwire_core::{Connections, Outbound, SlowConsumer, Subscriber};
+use tickwire_core::{
+    Connections, Index, Kind as DataKind, Outbound, SlowConsumer, Subscriber, Tracker, publish_text,
+};
 use tickwire_model::Instrument;
 use tickwire_proxy::{Depth, Mode};
+use tickwire_services::Context;
 use tickwire_services::keys::{KeyRejection, KeyRing, KeyUsage, Lease};
 use tickwire_services::quotes::Quotes;
 use tickwire_websocket::frame::payload_of;
 use tracing::{debug, info};
+
+pub mod packet;
+mod session;
 
 /// Where Socket.IO clients connect (the standard path).
 pub const PATH: &str = "/socket.io";
@@ -64,6 +83,9 @@ pub const NAMESPACE: &str = "/market";
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a client has to answer a ping (seed 003: `ping_timeout=10`).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest message a client may send, on either carrier
+/// (socketioxide's default `maxPayload`).
+pub const MAX_PAYLOAD: usize = 100_000;
 /// The WebSocket transport's read buffer. A client sends little (requests
 /// of a few hundred bytes; a larger message still arrives whole, read in
 /// more steps), and tungstenite zero-fills the buffer up to this size on
@@ -87,9 +109,15 @@ const CLIENT: &str = include_str!("../assets/socket.io.min.js");
 /// The endpoint's name in logs, metrics and refusals.
 const NAME: &str = "socketio";
 
+/// The housekeeping topic every session of the gateway's own carrier is
+/// in: the Engine.IO ping goes to it, encoded once, every [`PING_INTERVAL`].
+const PING_TOPIC: &str = "engine.io:ping";
+
 /// The `/market` namespace and the Socket.IO server that carries it.
 pub struct Market {
     svc: SocketIoService<NotFoundService>,
+    shared: Shared,
+    context: Context,
 }
 
 impl std::fmt::Debug for Market {
@@ -98,7 +126,7 @@ impl std::fmt::Debug for Market {
     }
 }
 
-/// What the namespace's handlers share.
+/// What the namespace's handlers share, on both carriers.
 #[derive(Clone)]
 struct Shared {
     keys: Arc<KeyRing>,
@@ -113,19 +141,34 @@ pub const MAX_SUBSCRIPTIONS: usize = 1000;
 /// proxy's key that stands for them all.
 struct Rooms {
     connections: Arc<Connections>,
+    /// The rooms' members on the gateway's own carrier (a topic per room,
+    /// by its [`room_name`]), and the ping's topic.
+    index: Arc<Index>,
     rooms: Mutex<HashMap<RoomKey, Room>>,
-    /// Set once the server is built: the handle the rooms broadcast with.
+    /// Set once the server is built: the handle the rooms broadcast to
+    /// socketioxide's sockets with.
     io: std::sync::OnceLock<SocketIo>,
 }
 
 type RoomKey = (Instrument, Mode, Depth);
 
+/// Which carrier a member of a room is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    /// socketioxide: long-polling, or a WebSocket upgraded from it.
+    Socketioxide,
+    /// The gateway's own session.
+    Session,
+}
+
 struct Room {
     /// The queue the proxy delivers the key's messages to.
     sub: Subscriber,
-    /// The sockets in the room, read by its broadcast task to count what
-    /// it delivered.
-    members: Arc<AtomicUsize>,
+    /// Its members, on both carriers.
+    members: usize,
+    /// Its members on socketioxide, read by its broadcast task to count
+    /// what it delivered there (and to skip socketioxide when none is).
+    on_socketioxide: Arc<AtomicUsize>,
 }
 
 /// The Socket.IO room name of a key: `market_data:MODE:EXCHANGE:SYMBOL`.
@@ -142,12 +185,18 @@ fn room_name((instrument, mode, depth): &RoomKey) -> String {
 }
 
 impl Rooms {
-    /// Adds a member to `key`'s room, making the room (and its proxy
-    /// membership and broadcast task) for the first.
-    fn join(&self, quotes: &dyn Quotes, key: &RoomKey) -> Result<(), String> {
+    /// Adds a member on `carrier` to `key`'s room, making the room (and
+    /// its proxy membership and broadcast task) for the first.
+    fn join(&self, quotes: &dyn Quotes, key: &RoomKey, carrier: Carrier) -> Result<(), String> {
         let mut rooms = tickwire_core::lock(&self.rooms);
+        let counted = |room: &mut Room| {
+            room.members += 1;
+            if carrier == Carrier::Socketioxide {
+                room.on_socketioxide.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         if let Some(room) = rooms.get_mut(key) {
-            room.members.fetch_add(1, Ordering::Relaxed);
+            counted(room);
             return Ok(());
         }
         let connections = &self.connections;
@@ -167,27 +216,36 @@ impl Rooms {
             connections.slow_consumer_stats().clone(),
         );
         quotes.join(&sub, &key.0, key.1, key.2)?;
-        let members = Arc::new(AtomicUsize::new(1));
-        if let Some(io) = self.io.get() {
-            let room = Broadcast {
-                name: room_name(key),
-                members: members.clone(),
-                stats: connections.slow_consumer_stats().clone(),
-                meter: connections.meters().get(NAME, "json"),
-            };
-            tokio::spawn(broadcast(io.clone(), room, sub.clone()));
-        }
-        rooms.insert(key.clone(), Room { sub, members });
+        let mut room = Room {
+            sub: sub.clone(),
+            members: 0,
+            on_socketioxide: Arc::new(AtomicUsize::new(0)),
+        };
+        counted(&mut room);
+        let broadcast = Broadcast {
+            name: room_name(key),
+            index: self.index.clone(),
+            io: self.io.get().cloned(),
+            on_socketioxide: room.on_socketioxide.clone(),
+            stats: connections.slow_consumer_stats().clone(),
+            meter: connections.meters().get(NAME, "json"),
+        };
+        tokio::spawn(broadcast.run(sub));
+        rooms.insert(key.clone(), room);
         Ok(())
     }
 
-    /// Takes a member from `key`'s room; the last one closes it.
-    fn leave(&self, quotes: &dyn Quotes, key: &RoomKey) {
+    /// Takes a member on `carrier` from `key`'s room; the last one closes it.
+    fn leave(&self, quotes: &dyn Quotes, key: &RoomKey, carrier: Carrier) {
         let mut rooms = tickwire_core::lock(&self.rooms);
         let Some(room) = rooms.get_mut(key) else {
             return;
         };
-        if room.members.fetch_sub(1, Ordering::Relaxed) == 1 {
+        if carrier == Carrier::Socketioxide {
+            room.on_socketioxide.fetch_sub(1, Ordering::Relaxed);
+        }
+        room.members -= 1;
+        if room.members == 0 {
             if let Some(room) = rooms.remove(key) {
                 quotes.leave(room.sub.id(), &key.0, key.1, key.2);
                 room.sub.outbox().reader_gone();
@@ -196,80 +254,111 @@ impl Rooms {
     }
 }
 
-/// What a room's broadcast task needs besides its queue.
+/// A room's broadcast task: what it needs besides its queue.
 struct Broadcast {
-    /// The Socket.IO room.
+    /// The Socket.IO room (and its topic in `index`).
     name: String,
-    /// Its sockets.
-    members: Arc<AtomicUsize>,
-    /// Where skips are counted.
+    /// Where the room's members on the gateway's own carrier are.
+    index: Arc<Index>,
+    /// socketioxide's server, if built.
+    io: Option<SocketIo>,
+    /// The room's members on socketioxide.
+    on_socketioxide: Arc<AtomicUsize>,
+    /// Where socketioxide's skips are counted.
     stats: Arc<SlowConsumerStats>,
-    /// Where deliveries are counted (`socketio`, `json`).
+    /// Where socketioxide's deliveries are counted (`socketio`, `json`;
+    /// the sessions' writers count their own).
     meter: Arc<Meter>,
 }
 
-/// The bytes a `market_data` event adds to its message:
-/// `42/market,["market_data",` and `]`.
-const EVENT_OVERHEAD: u64 = (r#"42/market,["market_data","#.len() + 1) as u64;
+/// The head of a `market_data` event in `/market`: its message follows,
+/// then [`EVENT_TAIL`].
+const EVENT_HEAD: &[u8] = br#"42/market,["market_data","#;
+const EVENT_TAIL: u8 = b']';
+/// The bytes a `market_data` event adds to its message.
+const EVENT_OVERHEAD: u64 = (EVENT_HEAD.len() + 1) as u64;
 
-/// A room's task: each `market_data` message the proxy queues for the room,
-/// broadcast once to the room's sockets, until the room closes. A socket
-/// whose packet buffer is full (Socket.IO's own, [`MAX_BUFFER`] packets)
-/// skips the update; each skip is counted as a slow-consumer action, each
-/// packet handed to a socket as a message delivered (with its bytes, the
-/// WebSocket frame header aside).
-async fn broadcast(io: SocketIo, room: Broadcast, sub: Subscriber) {
-    let Broadcast {
-        name: room,
-        members,
-        stats,
-        meter,
-    } = room;
-    let mut batch = Batch::default();
-    'room: loop {
-        sub.outbox().take(&mut batch).await;
-        if batch.reader_gone || batch.dropped || batch.abandoned {
-            break;
-        }
-        for item in batch.data.drain(..) {
-            let Outbound::Frame(frame) = item.out else {
-                continue;
-            };
-            let Some(data) = payload_of(&frame)
-                .and_then(|p| serde_json::from_slice::<&serde_json::value::RawValue>(p).ok())
-            else {
-                continue;
-            };
-            // Each broadcast consumes its operator: one lookup per message.
-            // The namespace is gone only when the server is: stop.
-            let Some(ns) = io.of(NAMESPACE) else {
-                break 'room;
-            };
-            let mut missed = 0;
-            if let Err(e) = ns.to(room.clone()).emit("market_data", data).await {
-                if let BroadcastError::Socket(errors) = &e {
-                    let full = errors
-                        .iter()
-                        .filter(|e| matches!(e, SocketError::InternalChannelFull))
-                        .count();
-                    stats.skipped(full as u64);
-                    missed = errors.len();
-                }
-                debug!(room, error = %e, "market_data not given to every member");
-            }
-            let given = members.load(Ordering::Relaxed).saturating_sub(missed) as u64;
-            meter.wrote(given, given * (data.get().len() as u64 + EVENT_OVERHEAD));
-        }
-        Outbox::recycle(&mut batch);
-    }
-    sub.outbox().writer_gone();
-    debug!(room, "room closed");
+/// The `market_data` event of `data` in `/market`, as an Engine.IO message.
+fn market_data_event(data: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(EVENT_HEAD.len() + data.len() + 1);
+    out.extend_from_slice(EVENT_HEAD);
+    out.extend_from_slice(data.as_bytes());
+    out.put_u8(EVENT_TAIL);
+    out.freeze()
 }
 
-/// What a connection holds while it is connected, released when the socket
-/// (and with it this extension) goes away: its key's usage (for the request
-/// rate of its subscriptions), its slot in the key's `max_connections`, and
-/// its place in the `socketio` meter (connections open and accepted).
+impl Broadcast {
+    /// Each `market_data` message the proxy queues for the room, broadcast
+    /// to the room's members until the room closes: encoded once for the
+    /// sessions in its topic (one frame, the same bytes queued to each,
+    /// under the gateway's slow-consumer policy), and once for socketioxide's
+    /// sockets. A socketioxide socket whose packet buffer is full (its own,
+    /// [`MAX_BUFFER`] packets) skips the update; each skip is counted as a
+    /// slow-consumer action, each packet handed to a socket as a message
+    /// delivered (with its bytes, the WebSocket frame header aside).
+    async fn run(self, sub: Subscriber) {
+        let mut batch = Batch::default();
+        loop {
+            sub.outbox().take(&mut batch).await;
+            if batch.reader_gone || batch.dropped || batch.abandoned {
+                break;
+            }
+            for item in batch.data.drain(..) {
+                let Outbound::Frame(frame) = item.out else {
+                    continue;
+                };
+                let Some(data) =
+                    payload_of(&frame).and_then(|p| serde_json::from_slice::<&RawValue>(p).ok())
+                else {
+                    continue;
+                };
+                if let Some(topic) = self.index.lookup(&self.name) {
+                    let event = market_data_event(data.get());
+                    publish_text(&self.index, topic, &event, DataKind::Data);
+                }
+                if self.on_socketioxide.load(Ordering::Relaxed) > 0 {
+                    self.to_socketioxide(data).await;
+                }
+            }
+            Outbox::recycle(&mut batch);
+        }
+        sub.outbox().writer_gone();
+        debug!(room = self.name, "room closed");
+    }
+
+    /// One message to the room's socketioxide sockets.
+    async fn to_socketioxide(&self, data: &RawValue) {
+        // Each broadcast consumes its operator: one lookup per message.
+        let Some(ns) = self.io.as_ref().and_then(|io| io.of(NAMESPACE)) else {
+            return;
+        };
+        let mut missed = 0;
+        if let Err(e) = ns.to(self.name.clone()).emit("market_data", data).await {
+            if let BroadcastError::Socket(errors) = &e {
+                let full = errors
+                    .iter()
+                    .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                    .count();
+                self.stats.skipped(full as u64);
+                missed = errors.len();
+            }
+            debug!(room = self.name, error = %e, "market_data not given to every member");
+        }
+        let given = self
+            .on_socketioxide
+            .load(Ordering::Relaxed)
+            .saturating_sub(missed) as u64;
+        self.meter
+            .wrote(given, given * (data.get().len() as u64 + EVENT_OVERHEAD));
+    }
+}
+
+/// What a socketioxide connection holds while it is connected, released
+/// when the socket (and with it this extension) goes away: its key's usage
+/// (for the request rate of its subscriptions), its slot in the key's
+/// `max_connections`, and its place in the `socketio` meter (connections
+/// open and accepted; a session of the gateway's own is counted by the
+/// session).
 #[derive(Clone)]
 struct Held(Arc<(Arc<KeyUsage>, Lease, OpenGuard)>);
 
@@ -291,34 +380,56 @@ impl std::fmt::Display for Refused {
 }
 
 impl Market {
-    /// The namespace, checking keys against `keys`, serving market data
-    /// from `quotes`, its rooms' queues made like `connections`'.
-    pub fn new(
-        keys: Arc<KeyRing>,
-        quotes: Arc<dyn Quotes>,
-        connections: Arc<Connections>,
-    ) -> Market {
+    /// The namespace, checking keys against the context's key ring, serving
+    /// market data from `quotes`, its sessions and rooms' queues made like
+    /// the context's connections'.
+    pub fn new(context: &Context, quotes: Arc<dyn Quotes>) -> Market {
         let rooms = Arc::new(Rooms {
-            connections,
+            connections: context.connections.clone(),
+            index: Arc::new(Index::new()),
             rooms: Mutex::default(),
             io: std::sync::OnceLock::new(),
         });
+        let shared = Shared {
+            keys: context.keys.clone(),
+            quotes,
+            rooms: rooms.clone(),
+        };
         let (svc, io) = SocketIo::builder()
             .req_path(PATH)
             .ping_interval(PING_INTERVAL)
             .ping_timeout(PING_TIMEOUT)
+            .max_payload(MAX_PAYLOAD as u64)
             .ws_read_buffer_size(WS_READ_BUFFER)
             .max_buffer_size(MAX_BUFFER)
             .transports([TransportType::Polling, TransportType::Websocket])
-            .with_state(Shared {
-                keys,
-                quotes,
-                rooms: rooms.clone(),
-            })
+            .with_state(shared.clone())
             .build_svc();
         io.ns(NAMESPACE, on_connect.with(authenticate));
         let _ = rooms.io.set(io);
-        Market { svc }
+        Market {
+            svc,
+            shared,
+            context: context.clone(),
+        }
+    }
+
+    /// Sends the Engine.IO ping to every session of the gateway's own
+    /// carrier every [`PING_INTERVAL`] (encoded once), until the gateway
+    /// shuts down. socketioxide pings its own.
+    pub fn heartbeat(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let index = self.shared.rooms.index.clone();
+        let shutdown = self.context.shutdown.clone();
+        async move {
+            tickwire_services::market::housekeeping(
+                &index,
+                PING_TOPIC,
+                PING_INTERVAL,
+                shutdown,
+                || Bytes::from_static(packet::PING),
+            )
+            .await;
+        }
     }
 
     /// The watchlist page (`GET /watchlist`), and the Socket.IO client
@@ -341,9 +452,14 @@ impl Market {
                 .is_some_and(|rest| rest.starts_with('/'))
     }
 
-    /// Answers a request of Socket.IO's path: a long-polling request, or
-    /// the upgrade of a WebSocket transport.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Answers a request of Socket.IO's path: a WebSocket opened as the
+    /// transport becomes a session of the gateway's own (its task tracked
+    /// by `tracker`); a long-polling request, or the upgrade of a polling
+    /// session to a WebSocket, is socketioxide's.
+    pub async fn handle(&self, req: Request<Incoming>, tracker: &Tracker) -> Response<Body> {
+        if session::opens_websocket(&req) {
+            return session::upgrade(req, &self.shared, &self.context, tracker);
+        }
         use hyper::service::Service as _;
         let response = match self.svc.call(req).await {
             Ok(response) => response,
@@ -356,28 +472,26 @@ impl Market {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
                 debug!(error = ?e, "Socket.IO answer not collected");
-                bytes::Bytes::new()
+                Bytes::new()
             }
         };
         Response::from_parts(parts, Body::new(bytes))
     }
 }
 
-/// Checks the key of a connection to `/market` (see the [crate](crate) docs).
-async fn authenticate(
-    socket: SocketRef,
-    TryData(auth): TryData<Auth>,
-    State(shared): State<Shared>,
-) -> Result<(), Refused> {
-    let auth = auth.unwrap_or_default();
-    let header = socket
-        .req_parts()
-        .headers
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
+/// Checks a connection's key for `/market` (see the [crate](crate) docs):
+/// the key in the `Authorization` header (`header`) or in the handshake's
+/// `auth`, allowed on the proxy, within its request rate and with a
+/// connection to spare. `sid` names the connection in the log.
+fn admit(
+    shared: &Shared,
+    header: Option<&[u8]>,
+    auth: &Auth,
+    sid: &str,
+) -> Result<(Arc<KeyUsage>, Lease), Refused> {
     let refuse = |reason: &'static str, message: String| {
         shared.keys.refused(NAME, reason);
-        info!(sid = %socket.id, reason, "{NAMESPACE} connection refused: {message}");
+        info!(sid, reason, "{NAMESPACE} connection refused: {message}");
         Err(Refused(message))
     };
     let principal = match shared.keys.check_bearer(header, auth.api_key.as_deref()) {
@@ -407,7 +521,23 @@ async fn authenticate(
         );
         return refuse("connection_limit", message);
     };
-    debug!(sid = %socket.id, key = usage.name(), "{NAMESPACE} authenticated");
+    debug!(sid, key = usage.name(), "{NAMESPACE} authenticated");
+    Ok((usage, lease))
+}
+
+/// Checks the key of a socketioxide connection to `/market`.
+async fn authenticate(
+    socket: SocketRef,
+    TryData(auth): TryData<Auth>,
+    State(shared): State<Shared>,
+) -> Result<(), Refused> {
+    let auth = auth.unwrap_or_default();
+    let header = socket
+        .req_parts()
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let (usage, lease) = admit(&shared, header, &auth, &socket.id.to_string())?;
     let counted = shared.rooms.connections.meters().get(NAME, "json").opened();
     socket
         .extensions
@@ -431,10 +561,15 @@ fn take_events(socket: &SocketRef) {
     socket.on("get_depth", poll::<DEPTH>);
 }
 
+/// The greeting of a connection that joined `/market`.
+fn greeting() -> serde_json::Value {
+    serde_json::json!({"status": "ok"})
+}
+
 /// A connection joined `/market`: greet it as the seed does.
 async fn on_connect(socket: SocketRef) {
     debug!(sid = %socket.id, "{NAMESPACE} connected");
-    if let Err(e) = socket.emit("connected", &serde_json::json!({"status": "ok"})) {
+    if let Err(e) = socket.emit("connected", &greeting()) {
         debug!(sid = %socket.id, error = %e, "greeting not sent");
     }
 }
@@ -443,6 +578,16 @@ async fn on_connect(socket: SocketRef) {
 const LTP: u8 = 0;
 const QUOTE: u8 = 1;
 const DEPTH: u8 = 2;
+
+/// The mode of a poll's const parameter, and the event that answers it
+/// without an acknowledgement.
+fn poll_mode(mode: u8) -> (Mode, &'static str) {
+    match mode {
+        LTP => (Mode::Ltp, "ltp"),
+        QUOTE => (Mode::Quote, "quote"),
+        _ => (Mode::Depth, "depth"),
+    }
+}
 
 /// A poll's payload: `{"symbol": "RELIANCE", "exchange": "NSE"}` (and, for
 /// `get_depth`, `"depth"`: 5, 20 or 30; default 5).
@@ -460,7 +605,7 @@ struct PollRequest {
 struct PollReply<'a> {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a serde_json::value::RawValue>,
+    data: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
 }
@@ -473,6 +618,62 @@ impl PollReply<'_> {
             message: Some(message),
         }
     }
+}
+
+/// The answer to a poll of `mode` (answered as `event` without an ack) for
+/// `request` (or why it could not be read), as JSON: the last value, from
+/// the cache.
+async fn poll_answer(
+    quotes: &dyn Quotes,
+    mode: Mode,
+    event: &str,
+    request: Result<PollRequest, String>,
+    sid: &str,
+) -> Box<RawValue> {
+    let found = match request {
+        Err(e) => Err(format!(
+            "get_{event} takes {{\"symbol\": ..., \"exchange\": ...}}: {e}"
+        )),
+        Ok(request) => {
+            let depth = match request.depth {
+                None => Some(Depth::Five),
+                Some(levels) => Depth::from_levels(levels),
+            };
+            let instrument = Instrument::new(request.symbol.trim(), request.exchange.trim());
+            match (depth, tickwire_proxy::check_instrument(&instrument)) {
+                (None, _) => Err("depth must be 5, 20 or 30".to_owned()),
+                (_, Err(why)) => Err(why),
+                (Some(depth), Ok(())) => quotes
+                    .last(&instrument, mode, depth)
+                    .await
+                    .ok_or_else(|| format!("no {event} data for {instrument} yet")),
+            }
+        }
+    };
+    let reply = match &found {
+        Ok(bytes) => match std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| serde_json::from_str::<&RawValue>(text).ok())
+        {
+            Some(data) => PollReply {
+                status: "success",
+                data: Some(data),
+                message: None,
+            },
+            None => PollReply::error("the cached value is not JSON".to_owned()),
+        },
+        Err(message) => {
+            debug!(sid, event, message, "poll not answered with data");
+            PollReply::error(message.clone())
+        }
+    };
+    to_raw(&reply)
+}
+
+/// `value` as raw JSON.
+fn to_raw<T: Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value)
+        .unwrap_or_else(|e| unreachable!("a reply always serializes: {e}"))
 }
 
 /// Whether the client asked for an acknowledgement of the event.
@@ -490,7 +691,7 @@ impl<A: socketioxide::adapter::Adapter> socketioxide::handler::FromMessageParts<
     }
 }
 
-/// `get_ltp`, `get_quote`, `get_depth`: the last value, from the cache.
+/// `get_ltp`, `get_quote`, `get_depth` on socketioxide.
 async fn poll<const MODE: u8>(
     socket: SocketRef,
     TryData(request): TryData<PollRequest>,
@@ -498,64 +699,14 @@ async fn poll<const MODE: u8>(
     Acked(acked): Acked,
     State(shared): State<Shared>,
 ) {
-    let (mode, event) = match MODE {
-        LTP => (Mode::Ltp, "ltp"),
-        QUOTE => (Mode::Quote, "quote"),
-        _ => (Mode::Depth, "depth"),
-    };
-    let found = match request {
-        Err(e) => Err(format!(
-            "get_{event} takes {{\"symbol\": ..., \"exchange\": ...}}: {e}"
-        )),
-        Ok(request) => {
-            let depth = match request.depth {
-                None => Some(Depth::Five),
-                Some(levels) => Depth::from_levels(levels),
-            };
-            let instrument = Instrument::new(request.symbol.trim(), request.exchange.trim());
-            match (depth, tickwire_proxy::check_instrument(&instrument)) {
-                (None, _) => Err("depth must be 5, 20 or 30".to_owned()),
-                (_, Err(why)) => Err(why),
-                (Some(depth), Ok(())) => shared
-                    .quotes
-                    .last(&instrument, mode, depth)
-                    .await
-                    .ok_or_else(|| format!("no {event} data for {instrument} yet")),
-            }
-        }
-    };
-    let raw;
-    let reply = match &found {
-        Ok(bytes) => match std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok())
-        {
-            Some(data) => {
-                raw = data;
-                PollReply {
-                    status: "success",
-                    data: Some(raw),
-                    message: None,
-                }
-            }
-            None => PollReply::error("the cached value is not JSON".to_owned()),
-        },
-        Err(message) => {
-            debug!(sid = %socket.id, event, message, "poll not answered with data");
-            PollReply::error(message.clone())
-        }
-    };
-    let sent = if acked {
-        ack.send(&reply)
-    } else {
-        socket.emit(event, &reply)
-    };
-    if let Err(e) = sent {
-        debug!(sid = %socket.id, error = %e, "poll reply not sent");
-    }
+    let (mode, event) = poll_mode(MODE);
+    let request = request.map_err(|e| e.to_string());
+    let sid = socket.id.to_string();
+    let reply = poll_answer(&*shared.quotes, mode, event, request, &sid).await;
+    answer(&socket, ack, acked, event, &reply);
 }
 
-/// The rooms a socket is in.
+/// The rooms a connection is in.
 #[derive(Clone, Default)]
 struct Joined(Arc<Mutex<Vec<RoomKey>>>);
 
@@ -661,10 +812,9 @@ fn mode_of(request: &SubscribeRequest) -> Result<(Mode, Depth, &'static str), St
     Ok((mode.0, depth, mode.1))
 }
 
-/// Takes one request from the connection's key's rate (`rate_per_minute`:
-/// subscribe and unsubscribe messages count, as on the proxy).
-fn within_rate(held: &Held) -> Result<(), String> {
-    let usage = &held.0.0;
+/// Takes one request from the key's rate (`rate_per_minute`: subscribe and
+/// unsubscribe messages count, as on the proxy).
+fn within_rate(usage: &KeyUsage) -> Result<(), String> {
     if usage.take(Instant::now()) {
         Ok(())
     } else {
@@ -679,19 +829,179 @@ fn within_rate(held: &Held) -> Result<(), String> {
 /// a payload of the right shape, a known mode and depth.
 fn checked(
     what: &str,
-    held: &Held,
-    request: Result<SubscribeRequest, socketioxide::ParserError>,
-) -> Result<(SubscribeRequest, Mode, Depth, &'static str), String> {
-    within_rate(held)?;
+    usage: &KeyUsage,
+    request: Result<SubscribeRequest, String>,
+) -> Result<Subscription, String> {
+    within_rate(usage)?;
     let request = request.map_err(|e| {
         format!("{what} takes {{\"symbols\": [{{\"symbol\", \"exchange\"}}...], \"mode\"}}: {e}")
     })?;
     let (mode, depth, name) = mode_of(&request)?;
-    Ok((request, mode, depth, name))
+    Ok(Subscription {
+        request,
+        mode,
+        depth,
+        name,
+    })
+}
+
+/// A checked `subscribe` or `unsubscribe`.
+struct Subscription {
+    request: SubscribeRequest,
+    mode: Mode,
+    depth: Depth,
+    /// The mode's name in the reply.
+    name: &'static str,
+}
+
+/// A connection's place in the rooms, on its carrier.
+trait Seat {
+    /// The carrier.
+    const CARRIER: Carrier;
+    /// Sends `data`, the last value of `key`'s room, ahead of the room's
+    /// updates.
+    fn snapshot(&self, key: &RoomKey, data: &RawValue);
+    /// Takes the updates of `key`'s room from now on.
+    fn enter(&self, key: &RoomKey);
+    /// Stops taking them.
+    fn exit(&self, key: &RoomKey);
+}
+
+/// `subscribe`: joins the rooms of the instruments in the mode, a snapshot
+/// of each one's last value first.
+async fn subscribe_to<S: Seat + Sync>(
+    shared: &Shared,
+    seat: &S,
+    joined: &Mutex<Vec<RoomKey>>,
+    subscription: Subscription,
+    sid: &str,
+) -> SubscribeReply {
+    let Subscription {
+        request,
+        mode,
+        depth,
+        name: mode_name,
+    } = subscription;
+    let mut subscribed = Vec::new();
+    let mut refused = Vec::new();
+    for s in request.symbols {
+        let instrument = Instrument::new(s.symbol.trim(), s.exchange.trim());
+        let key: RoomKey = (instrument.clone(), mode, depth);
+        let named = |message| s.named(message);
+        let already = tickwire_core::lock(joined).contains(&key);
+        if already {
+            subscribed.push(named(None));
+            continue;
+        }
+        if tickwire_core::lock(joined).len() >= MAX_SUBSCRIPTIONS {
+            refused.push(named(Some(format!(
+                "subscription limit reached: at most {MAX_SUBSCRIPTIONS} per connection"
+            ))));
+            continue;
+        }
+        // The snapshot before the room: an update that comes between is
+        // newer than it, never older.
+        let snapshot = shared.quotes.last(&instrument, mode, depth).await;
+        match shared.rooms.join(&*shared.quotes, &key, S::CARRIER) {
+            Ok(()) => {
+                if let Some(data) = snapshot
+                    .as_deref()
+                    .and_then(|last| serde_json::from_slice::<&RawValue>(last).ok())
+                {
+                    seat.snapshot(&key, data);
+                }
+                seat.enter(&key);
+                tickwire_core::lock(joined).push(key);
+                subscribed.push(named(None));
+            }
+            Err(why) => refused.push(named(Some(why))),
+        }
+    }
+    debug!(
+        sid,
+        subscribed = subscribed.len(),
+        refused = refused.len(),
+        mode = mode_name,
+        "{NAMESPACE} subscribe"
+    );
+    SubscribeReply::of(mode_name, subscribed, refused)
+}
+
+/// `unsubscribe`: leaves the rooms of the instruments in the mode.
+fn unsubscribe_from<S: Seat>(
+    shared: &Shared,
+    seat: &S,
+    joined: &Mutex<Vec<RoomKey>>,
+    subscription: Subscription,
+) -> SubscribeReply {
+    let Subscription {
+        request,
+        mode,
+        depth,
+        name: mode_name,
+    } = subscription;
+    let mut done = Vec::new();
+    let mut refused = Vec::new();
+    for s in request.symbols {
+        let key: RoomKey = (
+            Instrument::new(s.symbol.trim(), s.exchange.trim()),
+            mode,
+            depth,
+        );
+        let held = {
+            let mut joined = tickwire_core::lock(joined);
+            let at = joined.iter().position(|k| k == &key);
+            at.map(|at| joined.remove(at))
+        };
+        let named = |message| s.named(message);
+        match held {
+            Some(key) => {
+                seat.exit(&key);
+                shared.rooms.leave(&*shared.quotes, &key, S::CARRIER);
+                done.push(named(None));
+            }
+            None => refused.push(named(Some("not subscribed".to_owned()))),
+        }
+    }
+    SubscribeReply::of(mode_name, done, refused)
+}
+
+/// A connection went away: it leaves every room it was in. Its carrier
+/// already took it out of its rooms' broadcasts.
+fn leave_rooms(shared: &Shared, joined: &Mutex<Vec<RoomKey>>, carrier: Carrier) {
+    let keys = std::mem::take(&mut *tickwire_core::lock(joined));
+    for key in keys {
+        shared.rooms.leave(&*shared.quotes, &key, carrier);
+    }
+}
+
+/// A socketioxide socket's place in the rooms.
+struct SocketSeat<'a>(&'a SocketRef);
+
+impl Seat for SocketSeat<'_> {
+    const CARRIER: Carrier = Carrier::Socketioxide;
+
+    fn snapshot(&self, _key: &RoomKey, data: &RawValue) {
+        let _ = self.0.emit("market_data", data);
+    }
+
+    fn enter(&self, key: &RoomKey) {
+        self.0.join(room_name(key));
+    }
+
+    fn exit(&self, key: &RoomKey) {
+        self.0.leave(room_name(key));
+    }
 }
 
 /// Sends `reply` through the ack when asked for one, else as `event`.
-fn answer<T: Serialize>(socket: &SocketRef, ack: AckSender, acked: bool, event: &str, reply: &T) {
+fn answer<T: Serialize + ?Sized>(
+    socket: &SocketRef,
+    ack: AckSender,
+    acked: bool,
+    event: &str,
+    reply: &T,
+) {
     let sent = if acked {
         ack.send(reply)
     } else {
@@ -702,8 +1012,7 @@ fn answer<T: Serialize>(socket: &SocketRef, ack: AckSender, acked: bool, event: 
     }
 }
 
-/// `subscribe`: joins the rooms of the instruments in the mode; a snapshot
-/// of each one's last value first.
+/// `subscribe` on socketioxide.
 async fn subscribe(
     socket: SocketRef,
     TryData(request): TryData<SubscribeRequest>,
@@ -713,61 +1022,22 @@ async fn subscribe(
     Extension(held): Extension<Held>,
     State(shared): State<Shared>,
 ) {
-    let (request, mode, depth, mode_name) = match checked("subscribe", &held, request) {
-        Ok(checked) => checked,
+    let request = request.map_err(|e| e.to_string());
+    let reply = match checked("subscribe", &held.0.0, request) {
+        Ok(subscription) => {
+            let sid = socket.id.to_string();
+            let seat = SocketSeat(&socket);
+            subscribe_to(&shared, &seat, &joined.0, subscription, &sid).await
+        }
         Err(message) => {
             info!(sid = %socket.id, "{NAMESPACE} subscribe refused: {message}");
-            let reply = SubscribeReply::error(message);
-            return answer(&socket, ack, acked, "subscribed", &reply);
+            SubscribeReply::error(message)
         }
     };
-    let mut subscribed = Vec::new();
-    let mut refused = Vec::new();
-    let mut snapshots = Vec::new();
-    for s in request.symbols {
-        let instrument = Instrument::new(s.symbol.trim(), s.exchange.trim());
-        let key: RoomKey = (instrument.clone(), mode, depth);
-        let named = |message| s.named(message);
-        let already = tickwire_core::lock(&joined.0).contains(&key);
-        if already {
-            subscribed.push(named(None));
-            continue;
-        }
-        if tickwire_core::lock(&joined.0).len() >= MAX_SUBSCRIPTIONS {
-            refused.push(named(Some(format!(
-                "subscription limit reached: at most {MAX_SUBSCRIPTIONS} per connection"
-            ))));
-            continue;
-        }
-        // The snapshot before the room: an update that comes between is
-        // newer than it, never older.
-        if let Some(last) = shared.quotes.last(&instrument, mode, depth).await {
-            snapshots.push(last);
-        }
-        match shared.rooms.join(&*shared.quotes, &key) {
-            Ok(()) => {
-                for last in snapshots.drain(..) {
-                    if let Ok(data) = serde_json::from_slice::<&serde_json::value::RawValue>(&last)
-                    {
-                        let _ = socket.emit("market_data", data);
-                    }
-                }
-                socket.join(room_name(&key));
-                tickwire_core::lock(&joined.0).push(key);
-                subscribed.push(named(None));
-            }
-            Err(why) => {
-                snapshots.clear();
-                refused.push(named(Some(why)));
-            }
-        }
-    }
-    debug!(sid = %socket.id, subscribed = subscribed.len(), refused = refused.len(), mode = mode_name, "{NAMESPACE} subscribe");
-    let reply = SubscribeReply::of(mode_name, subscribed, refused);
     answer(&socket, ack, acked, "subscribed", &reply);
 }
 
-/// `unsubscribe`: leaves the rooms of the instruments in the mode.
+/// `unsubscribe` on socketioxide.
 async fn unsubscribe(
     socket: SocketRef,
     TryData(request): TryData<SubscribeRequest>,
@@ -777,47 +1047,22 @@ async fn unsubscribe(
     Extension(held): Extension<Held>,
     State(shared): State<Shared>,
 ) {
-    let (request, mode, depth, mode_name) = match checked("unsubscribe", &held, request) {
-        Ok(checked) => checked,
+    let request = request.map_err(|e| e.to_string());
+    let reply = match checked("unsubscribe", &held.0.0, request) {
+        Ok(subscription) => {
+            unsubscribe_from(&shared, &SocketSeat(&socket), &joined.0, subscription)
+        }
         Err(message) => {
             info!(sid = %socket.id, "{NAMESPACE} unsubscribe refused: {message}");
-            let reply = SubscribeReply::error(message);
-            return answer(&socket, ack, acked, "unsubscribed", &reply);
+            SubscribeReply::error(message)
         }
     };
-    let mut done = Vec::new();
-    let mut refused = Vec::new();
-    for s in request.symbols {
-        let key: RoomKey = (
-            Instrument::new(s.symbol.trim(), s.exchange.trim()),
-            mode,
-            depth,
-        );
-        let held = {
-            let mut joined = tickwire_core::lock(&joined.0);
-            let at = joined.iter().position(|k| k == &key);
-            at.map(|at| joined.remove(at))
-        };
-        let named = |message| s.named(message);
-        match held {
-            Some(key) => {
-                socket.leave(room_name(&key));
-                shared.rooms.leave(&*shared.quotes, &key);
-                done.push(named(None));
-            }
-            None => refused.push(named(Some("not subscribed".to_owned()))),
-        }
-    }
-    let reply = SubscribeReply::of(mode_name, done, refused);
     answer(&socket, ack, acked, "unsubscribed", &reply);
 }
 
-/// A socket went away: it leaves every room it was in.
+/// A socketioxide socket went away (socketioxide took it out of its rooms).
 async fn leave_all(Extension(joined): Extension<Joined>, State(shared): State<Shared>) {
-    let keys = std::mem::take(&mut *tickwire_core::lock(&joined.0));
-    for key in keys {
-        shared.rooms.leave(&*shared.quotes, &key);
-    }
+    leave_rooms(&shared, &joined.0, Carrier::Socketioxide);
 }
 
 #[cfg(test)]

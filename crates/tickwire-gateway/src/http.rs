@@ -100,7 +100,7 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, tracker: Tracker) ->
     let hub: Option<Result<std::convert::Infallible, &str>> = None;
     let mut response = match (path, hub) {
         #[cfg(feature = "socketio")]
-        _ if socketio => shared.socketio.handle(req).await,
+        _ if socketio => shared.socketio.handle(req, &tracker).await,
         #[cfg(feature = "socketio")]
         _ if page.is_some() => page.unwrap_or_default(),
         (_, Some(Err(name))) => json_error(StatusCode::NOT_FOUND, &format!("unknown hub {name:?}")),

@@ -908,6 +908,10 @@ pub async fn run_with(
         proxy.clone(),
         shutdown_rx.clone(),
     )));
+    #[cfg(feature = "socketio")]
+    let socketio = tickwire_endpoint_socketio::Market::new(&context, proxy.clone());
+    #[cfg(feature = "socketio")]
+    tasks.push(tokio::spawn(socketio.heartbeat()));
     let shared = Arc::new(Shared {
         groups: groups.clone(),
         #[cfg(feature = "pubsub")]
@@ -961,11 +965,7 @@ pub async fn run_with(
             ingest,
         },
         #[cfg(feature = "socketio")]
-        socketio: tickwire_endpoint_socketio::Market::new(
-            context.keys.clone(),
-            proxy.clone(),
-            context.connections.clone(),
-        ),
+        socketio,
         #[cfg(feature = "cluster")]
         cluster: cluster.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),

@@ -90,6 +90,75 @@ def test_the_handshake_gives_the_seeds_heartbeat(server: TickwireServer) -> None
     handshake = json.loads(resp.text[1:])
     assert (handshake["pingInterval"], handshake["pingTimeout"]) == (5000, 10000), handshake
     assert "websocket" in handshake["upgrades"]
+    # A WebSocket opened as the transport (the gateway's own session) says the same, with no
+    # upgrade to offer.
+    ws = websocket.create_connection(f"{server.ws}/socket.io/?EIO=4&transport=websocket", timeout=WAIT_SECONDS)
+    try:
+        opened = ws.recv()
+        assert opened.startswith("0"), opened
+        handshake = json.loads(opened[1:])
+        assert (handshake["pingInterval"], handshake["pingTimeout"]) == (5000, 10000), handshake
+        assert handshake["upgrades"] == [] and handshake["sid"], handshake
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    ("send", "reason"),
+    [
+        (lambda ws: ws.send_binary(b"\x04hello"), "binary packets are not taken here"),
+        (lambda ws: ws.send("9"), "unknown Engine.IO packet type"),
+        (lambda ws: ws.send("4x"), "unknown Socket.IO packet type"),
+        (lambda ws: ws.send('451-/market,["subscribe",{"_placeholder":true,"num":0}]'), "binary Socket.IO packets"),
+        (lambda ws: ws.send('42/market,{"not":"an array"}'), "not a JSON array"),
+    ],
+)
+def test_bad_input_on_a_websocket_session_closes_it_with_the_reason(
+    server: TickwireServer, send, reason: str
+) -> None:
+    """What a `/market` session cannot read closes it with 1003 and a reason the log repeats;
+    the server carries on."""
+    ws = websocket.create_connection(f"{server.ws}/socket.io/?EIO=4&transport=websocket", timeout=WAIT_SECONDS)
+    try:
+        assert next_packet(ws).startswith("0")
+        ws.send("40/market," + json.dumps({"api_key": DEMO_KEY}))
+        assert next_packet(ws).startswith("40/market,")
+        send(ws)
+        while True:
+            opcode, frame = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+        code = int.from_bytes(frame[:2], "big")
+        assert (code, reason in frame[2:].decode()) == (1003, True), (code, frame)
+        assert reason in server.log_tail(50)
+    finally:
+        ws.close()
+    other, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    try:
+        assert events.get(timeout=WAIT_SECONDS)[0] == "connected"
+    finally:
+        other.disconnect()
+
+
+def test_a_namespace_other_than_market_is_refused_and_the_session_carries_on(server: TickwireServer) -> None:
+    ws = websocket.create_connection(f"{server.ws}/socket.io/?EIO=4&transport=websocket", timeout=WAIT_SECONDS)
+    try:
+        assert next_packet(ws).startswith("0")
+        ws.send("40")
+        assert next_packet(ws) == '44{"message":"Invalid namespace"}'
+        ws.send('40/admin,{}')
+        assert next_packet(ws) == '44/admin,{"message":"Invalid namespace"}'
+        # An event before joining is not answered; then the namespace is joined as usual.
+        ws.send('42/market,1["get_ltp",{"symbol":"BTC/USD","exchange":"CRYPTO"}]')
+        ws.send("40/market," + json.dumps({"api_key": DEMO_KEY}))
+        assert next_packet(ws).startswith("40/market,")
+        assert next_packet(ws) == '42/market,["connected",{"status":"ok"}]'
+        ws.send('42/market,2["get_ltp",{"symbol":"","exchange":"CRYPTO"}]')
+        reply = next_packet(ws)
+        assert reply.startswith("43/market,2["), reply
+        assert json.loads(reply[len("43/market,2"):])[0]["status"] == "error", reply
+    finally:
+        ws.close()
 
 
 def test_a_client_that_stops_answering_pings_is_closed(server: TickwireServer) -> None:
@@ -421,37 +490,87 @@ def test_a_client_that_vanishes_leaves_its_rooms(server: TickwireServer) -> None
 
 
 
-def test_a_socket_that_stops_reading_skips_counted_updates_and_is_closed(server: TickwireServer) -> None:
-    """A `/market` client that subscribes and then stops reading, while its instrument floods:
-    once its TCP buffers and its Socket.IO packet buffer are full, updates are skipped for it
-    (counted in `/healthz` as `skipped`), the heartbeat's ping finds no room and closes it,
-    and a client reading the same room meanwhile keeps receiving."""
-    import socket
-
+def flood(server: TickwireServer, symbol: str, start: int, n: int) -> None:
+    """Publishes `n` ticks of `symbol` whose prices count up from `start + 1`."""
     from interop_support import OPERATOR_KEY
 
+    ticks = [
+        {"kind": "tick", "symbol": symbol, "exchange": "CRYPTO", "price": start + i + 1, "volume": 1}
+        for i in range(n)
+    ]
+    resp = requests.post(
+        f"{server.http}/api/v1/publish", json=ticks,
+        headers={"Authorization": f"Bearer {OPERATOR_KEY}"}, timeout=WAIT_SECONDS,
+    )
+    assert resp.status_code == 202, resp.text
+
+
+def slow_consumers(server: TickwireServer) -> dict:
+    return requests.get(f"{server.http}/healthz", timeout=WAIT_SECONDS).json()["slow_consumers"]
+
+
+def upgraded_client(server: TickwireServer, **kwargs) -> websocket.WebSocket:
+    """An Engine.IO client that starts on long-polling, joins `/market` there, and upgrades to a
+    WebSocket (`2probe`, `3probe`, `5`): socketioxide's carrier."""
+    base = f"{server.http}/socket.io/"
+    opened = requests.get(base, params={"EIO": "4", "transport": "polling"}, timeout=WAIT_SECONDS)
+    sid = json.loads(opened.text[1:])["sid"]
+    params = {"EIO": "4", "transport": "polling", "sid": sid}
+    joined = requests.post(base, params=params, data="40/market," + json.dumps({"api_key": DEMO_KEY}), timeout=WAIT_SECONDS)
+    assert joined.text == "ok", joined.text
+    assert "40/market," in requests.get(base, params=params, timeout=WAIT_SECONDS).text
+    ws = websocket.create_connection(
+        f"{server.ws}/socket.io/?EIO=4&transport=websocket&sid={sid}", timeout=WAIT_SECONDS, **kwargs
+    )
+    ws.send("2probe")
+    assert next_packet(ws) == "3probe"
+    ws.send("5")
+    return ws
+
+
+def stall(ws: websocket.WebSocket, request: dict) -> None:
+    """Subscribes `ws` with `request`, waits for the acknowledgement, and from then on reads
+    nothing (not even pings)."""
+    ws.send("42/market,1" + json.dumps(["subscribe", request]))
+    while not next_packet(ws).startswith("43/market,1"):
+        pass
+
+
+def closed_under(ws: websocket.WebSocket) -> bool:
+    """Whether the server closed or reset `ws`, which its client sees once it reads again."""
+    ws.settimeout(WAIT_SECONDS)
+    try:
+        while True:
+            if ws.recv() == "":
+                return True
+    except (websocket.WebSocketConnectionClosedException, ConnectionResetError, OSError):
+        return True
+
+
+def reader_gets_the_last(server: TickwireServer, received: queue.Queue, symbol: str, last: int) -> int:
+    """Publishes tick `last`, waits until the reader has it, and returns how many it read."""
+    flood(server, symbol, last - 1, 1)
+    got, seen = 0, None
+    deadline = time.monotonic() + WAIT_SECONDS
+    while seen != last:
+        assert time.monotonic() < deadline, f"the reader stopped at {seen}, the last sent was {last}"
+        seen = received.get(timeout=WAIT_SECONDS)
+        got += 1
+    return got
+
+
+def test_a_session_that_stops_reading_meets_the_slow_consumer_policy(server: TickwireServer) -> None:
+    """A `/market` client on a WebSocket transport of its own (the gateway's session) that
+    subscribes and then stops reading, while its instrument floods: once its TCP buffers and its
+    send buffer are full, the gateway's slow-consumer policy (here `disconnect`) drops it and
+    counts it, as on every other endpoint; a client reading the same room keeps receiving."""
+    import socket
+
     symbol = "FLOOD/USD"
-
-    def publish(start: int, n: int) -> None:
-        ticks = [
-            {"kind": "tick", "symbol": symbol, "exchange": "CRYPTO", "price": start + i + 1, "volume": 1}
-            for i in range(n)
-        ]
-        resp = requests.post(
-            f"{server.http}/api/v1/publish", json=ticks,
-            headers={"Authorization": f"Bearer {OPERATOR_KEY}"}, timeout=WAIT_SECONDS,
-        )
-        assert resp.status_code == 202, resp.text
-
-    def skipped() -> int:
-        return requests.get(f"{server.http}/healthz", timeout=WAIT_SECONDS).json()["slow_consumers"]["skipped"]
-
-    publish(0, 1)  # the instrument exists before anyone subscribes
-    before = skipped()
+    flood(server, symbol, 0, 1)  # the instrument exists before anyone subscribes
+    before = slow_consumers(server)
     delivered_before = value(scrape(server), "tickwire_messages_delivered_total", endpoint="socketio", format="json")
     request = {"symbols": [{"symbol": symbol, "exchange": "CRYPTO"}], "mode": "Quote"}
-    # The stalled client: a small receive buffer, and after its subscribe is answered it reads
-    # nothing more (not even pings).
     stalled = websocket.create_connection(
         f"{server.ws}/socket.io/?EIO=4&transport=websocket", timeout=WAIT_SECONDS,
         sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),),
@@ -459,10 +578,50 @@ def test_a_socket_that_stops_reading_skips_counted_updates_and_is_closed(server:
     assert next_packet(stalled).startswith("0")
     stalled.send("40/market," + json.dumps({"api_key": DEMO_KEY}))
     assert next_packet(stalled).startswith("40/market,")
-    stalled.send("42/market,1" + json.dumps(["subscribe", request]))
-    while not next_packet(stalled).startswith("43/market,1"):
-        pass
-    reader, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    stall(stalled, request)
+    reader, _ = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    received: queue.Queue = queue.Queue()
+    reader.on("market_data", lambda data: received.put(data["data"]["ltp"]), namespace="/market")
+    assert reader.call("subscribe", request, namespace="/market", timeout=WAIT_SECONDS)["status"] == "success"
+    try:
+        sent = 1
+        deadline = time.monotonic() + 30
+        while slow_consumers(server)["disconnected"] == before["disconnected"]:
+            assert time.monotonic() < deadline, "the stalled session was not dropped"
+            flood(server, symbol, sent, 2000)
+            sent += 2000
+        assert closed_under(stalled)
+        got = reader_gets_the_last(server, received, symbol, sent + 1)
+        samples = scrape(server)
+        delivered = value(samples, "tickwire_messages_delivered_total", endpoint="socketio", format="json")
+        assert delivered - delivered_before >= got, (delivered, delivered_before, got)
+        drops = value(samples, "tickwire_slow_consumer_actions_total", policy="disconnect", cause="queue_full")
+        assert drops >= 1, drops
+        # Nothing of socketioxide's was involved: no update was skipped.
+        assert slow_consumers(server)["skipped"] == before["skipped"]
+        assert "Traceback" not in server.log_tail(200)
+    finally:
+        reader.disconnect()
+        stalled.close()
+
+
+def test_an_upgraded_socket_that_stops_reading_skips_counted_updates_and_is_closed(server: TickwireServer) -> None:
+    """A `/market` client upgraded from long-polling (socketioxide's carrier) that subscribes and
+    then stops reading, while its instrument floods: once its TCP buffers and its Socket.IO packet
+    buffer are full, updates are skipped for it (counted in `/healthz` as `skipped`), the
+    heartbeat's ping finds no room and closes it, and a client reading the same room meanwhile
+    keeps receiving."""
+    import socket
+
+    symbol = "FLOOD2/USD"
+    flood(server, symbol, 0, 1)
+    before = slow_consumers(server)["skipped"]
+    delivered_before = value(scrape(server), "tickwire_messages_delivered_total", endpoint="socketio", format="json")
+    request = {"symbols": [{"symbol": symbol, "exchange": "CRYPTO"}], "mode": "Quote"}
+    stalled = upgraded_client(server, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
+    stall(stalled, request)
+    # The reader is a session of the gateway's own: one room, members on both carriers.
+    reader, _ = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
     received: queue.Queue = queue.Queue()
     reader.on("market_data", lambda data: received.put(data["data"]["ltp"]), namespace="/market")
     assert reader.call("subscribe", request, namespace="/market", timeout=WAIT_SECONDS)["status"] == "success"
@@ -470,32 +629,14 @@ def test_a_socket_that_stops_reading_skips_counted_updates_and_is_closed(server:
         sent = 1
         deadline = time.monotonic() + 30
         # Flood until the stalled socket's buffers are full and updates are skipped for it.
-        while skipped() == before:
+        while slow_consumers(server)["skipped"] == before:
             assert time.monotonic() < deadline, "no update was skipped for the stalled socket"
-            publish(sent, 2000)
+            flood(server, symbol, sent, 2000)
             sent += 2000
-        # The heartbeat closes it (a ping every 5 s finds the buffer full): the server resets
-        # or closes the TCP connection, which the stalled client sees once it reads again.
+        # The heartbeat closes it (a ping every 5 s finds the buffer full).
         time.sleep(6)
-        stalled.settimeout(WAIT_SECONDS)
-        closed = False
-        try:
-            while True:
-                if stalled.recv() == "":
-                    closed = True
-                    break
-        except (websocket.WebSocketConnectionClosedException, ConnectionResetError, OSError):
-            closed = True
-        assert closed
-        # The reader kept up and got the latest update.
-        publish(sent, 1)
-        last = None
-        deadline = time.monotonic() + WAIT_SECONDS
-        got = 0
-        while last != sent + 1:
-            assert time.monotonic() < deadline, f"the reader stopped at {last}, the last sent was {sent + 1}"
-            last = received.get(timeout=WAIT_SECONDS)
-            got += 1
+        assert closed_under(stalled)
+        got = reader_gets_the_last(server, received, symbol, sent + 1)
         # What the reader got (and more: what the stalled socket took before it filled) is
         # counted as delivered by the `socketio` endpoint.
         samples = scrape(server)
@@ -503,7 +644,7 @@ def test_a_socket_that_stops_reading_skips_counted_updates_and_is_closed(server:
         assert delivered - delivered_before >= got, (delivered, delivered_before, got)
         # The skips are in the metrics too, under their own policy and cause.
         skips = value(samples, "tickwire_slow_consumer_actions_total", policy="skip", cause="transport_full")
-        assert before < skips <= skipped(), (before, skips, skipped())
+        assert before < skips <= slow_consumers(server)["skipped"], (before, skips)
         assert "Traceback" not in server.log_tail(200)
     finally:
         reader.disconnect()
