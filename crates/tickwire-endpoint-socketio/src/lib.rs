@@ -553,8 +553,8 @@ async fn authenticate(
 /// and have its event dropped.
 fn take_events(socket: &SocketRef) {
     socket.extensions.insert(Joined::default());
-    socket.on("subscribe", subscribe);
-    socket.on("unsubscribe", unsubscribe);
+    socket.on("subscribe", membership::<true>);
+    socket.on("unsubscribe", membership::<false>);
     socket.on_disconnect(leave_all);
     socket.on("get_ltp", poll::<LTP>);
     socket.on("get_quote", poll::<QUOTE>);
@@ -774,6 +774,13 @@ impl SubscribeReply {
             subscribed: done,
             refused,
         }
+    }
+
+    /// A `what` (`subscribe`, `unsubscribe`) of the socket `sid` refused
+    /// for `message`, which the log repeats.
+    fn refused(what: &str, sid: &dyn std::fmt::Display, message: String) -> Self {
+        info!(%sid, "{NAMESPACE} {what} refused: {message}");
+        SubscribeReply::error(message)
     }
 
     fn error(message: String) -> Self {
@@ -1012,8 +1019,8 @@ fn answer<T: Serialize + ?Sized>(
     }
 }
 
-/// `subscribe` on socketioxide.
-async fn subscribe(
+/// `subscribe` (`JOIN`) or `unsubscribe` on socketioxide.
+async fn membership<const JOIN: bool>(
     socket: SocketRef,
     TryData(request): TryData<SubscribeRequest>,
     ack: AckSender,
@@ -1022,42 +1029,22 @@ async fn subscribe(
     Extension(held): Extension<Held>,
     State(shared): State<Shared>,
 ) {
+    let (what, event) = if JOIN {
+        ("subscribe", "subscribed")
+    } else {
+        ("unsubscribe", "unsubscribed")
+    };
     let request = request.map_err(|e| e.to_string());
-    let reply = match checked("subscribe", &held.0.0, request) {
-        Ok(subscription) => {
+    let seat = SocketSeat(&socket);
+    let reply = match checked(what, &held.0.0, request) {
+        Ok(subscription) if JOIN => {
             let sid = socket.id.to_string();
-            let seat = SocketSeat(&socket);
             subscribe_to(&shared, &seat, &joined.0, subscription, &sid).await
         }
-        Err(message) => {
-            info!(sid = %socket.id, "{NAMESPACE} subscribe refused: {message}");
-            SubscribeReply::error(message)
-        }
+        Ok(subscription) => unsubscribe_from(&shared, &seat, &joined.0, subscription),
+        Err(message) => SubscribeReply::refused(what, &socket.id, message),
     };
-    answer(&socket, ack, acked, "subscribed", &reply);
-}
-
-/// `unsubscribe` on socketioxide.
-async fn unsubscribe(
-    socket: SocketRef,
-    TryData(request): TryData<SubscribeRequest>,
-    ack: AckSender,
-    Acked(acked): Acked,
-    Extension(joined): Extension<Joined>,
-    Extension(held): Extension<Held>,
-    State(shared): State<Shared>,
-) {
-    let request = request.map_err(|e| e.to_string());
-    let reply = match checked("unsubscribe", &held.0.0, request) {
-        Ok(subscription) => {
-            unsubscribe_from(&shared, &SocketSeat(&socket), &joined.0, subscription)
-        }
-        Err(message) => {
-            info!(sid = %socket.id, "{NAMESPACE} unsubscribe refused: {message}");
-            SubscribeReply::error(message)
-        }
-    };
-    answer(&socket, ack, acked, "unsubscribed", &reply);
+    answer(&socket, ack, acked, event, &reply);
 }
 
 /// A socketioxide socket went away (socketioxide took it out of its rooms).

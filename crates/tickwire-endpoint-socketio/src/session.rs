@@ -258,8 +258,7 @@ impl MarketSession {
                 let subscription = match checked("subscribe", &member.usage, request) {
                     Ok(subscription) => subscription,
                     Err(message) => {
-                        info!(sid, "{NAMESPACE} subscribe refused: {message}");
-                        let reply = SubscribeReply::error(message);
+                        let reply = SubscribeReply::refused("subscribe", &sid, message);
                         return Step::Reply(reply_of(ack, "subscribed", &to_raw(&reply)));
                     }
                 };
@@ -276,10 +275,7 @@ impl MarketSession {
                     Ok(subscription) => {
                         unsubscribe_from(&self.shared, &self.seat(), &member.joined, subscription)
                     }
-                    Err(message) => {
-                        info!(sid, "{NAMESPACE} unsubscribe refused: {message}");
-                        SubscribeReply::error(message)
-                    }
+                    Err(message) => SubscribeReply::refused("unsubscribe", &sid, message),
                 };
                 Step::Reply(reply_of(ack, "unsubscribed", &to_raw(&reply)))
             }

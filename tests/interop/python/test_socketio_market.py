@@ -34,6 +34,15 @@ def connect(server: TickwireServer, transports: list[str], **kwargs) -> tuple[so
     return client, events
 
 
+def another_client_is_greeted(server: TickwireServer) -> None:
+    """The server carries on: a new client joins `/market` and is greeted."""
+    other, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    try:
+        assert events.get(timeout=WAIT_SECONDS)[0] == "connected"
+    finally:
+        other.disconnect()
+
+
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]])
 def test_a_client_with_the_key_in_auth_is_greeted(server: TickwireServer, transports: list[str]) -> None:
     client, events = connect(server, transports, auth={"api_key": DEMO_KEY})
@@ -76,11 +85,7 @@ def test_a_refused_client_gets_connect_error_with_the_reason(
     error = errors.get(timeout=WAIT_SECONDS)
     assert reason in error["message"], error
     # The server carries on: another client is greeted.
-    other, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
-    try:
-        assert events.get(timeout=WAIT_SECONDS)[0] == "connected"
-    finally:
-        other.disconnect()
+    another_client_is_greeted(server)
 
 
 def test_the_handshake_gives_the_seeds_heartbeat(server: TickwireServer) -> None:
@@ -133,11 +138,7 @@ def test_bad_input_on_a_websocket_session_closes_it_with_the_reason(
         assert reason in server.log_tail(50)
     finally:
         ws.close()
-    other, events = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
-    try:
-        assert events.get(timeout=WAIT_SECONDS)[0] == "connected"
-    finally:
-        other.disconnect()
+    another_client_is_greeted(server)
 
 
 def test_a_namespace_other_than_market_is_refused_and_the_session_carries_on(server: TickwireServer) -> None:
@@ -559,6 +560,28 @@ def reader_gets_the_last(server: TickwireServer, received: queue.Queue, symbol: 
     return got
 
 
+def reading_member(server: TickwireServer, request: dict) -> tuple[socketio.Client, queue.Queue]:
+    """A client on a WebSocket transport subscribed with `request`, and the queue of the last
+    prices it receives."""
+    reader, _ = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
+    received: queue.Queue = queue.Queue()
+    reader.on("market_data", lambda data: received.put(data["data"]["ltp"]), namespace="/market")
+    assert reader.call("subscribe", request, namespace="/market", timeout=WAIT_SECONDS)["status"] == "success"
+    return reader, received
+
+
+def flood_until(server: TickwireServer, symbol: str, done, why: str) -> int:
+    """Floods `symbol` 2,000 ticks at a time until `done()`, for at most 30 s; returns the last
+    price sent."""
+    sent = 1
+    deadline = time.monotonic() + 30
+    while not done():
+        assert time.monotonic() < deadline, why
+        flood(server, symbol, sent, 2000)
+        sent += 2000
+    return sent
+
+
 def test_a_session_that_stops_reading_meets_the_slow_consumer_policy(server: TickwireServer) -> None:
     """A `/market` client on a WebSocket transport of its own (the gateway's session) that
     subscribes and then stops reading, while its instrument floods: once its TCP buffers and its
@@ -579,17 +602,12 @@ def test_a_session_that_stops_reading_meets_the_slow_consumer_policy(server: Tic
     stalled.send("40/market," + json.dumps({"api_key": DEMO_KEY}))
     assert next_packet(stalled).startswith("40/market,")
     stall(stalled, request)
-    reader, _ = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
-    received: queue.Queue = queue.Queue()
-    reader.on("market_data", lambda data: received.put(data["data"]["ltp"]), namespace="/market")
-    assert reader.call("subscribe", request, namespace="/market", timeout=WAIT_SECONDS)["status"] == "success"
+    reader, received = reading_member(server, request)
     try:
-        sent = 1
-        deadline = time.monotonic() + 30
-        while slow_consumers(server)["disconnected"] == before["disconnected"]:
-            assert time.monotonic() < deadline, "the stalled session was not dropped"
-            flood(server, symbol, sent, 2000)
-            sent += 2000
+        sent = flood_until(
+            server, symbol, lambda: slow_consumers(server)["disconnected"] > before["disconnected"],
+            "the stalled session was not dropped",
+        )
         assert closed_under(stalled)
         got = reader_gets_the_last(server, received, symbol, sent + 1)
         samples = scrape(server)
@@ -621,18 +639,13 @@ def test_an_upgraded_socket_that_stops_reading_skips_counted_updates_and_is_clos
     stalled = upgraded_client(server, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
     stall(stalled, request)
     # The reader is a session of the gateway's own: one room, members on both carriers.
-    reader, _ = connect(server, ["websocket"], auth={"api_key": DEMO_KEY})
-    received: queue.Queue = queue.Queue()
-    reader.on("market_data", lambda data: received.put(data["data"]["ltp"]), namespace="/market")
-    assert reader.call("subscribe", request, namespace="/market", timeout=WAIT_SECONDS)["status"] == "success"
+    reader, received = reading_member(server, request)
     try:
-        sent = 1
-        deadline = time.monotonic() + 30
         # Flood until the stalled socket's buffers are full and updates are skipped for it.
-        while slow_consumers(server)["skipped"] == before:
-            assert time.monotonic() < deadline, "no update was skipped for the stalled socket"
-            flood(server, symbol, sent, 2000)
-            sent += 2000
+        sent = flood_until(
+            server, symbol, lambda: slow_consumers(server)["skipped"] > before,
+            "no update was skipped for the stalled socket",
+        )
         # The heartbeat closes it (a ping every 5 s finds the buffer full).
         time.sleep(6)
         assert closed_under(stalled)
