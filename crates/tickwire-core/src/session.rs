@@ -727,6 +727,15 @@ impl Later {
     }
 }
 
+/// The work itself, to await where no session runs it (a test, say).
+impl Future for Later {
+    type Output = Step;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Step> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 impl std::fmt::Debug for Later {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Later(..)")

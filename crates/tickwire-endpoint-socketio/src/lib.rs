@@ -75,6 +75,8 @@ use tracing::{debug, info};
 pub mod packet;
 mod session;
 
+pub use session::CONNECT_TIMEOUT;
+
 /// Where Socket.IO clients connect (the standard path).
 pub const PATH: &str = "/socket.io";
 /// The namespace of market data.

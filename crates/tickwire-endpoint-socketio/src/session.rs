@@ -8,7 +8,9 @@
 //!   heartbeat, the largest message taken, no upgrade.
 //! - Every session is in the ping's housekeeping topic: one `2` for all
 //!   every [`PING_INTERVAL`]. A session that sends nothing (not even the
-//!   pong) for the interval and the [`PING_TIMEOUT`] is closed.
+//!   pong) for the interval and the [`PING_TIMEOUT`] is closed, and so is
+//!   one that has not joined `/market` [`CONNECT_TIMEOUT`] after it opened
+//!   (Socket.IO's `connectTimeout`).
 //! - `40/market,{auth}` joins the namespace once the key is admitted
 //!   (`40/market,{"sid"}` and the `connected` greeting), or is refused with
 //!   `44/market,{"message"}`; another namespace gets `Invalid namespace`.
@@ -20,7 +22,7 @@
 //!   packet closes the connection with the reason (1003); the log says why.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -83,10 +85,16 @@ pub(crate) fn upgrade(
     })
 }
 
+/// How long a session may stay open without joining `/market` (Socket.IO's
+/// default `connectTimeout`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// One session's state: what an idle connection keeps, besides the core's.
 pub(crate) struct MarketSession {
     shared: Shared,
     sub: Subscriber,
+    /// When it opened: the start of its [`CONNECT_TIMEOUT`].
+    opened: Instant,
     /// The handshake's `Authorization` header, until `/market` is joined.
     bearer: Option<Box<[u8]>>,
     /// In `/market`: the key's usage and lease, the rooms joined.
@@ -135,6 +143,7 @@ impl MarketSession {
         MarketSession {
             shared,
             sub,
+            opened: Instant::now(),
             bearer,
             member: None,
         }
@@ -371,17 +380,294 @@ impl Protocol for MarketSession {
     }
 
     fn deadline(&self, activity: &Activity) -> Instant {
-        activity.last_message + PING_INTERVAL + PING_TIMEOUT
+        let heartbeat = activity.last_message + PING_INTERVAL + PING_TIMEOUT;
+        match self.member {
+            Some(_) => heartbeat,
+            None => heartbeat.min(self.opened + CONNECT_TIMEOUT),
+        }
     }
 
     fn idle_close(&self) -> (u16, &str) {
-        (close_code::NORMAL, "ping timeout")
+        if self.member.is_none() && Instant::now() >= self.opened + CONNECT_TIMEOUT {
+            (close_code::POLICY, "no namespace joined in time")
+        } else {
+            (close_code::NORMAL, "ping timeout")
+        }
     }
 
     fn on_close(&mut self, _ending: tickwire_core::Ending) {
         self.shared.rooms.index.unsubscribe_all(&self.sub);
         if let Some(member) = self.member.take() {
             leave_rooms(&self.shared, &member.joined, Carrier::Session);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use tickwire_core::outbox::Batch;
+    use tickwire_core::{Connections, Ending};
+    use tickwire_model::Instrument;
+    use tickwire_proxy::{Depth, Mode};
+    use tickwire_services::keys::KeyRing;
+    use tickwire_services::quotes::Quotes;
+    use tickwire_websocket::frame::payload_of;
+
+    use super::*;
+    use crate::Rooms;
+
+    /// The last values and the rooms' queues, as the proxy keeps them.
+    #[derive(Default)]
+    struct Cache {
+        last: Mutex<HashMap<Instrument, Bytes>>,
+        /// Each room's queue, the proxy's member of its key.
+        rooms: Mutex<Vec<Subscriber>>,
+        /// The members that left.
+        left: Mutex<Vec<u64>>,
+    }
+
+    impl Quotes for Cache {
+        fn last<'a>(
+            &'a self,
+            instrument: &'a Instrument,
+            _mode: Mode,
+            _depth: Depth,
+        ) -> Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'a>> {
+            let last = tickwire_core::lock(&self.last).get(instrument).cloned();
+            Box::pin(async move {
+                // A fetch from another node, in a cluster: not at once.
+                tokio::task::yield_now().await;
+                last
+            })
+        }
+
+        fn join(&self, sub: &Subscriber, _: &Instrument, _: Mode, _: Depth) -> Result<(), String> {
+            tickwire_core::lock(&self.rooms).push(sub.clone());
+            Ok(())
+        }
+
+        fn leave(&self, id: u64, _: &Instrument, _: Mode, _: Depth) {
+            tickwire_core::lock(&self.left).push(id);
+        }
+    }
+
+    fn shared(cache: &Arc<Cache>) -> Shared {
+        let (_, shutdown) = tokio::sync::watch::channel(false);
+        Shared {
+            keys: Arc::new(KeyRing::new(&tickwire_config::Config::default().api_keys).unwrap()),
+            quotes: cache.clone(),
+            rooms: Arc::new(Rooms {
+                connections: Connections::new(Default::default(), shutdown),
+                index: Arc::new(Index::new()),
+                rooms: Mutex::default(),
+                io: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    fn session(shared: &Shared, bearer: Option<&str>) -> MarketSession {
+        let sub = tickwire_core::testing::subscriber(7, 0);
+        let bearer = bearer.map(|b| Box::<[u8]>::from(b.as_bytes()));
+        MarketSession::new(shared.clone(), sub, bearer)
+    }
+
+    fn send(session: &mut MarketSession, text: &str) -> Step {
+        session.on_message(MessageKind::Text, text.as_bytes(), Instant::now())
+    }
+
+    /// The Engine.IO messages of a step.
+    fn replies(step: Step) -> Vec<String> {
+        let all = match step {
+            Step::Reply(one) => vec![one],
+            Step::Replies(all) => all,
+            other => panic!("expected replies, got {other:?}"),
+        };
+        all.iter()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect()
+    }
+
+    /// The Engine.IO messages queued for the session's writer.
+    fn queued(session: &MarketSession) -> Vec<String> {
+        let mut batch = Batch::default();
+        session.sub.outbox().take_now(&mut batch);
+        batch
+            .data
+            .iter()
+            .map(|item| match &item.out {
+                Outbound::Frame(frame) => {
+                    String::from_utf8(payload_of(frame).unwrap().to_vec()).unwrap()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    async fn run(step: Step) -> Step {
+        match step {
+            Step::Later(later) => later.await,
+            other => other,
+        }
+    }
+
+    const JOIN: &str = r#"40/market,{"api_key":"tickwire-demo-key"}"#;
+
+    #[tokio::test]
+    async fn the_session_opens_with_the_seeds_heartbeat_and_no_upgrade() {
+        let cache = Arc::new(Cache::default());
+        let mut session = session(&shared(&cache), None);
+        let open = session.opening().unwrap();
+        let handshake: serde_json::Value = serde_json::from_slice(&open[1..]).unwrap();
+        assert_eq!(open[0], b'0');
+        assert_eq!(handshake["sid"], session.sid());
+        assert_eq!(handshake["pingInterval"], 5000);
+        assert_eq!(handshake["pingTimeout"], 10000);
+        assert_eq!(handshake["upgrades"], serde_json::json!([]));
+        assert_eq!(handshake["maxPayload"], MAX_PAYLOAD);
+        // Its one ping a period comes through the ping's topic.
+        let index = &session.shared.rooms.index;
+        assert_eq!(tickwire_core::testing::members(index, PING_TOPIC), 1);
+        assert_eq!(replies(send(&mut session, "2probe")), ["3probe"]);
+    }
+
+    #[tokio::test]
+    async fn a_key_in_auth_or_the_header_joins_market_and_others_are_refused() {
+        let cache = Arc::new(Cache::default());
+        let shared = shared(&cache);
+        let mut joined = session(&shared, None);
+        let sid = joined.socket_id();
+        assert_eq!(
+            replies(send(&mut joined, JOIN)),
+            [
+                format!(r#"40/market,{{"sid":"{sid}"}}"#),
+                r#"42/market,["connected",{"status":"ok"}]"#.to_owned(),
+            ]
+        );
+        let mut by_header = session(&shared, Some("Bearer tickwire-demo-key"));
+        assert_eq!(replies(send(&mut by_header, "40/market,")).len(), 2);
+        assert!(
+            by_header.bearer.is_none(),
+            "the header is not kept once joined"
+        );
+
+        let mut wrong = session(&shared, None);
+        let refused = replies(send(&mut wrong, r#"40/market,{"api_key":"nope"}"#));
+        assert_eq!(refused, [r#"44/market,{"message":"invalid api key"}"#]);
+        let missing = replies(send(&mut wrong, "40/market,"));
+        assert!(missing[0].starts_with(r#"44/market,{"message":"missing api key"#));
+        assert_eq!(
+            replies(send(&mut wrong, "40/admin,")),
+            [r#"44/admin,{"message":"Invalid namespace"}"#]
+        );
+        // Not joined: its events are not answered.
+        let poll = r#"42/market,1["get_ltp",{"symbol":"BTC/USD","exchange":"CRYPTO"}]"#;
+        assert_eq!(send(&mut wrong, poll), Step::Nothing);
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_comes_before_the_rooms_updates_and_a_closed_session_leaves() {
+        let cache = Arc::new(Cache::default());
+        let btc = Instrument::crypto("BTC/USD");
+        let snapshot = Bytes::from_static(br#"{"type":"market_data","data":{"ltp":1}}"#);
+        tickwire_core::lock(&cache.last).insert(btc.clone(), snapshot);
+        let shared = shared(&cache);
+        let mut session = session(&shared, None);
+        send(&mut session, JOIN);
+        let subscribe = r#"42/market,3["subscribe",{"symbols":[{"symbol":"BTC/USD","exchange":"CRYPTO"}],"mode":"LTP"}]"#;
+        // The snapshot is fetched (not at once): the answer waits for it.
+        let step = send(&mut session, subscribe);
+        assert!(matches!(step, Step::Later(_)), "{step:?}");
+        let ack = replies(run(step).await);
+        assert!(
+            ack[0].starts_with(r#"43/market,3[{"status":"success","mode":"LTP""#),
+            "{ack:?}"
+        );
+        assert_eq!(session.subscriptions(), Some(1));
+        // The proxy's next update reaches the room's task, then the session.
+        let room = tickwire_core::lock(&cache.rooms)[0].clone();
+        room.offer(
+            0,
+            Outbound::text(br#"{"type":"market_data","data":{"ltp":2}}"#),
+        );
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen.extend(queued(&session));
+            if seen.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            seen,
+            [
+                r#"42/market,["market_data",{"type":"market_data","data":{"ltp":1}}]"#,
+                r#"42/market,["market_data",{"type":"market_data","data":{"ltp":2}}]"#,
+            ]
+        );
+        // The connection ends: it leaves its room, the room the proxy's key.
+        session.on_close(Ending::Vanished);
+        assert_eq!(*tickwire_core::lock(&cache.left), [room.id()]);
+        assert_eq!(
+            shared.rooms.index.topic_count(),
+            0,
+            "the ping's topic and the room's are left"
+        );
+        assert!(tickwire_core::lock(&shared.rooms.rooms).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_session_that_joins_nothing_is_closed_at_the_connect_timeout() {
+        let cache = Arc::new(Cache::default());
+        let shared = shared(&cache);
+        let mut session = session(&shared, None);
+        let opened = session.opened;
+        // A client that answers every ping but joins no namespace.
+        let ponging = Activity {
+            last_frame: opened + Duration::from_secs(40),
+            last_message: opened + Duration::from_secs(40),
+        };
+        assert_eq!(session.deadline(&ponging), opened + CONNECT_TIMEOUT);
+        send(&mut session, JOIN);
+        assert_eq!(
+            session.deadline(&ponging),
+            ponging.last_message + PING_INTERVAL + PING_TIMEOUT
+        );
+        assert_eq!(session.idle_close(), (close_code::NORMAL, "ping timeout"));
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_read_closes_the_session_with_the_reason() {
+        let cache = Arc::new(Cache::default());
+        let shared = shared(&cache);
+        let cases: [(MessageKind, &str, &str); 5] = [
+            (MessageKind::Binary, "4hello", "binary packets"),
+            (MessageKind::Text, "9", "unknown Engine.IO packet type"),
+            (MessageKind::Text, "4x", "unknown Socket.IO packet type"),
+            (
+                MessageKind::Text,
+                r#"451-/market,["a",{}]"#,
+                "binary Socket.IO",
+            ),
+            (
+                MessageKind::Text,
+                r#"42/market,{"a":1}"#,
+                "not a JSON array",
+            ),
+        ];
+        for (kind, text, why) in cases {
+            let mut session = session(&shared, None);
+            send(&mut session, JOIN);
+            match session.on_message(kind, text.as_bytes(), Instant::now()) {
+                Step::Close { code, reason, .. } => {
+                    assert_eq!(code, close_code::UNSUPPORTED_DATA, "{text}");
+                    assert!(reason.contains(why), "{text}: {reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
         }
     }
 }
