@@ -434,6 +434,18 @@ impl Market {
         }
     }
 
+    /// The topics of the WebSocket sessions, with their members: each room
+    /// with sessions in it (by its Socket.IO name), and the ping's topic
+    /// (every session). socketioxide's sockets are not in them.
+    pub fn topics(&self) -> Vec<(Arc<str>, usize)> {
+        self.shared.rooms.index.topics()
+    }
+
+    /// How many [`topics`](Self::topics) there are.
+    pub fn topic_count(&self) -> usize {
+        self.shared.rooms.index.topic_count()
+    }
+
     /// The watchlist page (`GET /watchlist`), and the Socket.IO client
     /// script it loads (`GET /watchlist/socket.io.min.js`), or `None` for
     /// another path.

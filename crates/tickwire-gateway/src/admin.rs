@@ -52,7 +52,8 @@ struct Connection {
 /// One topic in `GET /admin/topics`.
 #[derive(Debug, Serialize)]
 pub(crate) struct Topic {
-    /// `feeds` (`/ws`, `/stream`, FastWS), `groups` (the hubs) or `proxy`.
+    /// `feeds` (`/ws`, `/stream`, FastWS), `groups` (the hubs), `proxy`, or
+    /// `socketio` (the rooms of Socket.IO's WebSocket sessions).
     pub(crate) index: &'static str,
     pub(crate) topic: String,
     pub(crate) subscribers: usize,
@@ -70,6 +71,8 @@ pub(crate) fn topics(shared: &Shared) -> Vec<Topic> {
     let mut topics: Vec<Topic> = indexed("feeds", shared.context.feeds.topics())
         .chain(indexed("groups", shared.groups.topics()))
         .collect();
+    #[cfg(feature = "socketio")]
+    topics.extend(indexed("socketio", shared.socketio.topics()));
     #[cfg(feature = "proxy")]
     topics.extend(
         shared

@@ -108,6 +108,8 @@ impl Snapshot {
                 ("groups", shared.groups.topic_count() as u64),
                 #[cfg(feature = "proxy")]
                 ("proxy", shared.proxy.topic_count() as u64),
+                #[cfg(feature = "socketio")]
+                ("socketio", shared.socketio.topic_count() as u64),
             ],
             ingested: shared.ingested.counts(),
             slow: connections.slow_consumers(),
@@ -245,7 +247,7 @@ impl Collector for Snapshot {
         family(
             &mut e,
             "tickwire_topics",
-            "Topics with at least one subscriber, by index (feeds: /ws, /stream and FastWS; groups: the hubs; proxy: instrument and mode).",
+            "Topics with at least one subscriber, by index (feeds: /ws, /stream and FastWS; groups: the hubs; proxy: instrument and mode; socketio: the rooms of Socket.IO's WebSocket sessions, and their ping).",
             MetricType::Gauge,
             self.topics
                 .iter()

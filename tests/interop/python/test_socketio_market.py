@@ -462,12 +462,15 @@ def test_a_client_that_vanishes_leaves_its_rooms(server: TickwireServer) -> None
     its room empties, and the proxy's key (the adapters' subscription) goes with it."""
     from interop_support import OPERATOR_KEY
 
-    def proxy_topics() -> dict[str, int]:
+    def topics(index: str) -> dict[str, int]:
         resp = requests.get(
             f"{server.http}/admin/topics", headers={"Authorization": f"Bearer {OPERATOR_KEY}"}, timeout=WAIT_SECONDS
         )
         assert resp.status_code == 200, resp.text
-        return {t["topic"]: t["subscribers"] for t in resp.json() if t["index"] == "proxy"}
+        return {t["topic"]: t["subscribers"] for t in resp.json() if t["index"] == index}
+
+    def proxy_topics() -> dict[str, int]:
+        return topics("proxy")
 
     key = "CRYPTO:ATOM/USD:LTP"
     assert key not in proxy_topics()
@@ -480,6 +483,9 @@ def test_a_client_that_vanishes_leaves_its_rooms(server: TickwireServer) -> None
     while proxy_topics().get(key) != 1:  # the room: one member of the key, whatever its size
         assert time.monotonic() < deadline, proxy_topics()
         time.sleep(0.05)
+    # The operators see the room, with its one session, in the endpoint's own index.
+    room = "market_data:LTP:CRYPTO:ATOM/USD"
+    assert topics("socketio").get(room) == 1, topics("socketio")
     # Vanish: the socket is closed under the client, no close frame, no disconnect packet.
     ws.sock.shutdown(2)
     ws.sock.close()
@@ -488,6 +494,7 @@ def test_a_client_that_vanishes_leaves_its_rooms(server: TickwireServer) -> None
     while key in proxy_topics():
         assert time.monotonic() < deadline, "the vanished client's room was kept"
         time.sleep(0.1)
+    assert room not in topics("socketio")
 
 
 
