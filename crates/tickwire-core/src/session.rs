@@ -676,7 +676,9 @@ pub enum Step {
     /// another node: the session runs it to its own step. Meanwhile nothing
     /// more is read from the connection, so that its messages are still
     /// handled one at a time and in order, and its writer keeps writing
-    /// what the fan-out queues.
+    /// what the fan-out queues. The work must end in a bounded time (a
+    /// lookup with its own timeout): the connection's idle deadline is not
+    /// checked until it does.
     Later(Later),
     /// Nothing.
     Nothing,
