@@ -93,6 +93,16 @@ pub trait Protocol: Send {
         None
     }
 
+    /// A heartbeat in the protocol's own messages (Engine.IO's ping), sent
+    /// every so often on the connection's own schedule in place of the
+    /// WebSocket ping: how often, and the message. Each connection's
+    /// schedule starts when it opens, so a server's pings are spread over
+    /// the interval rather than sent to every connection at once. `None`
+    /// (the default): a WebSocket ping every `ping_interval`.
+    fn heartbeat(&self) -> Option<(Duration, Bytes)> {
+        None
+    }
+
     /// The connection's [`Sequencer`], for a protocol whose data messages
     /// carry a per-connection sequence number; asked once, at the start.
     fn sequencer(&mut self) -> Option<Box<dyn Sequencer>> {
@@ -235,7 +245,10 @@ where
     if *connections.shutdown().borrow() {
         sub.outbox().shut_down();
     }
-    let limits = Limits::new(transport.max_message_bytes, settings.ping_interval);
+    let ping_interval = protocol
+        .heartbeat()
+        .map_or(settings.ping_interval, |(every, _)| every);
+    let limits = Limits::new(transport.max_message_bytes, ping_interval);
     drop(connections);
     async move {
         let ending = {
@@ -573,7 +586,15 @@ where
                         Err(Rang) => {
                             let due = tokio::time::Instant::now();
                             if let Some(ping) = next_ping.filter(|ping| *ping <= due) {
-                                sub.outbox().ping();
+                                match protocol.heartbeat() {
+                                    // Skipped when the control queue is full:
+                                    // the client reads nothing, and its
+                                    // deadline will close it.
+                                    Some((_, beat)) => {
+                                        let _ = sub.outbox().try_send_control(Control::Reply(beat));
+                                    }
+                                    None => sub.outbox().ping(),
+                                }
                                 // A late timer delays the next ping rather than
                                 // sending two in a row.
                                 next_ping = Some(due.max(ping) + limits.ping_interval());
@@ -917,6 +938,54 @@ mod tests {
         client.read_exact(&mut ping).await.unwrap();
         assert_eq!(ping, [0x89, 0x00]);
         assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+
+    /// Echo with a heartbeat of its own: `2` every three seconds.
+    struct Beating;
+
+    impl Protocol for Beating {
+        fn heartbeat(&self) -> Option<(Duration, Bytes)> {
+            Some((Duration::from_secs(3), Bytes::from_static(b"2")))
+        }
+
+        fn on_message(&mut self, kind: MessageKind, payload: &[u8], now: Instant) -> Step {
+            Echo.on_message(kind, payload, now)
+        }
+
+        fn deadline(&self, activity: &Activity) -> Instant {
+            Echo.deadline(activity)
+        }
+
+        fn idle_close(&self) -> (u16, &str) {
+            (1000, "idle")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_protocols_heartbeat_replaces_the_ping_on_each_connections_own_schedule() {
+        let settings = crate::ConnectionSettings {
+            ping_interval: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let start = tokio::time::Instant::now();
+        let (_shutdown, rx) = tokio::sync::watch::channel(false);
+        let (mut first, _a) = session_of(settings.clone(), rx.clone(), |_| Beating);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (mut second, _b) = session_of(settings, rx, |_| Beating);
+        // Each gets the protocol's message (no WebSocket ping) every three
+        // seconds from its own start: the two are a second apart.
+        for n in 1..=4u32 {
+            let mut beat = [0u8; 3];
+            first.read_exact(&mut beat).await.unwrap();
+            assert_eq!(&beat, b"\x81\x012");
+            assert_eq!(start.elapsed(), Duration::from_secs(3) * n);
+            second.read_exact(&mut beat).await.unwrap();
+            assert_eq!(&beat, b"\x81\x012");
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_secs(3) * n + Duration::from_secs(1)
+            );
+        }
     }
 
     #[tokio::test]

@@ -111,10 +111,6 @@ const CLIENT: &str = include_str!("../assets/socket.io.min.js");
 /// The endpoint's name in logs, metrics and refusals.
 const NAME: &str = "socketio";
 
-/// The housekeeping topic every session of the gateway's own carrier is
-/// in: the Engine.IO ping goes to it, encoded once, every [`PING_INTERVAL`].
-const PING_TOPIC: &str = "engine.io:ping";
-
 /// The `/market` namespace and the Socket.IO server that carries it.
 pub struct Market {
     svc: SocketIoService<NotFoundService>,
@@ -143,8 +139,8 @@ pub const MAX_SUBSCRIPTIONS: usize = 1000;
 /// proxy's key that stands for them all.
 struct Rooms {
     connections: Arc<Connections>,
-    /// The rooms' members on the gateway's own carrier (a topic per room,
-    /// by its [`room_name`]), and the ping's topic.
+    /// The rooms' members on the gateway's own carrier: a topic per room,
+    /// by its [`room_name`].
     index: Arc<Index>,
     rooms: Mutex<HashMap<RoomKey, Room>>,
     /// Set once the server is built: the handle the rooms broadcast to
@@ -416,27 +412,9 @@ impl Market {
         }
     }
 
-    /// Sends the Engine.IO ping to every session of the gateway's own
-    /// carrier every [`PING_INTERVAL`] (encoded once), until the gateway
-    /// shuts down. socketioxide pings its own.
-    pub fn heartbeat(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let index = self.shared.rooms.index.clone();
-        let shutdown = self.context.shutdown.clone();
-        async move {
-            tickwire_services::market::housekeeping(
-                &index,
-                PING_TOPIC,
-                PING_INTERVAL,
-                shutdown,
-                || Bytes::from_static(packet::PING),
-            )
-            .await;
-        }
-    }
-
     /// The topics of the WebSocket sessions, with their members: each room
-    /// with sessions in it (by its Socket.IO name), and the ping's topic
-    /// (every session). socketioxide's sockets are not in them.
+    /// with sessions in it, by its Socket.IO name. socketioxide's sockets
+    /// are not in them.
     pub fn topics(&self) -> Vec<(Arc<str>, usize)> {
         self.shared.rooms.index.topics()
     }

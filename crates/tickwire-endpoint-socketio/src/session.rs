@@ -6,9 +6,11 @@
 //!
 //! - The Engine.IO `open` packet goes first: the session's id, the seed's
 //!   heartbeat, the largest message taken, no upgrade.
-//! - Every session is in the ping's housekeeping topic: one `2` for all
-//!   every [`PING_INTERVAL`]. A session that sends nothing (not even the
-//!   pong) for the interval and the [`PING_TIMEOUT`] is closed, and so is
+//! - The Engine.IO ping, `2`, goes every [`PING_INTERVAL`] on the session's
+//!   own schedule (the core's heartbeat, in place of the WebSocket ping:
+//!   sessions opened at different times are pinged at different times). A
+//!   session that sends nothing (not even the pong) for the interval and
+//!   the [`PING_TIMEOUT`] is closed, and so is
 //!   one that has not joined `/market` [`CONNECT_TIMEOUT`] after it opened
 //!   (Socket.IO's `connectTimeout`).
 //! - `40/market,{auth}` joins the namespace once the key is admitted
@@ -42,8 +44,8 @@ use tracing::{debug, info};
 
 use crate::packet::{self, EnginePacket, Kind, Packet};
 use crate::{
-    Auth, Carrier, MAX_PAYLOAD, NAME, NAMESPACE, PING_INTERVAL, PING_TIMEOUT, PING_TOPIC, RoomKey,
-    Seat, Shared, SubscribeReply, admit, checked, greeting, leave_rooms, poll_answer, poll_mode,
+    Auth, Carrier, MAX_PAYLOAD, NAME, NAMESPACE, PING_INTERVAL, PING_TIMEOUT, RoomKey, Seat,
+    Shared, SubscribeReply, admit, checked, greeting, leave_rooms, poll_answer, poll_mode,
     room_name, subscribe_to, to_raw, unsubscribe_from,
 };
 
@@ -139,7 +141,6 @@ const UNREADABLE: u16 = close_code::UNSUPPORTED_DATA;
 
 impl MarketSession {
     fn new(shared: Shared, sub: Subscriber, bearer: Option<Box<[u8]>>) -> MarketSession {
-        shared.rooms.index.subscribe(PING_TOPIC, sub.clone());
         MarketSession {
             shared,
             sub,
@@ -345,6 +346,10 @@ impl Protocol for MarketSession {
         Some(packet::open(&self.sid(), interval, timeout, MAX_PAYLOAD))
     }
 
+    fn heartbeat(&self) -> Option<(Duration, Bytes)> {
+        Some((PING_INTERVAL, Bytes::from_static(packet::PING)))
+    }
+
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], _now: Instant) -> Step {
         if kind == MessageKind::Binary {
             return self.unreadable("binary packets are not taken here");
@@ -528,9 +533,11 @@ mod tests {
         assert_eq!(handshake["pingTimeout"], 10000);
         assert_eq!(handshake["upgrades"], serde_json::json!([]));
         assert_eq!(handshake["maxPayload"], MAX_PAYLOAD);
-        // Its one ping a period comes through the ping's topic.
-        let index = &session.shared.rooms.index;
-        assert_eq!(tickwire_core::testing::members(index, PING_TOPIC), 1);
+        // Its ping is Engine.IO's, every interval, on its own schedule.
+        assert_eq!(
+            session.heartbeat(),
+            Some((PING_INTERVAL, Bytes::from_static(b"2")))
+        );
         assert_eq!(replies(send(&mut session, "2probe")), ["3probe"]);
     }
 
@@ -614,7 +621,7 @@ mod tests {
         assert_eq!(
             shared.rooms.index.topic_count(),
             0,
-            "the ping's topic and the room's are left"
+            "the room's topic is left"
         );
         assert!(tickwire_core::lock(&shared.rooms.rooms).is_empty());
     }

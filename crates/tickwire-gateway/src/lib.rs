@@ -910,8 +910,6 @@ pub async fn run_with(
     )));
     #[cfg(feature = "socketio")]
     let socketio = tickwire_endpoint_socketio::Market::new(&context, proxy.clone());
-    #[cfg(feature = "socketio")]
-    tasks.push(tokio::spawn(socketio.heartbeat()));
     let shared = Arc::new(Shared {
         groups: groups.clone(),
         #[cfg(feature = "pubsub")]

@@ -247,7 +247,7 @@ impl Collector for Snapshot {
         family(
             &mut e,
             "tickwire_topics",
-            "Topics with at least one subscriber, by index (feeds: /ws, /stream and FastWS; groups: the hubs; proxy: instrument and mode; socketio: the rooms of Socket.IO's WebSocket sessions, and their ping).",
+            "Topics with at least one subscriber, by index (feeds: /ws, /stream and FastWS; groups: the hubs; proxy: instrument and mode; socketio: the rooms of Socket.IO's WebSocket sessions).",
             MetricType::Gauge,
             self.topics
                 .iter()
