@@ -185,7 +185,14 @@ fn room_name((instrument, mode, depth): &RoomKey) -> String {
 impl Rooms {
     /// Adds a member on `carrier` to `key`'s room, making the room (and
     /// its proxy membership and broadcast task) for the first.
-    fn join(&self, quotes: &dyn Quotes, key: &RoomKey, carrier: Carrier) -> Result<(), String> {
+    /// Returns the room's own key, for the member to keep: its names are
+    /// the room's, shared, not a copy per member.
+    fn join(
+        &self,
+        quotes: &dyn Quotes,
+        key: &RoomKey,
+        carrier: Carrier,
+    ) -> Result<RoomKey, String> {
         let mut rooms = tickwire_core::lock(&self.rooms);
         let counted = |room: &mut Room| {
             room.members += 1;
@@ -193,9 +200,11 @@ impl Rooms {
                 room.on_socketioxide.fetch_add(1, Ordering::Relaxed);
             }
         };
-        if let Some(room) = rooms.get_mut(key) {
-            counted(room);
-            return Ok(());
+        if let Some(own) = rooms.get_key_value(key).map(|(own, _)| own.clone()) {
+            if let Some(room) = rooms.get_mut(&own) {
+                counted(room);
+            }
+            return Ok(own);
         }
         let connections = &self.connections;
         let queue = QueuePolicy {
@@ -230,7 +239,7 @@ impl Rooms {
         };
         tokio::spawn(broadcast.run(sub));
         rooms.insert(key.clone(), room);
-        Ok(())
+        Ok(key.clone())
     }
 
     /// Takes a member on `carrier` from `key`'s room; the last one closes it.
@@ -277,12 +286,21 @@ const EVENT_TAIL: u8 = b']';
 const EVENT_OVERHEAD: u64 = (EVENT_HEAD.len() + 1) as u64;
 
 /// The `market_data` event of `data` in `/market`, as an Engine.IO message.
-fn market_data_event(data: &str) -> Bytes {
+fn market_data_event(data: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(EVENT_HEAD.len() + data.len() + 1);
     out.extend_from_slice(EVENT_HEAD);
-    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(data);
     out.put_u8(EVENT_TAIL);
     out.freeze()
+}
+
+/// The `market_data` message (JSON, as the proxy encoded it) of an item of
+/// a room's queue.
+fn message_of(item: &tickwire_core::outbox::Item) -> Option<&[u8]> {
+    match &item.out {
+        Outbound::Frame(frame) => payload_of(frame),
+        Outbound::Sequenced(_) => None,
+    }
 }
 
 impl Broadcast {
@@ -301,23 +319,24 @@ impl Broadcast {
             if batch.reader_gone || batch.dropped || batch.abandoned {
                 break;
             }
-            for item in batch.data.drain(..) {
-                let Outbound::Frame(frame) = item.out else {
-                    continue;
-                };
-                let Some(data) =
-                    payload_of(&frame).and_then(|p| serde_json::from_slice::<&RawValue>(p).ok())
-                else {
-                    continue;
-                };
-                if let Some(topic) = self.index.lookup(&self.name) {
-                    let event = market_data_event(data.get());
-                    publish_text(&self.index, topic, &event, DataKind::Data);
-                }
-                if self.on_socketioxide.load(Ordering::Relaxed) > 0 {
-                    self.to_socketioxide(data).await;
+            // The sessions first, the whole batch in one burst: each
+            // session's writer is woken once for it, not once a message.
+            if let Some(topic) = self.index.lookup(&self.name) {
+                tickwire_core::corked(|| {
+                    for data in batch.data.iter().filter_map(message_of) {
+                        let event = market_data_event(data);
+                        publish_text(&self.index, topic, &event, DataKind::Data);
+                    }
+                });
+            }
+            if self.on_socketioxide.load(Ordering::Relaxed) > 0 {
+                for data in batch.data.iter().filter_map(message_of) {
+                    if let Ok(data) = serde_json::from_slice::<&RawValue>(data) {
+                        self.to_socketioxide(data).await;
+                    }
                 }
             }
+            batch.data.clear();
             Outbox::recycle(&mut batch);
         }
         sub.outbox().writer_gone();
@@ -902,7 +921,7 @@ async fn subscribe_to<S: Seat + Sync>(
         // newer than it, never older.
         let snapshot = shared.quotes.last(&instrument, mode, depth).await;
         match shared.rooms.join(&*shared.quotes, &key, S::CARRIER) {
-            Ok(()) => {
+            Ok(key) => {
                 if let Some(data) = snapshot
                     .as_deref()
                     .and_then(|last| serde_json::from_slice::<&RawValue>(last).ok())
@@ -910,7 +929,14 @@ async fn subscribe_to<S: Seat + Sync>(
                     seat.snapshot(&key, data);
                 }
                 seat.enter(&key);
-                tickwire_core::lock(joined).push(key);
+                // Most connections are in a room or two: the list grows
+                // from one, not from four.
+                let mut joined = tickwire_core::lock(joined);
+                if joined.len() == joined.capacity() {
+                    let more = joined.len().max(1);
+                    joined.reserve_exact(more);
+                }
+                joined.push(key);
                 subscribed.push(named(None));
             }
             Err(why) => refused.push(named(Some(why))),

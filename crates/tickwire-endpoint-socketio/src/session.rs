@@ -123,7 +123,7 @@ impl Seat for SessionSeat {
     fn snapshot(&self, _key: &RoomKey, data: &RawValue) {
         // Queued as data, before the session is in the room's topic: what
         // the room publishes next comes after it.
-        let event = crate::market_data_event(data.get());
+        let event = crate::market_data_event(data.get().as_bytes());
         self.sub.offer(NO_TOPIC, Outbound::text(&event));
     }
 
@@ -594,6 +594,17 @@ mod tests {
             "{ack:?}"
         );
         assert_eq!(session.subscriptions(), Some(1));
+        // What the session keeps of its room: the room's own names (shared,
+        // not copied), in a list of one.
+        {
+            let member = session.member.as_ref().unwrap();
+            let joined = tickwire_core::lock(&member.joined);
+            let rooms = tickwire_core::lock(&shared.rooms.rooms);
+            let (own, _) = rooms.get_key_value(&joined[0]).unwrap();
+            assert!(Arc::ptr_eq(&own.0.symbol, &joined[0].0.symbol));
+            assert!(Arc::ptr_eq(&own.0.exchange, &joined[0].0.exchange));
+            assert_eq!(joined.capacity(), 1);
+        }
         // The proxy's next update reaches the room's task, then the session.
         let room = tickwire_core::lock(&cache.rooms)[0].clone();
         room.offer(
