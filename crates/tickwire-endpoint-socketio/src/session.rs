@@ -256,10 +256,11 @@ impl MarketSession {
         };
         let Some(name) = args
             .first()
-            .and_then(|name| serde_json::from_str::<&str>(name.get()).ok())
+            .and_then(|name| serde_json::from_str::<String>(name.get()).ok())
         else {
             return self.unreadable("an event without a name");
         };
+        let name = name.as_str();
         let argument = args.get(1).copied();
         let sid = self.socket_id();
         match name {
@@ -573,6 +574,11 @@ mod tests {
         // Not joined: its events are not answered.
         let poll = r#"42/market,1["get_ltp",{"symbol":"BTC/USD","exchange":"CRYPTO"}]"#;
         assert_eq!(send(&mut wrong, poll), Step::Nothing);
+        // An event it does not take, whatever its name, is ignored.
+        assert_eq!(
+            send(&mut joined, r#"42/market,["say \"hi\"",{}]"#),
+            Step::Nothing
+        );
     }
 
     #[tokio::test]
