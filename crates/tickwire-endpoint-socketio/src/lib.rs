@@ -872,13 +872,24 @@ struct Subscription {
     name: &'static str,
 }
 
+impl Subscription {
+    /// Each instrument asked for, with the key of its room in the mode.
+    fn rooms(self) -> impl Iterator<Item = (PollRequestSymbol, RoomKey)> {
+        let (mode, depth) = (self.mode, self.depth);
+        self.request.symbols.into_iter().map(move |s| {
+            let instrument = Instrument::new(s.symbol.trim(), s.exchange.trim());
+            (s, (instrument, mode, depth))
+        })
+    }
+}
+
 /// A connection's place in the rooms, on its carrier.
 trait Seat {
     /// The carrier.
     const CARRIER: Carrier;
-    /// Sends `data`, the last value of `key`'s room, ahead of the room's
-    /// updates.
-    fn snapshot(&self, key: &RoomKey, data: &RawValue);
+    /// Sends `data`, the last value of a room about to be entered, ahead
+    /// of the room's updates.
+    fn snapshot(&self, data: &RawValue);
     /// Takes the updates of `key`'s room from now on.
     fn enter(&self, key: &RoomKey);
     /// Stops taking them.
@@ -894,17 +905,11 @@ async fn subscribe_to<S: Seat + Sync>(
     subscription: Subscription,
     sid: &str,
 ) -> SubscribeReply {
-    let Subscription {
-        request,
-        mode,
-        depth,
-        name: mode_name,
-    } = subscription;
+    let mode_name = subscription.name;
     let mut subscribed = Vec::new();
     let mut refused = Vec::new();
-    for s in request.symbols {
-        let instrument = Instrument::new(s.symbol.trim(), s.exchange.trim());
-        let key: RoomKey = (instrument.clone(), mode, depth);
+    for (s, key) in subscription.rooms() {
+        let (instrument, mode, depth) = &key;
         let named = |message| s.named(message);
         let already = tickwire_core::lock(joined).contains(&key);
         if already {
@@ -919,14 +924,14 @@ async fn subscribe_to<S: Seat + Sync>(
         }
         // The snapshot before the room: an update that comes between is
         // newer than it, never older.
-        let snapshot = shared.quotes.last(&instrument, mode, depth).await;
+        let snapshot = shared.quotes.last(instrument, *mode, *depth).await;
         match shared.rooms.join(&*shared.quotes, &key, S::CARRIER) {
             Ok(key) => {
                 if let Some(data) = snapshot
                     .as_deref()
                     .and_then(|last| serde_json::from_slice::<&RawValue>(last).ok())
                 {
-                    seat.snapshot(&key, data);
+                    seat.snapshot(data);
                 }
                 seat.enter(&key);
                 // Most connections are in a room or two: the list grows
@@ -959,20 +964,10 @@ fn unsubscribe_from<S: Seat>(
     joined: &Mutex<Vec<RoomKey>>,
     subscription: Subscription,
 ) -> SubscribeReply {
-    let Subscription {
-        request,
-        mode,
-        depth,
-        name: mode_name,
-    } = subscription;
+    let mode_name = subscription.name;
     let mut done = Vec::new();
     let mut refused = Vec::new();
-    for s in request.symbols {
-        let key: RoomKey = (
-            Instrument::new(s.symbol.trim(), s.exchange.trim()),
-            mode,
-            depth,
-        );
+    for (s, key) in subscription.rooms() {
         let held = {
             let mut joined = tickwire_core::lock(joined);
             let at = joined.iter().position(|k| k == &key);
@@ -1006,7 +1001,7 @@ struct SocketSeat<'a>(&'a SocketRef);
 impl Seat for SocketSeat<'_> {
     const CARRIER: Carrier = Carrier::Socketioxide;
 
-    fn snapshot(&self, _key: &RoomKey, data: &RawValue) {
+    fn snapshot(&self, data: &RawValue) {
         let _ = self.0.emit("market_data", data);
     }
 

@@ -120,7 +120,7 @@ struct SessionSeat {
 impl Seat for SessionSeat {
     const CARRIER: Carrier = Carrier::Session;
 
-    fn snapshot(&self, _key: &RoomKey, data: &RawValue) {
+    fn snapshot(&self, data: &RawValue) {
         // Queued as data, before the session is in the room's topic: what
         // the room publishes next comes after it.
         let event = crate::market_data_event(data.get().as_bytes());
