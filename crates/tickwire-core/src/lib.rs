@@ -129,7 +129,7 @@ pub use dispatch::{FanOut, Feed};
 pub use meter::Peer;
 pub use outbox::{SlowConsumer, SlowConsumerCounts, corked};
 pub use session::{Activity, Ending, Protocol, Step, Transport};
-pub use subscriber::{Index, Kind, Subscriber, publish, publish_text};
+pub use subscriber::{Index, Kind, Relay, Subscriber, publish, publish_text};
 pub use writer::{AbortiveClose, Outbound, SequencedMessage, Sequencer};
 
 /// Locks `mutex`, whether or not a thread panicked while holding it: every

@@ -52,6 +52,28 @@ struct SubscriberInner {
     subscriptions: AtomicU32,
     /// The API key's name (or the user) the endpoint authenticated.
     principal: std::sync::Mutex<Option<Arc<str>>>,
+    /// Where each offer goes first, for a subscriber that relays.
+    relay: Option<Arc<dyn Relay>>,
+}
+
+/// Where a relaying [`Subscriber`] hands each update it is offered: on the
+/// offering thread, at the moment of the offer, instead of through a queue
+/// and a task of its own. An endpoint that feeds on another's fan-out uses
+/// one to pass updates on to its own subscribers without a second hop: the
+/// Socket.IO namespace's rooms, which are members of the proxy's keys, are.
+///
+/// [`relay`](Relay::relay) runs where the offer is made: inside the
+/// offerer's lock (an index's read lock, or the endpoint's own) and its
+/// [corked](crate::corked) burst. So it must not block or await, must do
+/// bounded work, and must not subscribe to or unsubscribe from the index
+/// that offers to it. Publishing to another index is what it is for; the
+/// wake-ups it causes join the offerer's burst.
+pub trait Relay: Send + Sync {
+    /// Hands on `msg`, an update of `topic` (a conflation key, or
+    /// [`NO_TOPIC`]). Returns the message when the subscriber's own queue
+    /// should take it as well (for a consumer that does need a task), or
+    /// `None` when relaying was all.
+    fn relay(&self, topic: u32, msg: Outbound) -> Option<Outbound>;
 }
 
 /// What a connection's queue is, does when full, and how its data writes
@@ -70,6 +92,28 @@ impl Subscriber {
     /// A connection `id` of `variant` (below [`VARIANTS`]) with a queue of
     /// `queue`, counting its slow-consumer decisions in `stats`.
     pub fn new(id: u64, variant: u8, queue: QueuePolicy, stats: Arc<SlowConsumerStats>) -> Self {
+        Self::build(id, variant, queue, stats, None)
+    }
+
+    /// A subscriber `id` that hands every update to `relay` as it is
+    /// offered (see [`Relay`]), and queues to its own outbox (of `queue`)
+    /// only what `relay` gives back.
+    pub fn relaying(
+        id: u64,
+        queue: QueuePolicy,
+        stats: Arc<SlowConsumerStats>,
+        relay: Arc<dyn Relay>,
+    ) -> Self {
+        Self::build(id, 0, queue, stats, Some(relay))
+    }
+
+    fn build(
+        id: u64,
+        variant: u8,
+        queue: QueuePolicy,
+        stats: Arc<SlowConsumerStats>,
+        relay: Option<Arc<dyn Relay>>,
+    ) -> Self {
         debug_assert!(usize::from(variant) < VARIANTS);
         Subscriber(Arc::new(SubscriberInner {
             id,
@@ -80,6 +124,7 @@ impl Subscriber {
             last_data_ms: AtomicU64::new(clock_ms()),
             subscriptions: AtomicU32::new(0),
             principal: std::sync::Mutex::new(None),
+            relay,
         }))
     }
 
@@ -134,8 +179,17 @@ impl Subscriber {
     }
 
     /// Queues `msg`, an update of `topic` ([`NO_TOPIC`] for none); a full
-    /// queue applies the slow-consumer policy. Returns whether the queue took it.
+    /// queue applies the slow-consumer policy. A relaying subscriber hands
+    /// it to its [`Relay`] first, and queues only what that gives back.
+    /// Returns whether the queue (or the relay) took it.
     pub fn offer(&self, topic: u32, msg: Outbound) -> bool {
+        let msg = match &self.0.relay {
+            None => msg,
+            Some(relay) => match relay.relay(topic, msg) {
+                None => return true,
+                Some(msg) => msg,
+            },
+        };
         match self.0.outbox.offer(Item::new(topic, msg), &self.0.stats) {
             Offered::Queued => true,
             Offered::Trimmed => {
@@ -357,5 +411,99 @@ mod tests {
             .collect();
         assert_eq!(ptrs.len(), 2);
         assert_eq!(ptrs[0], ptrs[1]);
+    }
+
+    /// Passes each update of its topic on to `onward`'s topic `to`, and
+    /// gives back the ones `keep` says its own queue takes too.
+    struct Onward {
+        onward: Arc<Index>,
+        to: &'static str,
+        keep: fn(&Bytes) -> bool,
+    }
+
+    impl Relay for Onward {
+        fn relay(&self, _topic: u32, msg: Outbound) -> Option<Outbound> {
+            let Outbound::Frame(frame) = &msg else {
+                return Some(msg);
+            };
+            let text = Bytes::copy_from_slice(&frame[2..]);
+            if let Some(topic) = self.onward.lookup(self.to) {
+                publish_text(&self.onward, topic, &text, Kind::Data);
+            }
+            (self.keep)(&text).then_some(msg)
+        }
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_relay_passes_updates_on_at_the_offer_within_the_offerers_burst() {
+        let upstream = Index::new();
+        let onward = Arc::new(Index::new());
+        let queue = QueuePolicy {
+            capacity: 4,
+            slow_consumer: SlowConsumer::Disconnect,
+            pacer: None,
+        };
+        let relay = Subscriber::relaying(
+            9,
+            queue,
+            Arc::new(SlowConsumerStats::default()),
+            Arc::new(Onward {
+                onward: onward.clone(),
+                to: "room",
+                keep: |text| text.starts_with(b"keep"),
+            }),
+        );
+        upstream.subscribe("t", relay.clone());
+        let members = [subscriber(1, 0), subscriber(2, 0)];
+        for member in &members {
+            onward.subscribe("room", member.clone());
+        }
+        // A member's writer waits for data.
+        let count = Arc::new(Count(Default::default()));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut batch = crate::outbox::Batch::default();
+        assert!(
+            members[0]
+                .outbox()
+                .poll_take(&mut cx, &mut batch)
+                .is_pending()
+        );
+
+        let topic = upstream.lookup("t").unwrap();
+        crate::corked(|| {
+            for text in [&b"one"[..], b"keep two", b"three"] {
+                let delivered = publish_text(&upstream, topic, &Bytes::from(text), Kind::Data);
+                assert_eq!(delivered, 1, "the relay took it");
+            }
+            // Passed on at the offer, with no task between: the members'
+            // queues hold them already, and their writers are not woken
+            // inside the offerer's burst.
+            assert_eq!(count.0.load(Ordering::Relaxed), 0);
+        });
+        assert_eq!(count.0.load(Ordering::Relaxed), 1, "woken once, at the end");
+        for member in &members {
+            let texts: Vec<Bytes> = queued(member)
+                .into_iter()
+                .map(|out| match out {
+                    Outbound::Frame(frame) => frame.slice(2..),
+                    Outbound::Sequenced(_) => panic!("a frame was queued"),
+                })
+                .collect();
+            assert_eq!(texts, [&b"one"[..], b"keep two", b"three"]);
+        }
+        // The relay's own queue took only what it gave back.
+        let kept: Vec<Outbound> = queued(&relay);
+        assert_eq!(kept.len(), 1);
+        assert!(matches!(&kept[0], Outbound::Frame(f) if f.ends_with(b"keep two")));
     }
 }

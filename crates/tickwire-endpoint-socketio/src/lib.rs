@@ -27,10 +27,12 @@
 //! - `subscribe` `{"symbols": [{"symbol", "exchange"}...], "mode": "LTP" |
 //!   "Quote" | "Depth"}` (mode `Quote` by default) joins one room per
 //!   instrument and mode; each room is one member of the proxy's key (the
-//!   proxy subscribes the adapters, throttles LTP and caches), and a task
-//!   per room broadcasts each `market_data` message to its sockets: encoded
-//!   once per carrier, the same packet to every member. A snapshot of the
-//!   last value comes first; `unsubscribe` leaves;
+//!   proxy subscribes the adapters, throttles LTP and caches). A room
+//!   passes each `market_data` message on as the proxy offers it (a
+//!   [`Relay`](tickwire_core::Relay), no task between): one frame for its
+//!   sessions, published to the room's topic, and, when the room has
+//!   socketioxide members, to a task of the room's that emits it to them.
+//!   A snapshot of the last value comes first; `unsubscribe` leaves;
 //! - `get_ltp`, `get_quote`, `get_depth` `{"symbol", "exchange"}` answer from
 //!   the last-value cache ([`Quotes`]) through the client's acknowledgement,
 //!   or, to a client that asked for none, as an event (`ltp`, `quote`,
@@ -160,7 +162,8 @@ enum Carrier {
 }
 
 struct Room {
-    /// The queue the proxy delivers the key's messages to.
+    /// The room as a member of the proxy's key: it relays to the room's
+    /// sessions, and queues for its socketioxide members' task.
     sub: Subscriber,
     /// Its members, on both carriers.
     members: usize,
@@ -216,24 +219,30 @@ impl Rooms {
             },
             pacer: None,
         };
-        let sub = Subscriber::new(
+        let name = room_name(key);
+        let on_socketioxide = Arc::new(AtomicUsize::new(0));
+        let relay = RoomRelay {
+            name: name.clone(),
+            index: self.index.clone(),
+            on_socketioxide: on_socketioxide.clone(),
+        };
+        let sub = Subscriber::relaying(
             connections.next_id(),
-            0,
             queue,
             connections.slow_consumer_stats().clone(),
+            Arc::new(relay),
         );
         quotes.join(&sub, &key.0, key.1, key.2)?;
         let mut room = Room {
             sub: sub.clone(),
             members: 0,
-            on_socketioxide: Arc::new(AtomicUsize::new(0)),
+            on_socketioxide: on_socketioxide.clone(),
         };
         counted(&mut room);
         let broadcast = Broadcast {
-            name: room_name(key),
-            index: self.index.clone(),
+            name,
             io: self.io.get().cloned(),
-            on_socketioxide: room.on_socketioxide.clone(),
+            on_socketioxide,
             stats: connections.slow_consumer_stats().clone(),
             meter: connections.meters().get(NAME, "json"),
         };
@@ -261,12 +270,41 @@ impl Rooms {
     }
 }
 
-/// A room's broadcast task: what it needs besides its queue.
-struct Broadcast {
-    /// The Socket.IO room (and its topic in `index`).
+/// A room as the proxy's fan-out sees it: each `market_data` message the
+/// proxy offers goes on to the room's sessions at once, on the proxy's
+/// thread and in its corked burst, and to the room's queue (for
+/// [`Broadcast`]) only while socketioxide has members in the room.
+struct RoomRelay {
+    /// The Socket.IO room, and its topic in `index`.
     name: String,
     /// Where the room's members on the gateway's own carrier are.
     index: Arc<Index>,
+    /// The room's members on socketioxide.
+    on_socketioxide: Arc<AtomicUsize>,
+}
+
+impl tickwire_core::Relay for RoomRelay {
+    fn relay(&self, _topic: u32, msg: Outbound) -> Option<Outbound> {
+        if let Some(data) = payload_of_outbound(&msg) {
+            if let Some(topic) = self.index.lookup(&self.name) {
+                // One frame for every session of the room; their writers
+                // are woken once, at the end of the proxy's burst (or of
+                // this one, for a throttled LTP sent on its own).
+                let event = market_data_event(data);
+                tickwire_core::corked(|| {
+                    publish_text(&self.index, topic, &event, DataKind::Data);
+                });
+            }
+        }
+        (self.on_socketioxide.load(Ordering::Relaxed) > 0).then_some(msg)
+    }
+}
+
+/// A room's task for its socketioxide members: what it needs besides its
+/// queue.
+struct Broadcast {
+    /// The Socket.IO room.
+    name: String,
     /// socketioxide's server, if built.
     io: Option<SocketIo>,
     /// The room's members on socketioxide.
@@ -294,40 +332,34 @@ fn market_data_event(data: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// The `market_data` message (JSON, as the proxy encoded it) of an item of
-/// a room's queue.
-fn message_of(item: &tickwire_core::outbox::Item) -> Option<&[u8]> {
-    match &item.out {
+/// The `market_data` message (JSON, as the proxy encoded it) of what the
+/// proxy offers a room.
+fn payload_of_outbound(out: &Outbound) -> Option<&[u8]> {
+    match out {
         Outbound::Frame(frame) => payload_of(frame),
         Outbound::Sequenced(_) => None,
     }
 }
 
+/// The `market_data` message of an item of a room's queue.
+fn message_of(item: &tickwire_core::outbox::Item) -> Option<&[u8]> {
+    payload_of_outbound(&item.out)
+}
+
 impl Broadcast {
-    /// Each `market_data` message the proxy queues for the room, broadcast
-    /// to the room's members until the room closes: encoded once for the
-    /// sessions in its topic (one frame, the same bytes queued to each,
-    /// under the gateway's slow-consumer policy), and once for socketioxide's
-    /// sockets. A socketioxide socket whose packet buffer is full (its own,
-    /// [`MAX_BUFFER`] packets) skips the update; each skip is counted as a
-    /// slow-consumer action, each packet handed to a socket as a message
-    /// delivered (with its bytes, the WebSocket frame header aside).
+    /// Each `market_data` message the room queues while it has
+    /// socketioxide members (see [`RoomRelay`]), emitted to them until the
+    /// room closes: once per message for all of them. A socketioxide socket
+    /// whose packet buffer is full (its own, [`MAX_BUFFER`] packets) skips
+    /// the update; each skip is counted as a slow-consumer action, each
+    /// packet handed to a socket as a message delivered (with its bytes,
+    /// the WebSocket frame header aside).
     async fn run(self, sub: Subscriber) {
         let mut batch = Batch::default();
         loop {
             sub.outbox().take(&mut batch).await;
             if batch.reader_gone || batch.dropped || batch.abandoned {
                 break;
-            }
-            // The sessions first, the whole batch in one burst: each
-            // session's writer is woken once for it, not once a message.
-            if let Some(topic) = self.index.lookup(&self.name) {
-                tickwire_core::corked(|| {
-                    for data in batch.data.iter().filter_map(message_of) {
-                        let event = market_data_event(data);
-                        publish_text(&self.index, topic, &event, DataKind::Data);
-                    }
-                });
             }
             if self.on_socketioxide.load(Ordering::Relaxed) > 0 {
                 for data in batch.data.iter().filter_map(message_of) {
