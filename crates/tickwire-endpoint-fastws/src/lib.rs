@@ -654,4 +654,44 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn bars_are_kept_while_nobody_follows_them_and_a_later_subscriber_gets_them_whole() {
+        let index = Arc::new(Index::new());
+        let mut feed = BarFeed::new(index.clone());
+        let aapl = Instrument::new("AAPL", "NASDAQ");
+        let at = 1_700_000_000_000;
+        let trade = |price: f64, ts: i64| Trade {
+            instrument: aapl.clone(),
+            price,
+            quantity: Some(1.0),
+            source: Arc::from("test"),
+            timestamp_ms: ts,
+        };
+        // Nobody follows AAPL's bars: nothing is sent, the bar is kept.
+        assert_eq!(feed.on_trade(&trade(10.0, at)), 0);
+        let sub = subscriber(1, 0);
+        index.subscribe("fastws:bars:NASDAQ:AAPL:D", sub.clone());
+        assert_eq!(feed.on_trade(&trade(12.0, at + 1_000)), 1);
+        let mut batch = tickwire_core::outbox::Batch::default();
+        sub.outbox().take_now(&mut batch);
+        let frames: Vec<serde_json::Value> = batch
+            .data
+            .iter()
+            .map(|item| match &item.out {
+                tickwire_core::Outbound::Frame(frame) => {
+                    serde_json::from_slice(tickwire_websocket::frame::payload_of(frame).unwrap())
+                        .unwrap()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        let bar = &frames[0]["payload"];
+        assert_eq!(
+            (bar["open"].as_f64(), bar["close"].as_f64(), bar["volume"].as_f64()),
+            (Some(10.0), Some(12.0), Some(2.0)),
+            "the day's bar holds the trade made before anyone followed it: {bar}"
+        );
+    }
 }
