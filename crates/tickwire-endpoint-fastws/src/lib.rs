@@ -689,7 +689,11 @@ mod tests {
         assert_eq!(frames.len(), 1, "{frames:?}");
         let bar = &frames[0]["payload"];
         assert_eq!(
-            (bar["open"].as_f64(), bar["close"].as_f64(), bar["volume"].as_f64()),
+            (
+                bar["open"].as_f64(),
+                bar["close"].as_f64(),
+                bar["volume"].as_f64()
+            ),
             (Some(10.0), Some(12.0), Some(2.0)),
             "the day's bar holds the trade made before anyone followed it: {bar}"
         );
