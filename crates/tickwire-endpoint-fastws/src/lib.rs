@@ -43,11 +43,15 @@
 //! bucket. For each bar a tick changes, if the bar's topic has subscribers,
 //! `bars.update` is encoded once and every subscriber's queue gets the same
 //! bytes. Nothing is sent on subscription: the next tick brings the bar.
+//! The endpoint's own feed ([`FastWs::bar_feed`]) knows which instruments
+//! its clients follow ([`Followed`]): a tick of any other instrument
+//! updates its bars and looks up no topic.
 //!
 //! Topics live in the gateway's feed index under an internal name that
 //! includes the exchange (`fastws:bars:NASDAQ:AAPL:1`); the session ends by
 //! leaving all of them.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -180,15 +184,74 @@ pub struct FastWs {
     /// The close reason of a connection that timed out, the same for all
     /// (written once, not kept by each connection).
     timeout_reason: String,
+    /// The instruments the endpoint's connections follow the bars of.
+    followed: Arc<Followed>,
+}
+
+/// The instruments whose bars some connection follows, each with how many
+/// bar topics (connection and resolution) it is followed in.
+///
+/// A connection counts a topic here before it enters the topic in the
+/// index and uncounts it after it left, so an instrument with a subscriber
+/// in the index is always counted: [`BarFeed`] may skip the topics of an
+/// instrument that is not, and loses nothing.
+#[derive(Debug, Default)]
+pub struct Followed(Mutex<HashMap<Instrument, u32>>);
+
+impl Followed {
+    /// Whether some connection follows a bar topic of `instrument`.
+    pub fn follows(&self, instrument: &Instrument) -> bool {
+        tickwire_core::lock(&self.0).contains_key(instrument)
+    }
+
+    /// How many bar topics of `instrument` are followed.
+    pub fn count(&self, instrument: &Instrument) -> u32 {
+        tickwire_core::lock(&self.0)
+            .get(instrument)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn add(&self, instrument: &Instrument) {
+        *tickwire_core::lock(&self.0)
+            .entry(instrument.clone())
+            .or_insert(0) += 1;
+    }
+
+    fn remove(&self, instrument: &Instrument) {
+        let mut counts = tickwire_core::lock(&self.0);
+        if let Some(n) = counts.get_mut(instrument) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(instrument);
+            }
+        }
+    }
 }
 
 impl FastWs {
+    /// The feed of the endpoint's bars, for the fan-out: a [`BarFeed`] over
+    /// the endpoint's index that skips the topics of instruments no
+    /// connection of this endpoint follows.
+    pub fn bar_feed(&self) -> BarFeed {
+        BarFeed {
+            followed: Some(self.followed.clone()),
+            ..BarFeed::new(self.feeds.clone())
+        }
+    }
+
+    /// What the endpoint's connections follow.
+    pub fn followed(&self) -> &Followed {
+        &self.followed
+    }
+
     /// The endpoint of `config`, checking subscriptions against `market`,
     /// its bars' topics in `feeds`.
     pub fn new(config: FastWsConfig, market: Arc<Market>, feeds: Arc<Index>) -> FastWs {
         let timeout_reason =
             tickwire_fastws::timeout_reason(Some(config.heartbeat()), Some(config.lifespan()));
         FastWs {
+            followed: Arc::default(),
             config,
             market,
             feeds,
@@ -245,13 +308,18 @@ impl FastWsSession {
         bars_topic(&mut topic, &instrument, request.resolution);
         match op {
             ClientOp::Subscribe(_) => {
+                // Counted before it is in the index (see `Followed`).
+                self.state.followed.add(&instrument);
                 if self.state.feeds.subscribe(&topic, self.sub.clone()).added {
                     self.subscribed += 1;
+                } else {
+                    self.state.followed.remove(&instrument);
                 }
             }
             ClientOp::Unsubscribe(_) => {
                 if self.state.feeds.unsubscribe(&topic, &self.sub).removed {
                     self.subscribed -= 1;
+                    self.state.followed.remove(&instrument);
                 }
             }
             // A future operation this endpoint does not serve yet: refuse it
@@ -308,7 +376,11 @@ impl Protocol for FastWsSession {
     }
 
     fn on_close(&mut self, _ending: tickwire_core::Ending) {
-        self.state.feeds.unsubscribe_all(&self.sub);
+        for left in self.state.feeds.unsubscribe_all(&self.sub) {
+            if let Some(instrument) = instrument_of_topic(&left.name) {
+                self.state.followed.remove(&instrument);
+            }
+        }
     }
 }
 
@@ -336,6 +408,9 @@ pub struct BarFeed {
     bars: Arc<Mutex<BarAggregator>>,
     /// A reused buffer for topic names.
     topic: String,
+    /// What the endpoint's connections follow, for the endpoint's own feed;
+    /// without it, every changed bar's topic is looked up.
+    followed: Option<Arc<Followed>>,
 }
 
 /// The bars a [`BarFeed`] keeps, read from elsewhere: what a cluster node
@@ -369,12 +444,15 @@ impl BarState {
 }
 
 impl BarFeed {
-    /// Bars at every resolution of [`Resolution::ALL`].
+    /// Bars at every resolution of [`Resolution::ALL`], each changed bar's
+    /// topic looked up in `feeds` (the endpoint's own feed,
+    /// [`FastWs::bar_feed`], looks up only those of followed instruments).
     pub fn new(feeds: Arc<Index>) -> BarFeed {
         BarFeed {
             feeds,
             bars: Arc::new(Mutex::new(BarAggregator::all())),
             topic: String::with_capacity(64),
+            followed: None,
         }
     }
 
@@ -444,7 +522,14 @@ impl BarFeed {
     ) -> usize {
         let mut delivered = 0;
         let mut bars = tickwire_core::lock(&self.bars);
-        for (resolution, bar) in bars.on_tick(instrument, price, quantity, ts_ms) {
+        let changed = bars.on_tick(instrument, price, quantity, ts_ms);
+        // Kept whoever follows it; named and looked up only if somebody may.
+        if let Some(followed) = &self.followed {
+            if !followed.follows(instrument) {
+                return 0;
+            }
+        }
+        for (resolution, bar) in changed {
             delivered += send_bar(&self.feeds, &mut self.topic, instrument, resolution, bar);
         }
         delivered
@@ -697,5 +782,53 @@ mod tests {
             (Some(10.0), Some(12.0), Some(2.0)),
             "the day's bar holds the trade made before anyone followed it: {bar}"
         );
+    }
+
+    #[test]
+    fn the_endpoints_feed_sends_the_bars_its_connections_follow_and_names_no_other_topic() {
+        let now = Instant::now();
+        let (state, sub, mut session) = session(FastWsConfig::default(), now);
+        let aapl = Instrument::new("AAPL", "NASDAQ");
+        let mut feed = state.bar_feed();
+        let at = 1_700_000_000_000;
+        let trade = |price: f64, ts: i64| Trade {
+            instrument: aapl.clone(),
+            price,
+            quantity: Some(1.0),
+            source: Arc::from("test"),
+            timestamp_ms: ts,
+        };
+        let send = |session: &mut FastWsSession, text: &str| {
+            reply(session.on_message(MessageKind::Text, text.as_bytes(), now))
+        };
+        let subscribe = |resolution: &str| {
+            format!(
+                r#"{{"type":"bars.subscribe","payload":{{"symbol":"AAPL","resolution":"{resolution}"}}}}"#
+            )
+        };
+        assert!(!state.followed().follows(&aapl));
+        // Two resolutions, one of them asked for twice: two topics followed.
+        send(&mut session, &subscribe("5"));
+        send(&mut session, &subscribe("5"));
+        send(&mut session, &subscribe("D"));
+        assert_eq!(state.followed().count(&aapl), 2);
+        // A trade reaches both topics (the session's one queue, twice).
+        assert_eq!(feed.on_trade(&trade(10.0, at)), 2);
+        let mut batch = tickwire_core::outbox::Batch::default();
+        sub.outbox().take_now(&mut batch);
+        assert_eq!(batch.data.len(), 2);
+        let unsubscribe =
+            r#"{"type":"bars.unsubscribe","payload":{"symbol":"AAPL","resolution":"5"}}"#;
+        send(&mut session, unsubscribe);
+        assert_eq!(state.followed().count(&aapl), 1);
+        assert_eq!(feed.on_trade(&trade(11.0, at + 1)), 1);
+        // The connection ends: nothing followed, nothing sent, the bars kept.
+        session.on_close(tickwire_core::Ending::Vanished);
+        assert!(!state.followed().follows(&aapl));
+        assert_eq!(state.feeds.topic_count(), 0);
+        assert_eq!(feed.on_trade(&trade(12.0, at + 2)), 0);
+        let kept = feed.state().seed_of(&aapl).expect("the bars are kept");
+        let day = kept.bars.iter().find(|b| &*b.resolution == "D").unwrap();
+        assert_eq!((day.open, day.close, day.volume), (10.0, 12.0, 3.0));
     }
 }

@@ -753,7 +753,14 @@ pub async fn run_with(
         tickwire_endpoint_stream::StreamFeed::new(feeds.clone()),
     );
     #[cfg(feature = "fastws")]
-    let bar_feed = tickwire_endpoint_fastws::BarFeed::new(feeds.clone());
+    let fastws = Arc::new(tickwire_endpoint_fastws::FastWs::new(
+        config.fastws.clone(),
+        market.clone(),
+        feeds.clone(),
+    ));
+    // The endpoint's own feed: it knows which instruments its clients follow.
+    #[cfg(feature = "fastws")]
+    let bar_feed = fastws.bar_feed();
     // What a cluster member tells the others of the bars it makes.
     #[cfg(all(feature = "fastws", feature = "cluster"))]
     let bar_state = bar_feed.state();
@@ -950,11 +957,7 @@ pub async fn run_with(
         #[cfg(feature = "stream")]
         stream,
         #[cfg(feature = "fastws")]
-        fastws: Arc::new(tickwire_endpoint_fastws::FastWs::new(
-            config.fastws.clone(),
-            market.clone(),
-            feeds,
-        )),
+        fastws,
         #[cfg(feature = "proxy")]
         proxy: proxy.clone(),
         publish: tickwire_endpoint_publish::Publish {
