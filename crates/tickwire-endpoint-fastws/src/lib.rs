@@ -740,19 +740,24 @@ mod tests {
         }
     }
 
+    /// A trade of one unit of `instrument` at `price`, at `ts`.
+    fn trade_of(instrument: &Instrument, price: f64, ts: i64) -> Trade {
+        Trade {
+            instrument: instrument.clone(),
+            price,
+            quantity: Some(1.0),
+            source: Arc::from("test"),
+            timestamp_ms: ts,
+        }
+    }
+
     #[test]
     fn bars_are_kept_while_nobody_follows_them_and_a_later_subscriber_gets_them_whole() {
         let index = Arc::new(Index::new());
         let mut feed = BarFeed::new(index.clone());
         let aapl = Instrument::new("AAPL", "NASDAQ");
         let at = 1_700_000_000_000;
-        let trade = |price: f64, ts: i64| Trade {
-            instrument: aapl.clone(),
-            price,
-            quantity: Some(1.0),
-            source: Arc::from("test"),
-            timestamp_ms: ts,
-        };
+        let trade = |price: f64, ts: i64| trade_of(&aapl, price, ts);
         // Nobody follows AAPL's bars: nothing is sent, the bar is kept.
         assert_eq!(feed.on_trade(&trade(10.0, at)), 0);
         let sub = subscriber(1, 0);
@@ -791,13 +796,7 @@ mod tests {
         let aapl = Instrument::new("AAPL", "NASDAQ");
         let mut feed = state.bar_feed();
         let at = 1_700_000_000_000;
-        let trade = |price: f64, ts: i64| Trade {
-            instrument: aapl.clone(),
-            price,
-            quantity: Some(1.0),
-            source: Arc::from("test"),
-            timestamp_ms: ts,
-        };
+        let trade = |price: f64, ts: i64| trade_of(&aapl, price, ts);
         let send = |session: &mut FastWsSession, text: &str| {
             reply(session.on_message(MessageKind::Text, text.as_bytes(), now))
         };
