@@ -28,8 +28,9 @@
 //! What it does not do: it knows no endpoint, no wire format beyond RFC 6455
 //! and no adapter. Endpoints plug in through [`Protocol`] (per connection),
 //! [`Sequencer`] (optional, per connection), the variant of their
-//! subscribers (per message) and [`Feed`] (per update). Locks are held for a few instructions and never
-//! across an `.await`.
+//! subscribers (per message), [`Relay`] (optional, per subscriber: an
+//! endpoint that feeds on another's fan-out) and [`Feed`] (per update).
+//! Locks are held for a few instructions and never across an `.await`.
 //!
 //! An echo server is a few lines over it (here serving one connection, which
 //! a hand-written client checks):
