@@ -341,11 +341,6 @@ fn payload_of_outbound(out: &Outbound) -> Option<&[u8]> {
     }
 }
 
-/// The `market_data` message of an item of a room's queue.
-fn message_of(item: &tickwire_core::outbox::Item) -> Option<&[u8]> {
-    payload_of_outbound(&item.out)
-}
-
 impl Broadcast {
     /// Each `market_data` message the room queues while it has
     /// socketioxide members (see [`RoomRelay`]), emitted to them until the
@@ -362,7 +357,11 @@ impl Broadcast {
                 break;
             }
             if self.on_socketioxide.load(Ordering::Relaxed) > 0 {
-                for data in batch.data.iter().filter_map(message_of) {
+                for data in batch
+                    .data
+                    .iter()
+                    .filter_map(|item| payload_of_outbound(&item.out))
+                {
                     if let Ok(data) = serde_json::from_slice::<&RawValue>(data) {
                         self.to_socketioxide(data).await;
                     }
