@@ -245,6 +245,14 @@ impl FastWs {
         &self.followed
     }
 
+    /// Whether a connection of the endpoint follows an instrument's bars
+    /// (any resolution), for the symbol table's forgetting: the same
+    /// answer [`BarFeed`] acts on, one lookup.
+    pub fn interest(&self) -> tickwire_services::market::Interest {
+        let followed = self.followed.clone();
+        Box::new(move |instrument| followed.follows(instrument))
+    }
+
     /// The endpoint of `config`, checking subscriptions against `market`,
     /// its bars' topics in `feeds`.
     pub fn new(config: FastWsConfig, market: Arc<Market>, feeds: Arc<Index>) -> FastWs {
@@ -382,18 +390,6 @@ impl Protocol for FastWsSession {
             }
         }
     }
-}
-
-/// Whether a FastWS client follows an instrument (the bars of any
-/// resolution), for the symbol table's forgetting.
-pub fn interest(feeds: Arc<Index>) -> tickwire_services::market::Interest {
-    Box::new(move |instrument| {
-        let mut name = String::new();
-        Resolution::ALL.into_iter().any(|resolution| {
-            bars_topic(&mut name, instrument, resolution);
-            feeds.lookup(&name).is_some()
-        })
-    })
 }
 
 /// The bars of every instrument, fed by the fan-out with every tick.
@@ -805,12 +801,16 @@ mod tests {
                 r#"{{"type":"bars.subscribe","payload":{{"symbol":"AAPL","resolution":"{resolution}"}}}}"#
             )
         };
+        let interest = state.interest();
         assert!(!state.followed().follows(&aapl));
+        assert!(!interest(&aapl));
         // Two resolutions, one of them asked for twice: two topics followed.
         send(&mut session, &subscribe("5"));
         send(&mut session, &subscribe("5"));
         send(&mut session, &subscribe("D"));
         assert_eq!(state.followed().count(&aapl), 2);
+        // The symbol table is told the instrument is followed.
+        assert!(interest(&aapl));
         // A trade reaches both topics (the session's one queue, twice).
         assert_eq!(feed.on_trade(&trade(10.0, at)), 2);
         let mut batch = tickwire_core::outbox::Batch::default();
@@ -824,6 +824,7 @@ mod tests {
         // The connection ends: nothing followed, nothing sent, the bars kept.
         session.on_close(tickwire_core::Ending::Vanished);
         assert!(!state.followed().follows(&aapl));
+        assert!(!interest(&aapl));
         assert_eq!(state.feeds.topic_count(), 0);
         assert_eq!(feed.on_trade(&trade(12.0, at + 2)), 0);
         let kept = feed.state().seed_of(&aapl).expect("the bars are kept");

@@ -772,7 +772,7 @@ pub async fn run_with(
         feeds.clone(),
     ));
     #[cfg(feature = "fastws")]
-    market.add_interest(tickwire_endpoint_fastws::interest(feeds.clone()));
+    market.add_interest(fastws.interest());
     #[cfg(feature = "proxy")]
     market.add_interest({
         let proxy = proxy.clone();
