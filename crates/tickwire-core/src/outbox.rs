@@ -855,6 +855,32 @@ impl Outbox {
         batch.ctrl.extend(state.ctrl.drain(..));
     }
 
+    /// Puts what `taken` holds (taken from another connection's queue with
+    /// [`take_now`](Self::take_now)) before everything queued here, in its
+    /// order, and wakes the writer: for a session that moves to a new
+    /// transport, whose old queue holds what is older than anything offered
+    /// to the new one since. The queue may hold more than its capacity until
+    /// the writer takes it. Nothing is put on a connection that is closing.
+    pub fn put_first(&self, taken: &mut Batch) {
+        let mut state = self.lock();
+        if state.dropped || state.writer_gone || (taken.data.is_empty() && taken.ctrl.is_empty()) {
+            return;
+        }
+        while let Some(item) = taken.data.pop_back() {
+            state.data.push_front(item);
+        }
+        while let Some(item) = taken.ctrl.pop_back() {
+            state.ctrl.push_front(item);
+        }
+        state.oldest = match (taken.oldest.take(), state.oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let waker = state.waker.take();
+        drop(state);
+        wake(waker);
+    }
+
     /// Tells the writer that no more control items will come.
     pub fn reader_gone(&self) {
         self.signal(|state| state.reader_gone = true);
@@ -1049,6 +1075,42 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         let _ = outbox.poll_take(&mut cx, &mut batch);
         batch
+    }
+
+    #[test]
+    fn what_is_put_first_comes_before_what_was_queued_and_wakes_the_writer() {
+        let stats = SlowConsumerStats::default();
+        let old = Outbox::new(4, SlowConsumer::Disconnect, None);
+        let new = Outbox::new(4, SlowConsumer::Disconnect, None);
+        old.offer(item(1, 1), &stats);
+        old.offer(item(2, 2), &stats);
+        // An update reached the new queue before the old one was moved.
+        new.offer(item(1, 3), &stats);
+        let mut taken = Batch::default();
+        old.take_now(&mut taken);
+        new.put_first(&mut taken);
+        assert!(taken.data.is_empty(), "the items are moved, not copied");
+        assert_eq!(payloads(&take_now(&new)), [(1, 1), (2, 2), (1, 3)]);
+        // A writer waiting on the new queue is woken by it.
+        let woken = std::sync::Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut batch = Batch::default();
+        assert!(new.poll_take(&mut cx, &mut batch).is_pending());
+        old.offer(item(3, 4), &stats);
+        let mut taken = Batch::default();
+        old.take_now(&mut taken);
+        new.put_first(&mut taken);
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1);
+        assert!(new.poll_take(&mut cx, &mut batch).is_ready());
+        assert_eq!(payloads(&batch), [(3, 4)]);
+        // A closing connection takes nothing.
+        new.writer_gone();
+        old.offer(item(3, 5), &stats);
+        let mut taken = Batch::default();
+        old.take_now(&mut taken);
+        new.put_first(&mut taken);
+        assert!(take_now(&new).data.is_empty());
     }
 
     #[test]

@@ -75,6 +75,7 @@ use tickwire_websocket::frame::payload_of;
 use tracing::{debug, info};
 
 pub mod packet;
+mod polling;
 mod session;
 
 pub use session::CONNECT_TIMEOUT;
@@ -116,6 +117,7 @@ const NAME: &str = "socketio";
 /// The `/market` namespace and the Socket.IO server that carries it.
 pub struct Market {
     svc: SocketIoService<NotFoundService>,
+    polls: Arc<polling::Polls>,
     shared: Shared,
     context: Context,
 }
@@ -457,6 +459,7 @@ impl Market {
         let _ = rooms.io.set(io);
         Market {
             svc,
+            polls: Arc::default(),
             shared,
             context: context.clone(),
         }
@@ -494,13 +497,22 @@ impl Market {
                 .is_some_and(|rest| rest.starts_with('/'))
     }
 
-    /// Answers a request of Socket.IO's path: a WebSocket opened as the
-    /// transport becomes a session of the gateway's own (its task tracked
-    /// by `tracker`); a long-polling request, or the upgrade of a polling
-    /// session to a WebSocket, is socketioxide's.
+    /// Answers a request of Socket.IO's path (Engine.IO v4) on the gateway's
+    /// own sessions: a WebSocket opened as the transport, a long-polling
+    /// session and its requests, the upgrade of one to a WebSocket (its
+    /// tasks tracked by `tracker`). What is none of these (another Engine.IO
+    /// version) is socketioxide's to refuse.
     pub async fn handle(&self, req: Request<Incoming>, tracker: &Tracker) -> Response<Body> {
         if session::opens_websocket(&req) {
             return session::upgrade(req, &self.shared, &self.context, tracker);
+        }
+        if let Some(sid) = polling::upgrades(&req) {
+            return polling::upgrade(&self.polls, req, &sid, &self.context, tracker);
+        }
+        match polling::polls(&req) {
+            Some(None) => return self.polls.open(&req, &self.shared, &self.context),
+            Some(Some(sid)) => return self.polls.request(req, &sid).await,
+            None => {}
         }
         use hyper::service::Service as _;
         let response = match self.svc.call(req).await {

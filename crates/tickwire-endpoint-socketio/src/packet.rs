@@ -133,12 +133,19 @@ pub fn socket(text: &str) -> Result<Packet<'_>, PacketError> {
 /// The Engine.IO ping the server sends every ping interval.
 pub const PING: &[u8] = b"2";
 
-/// The Engine.IO `open` packet: the session's id, its heartbeat, the largest
-/// message taken, and no upgrade (the session is a WebSocket already).
-pub fn open(sid: &str, ping_interval_ms: u64, ping_timeout_ms: u64, max_payload: usize) -> Bytes {
+/// The Engine.IO `open` packet: the session's id, the transports it may
+/// upgrade to (none for a WebSocket; `websocket` for long-polling), its
+/// heartbeat, the largest message taken.
+pub fn open(
+    sid: &str,
+    upgrades: &[&str],
+    ping_interval_ms: u64,
+    ping_timeout_ms: u64,
+    max_payload: usize,
+) -> Bytes {
     let handshake = serde_json::json!({
         "sid": sid,
-        "upgrades": [],
+        "upgrades": upgrades,
         "pingInterval": ping_interval_ms,
         "pingTimeout": ping_timeout_ms,
         "maxPayload": max_payload,
@@ -282,11 +289,14 @@ mod tests {
 
     #[test]
     fn what_the_server_writes_reads_back() {
-        let open = open("abc", 5000, 10000, 100_000);
+        let open = open("abc", &[], 5000, 10000, 100_000);
         assert!(text(&open).starts_with('0'));
         let handshake: serde_json::Value = serde_json::from_str(&text(&open)[1..]).unwrap();
         assert_eq!(handshake["sid"], "abc");
         assert_eq!(handshake["upgrades"], serde_json::json!([]));
+        let polling = super::open("abc", &["websocket"], 5000, 10000, 100_000);
+        let polling: serde_json::Value = serde_json::from_str(&text(&polling)[1..]).unwrap();
+        assert_eq!(polling["upgrades"], serde_json::json!(["websocket"]));
         assert_eq!(
             (&handshake["pingInterval"], &handshake["pingTimeout"]),
             (&serde_json::json!(5000), &serde_json::json!(10000))

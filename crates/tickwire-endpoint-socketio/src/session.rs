@@ -94,6 +94,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 /// One session's state: what an idle connection keeps, besides the core's.
 pub(crate) struct MarketSession {
     shared: Shared,
+    /// The Engine.IO session's number: its first transport's connection id,
+    /// kept when it moves to another transport.
+    id: u64,
+    /// The queue of its transport.
     sub: Subscriber,
     /// When it opened: the start of its [`CONNECT_TIMEOUT`].
     opened: Instant,
@@ -140,9 +144,10 @@ impl Seat for SessionSeat {
 const UNREADABLE: u16 = close_code::UNSUPPORTED_DATA;
 
 impl MarketSession {
-    fn new(shared: Shared, sub: Subscriber, bearer: Option<Box<[u8]>>) -> MarketSession {
+    pub(crate) fn new(shared: Shared, sub: Subscriber, bearer: Option<Box<[u8]>>) -> MarketSession {
         MarketSession {
             shared,
+            id: sub.id(),
             sub,
             opened: Instant::now(),
             bearer,
@@ -152,13 +157,41 @@ impl MarketSession {
 
     /// The Engine.IO session's id: the connection's, which is unique on
     /// this server and not reused.
-    fn sid(&self) -> String {
-        format!("{:016x}", self.sub.id())
+    pub(crate) fn sid(&self) -> String {
+        format!("{:016x}", self.id)
     }
 
     /// The socket's id in `/market`.
     fn socket_id(&self) -> String {
-        format!("{:016x}", !self.sub.id())
+        format!("{:016x}", !self.id)
+    }
+
+    /// The Engine.IO `open` packet of the session, offering `upgrades`.
+    pub(crate) fn open_packet(&self, upgrades: &[&str]) -> Bytes {
+        let interval = u64::try_from(PING_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        let timeout = u64::try_from(PING_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+        packet::open(&self.sid(), upgrades, interval, timeout, MAX_PAYLOAD)
+    }
+
+    /// Moves the session to a new transport's queue, `sub`: `sub` takes the
+    /// old queue's place in every room, and what the old queue still holds
+    /// goes first in `sub` (it is older than anything the rooms offered `sub`
+    /// since). The old queue takes nothing more.
+    pub(crate) fn move_to(&mut self, sub: Subscriber) {
+        let old = std::mem::replace(&mut self.sub, sub);
+        self.shared.rooms.index.replace(&old, self.sub.clone());
+        let mut taken = tickwire_core::outbox::Batch::default();
+        old.outbox().take_now(&mut taken);
+        // Nothing more is queued there, and a request waiting on it is
+        // released.
+        old.outbox().writer_gone();
+        old.outbox().reader_gone();
+        self.sub.outbox().put_first(&mut taken);
+        debug!(
+            connection = self.sub.id(),
+            from = old.id(),
+            "{NAMESPACE} session moved to a new transport"
+        );
     }
 
     fn seat(&self) -> SessionSeat {
@@ -342,9 +375,7 @@ fn reply_of(ack: Option<u64>, event: &str, reply: &RawValue) -> Bytes {
 
 impl Protocol for MarketSession {
     fn opening(&mut self) -> Option<Bytes> {
-        let interval = u64::try_from(PING_INTERVAL.as_millis()).unwrap_or(u64::MAX);
-        let timeout = u64::try_from(PING_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
-        Some(packet::open(&self.sid(), interval, timeout, MAX_PAYLOAD))
+        Some(self.open_packet(&[]))
     }
 
     fn heartbeat(&self) -> Option<(Duration, Bytes)> {

@@ -519,7 +519,7 @@ def slow_consumers(server: TickwireServer) -> dict:
 
 def upgraded_client(server: TickwireServer, **kwargs) -> websocket.WebSocket:
     """An Engine.IO client that starts on long-polling, joins `/market` there, and upgrades to a
-    WebSocket (`2probe`, `3probe`, `5`): socketioxide's carrier."""
+    WebSocket (`2probe`, `3probe`, `5`): the session moves to the WebSocket."""
     base = f"{server.http}/socket.io/"
     opened = requests.get(base, params={"EIO": "4", "transport": "polling"}, timeout=WAIT_SECONDS)
     sid = json.loads(opened.text[1:])["sid"]
@@ -640,41 +640,36 @@ def test_a_session_that_stops_reading_meets_the_slow_consumer_policy(server: Tic
         stalled.close()
 
 
-def test_an_upgraded_socket_that_stops_reading_skips_counted_updates_and_is_closed(server: TickwireServer) -> None:
-    """A `/market` client upgraded from long-polling (socketioxide's carrier) that subscribes and
-    then stops reading, while its instrument floods: once its TCP buffers and its Socket.IO packet
-    buffer are full, updates are skipped for it (counted in `/healthz` as `skipped`), the
-    heartbeat's ping finds no room and closes it, and a client reading the same room meanwhile
-    keeps receiving."""
+def test_an_upgraded_session_that_stops_reading_meets_the_slow_consumer_policy(server: TickwireServer) -> None:
+    """A `/market` client upgraded from long-polling that subscribes and then stops reading, while
+    its instrument floods: the session moved to its WebSocket is the gateway's own, so once its
+    TCP buffers and its send buffer are full, the slow-consumer policy (here `disconnect`) drops
+    it and counts it, as for a WebSocket opened as such; a client reading the same room keeps
+    receiving."""
     import socket
 
     symbol = "FLOOD2/USD"
     flood(server, symbol, 0, 1)
-    before = slow_consumers(server)["skipped"]
+    before = slow_consumers(server)
     delivered_before = value(scrape(server), "tickwire_messages_delivered_total", endpoint="socketio", format="json")
     request = {"symbols": [{"symbol": symbol, "exchange": "CRYPTO"}], "mode": "Quote"}
     stalled = upgraded_client(server, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
     stall(stalled, request)
-    # The reader is a session of the gateway's own: one room, members on both carriers.
     reader, received = reading_member(server, request)
     try:
-        # Flood until the stalled socket's buffers are full and updates are skipped for it.
         sent = flood_until(
-            server, symbol, lambda: slow_consumers(server)["skipped"] > before,
-            "no update was skipped for the stalled socket",
+            server, symbol, lambda: slow_consumers(server)["disconnected"] > before["disconnected"],
+            "the stalled upgraded session was not dropped",
         )
-        # The heartbeat closes it (a ping every 5 s finds the buffer full).
-        time.sleep(6)
         assert closed_under(stalled)
         got = reader_gets_the_last(server, received, symbol, sent + 1)
-        # What the reader got (and more: what the stalled socket took before it filled) is
-        # counted as delivered by the `socketio` endpoint.
         samples = scrape(server)
         delivered = value(samples, "tickwire_messages_delivered_total", endpoint="socketio", format="json")
         assert delivered - delivered_before >= got, (delivered, delivered_before, got)
-        # The skips are in the metrics too, under their own policy and cause.
-        skips = value(samples, "tickwire_slow_consumer_actions_total", policy="skip", cause="transport_full")
-        assert before < skips <= slow_consumers(server)["skipped"], (before, skips)
+        drops = value(samples, "tickwire_slow_consumer_actions_total", policy="disconnect", cause="queue_full")
+        assert drops >= 1, drops
+        # No socketioxide socket was involved: nothing was skipped.
+        assert slow_consumers(server)["skipped"] == before["skipped"]
         assert "Traceback" not in server.log_tail(200)
     finally:
         reader.disconnect()
