@@ -383,8 +383,8 @@ async fn thresholds_set_the_exit_status_and_hgrm_is_written() {
 /// A thousand Socket.IO clients connecting at once, each emitting its
 /// `subscribe` the moment the `/market` connect packet arrives: every one is
 /// answered. (The namespace's event handlers must exist before that packet
-/// leaves; registered by the connect handler, which socketioxide runs as a
-/// task after sending it, a few in a crowd lost their subscribe.)
+/// leaves: registered by a connect handler run as a task after sending it,
+/// as Socket.IO servers may, a few in a crowd would lose their subscribe.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_of_socketio_clients_all_get_their_subscribes_answered() {
     let (addr, _stop) = gateway_with(|config| {

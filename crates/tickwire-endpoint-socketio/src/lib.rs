@@ -2,18 +2,15 @@
 //! UIs reach with the standard `socket.io-client`, at `/socket.io/` on the
 //! main listener.
 //!
-//! Socket.IO v5 over Engine.IO v4 has two carriers here:
+//! Socket.IO v5 over Engine.IO v4, both transports and the upgrade from
+//! long-polling to a WebSocket, on sessions of the gateway's own, like every
+//! other endpoint's: the same queue, writer, slow-consumer policy, metering
+//! and fan-out, with Engine.IO and Socket.IO read and written by [`packet`].
+//! A WebSocket (opened as the transport, or upgraded to) costs what a `/ws`
+//! connection does (about 2 KiB idle). Long-polling is served request by
+//! request (`polling`), and a polling session moves to its WebSocket at the
+//! upgrade with its rooms and what it had queued.
 //!
-//! - a client that opens its transport as a WebSocket
-//!   (`?EIO=4&transport=websocket`, the choice of trading UIs and of
-//!   `transports: ["websocket"]`) is a session of the gateway's own, like
-//!   every other endpoint's: the same queue, writer, slow-consumer policy,
-//!   metering and fan-out, with Engine.IO and Socket.IO read and written by
-//!   [`packet`]. An idle one costs what a `/ws` connection does (about
-//!   2 KiB), where socketioxide's held 26 KiB;
-//! - long-polling, and the upgrade from it to a WebSocket, is socketioxide's.
-//!
-//! Both carry the same namespace, and one room's members may use either.
 //! This crate says what `/market` means:
 //!
 //! - the heartbeat the seed configures: a ping every 5 s, 10 s to answer;
@@ -30,9 +27,8 @@
 //!   proxy subscribes the adapters, throttles LTP and caches). A room
 //!   passes each `market_data` message on as the proxy offers it (a
 //!   [`Relay`](tickwire_core::Relay), no task between): one frame for its
-//!   sessions, published to the room's topic, and, when the room has
-//!   socketioxide members, to a task of the room's that emits it to them.
-//!   A snapshot of the last value comes first; `unsubscribe` leaves;
+//!   sessions, published to the room's topic. A snapshot of the last value
+//!   comes first; `unsubscribe` leaves;
 //! - `get_ltp`, `get_quote`, `get_depth` `{"symbol", "exchange"}` answer from
 //!   the last-value cache ([`Quotes`]) through the client's acknowledgement,
 //!   or, to a client that asked for none, as an event (`ltp`, `quote`,
@@ -42,26 +38,16 @@
 //! as for every route a page calls.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use engineioxide::service::NotFoundService;
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
-use socketioxide::handler::ConnectHandler as _;
-use socketioxide::service::SocketIoService;
-use socketioxide::{BroadcastError, SocketError, SocketIo, TransportType};
 use tickwire_config::Endpoint;
 use tickwire_core::http::Body;
-use tickwire_core::meter::{Meter, OpenGuard};
-use tickwire_core::outbox::{Batch, Outbox, SlowConsumerStats};
 use tickwire_core::subscriber::QueuePolicy;
 use tickwire_core::{
     Connections, Index, Kind as DataKind, Outbound, SlowConsumer, Subscriber, Tracker, publish_text,
@@ -89,20 +75,8 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a client has to answer a ping (seed 003: `ping_timeout=10`).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message a client may send, on either carrier
-/// (socketioxide's default `maxPayload`).
+/// (the `maxPayload` of Socket.IO's own servers).
 pub const MAX_PAYLOAD: usize = 100_000;
-/// The WebSocket transport's read buffer. A client sends little (requests
-/// of a few hundred bytes; a larger message still arrives whole, read in
-/// more steps), and tungstenite zero-fills the buffer up to this size on
-/// every read: 1 KiB in place of socketioxide's 4 KiB saves 3 KiB of every
-/// connection and the filling.
-const WS_READ_BUFFER: usize = 1024;
-/// The packets a socket may have waiting for its transport (socketioxide's
-/// default). A room's update that finds them all taken is skipped for that
-/// socket and counted; the heartbeat's ping, finding no room either, closes
-/// the socket at its next interval.
-const MAX_BUFFER: usize = 128;
-
 /// The watchlist page: a few instruments streaming over `/market`.
 pub const PAGE_PATH: &str = "/watchlist";
 /// The Socket.IO client the page loads, served here rather than from a CDN.
@@ -116,7 +90,6 @@ const NAME: &str = "socketio";
 
 /// The `/market` namespace and the Socket.IO server that carries it.
 pub struct Market {
-    svc: SocketIoService<NotFoundService>,
     polls: Arc<polling::Polls>,
     shared: Shared,
     context: Context,
@@ -128,7 +101,7 @@ impl std::fmt::Debug for Market {
     }
 }
 
-/// What the namespace's handlers share, on both carriers.
+/// What the namespace's sessions share.
 #[derive(Clone)]
 struct Shared {
     keys: Arc<KeyRing>,
@@ -147,31 +120,16 @@ struct Rooms {
     /// by its [`room_name`].
     index: Arc<Index>,
     rooms: Mutex<HashMap<RoomKey, Room>>,
-    /// Set once the server is built: the handle the rooms broadcast to
-    /// socketioxide's sockets with.
-    io: std::sync::OnceLock<SocketIo>,
 }
 
 type RoomKey = (Instrument, Mode, Depth);
 
-/// Which carrier a member of a room is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Carrier {
-    /// socketioxide: long-polling, or a WebSocket upgraded from it.
-    Socketioxide,
-    /// The gateway's own session.
-    Session,
-}
-
 struct Room {
     /// The room as a member of the proxy's key: it relays to the room's
-    /// sessions, and queues for its socketioxide members' task.
+    /// sessions.
     sub: Subscriber,
-    /// Its members, on both carriers.
+    /// Its members.
     members: usize,
-    /// Its members on socketioxide, read by its broadcast task to count
-    /// what it delivered there (and to skip socketioxide when none is).
-    on_socketioxide: Arc<AtomicUsize>,
 }
 
 /// The Socket.IO room name of a key: `market_data:MODE:EXCHANGE:SYMBOL`.
@@ -188,45 +146,29 @@ fn room_name((instrument, mode, depth): &RoomKey) -> String {
 }
 
 impl Rooms {
-    /// Adds a member on `carrier` to `key`'s room, making the room (and
-    /// its proxy membership and broadcast task) for the first.
-    /// Returns the room's own key, for the member to keep: its names are
-    /// the room's, shared, not a copy per member.
-    fn join(
-        &self,
-        quotes: &dyn Quotes,
-        key: &RoomKey,
-        carrier: Carrier,
-    ) -> Result<RoomKey, String> {
+    /// Adds a member to `key`'s room, making the room (and its proxy
+    /// membership) for the first. Returns the room's own key, for the
+    /// member to keep: its names are the room's, shared, not a copy per
+    /// member.
+    fn join(&self, quotes: &dyn Quotes, key: &RoomKey) -> Result<RoomKey, String> {
         let mut rooms = tickwire_core::lock(&self.rooms);
-        let counted = |room: &mut Room| {
-            room.members += 1;
-            if carrier == Carrier::Socketioxide {
-                room.on_socketioxide.fetch_add(1, Ordering::Relaxed);
-            }
-        };
         if let Some(own) = rooms.get_key_value(key).map(|(own, _)| own.clone()) {
             if let Some(room) = rooms.get_mut(&own) {
-                counted(room);
+                room.members += 1;
             }
             return Ok(own);
         }
         let connections = &self.connections;
+        // Nothing is queued: the relay passes every update on as it is
+        // offered.
         let queue = QueuePolicy {
-            capacity: connections.settings().send_buffer,
-            slow_consumer: if key.1 == Mode::Ltp {
-                SlowConsumer::Conflate
-            } else {
-                SlowConsumer::DropOldest
-            },
+            capacity: 1,
+            slow_consumer: SlowConsumer::DropOldest,
             pacer: None,
         };
-        let name = room_name(key);
-        let on_socketioxide = Arc::new(AtomicUsize::new(0));
         let relay = RoomRelay {
-            name: name.clone(),
+            name: room_name(key),
             index: self.index.clone(),
-            on_socketioxide: on_socketioxide.clone(),
         };
         let sub = Subscriber::relaying(
             connections.next_id(),
@@ -235,33 +177,16 @@ impl Rooms {
             Arc::new(relay),
         );
         quotes.join(&sub, &key.0, key.1, key.2)?;
-        let mut room = Room {
-            sub: sub.clone(),
-            members: 0,
-            on_socketioxide: on_socketioxide.clone(),
-        };
-        counted(&mut room);
-        let broadcast = Broadcast {
-            name,
-            io: self.io.get().cloned(),
-            on_socketioxide,
-            stats: connections.slow_consumer_stats().clone(),
-            meter: connections.meters().get(NAME, "json"),
-        };
-        tokio::spawn(broadcast.run(sub));
-        rooms.insert(key.clone(), room);
+        rooms.insert(key.clone(), Room { sub, members: 1 });
         Ok(key.clone())
     }
 
-    /// Takes a member on `carrier` from `key`'s room; the last one closes it.
-    fn leave(&self, quotes: &dyn Quotes, key: &RoomKey, carrier: Carrier) {
+    /// Takes a member from `key`'s room; the last one closes it.
+    fn leave(&self, quotes: &dyn Quotes, key: &RoomKey) {
         let mut rooms = tickwire_core::lock(&self.rooms);
         let Some(room) = rooms.get_mut(key) else {
             return;
         };
-        if carrier == Carrier::Socketioxide {
-            room.on_socketioxide.fetch_sub(1, Ordering::Relaxed);
-        }
         room.members -= 1;
         if room.members == 0 {
             if let Some(room) = rooms.remove(key) {
@@ -274,15 +199,12 @@ impl Rooms {
 
 /// A room as the proxy's fan-out sees it: each `market_data` message the
 /// proxy offers goes on to the room's sessions at once, on the proxy's
-/// thread and in its corked burst, and to the room's queue (for
-/// [`Broadcast`]) only while socketioxide has members in the room.
+/// thread and in its corked burst.
 struct RoomRelay {
     /// The Socket.IO room, and its topic in `index`.
     name: String,
-    /// Where the room's members on the gateway's own carrier are.
+    /// Where the room's sessions are.
     index: Arc<Index>,
-    /// The room's members on socketioxide.
-    on_socketioxide: Arc<AtomicUsize>,
 }
 
 impl tickwire_core::Relay for RoomRelay {
@@ -298,32 +220,14 @@ impl tickwire_core::Relay for RoomRelay {
                 });
             }
         }
-        (self.on_socketioxide.load(Ordering::Relaxed) > 0).then_some(msg)
+        None
     }
-}
-
-/// A room's task for its socketioxide members: what it needs besides its
-/// queue.
-struct Broadcast {
-    /// The Socket.IO room.
-    name: String,
-    /// socketioxide's server, if built.
-    io: Option<SocketIo>,
-    /// The room's members on socketioxide.
-    on_socketioxide: Arc<AtomicUsize>,
-    /// Where socketioxide's skips are counted.
-    stats: Arc<SlowConsumerStats>,
-    /// Where socketioxide's deliveries are counted (`socketio`, `json`;
-    /// the sessions' writers count their own).
-    meter: Arc<Meter>,
 }
 
 /// The head of a `market_data` event in `/market`: its message follows,
 /// then [`EVENT_TAIL`].
 const EVENT_HEAD: &[u8] = br#"42/market,["market_data","#;
 const EVENT_TAIL: u8 = b']';
-/// The bytes a `market_data` event adds to its message.
-const EVENT_OVERHEAD: u64 = (EVENT_HEAD.len() + 1) as u64;
 
 /// The `market_data` event of `data` in `/market`, as an Engine.IO message.
 fn market_data_event(data: &[u8]) -> Bytes {
@@ -342,75 +246,6 @@ fn payload_of_outbound(out: &Outbound) -> Option<&[u8]> {
         Outbound::Sequenced(_) => None,
     }
 }
-
-impl Broadcast {
-    /// Each `market_data` message the room queues while it has
-    /// socketioxide members (see [`RoomRelay`]), emitted to them until the
-    /// room closes: once per message for all of them. A socketioxide socket
-    /// whose packet buffer is full (its own, [`MAX_BUFFER`] packets) skips
-    /// the update; each skip is counted as a slow-consumer action, each
-    /// packet handed to a socket as a message delivered (with its bytes,
-    /// the WebSocket frame header aside).
-    async fn run(self, sub: Subscriber) {
-        let mut batch = Batch::default();
-        loop {
-            sub.outbox().take(&mut batch).await;
-            if batch.reader_gone || batch.dropped || batch.abandoned {
-                break;
-            }
-            if self.on_socketioxide.load(Ordering::Relaxed) > 0 {
-                for data in batch
-                    .data
-                    .iter()
-                    .filter_map(|item| payload_of_outbound(&item.out))
-                {
-                    if let Ok(data) = serde_json::from_slice::<&RawValue>(data) {
-                        self.to_socketioxide(data).await;
-                    }
-                }
-            }
-            batch.data.clear();
-            Outbox::recycle(&mut batch);
-        }
-        sub.outbox().writer_gone();
-        debug!(room = self.name, "room closed");
-    }
-
-    /// One message to the room's socketioxide sockets.
-    async fn to_socketioxide(&self, data: &RawValue) {
-        // Each broadcast consumes its operator: one lookup per message.
-        let Some(ns) = self.io.as_ref().and_then(|io| io.of(NAMESPACE)) else {
-            return;
-        };
-        let mut missed = 0;
-        if let Err(e) = ns.to(self.name.clone()).emit("market_data", data).await {
-            if let BroadcastError::Socket(errors) = &e {
-                let full = errors
-                    .iter()
-                    .filter(|e| matches!(e, SocketError::InternalChannelFull))
-                    .count();
-                self.stats.skipped(full as u64);
-                missed = errors.len();
-            }
-            debug!(room = self.name, error = %e, "market_data not given to every member");
-        }
-        let given = self
-            .on_socketioxide
-            .load(Ordering::Relaxed)
-            .saturating_sub(missed) as u64;
-        self.meter
-            .wrote(given, given * (data.get().len() as u64 + EVENT_OVERHEAD));
-    }
-}
-
-/// What a socketioxide connection holds while it is connected, released
-/// when the socket (and with it this extension) goes away: its key's usage
-/// (for the request rate of its subscriptions), its slot in the key's
-/// `max_connections`, and its place in the `socketio` meter (connections
-/// open and accepted; a session of the gateway's own is counted by the
-/// session).
-#[derive(Clone)]
-struct Held(Arc<(Arc<KeyUsage>, Lease, OpenGuard)>);
 
 /// The handshake's `auth` payload.
 #[derive(Debug, Default, Deserialize)]
@@ -438,36 +273,21 @@ impl Market {
             connections: context.connections.clone(),
             index: Arc::new(Index::new()),
             rooms: Mutex::default(),
-            io: std::sync::OnceLock::new(),
         });
         let shared = Shared {
             keys: context.keys.clone(),
             quotes,
-            rooms: rooms.clone(),
+            rooms,
         };
-        let (svc, io) = SocketIo::builder()
-            .req_path(PATH)
-            .ping_interval(PING_INTERVAL)
-            .ping_timeout(PING_TIMEOUT)
-            .max_payload(MAX_PAYLOAD as u64)
-            .ws_read_buffer_size(WS_READ_BUFFER)
-            .max_buffer_size(MAX_BUFFER)
-            .transports([TransportType::Polling, TransportType::Websocket])
-            .with_state(shared.clone())
-            .build_svc();
-        io.ns(NAMESPACE, on_connect.with(authenticate));
-        let _ = rooms.io.set(io);
         Market {
-            svc,
             polls: Arc::default(),
             shared,
             context: context.clone(),
         }
     }
 
-    /// The topics of the WebSocket sessions, with their members: each room
-    /// with sessions in it, by its Socket.IO name. socketioxide's sockets
-    /// are not in them.
+    /// The rooms' topics, with their members: each room with sessions in
+    /// it, by its Socket.IO name.
     pub fn topics(&self) -> Vec<(Arc<str>, usize)> {
         self.shared.rooms.index.topics()
     }
@@ -500,8 +320,8 @@ impl Market {
     /// Answers a request of Socket.IO's path (Engine.IO v4) on the gateway's
     /// own sessions: a WebSocket opened as the transport, a long-polling
     /// session and its requests, the upgrade of one to a WebSocket (its
-    /// tasks tracked by `tracker`). What is none of these (another Engine.IO
-    /// version) is socketioxide's to refuse.
+    /// tasks tracked by `tracker`). Another Engine.IO version or transport
+    /// gets Engine.IO's error.
     pub async fn handle(&self, req: Request<Incoming>, tracker: &Tracker) -> Response<Body> {
         if session::opens_websocket(&req) {
             return session::upgrade(req, &self.shared, &self.context, tracker);
@@ -514,22 +334,22 @@ impl Market {
             Some(Some(sid)) => return self.polls.request(req, &sid).await,
             None => {}
         }
-        use hyper::service::Service as _;
-        let response = match self.svc.call(req).await {
-            Ok(response) => response,
-            Err(never) => match never {},
+        let query = req.uri().query().unwrap_or("");
+        let refusal = if tickwire_services::http::query_param(query, "EIO").as_deref() == Some("4")
+        {
+            polling::refusal(hyper::StatusCode::BAD_REQUEST, 0, "Transport unknown")
+        } else {
+            polling::refusal(
+                hyper::StatusCode::BAD_REQUEST,
+                5,
+                "Unsupported protocol version",
+            )
         };
-        let (parts, body) = response.into_parts();
-        // Socket.IO's answers are whole (a polling payload, a handshake):
-        // collecting them copies nothing that is not already in memory.
-        let bytes = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                debug!(error = ?e, "Socket.IO answer not collected");
-                Bytes::new()
-            }
-        };
-        Response::from_parts(parts, Body::new(bytes))
+        debug!(
+            query,
+            "a Socket.IO request of no Engine.IO v4 transport refused"
+        );
+        refusal
     }
 }
 
@@ -579,56 +399,12 @@ fn admit(
     Ok((usage, lease))
 }
 
-/// Checks the key of a socketioxide connection to `/market`.
-async fn authenticate(
-    socket: SocketRef,
-    TryData(auth): TryData<Auth>,
-    State(shared): State<Shared>,
-) -> Result<(), Refused> {
-    let auth = auth.unwrap_or_default();
-    let header = socket
-        .req_parts()
-        .headers
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    let (usage, lease) = admit(&shared, header, &auth, &socket.id.to_string())?;
-    let counted = shared.rooms.connections.meters().get(NAME, "json").opened();
-    socket
-        .extensions
-        .insert(Held(Arc::new((usage, lease, counted))));
-    take_events(&socket);
-    Ok(())
-}
-
-/// Registers the handlers of a connection's events. Done by the middleware,
-/// before socketioxide sends the namespace's connect packet: the connect
-/// handler runs after it (as a task of its own, when async), and a client
-/// that emits as soon as it is connected would otherwise find no handler
-/// and have its event dropped.
-fn take_events(socket: &SocketRef) {
-    socket.extensions.insert(Joined::default());
-    socket.on("subscribe", membership::<true>);
-    socket.on("unsubscribe", membership::<false>);
-    socket.on_disconnect(leave_all);
-    socket.on("get_ltp", poll::<LTP>);
-    socket.on("get_quote", poll::<QUOTE>);
-    socket.on("get_depth", poll::<DEPTH>);
-}
-
 /// The greeting of a connection that joined `/market`.
 fn greeting() -> serde_json::Value {
     serde_json::json!({"status": "ok"})
 }
 
-/// A connection joined `/market`: greet it as the seed does.
-async fn on_connect(socket: SocketRef) {
-    debug!(sid = %socket.id, "{NAMESPACE} connected");
-    if let Err(e) = socket.emit("connected", &greeting()) {
-        debug!(sid = %socket.id, error = %e, "greeting not sent");
-    }
-}
-
-/// The modes of the polls, as const parameters of [`poll`].
+/// The modes of the polls.
 const LTP: u8 = 0;
 const QUOTE: u8 = 1;
 const DEPTH: u8 = 2;
@@ -729,40 +505,6 @@ fn to_raw<T: Serialize>(value: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(value)
         .unwrap_or_else(|e| unreachable!("a reply always serializes: {e}"))
 }
-
-/// Whether the client asked for an acknowledgement of the event.
-struct Acked(bool);
-
-impl<A: socketioxide::adapter::Adapter> socketioxide::handler::FromMessageParts<A> for Acked {
-    type Error = std::convert::Infallible;
-
-    fn from_message_parts(
-        _: &Arc<socketioxide::socket::Socket<A>>,
-        _: &mut socketioxide::handler::Value,
-        ack_id: &Option<i64>,
-    ) -> Result<Self, Self::Error> {
-        Ok(Acked(ack_id.is_some()))
-    }
-}
-
-/// `get_ltp`, `get_quote`, `get_depth` on socketioxide.
-async fn poll<const MODE: u8>(
-    socket: SocketRef,
-    TryData(request): TryData<PollRequest>,
-    ack: AckSender,
-    Acked(acked): Acked,
-    State(shared): State<Shared>,
-) {
-    let (mode, event) = poll_mode(MODE);
-    let request = request.map_err(|e| e.to_string());
-    let sid = socket.id.to_string();
-    let reply = poll_answer(&*shared.quotes, mode, event, request, &sid).await;
-    answer(&socket, ack, acked, event, &reply);
-}
-
-/// The rooms a connection is in.
-#[derive(Clone, Default)]
-struct Joined(Arc<Mutex<Vec<RoomKey>>>);
 
 /// A `subscribe` or `unsubscribe` payload.
 #[derive(Debug, Deserialize)]
@@ -926,10 +668,8 @@ impl Subscription {
     }
 }
 
-/// A connection's place in the rooms, on its carrier.
+/// A connection's place in the rooms.
 trait Seat {
-    /// The carrier.
-    const CARRIER: Carrier;
     /// Sends `data`, the last value of a room about to be entered, ahead
     /// of the room's updates.
     fn snapshot(&self, data: &RawValue);
@@ -968,7 +708,7 @@ async fn subscribe_to<S: Seat + Sync>(
         // The snapshot before the room: an update that comes between is
         // newer than it, never older.
         let snapshot = shared.quotes.last(instrument, *mode, *depth).await;
-        match shared.rooms.join(&*shared.quotes, &key, S::CARRIER) {
+        match shared.rooms.join(&*shared.quotes, &key) {
             Ok(key) => {
                 if let Some(data) = snapshot
                     .as_deref()
@@ -1020,7 +760,7 @@ fn unsubscribe_from<S: Seat>(
         match held {
             Some(key) => {
                 seat.exit(&key);
-                shared.rooms.leave(&*shared.quotes, &key, S::CARRIER);
+                shared.rooms.leave(&*shared.quotes, &key);
                 done.push(named(None));
             }
             None => refused.push(named(Some("not subscribed".to_owned()))),
@@ -1029,83 +769,13 @@ fn unsubscribe_from<S: Seat>(
     SubscribeReply::of(mode_name, done, refused)
 }
 
-/// A connection went away: it leaves every room it was in. Its carrier
-/// already took it out of its rooms' broadcasts.
-fn leave_rooms(shared: &Shared, joined: &Mutex<Vec<RoomKey>>, carrier: Carrier) {
+/// A connection went away: it leaves every room it was in (it already left
+/// their topics).
+fn leave_rooms(shared: &Shared, joined: &Mutex<Vec<RoomKey>>) {
     let keys = std::mem::take(&mut *tickwire_core::lock(joined));
     for key in keys {
-        shared.rooms.leave(&*shared.quotes, &key, carrier);
+        shared.rooms.leave(&*shared.quotes, &key);
     }
-}
-
-/// A socketioxide socket's place in the rooms.
-struct SocketSeat<'a>(&'a SocketRef);
-
-impl Seat for SocketSeat<'_> {
-    const CARRIER: Carrier = Carrier::Socketioxide;
-
-    fn snapshot(&self, data: &RawValue) {
-        let _ = self.0.emit("market_data", data);
-    }
-
-    fn enter(&self, key: &RoomKey) {
-        self.0.join(room_name(key));
-    }
-
-    fn exit(&self, key: &RoomKey) {
-        self.0.leave(room_name(key));
-    }
-}
-
-/// Sends `reply` through the ack when asked for one, else as `event`.
-fn answer<T: Serialize + ?Sized>(
-    socket: &SocketRef,
-    ack: AckSender,
-    acked: bool,
-    event: &str,
-    reply: &T,
-) {
-    let sent = if acked {
-        ack.send(reply)
-    } else {
-        socket.emit(event, reply)
-    };
-    if let Err(e) = sent {
-        debug!(sid = %socket.id, error = %e, "reply not sent");
-    }
-}
-
-/// `subscribe` (`JOIN`) or `unsubscribe` on socketioxide.
-async fn membership<const JOIN: bool>(
-    socket: SocketRef,
-    TryData(request): TryData<SubscribeRequest>,
-    ack: AckSender,
-    Acked(acked): Acked,
-    Extension(joined): Extension<Joined>,
-    Extension(held): Extension<Held>,
-    State(shared): State<Shared>,
-) {
-    let (what, event) = if JOIN {
-        ("subscribe", "subscribed")
-    } else {
-        ("unsubscribe", "unsubscribed")
-    };
-    let request = request.map_err(|e| e.to_string());
-    let seat = SocketSeat(&socket);
-    let reply = match checked(what, &held.0.0, request) {
-        Ok(subscription) if JOIN => {
-            let sid = socket.id.to_string();
-            subscribe_to(&shared, &seat, &joined.0, subscription, &sid).await
-        }
-        Ok(subscription) => unsubscribe_from(&shared, &seat, &joined.0, subscription),
-        Err(message) => SubscribeReply::refused(what, &socket.id, message),
-    };
-    answer(&socket, ack, acked, event, &reply);
-}
-
-/// A socketioxide socket went away (socketioxide took it out of its rooms).
-async fn leave_all(Extension(joined): Extension<Joined>, State(shared): State<Shared>) {
-    leave_rooms(&shared, &joined.0, Carrier::Socketioxide);
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ struct Io {
 }
 
 /// An Engine.IO error answer: `400` with its code and message.
-fn refusal(status: StatusCode, code: u8, message: &str) -> Response<Body> {
+pub(crate) fn refusal(status: StatusCode, code: u8, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
     let mut response = Response::new(Body::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -2,7 +2,9 @@
 //! Engine.IO transport as a WebSocket (`?EIO=4&transport=websocket`, no
 //! `sid`) is served like every other endpoint's connection, one task with
 //! its queue and writer, Engine.IO and Socket.IO read and written by
-//! [`packet`](crate::packet).
+//! [`packet`](crate::packet). The same [`MarketSession`] reads the packets
+//! of a long-polling session ([`polling`](crate::polling)), and moves with
+//! it to the WebSocket it upgrades to.
 //!
 //! - The Engine.IO `open` packet goes first: the session's id, the seed's
 //!   heartbeat, the largest message taken, no upgrade.
@@ -18,8 +20,8 @@
 //!   `44/market,{"message"}`; another namespace gets `Invalid namespace`.
 //! - Events of `/market` are answered through their acknowledgement, or as
 //!   an event when none is asked for. A subscription's room is a topic of
-//!   the rooms' index, which each room's broadcast task publishes its
-//!   `market_data` events to, encoded once.
+//!   the rooms' index, which the room publishes its `market_data` events
+//!   to as the proxy offers them, encoded once.
 //! - A binary frame, a packet that cannot be read, or a binary Socket.IO
 //!   packet closes the connection with the reason (1003); the log says why.
 
@@ -44,14 +46,14 @@ use tracing::{debug, info};
 
 use crate::packet::{self, EnginePacket, Kind, Packet};
 use crate::{
-    Auth, Carrier, MAX_PAYLOAD, NAME, NAMESPACE, PING_INTERVAL, PING_TIMEOUT, RoomKey, Seat,
-    Shared, SubscribeReply, admit, checked, greeting, leave_rooms, poll_answer, poll_mode,
-    room_name, subscribe_to, to_raw, unsubscribe_from,
+    Auth, MAX_PAYLOAD, NAME, NAMESPACE, PING_INTERVAL, PING_TIMEOUT, RoomKey, Seat, Shared,
+    SubscribeReply, admit, checked, greeting, leave_rooms, poll_answer, poll_mode, room_name,
+    subscribe_to, to_raw, unsubscribe_from,
 };
 
 /// Whether `req` opens an Engine.IO v4 session on a WebSocket: the
 /// transport is `websocket`, and no `sid` names a polling session to
-/// upgrade (that is socketioxide's).
+/// upgrade (that is [`polling`](crate::polling)'s).
 pub(crate) fn opens_websocket(req: &Request<Incoming>) -> bool {
     let query = req.uri().query().unwrap_or("");
     query_param(query, "EIO").as_deref() == Some("4")
@@ -122,8 +124,6 @@ struct SessionSeat {
 }
 
 impl Seat for SessionSeat {
-    const CARRIER: Carrier = Carrier::Session;
-
     fn snapshot(&self, data: &RawValue) {
         // Queued as data, before the session is in the room's topic: what
         // the room publishes next comes after it.
@@ -354,12 +354,12 @@ impl MarketSession {
         for key in tickwire_core::lock(&member.joined).iter() {
             seat.exit(key);
         }
-        leave_rooms(&self.shared, &member.joined, Carrier::Session);
+        leave_rooms(&self.shared, &member.joined);
     }
 }
 
-/// An event's argument read as `T`, or why not (as socketioxide words it
-/// for its carrier: the reply names what the event takes).
+/// An event's argument read as `T`, or why not (the reply names what the
+/// event takes).
 fn argument_of<T: DeserializeOwned>(argument: Option<&RawValue>) -> Result<T, String> {
     let text = argument.map_or("null", RawValue::get);
     serde_json::from_str(text).map_err(|e| e.to_string())
@@ -435,7 +435,7 @@ impl Protocol for MarketSession {
     fn on_close(&mut self, _ending: tickwire_core::Ending) {
         self.shared.rooms.index.unsubscribe_all(&self.sub);
         if let Some(member) = self.member.take() {
-            leave_rooms(&self.shared, &member.joined, Carrier::Session);
+            leave_rooms(&self.shared, &member.joined);
         }
     }
 }
@@ -501,7 +501,6 @@ mod tests {
                 connections: Connections::new(Default::default(), shutdown),
                 index: Arc::new(Index::new()),
                 rooms: Mutex::default(),
-                io: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -644,7 +643,7 @@ mod tests {
         }
         // The proxy's next update reaches the session as the proxy offers
         // it to the room, with no task between (nothing is awaited here),
-        // and the room's own queue, for socketioxide members, stays empty.
+        // and the room's own queue stays empty.
         let room = tickwire_core::lock(&cache.rooms)[0].clone();
         assert!(room.offer(
             0,
@@ -659,7 +658,7 @@ mod tests {
         );
         let mut kept = Batch::default();
         room.outbox().take_now(&mut kept);
-        assert!(kept.data.is_empty(), "no socketioxide member to queue for");
+        assert!(kept.data.is_empty(), "the room queues nothing");
         // The connection ends: it leaves its room, the room the proxy's key.
         session.on_close(Ending::Vanished);
         assert_eq!(*tickwire_core::lock(&cache.left), [room.id()]);

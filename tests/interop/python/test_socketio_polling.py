@@ -240,3 +240,11 @@ def test_what_was_queued_on_long_polling_comes_first_after_the_upgrade(server: T
         assert error_of(client.get()) == (400, 1, "Session ID unknown")
     finally:
         ws.close()
+
+
+def test_another_engine_io_version_or_transport_gets_engine_io_errors(server: TickwireServer) -> None:
+    old = requests.get(base(server), params={"EIO": "3", "transport": "polling"}, timeout=WAIT_SECONDS)
+    assert error_of(old) == (400, 5, "Unsupported protocol version")
+    odd = requests.get(base(server), params={"EIO": "4", "transport": "carrier-pigeon"}, timeout=WAIT_SECONDS)
+    assert error_of(odd) == (400, 0, "Transport unknown")
+    another_client_is_greeted(server)
