@@ -117,3 +117,30 @@ async fn readyz_is_unready_while_a_required_adapter_is_not_connected() {
     // Liveness is another matter: alive all along.
     assert_eq!(http_get(gw.addr, "/healthz", &[]).await.0, 200);
 }
+
+/// A Socket.IO client on long-polling whose poll waits when the server shuts
+/// down: the poll is answered with the close packet at once, and the
+/// shutdown is not held up by it.
+#[tokio::test]
+async fn a_waiting_socketio_poll_gets_the_close_packet_at_shutdown() {
+    let mut server = Server::default().await;
+    let (status, _, open) = http_get(server.addr, "/socket.io/?EIO=4&transport=polling", &[]).await;
+    assert_eq!(status, 200, "{open}");
+    let handshake: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let sid = handshake["sid"].as_str().unwrap().to_owned();
+    let addr = server.addr;
+    let poll = tokio::spawn(async move {
+        let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+        http_get(addr, &path, &[]).await
+    });
+    // Nothing is queued: the poll waits.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the poll did not wait");
+    server.begin_shutdown();
+    let (status, _, body) = tokio::time::timeout(std::time::Duration::from_secs(2), poll)
+        .await
+        .expect("the waiting poll is answered at the shutdown, not at its next ping")
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "1"));
+    server.finish().await.unwrap();
+}
