@@ -50,6 +50,12 @@ pub enum Protocol {
     /// `subscribe` to instruments (`LT0001/USD` on `CRYPTO`) in Quote mode,
     /// answering the server's heartbeat pings.
     Socketio,
+    /// Socket.IO as the standard clients connect by default: an Engine.IO
+    /// session opened on long-polling, `/market` joined there (the key in
+    /// `Authorization` and in the `auth` payload), then the upgrade to a
+    /// WebSocket (`2probe`, `3probe`, `5`) and, on it, the `subscribe` of
+    /// `socketio`.
+    SocketioPolling,
 }
 
 impl Protocol {
@@ -63,6 +69,7 @@ impl Protocol {
             Protocol::Proxy => "proxy",
             Protocol::Fastws => "fastws",
             Protocol::Socketio => "socketio",
+            Protocol::SocketioPolling => "socketio-polling",
         }
     }
 
@@ -74,7 +81,10 @@ impl Protocol {
     /// Whether updates are the proxy's `market_data` quotes (publishes name
     /// the exchange).
     pub fn is_quotes(self) -> bool {
-        matches!(self, Protocol::Proxy | Protocol::Socketio)
+        matches!(
+            self,
+            Protocol::Proxy | Protocol::Socketio | Protocol::SocketioPolling
+        )
     }
 }
 
@@ -593,6 +603,7 @@ mod tests {
             ("stream", Protocol::Stream),
             ("proxy", Protocol::Proxy),
             ("socketio", Protocol::Socketio),
+            ("socketio-polling", Protocol::SocketioPolling),
             ("fastws", Protocol::Fastws),
         ] {
             let s = args(&["--protocol", name]).unwrap();

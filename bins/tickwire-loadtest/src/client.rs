@@ -303,6 +303,8 @@ pub async fn subscribe_stream(ws: &mut Ws, symbols: &[String]) -> Result<(), Str
 
 /// Path and query of a Socket.IO connection over the WebSocket transport.
 pub const SOCKETIO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
+/// Path and query of a Socket.IO session on long-polling.
+pub const SOCKETIO_POLLING_PATH: &str = "/socket.io/?EIO=4&transport=polling";
 /// An Engine.IO ping packet.
 pub const ENGINEIO_PING: &[u8] = b"2";
 /// The prefix of `/market` namespace packets: an event, a connect reply.
@@ -328,8 +330,7 @@ pub async fn subscribe_socketio(ws: &mut Ws, key: &str, symbols: &[String]) -> R
             String::from_utf8_lossy(&open)
         ));
     }
-    let auth = serde_json::json!({"api_key": key});
-    send(ws, text(format!("40/market,{auth}"))).await?;
+    send(ws, text(socketio_join(key))).await?;
     loop {
         let packet = next_socketio(ws).await?;
         if packet.starts_with(SOCKETIO_CONNECTED) {
@@ -339,6 +340,18 @@ pub async fn subscribe_socketio(ws: &mut Ws, key: &str, symbols: &[String]) -> R
             return Err(format!("connect refused: {}", String::from_utf8_lossy(why)));
         }
     }
+    subscribe_socketio_joined(ws, symbols).await
+}
+
+/// The namespace connect packet carrying `key`.
+fn socketio_join(key: &str) -> String {
+    let auth = serde_json::json!({"api_key": key});
+    format!("40/market,{auth}")
+}
+
+/// Subscribes a connection that joined `/market` to `symbols` in Quote mode,
+/// waiting for the acknowledgement.
+async fn subscribe_socketio_joined(ws: &mut Ws, symbols: &[String]) -> Result<(), String> {
     let symbols: Vec<serde_json::Value> = symbols
         .iter()
         .map(|s| serde_json::json!({"symbol": s, "exchange": EXCHANGE}))
@@ -358,6 +371,86 @@ pub async fn subscribe_socketio(ws: &mut Ws, key: &str, symbols: &[String]) -> R
             _ => Err(format!("subscribe refused: {reply}")),
         };
     }
+}
+
+/// Opens an Engine.IO session on long-polling through `http` and joins
+/// `/market` there with `key`; returns the session's id, for the upgrade.
+pub async fn socketio_polling_join(http: &mut HttpClient, key: &str) -> Result<String, String> {
+    let bearer = format!("Bearer {key}");
+    let opened = http
+        .request(Method::GET, SOCKETIO_POLLING_PATH, &bearer, Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = opened.body_text();
+    let handshake: serde_json::Value = match body.strip_prefix('0') {
+        Some(json) if opened.status == 200 => {
+            serde_json::from_str(json).map_err(|e| e.to_string())?
+        }
+        _ => {
+            return Err(format!(
+                "no Engine.IO open packet: {} {body}",
+                opened.status
+            ));
+        }
+    };
+    let sid = handshake["sid"].as_str().ok_or("no sid")?.to_owned();
+    let path = format!("{SOCKETIO_POLLING_PATH}&sid={sid}");
+    let joined = http
+        .request(
+            Method::POST,
+            &path,
+            &bearer,
+            Bytes::from(socketio_join(key)),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if joined.status != 200 {
+        return Err(format!(
+            "join refused: {} {}",
+            joined.status,
+            joined.body_text()
+        ));
+    }
+    loop {
+        let polled = http
+            .request(Method::GET, &path, &bearer, Bytes::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        if polled.status != 200 {
+            return Err(format!(
+                "poll refused: {} {}",
+                polled.status,
+                polled.body_text()
+            ));
+        }
+        for packet in polled.body.split(|b| *b == 0x1e) {
+            if packet == ENGINEIO_PING {
+                http.request(Method::POST, &path, &bearer, Bytes::from_static(b"3"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else if packet.starts_with(SOCKETIO_CONNECTED) {
+                return Ok(sid);
+            } else if let Some(why) = packet.strip_prefix(SOCKETIO_REFUSED) {
+                return Err(format!("connect refused: {}", String::from_utf8_lossy(why)));
+            }
+        }
+    }
+}
+
+/// Upgrades the polling session of `ws` (opened with its `sid`) to the
+/// WebSocket: the probe, then `5`; then subscribes to `symbols` as
+/// [`subscribe_socketio`] does.
+pub async fn upgrade_socketio(ws: &mut Ws, symbols: &[String]) -> Result<(), String> {
+    send(ws, text("2probe".to_owned())).await?;
+    let probe = next_socketio(ws).await?;
+    if probe != b"3probe" {
+        return Err(format!(
+            "expected 3probe, got {}",
+            String::from_utf8_lossy(&probe)
+        ));
+    }
+    send(ws, text("5".to_owned())).await?;
+    subscribe_socketio_joined(ws, symbols).await
 }
 
 /// The next Engine.IO packet that is not a ping, answering pings.

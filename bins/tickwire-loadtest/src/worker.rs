@@ -473,6 +473,15 @@ async fn open(worker: &Worker, index: usize) -> Result<(Ws, SocketAddr), String>
         None
     };
     let dest = hub.as_ref().map_or(plan.target_of(index), |h| &h.target);
+    // Socket.IO as its clients connect by default: a session opened and
+    // joined on long-polling first, upgraded by the WebSocket that names it.
+    let polling_path = if plan.protocol == Protocol::SocketioPolling {
+        let mut http = net::HttpClient::new(dest.clone());
+        let sid = client::socketio_polling_join(&mut http, &plan.api_keys[key]).await?;
+        Some(format!("{}&sid={sid}", client::SOCKETIO_PATH))
+    } else {
+        None
+    };
     let source = cli::source_for(&plan.source_ips, index, dest.addr);
     let stream = net::connect_tcp(dest.addr, source)
         .await
@@ -531,10 +540,10 @@ async fn open(worker: &Worker, index: usize) -> Result<(Ws, SocketAddr), String>
             },
             false,
         ),
-        Protocol::Socketio => (
+        Protocol::Socketio | Protocol::SocketioPolling => (
             Upgrade {
                 host,
-                path: client::SOCKETIO_PATH,
+                path: polling_path.as_deref().unwrap_or(client::SOCKETIO_PATH),
                 subprotocol: None,
                 bearer: None,
             },
@@ -564,6 +573,10 @@ async fn open(worker: &Worker, index: usize) -> Result<(Ws, SocketAddr), String>
         Protocol::Socketio => {
             let symbols: Vec<String> = topics.map(topics::stream_symbol).collect();
             client::subscribe_socketio(&mut ws, &plan.api_keys[key], &symbols).await?;
+        }
+        Protocol::SocketioPolling => {
+            let symbols: Vec<String> = topics.map(topics::stream_symbol).collect();
+            client::upgrade_socketio(&mut ws, &symbols).await?;
         }
         Protocol::Fastws => {
             // One topic per connection (checked with the settings).
@@ -597,7 +610,7 @@ async fn receive(worker: &Worker, conn: &Conn, mut ws: Ws) -> String {
                     }
                     Protocol::Ws | Protocol::Stream => stamp::find_tick(&frame.payload),
                     Protocol::Proxy => stamp::find_quote(&frame.payload),
-                    Protocol::Socketio => {
+                    Protocol::Socketio | Protocol::SocketioPolling => {
                         if frame.payload.as_ref() == client::ENGINEIO_PING {
                             // Engine.IO's heartbeat, answered at once.
                             if let Err(e) = ws.write_frame(client::engineio_pong()).await {

@@ -406,3 +406,29 @@ async fn a_crowd_of_socketio_clients_all_get_their_subscribes_answered() {
     assert_eq!(report.connected, 1000, "{report:#?}");
     assert_eq!(report.delivered, report.expected, "{report:#?}");
 }
+
+/// Socket.IO clients that connect as the standard ones do by default
+/// (long-polling, `/market` joined there, then the upgrade): every one
+/// upgrades, subscribes and receives every update on its WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_clients_that_start_on_long_polling_upgrade_and_get_every_update() {
+    let (addr, _stop) = gateway_with(|config| {
+        config.api_keys.last_mut().unwrap().max_connections = 2000;
+    })
+    .await;
+    let mut argv = args(addr, "socketio-polling", &[]);
+    for (flag, value) in [
+        ("--connections", "300"),
+        ("--topics", "30"),
+        ("--drain", "2"),
+    ] {
+        let at = argv.iter().position(|a| a == flag).unwrap();
+        argv[at + 1] = value.to_owned();
+    }
+    let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
+    let report = tickwire_loadtest::run(settings).await.unwrap();
+    assert_eq!(report.connect_failures, 0, "{report:#?}");
+    assert_eq!(report.connected, 300, "{report:#?}");
+    assert!(report.delivered > 0, "{report:#?}");
+    assert_eq!(report.delivered, report.expected, "{report:#?}");
+}
