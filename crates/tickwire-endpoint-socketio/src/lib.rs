@@ -64,6 +64,7 @@ pub mod packet;
 mod polling;
 mod session;
 
+pub use polling::MAX_POLLING_SESSIONS;
 pub use session::CONNECT_TIMEOUT;
 
 /// Where Socket.IO clients connect (the standard path).
@@ -280,10 +281,21 @@ impl Market {
             rooms,
         };
         Market {
-            polls: Arc::default(),
+            polls: Arc::new(polling::Polls::new(polling::MAX_POLLING_SESSIONS)),
             shared,
             context: context.clone(),
         }
+    }
+
+    /// Takes at most `max` sessions on long-polling at a time (by default
+    /// [`MAX_POLLING_SESSIONS`]). Each costs memory but no open file once its
+    /// request is answered, so a flood of handshakes is bounded here: past
+    /// the limit a handshake gets `503` and Engine.IO's error saying why,
+    /// and a log line. Sessions on a WebSocket, and sessions that moved to
+    /// one, do not count.
+    pub fn polling_limit(mut self, max: usize) -> Market {
+        self.polls = Arc::new(polling::Polls::new(max));
+        self
     }
 
     /// The rooms' topics, with their members: each room with sessions in

@@ -56,12 +56,28 @@ const SWEEP: Duration = Duration::from_secs(1);
 /// The Engine.IO packet separator of a polling payload.
 const SEPARATOR: u8 = 0x1e;
 
+/// The most sessions on long-polling at a time, by default (see
+/// [`Market::polling_limit`](crate::Market::polling_limit)).
+pub const MAX_POLLING_SESSIONS: usize = 20_000;
+
 /// The long-polling sessions of the endpoint, by number.
-#[derive(Default)]
 pub(crate) struct Polls {
     sessions: Mutex<HashMap<u64, Arc<Polling>>>,
     /// Whether the sweep runs (started with the first session).
     sweeping: std::sync::OnceLock<()>,
+    /// The most sessions at a time.
+    max: usize,
+}
+
+impl Polls {
+    /// At most `max` sessions at a time.
+    pub(crate) fn new(max: usize) -> Polls {
+        Polls {
+            sessions: Mutex::default(),
+            sweeping: std::sync::OnceLock::new(),
+            max,
+        }
+    }
 }
 
 /// One long-polling session.
@@ -159,10 +175,37 @@ impl Polls {
         if req.method() != Method::GET {
             return refusal(StatusCode::BAD_REQUEST, 2, "Bad handshake method");
         }
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|value| Box::<[u8]>::from(value.as_bytes()));
+        match self.open_session(shared, context.slow_consumer, bearer) {
+            Ok(open) => text(open),
+            Err(full) => refusal(StatusCode::SERVICE_UNAVAILABLE, 4, &full),
+        }
+    }
+
+    /// A new session: its `open` packet, or why there is no room for it.
+    fn open_session(
+        self: &Arc<Self>,
+        shared: &Shared,
+        policy: tickwire_core::SlowConsumer,
+        bearer: Option<Box<[u8]>>,
+    ) -> Result<Bytes, String> {
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= self.max {
+            drop(sessions);
+            let why = format!(
+                "too many long-polling sessions: at most {}; connect over a WebSocket or later",
+                self.max
+            );
+            info!("{NAMESPACE} polling session refused: {why}");
+            return Err(why);
+        }
         let connections = &shared.rooms.connections;
         let queue = QueuePolicy {
             capacity: connections.settings().send_buffer,
-            slow_consumer: context.slow_consumer,
+            slow_consumer: policy,
             pacer: None,
         };
         let sub = Subscriber::new(
@@ -171,10 +214,6 @@ impl Polls {
             queue,
             connections.slow_consumer_stats().clone(),
         );
-        let bearer = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|value| Box::<[u8]>::from(value.as_bytes()));
         let session = MarketSession::new(shared.clone(), sub.clone(), bearer);
         let open = session.open_packet(&["websocket"]);
         let meter = connections.meters().get(NAME, "json");
@@ -195,12 +234,13 @@ impl Polls {
             _open: meter.opened(),
             meter,
         });
-        lock(&self.sessions).insert(sub.id(), polling);
+        sessions.insert(sub.id(), polling);
+        drop(sessions);
         self.sweeping.get_or_init(|| {
             tokio::spawn(sweep(Arc::downgrade(self), connections.shutdown()));
         });
         debug!(connection = sub.id(), "{NAMESPACE} polling session opened");
-        text(open)
+        Ok(open)
     }
 
     /// A request of the session `sid`: a poll (`GET`) or the client's
@@ -599,5 +639,44 @@ impl Protocol for Upgrade {
             // The probe failed: the session goes on polling.
             lock(&polling.io).upgrading = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::tests::{Cache, shared};
+
+    fn sid_of(open: &[u8]) -> String {
+        let handshake: serde_json::Value = serde_json::from_slice(&open[1..]).unwrap();
+        handshake["sid"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_a_handshake_is_refused_until_a_session_ends() {
+        let cache = Arc::new(Cache::default());
+        let shared = shared(&cache);
+        let polls = Arc::new(Polls::new(2));
+        let policy = tickwire_core::SlowConsumer::Disconnect;
+        let first = polls.open_session(&shared, policy, None).unwrap();
+        assert_eq!(first[0], b'0');
+        polls.open_session(&shared, policy, None).unwrap();
+        let refused = polls.open_session(&shared, policy, None).unwrap_err();
+        assert!(refused.contains("at most 2"), "{refused}");
+        // One ends: it is forgotten, and there is room again.
+        let sid = sid_of(&first);
+        let polling = polls.get(&sid).unwrap();
+        polls.end(&polling, "the test ends it");
+        assert!(polls.get(&sid).is_none());
+        assert!(lock(&polling.io).ended);
+        polls.open_session(&shared, policy, None).unwrap();
+    }
+
+    #[test]
+    fn a_sid_is_sixteen_hex_digits() {
+        assert_eq!(number_of("00000000000000ff"), Some(255));
+        assert_eq!(number_of("ff"), None);
+        assert_eq!(number_of("zzzzzzzzzzzzzzzz"), None);
+        assert_eq!(number_of("00000000000000ff0"), None);
     }
 }

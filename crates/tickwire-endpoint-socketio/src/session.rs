@@ -441,7 +441,7 @@ impl Protocol for MarketSession {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
     use std::future::Future;
     use std::pin::Pin;
@@ -459,7 +459,7 @@ mod tests {
 
     /// The last values and the rooms' queues, as the proxy keeps them.
     #[derive(Default)]
-    struct Cache {
+    pub(crate) struct Cache {
         last: Mutex<HashMap<Instrument, Bytes>>,
         /// Each room's queue, the proxy's member of its key.
         rooms: Mutex<Vec<Subscriber>>,
@@ -492,7 +492,7 @@ mod tests {
         }
     }
 
-    fn shared(cache: &Arc<Cache>) -> Shared {
+    pub(crate) fn shared(cache: &Arc<Cache>) -> Shared {
         let (_, shutdown) = tokio::sync::watch::channel(false);
         Shared {
             keys: Arc::new(KeyRing::new(&tickwire_config::Config::default().api_keys).unwrap()),

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 
+import pytest
 import requests
 import websocket
 
@@ -248,3 +249,48 @@ def test_another_engine_io_version_or_transport_gets_engine_io_errors(server: Ti
     odd = requests.get(base(server), params={"EIO": "4", "transport": "carrier-pigeon"}, timeout=WAIT_SECONDS)
     assert error_of(odd) == (400, 0, "Transport unknown")
     another_client_is_greeted(server)
+
+
+def test_a_failed_upgrade_leaves_the_session_polling_and_it_may_upgrade_again(server: TickwireServer) -> None:
+    """A WebSocket that names a polling session but does not probe is closed with 1003 and the
+    reason; while one probes, a second is refused; the session goes on polling, and a proper
+    upgrade afterwards takes it over."""
+    client = Polling(server)
+    client.join()
+    url = f"{server.ws}/socket.io/?EIO=4&transport=websocket&sid={client.sid}"
+    wrong = websocket.create_connection(url, timeout=WAIT_SECONDS)
+    wrong.send('42/market,["subscribe",{}]')
+    while True:
+        opcode, frame = wrong.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+    assert int.from_bytes(frame[:2], "big") == 1003, frame
+    assert "expected the upgrade's probe" in frame[2:].decode(), frame
+    assert "upgrade closed: a packet before the upgrade's probe" in server.log_tail(50)
+    wrong.close()
+    # Still polling: a packet sent now is answered on the poll.
+    assert client.post('42/market,7["get_ltp",{"symbol":"BTC/USD","exchange":"CRYPTO"}]').text == "ok"
+    client.until(lambda p: p.startswith("43/market,7"))
+    # One WebSocket probes (once the failed one is let go: its close ends it on the server's
+    # side a moment after the client sees it); a second one at the same time is refused.
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            ws = websocket.create_connection(url, timeout=WAIT_SECONDS)
+            break
+        except websocket.WebSocketBadStatusException:
+            assert time.monotonic() < deadline, "the failed upgrade was not let go"
+            time.sleep(0.05)
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(url, timeout=WAIT_SECONDS)
+        assert refused.value.status_code == 400
+        ws.send("2probe")
+        assert next_packet(ws) == "3probe"
+        ws.send("5")
+        ws.send('42/market,8["get_ltp",{"symbol":"BTC/USD","exchange":"CRYPTO"}]')
+        while not next_packet(ws).startswith("43/market,8"):
+            pass
+        assert error_of(client.get()) == (400, 1, "Session ID unknown")
+    finally:
+        ws.close()
