@@ -225,6 +225,9 @@ pub async fn handshake(
 #[derive(Debug)]
 pub struct HttpClient {
     target: Target,
+    /// The local address its connections are made from (the system's
+    /// choice when `None`).
+    source: Option<IpAddr>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
@@ -252,7 +255,17 @@ impl HttpClient {
     pub fn new(target: Target) -> HttpClient {
         HttpClient {
             target,
+            source: None,
             sender: None,
+        }
+    }
+
+    /// A client of `target` whose connections come from `source` (as a
+    /// subscriber's do, so that both share its spread of local ports).
+    pub fn from_source(target: Target, source: Option<IpAddr>) -> HttpClient {
+        HttpClient {
+            source,
+            ..HttpClient::new(target)
         }
     }
 
@@ -279,7 +292,7 @@ impl HttpClient {
                 None => false,
             };
             if !alive {
-                self.sender = Some(open(&self.target).await?);
+                self.sender = Some(open(&self.target, self.source).await?);
             }
             let Some(sender) = &mut self.sender else {
                 continue;
@@ -323,9 +336,9 @@ impl HttpClient {
 }
 
 /// Opens an HTTP/1.1 connection to `target`; its driver runs as a task.
-async fn open(target: &Target) -> Result<SendRequest<Full<Bytes>>, Error> {
+async fn open(target: &Target, source: Option<IpAddr>) -> Result<SendRequest<Full<Bytes>>, Error> {
     let what = || format!("connecting to {}", target.addr);
-    let stream = connect_tcp(target.addr, None)
+    let stream = connect_tcp(target.addr, source)
         .await
         .map_err(|e| Error::io(what(), e))?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

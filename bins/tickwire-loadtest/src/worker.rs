@@ -475,14 +475,14 @@ async fn open(worker: &Worker, index: usize) -> Result<(Ws, SocketAddr), String>
     let dest = hub.as_ref().map_or(plan.target_of(index), |h| &h.target);
     // Socket.IO as its clients connect by default: a session opened and
     // joined on long-polling first, upgraded by the WebSocket that names it.
+    let source = cli::source_for(&plan.source_ips, index, dest.addr);
     let polling_path = if plan.protocol == Protocol::SocketioPolling {
-        let mut http = net::HttpClient::new(dest.clone());
+        let mut http = net::HttpClient::from_source(dest.clone(), source);
         let sid = client::socketio_polling_join(&mut http, &plan.api_keys[key]).await?;
         Some(format!("{}&sid={sid}", client::SOCKETIO_PATH))
     } else {
         None
     };
-    let source = cli::source_for(&plan.source_ips, index, dest.addr);
     let stream = net::connect_tcp(dest.addr, source)
         .await
         .map_err(|e| format!("connect to {}: {e}", dest.addr))?;
