@@ -62,7 +62,9 @@ pub const MAX_POLLING_SESSIONS: usize = 20_000;
 
 /// The long-polling sessions of the endpoint, by number.
 pub(crate) struct Polls {
-    sessions: Mutex<HashMap<u64, Arc<Polling>>>,
+    /// By the sessions' ids: 128 random bits each, the credential of every
+    /// request of the session (its polls, its packets, its upgrade).
+    sessions: Mutex<HashMap<u128, Arc<Polling>>>,
     /// Whether the sweep runs (started with the first session).
     sweeping: std::sync::OnceLock<()>,
     /// The most sessions at a time.
@@ -82,6 +84,8 @@ impl Polls {
 
 /// One long-polling session.
 struct Polling {
+    /// Its id (see [`Polls`]).
+    token: u128,
     /// The session, until it moves to a WebSocket or ends.
     session: Mutex<Option<MarketSession>>,
     /// Its queue while it polls.
@@ -143,10 +147,10 @@ fn text(body: Bytes) -> Response<Body> {
     response
 }
 
-/// The session number of an Engine.IO `sid`.
-fn number_of(sid: &str) -> Option<u64> {
-    (sid.len() == 16)
-        .then(|| u64::from_str_radix(sid, 16).ok())
+/// The token of an Engine.IO `sid`: 32 hexadecimal digits.
+fn token_of(sid: &str) -> Option<u128> {
+    (sid.len() == 32)
+        .then(|| u128::from_str_radix(sid, 16).ok())
         .flatten()
 }
 
@@ -161,8 +165,8 @@ impl Drop for Busy<'_> {
 
 impl Polls {
     fn get(&self, sid: &str) -> Option<Arc<Polling>> {
-        let id = number_of(sid)?;
-        lock(&self.sessions).get(&id).cloned()
+        let token = token_of(sid)?;
+        lock(&self.sessions).get(&token).cloned()
     }
 
     /// `GET ?EIO=4&transport=polling`: a new session.
@@ -215,10 +219,18 @@ impl Polls {
             connections.slow_consumer_stats().clone(),
         );
         let session = MarketSession::new(shared.clone(), sub.clone(), bearer);
-        let open = session.open_packet(&["websocket"]);
+        // Unguessable, and new: a token in use is not given twice.
+        let token = loop {
+            let token = rand::random::<u128>();
+            if !sessions.contains_key(&token) {
+                break token;
+            }
+        };
+        let open = MarketSession::open_packet(&format!("{token:032x}"), &["websocket"]);
         let meter = connections.meters().get(NAME, "json");
         let now = Instant::now();
         let polling = Arc::new(Polling {
+            token,
             session: Mutex::new(Some(session)),
             sub: sub.clone(),
             rooms: shared.rooms.index.clone(),
@@ -234,7 +246,7 @@ impl Polls {
             _open: meter.opened(),
             meter,
         });
-        sessions.insert(sub.id(), polling);
+        sessions.insert(token, polling);
         drop(sessions);
         self.sweeping.get_or_init(|| {
             tokio::spawn(sweep(Arc::downgrade(self), connections.shutdown()));
@@ -267,7 +279,7 @@ impl Polls {
             io.ended = true;
             lock(&polling.session).take()
         };
-        lock(&self.sessions).remove(&polling.sub.id());
+        lock(&self.sessions).remove(&polling.token);
         if let Some(mut session) = session {
             session.on_close(Ending::Closed);
         }
@@ -571,7 +583,7 @@ impl Upgrade {
             };
         };
         session.move_to(self.sub.clone());
-        lock(&self.polls.sessions).remove(&polling.sub.id());
+        lock(&self.polls.sessions).remove(&polling.token);
         debug!(
             connection = self.sub.id(),
             "{NAMESPACE} session upgraded from long-polling"
@@ -660,7 +672,13 @@ mod tests {
         let policy = tickwire_core::SlowConsumer::Disconnect;
         let first = polls.open_session(&shared, policy, None).unwrap();
         assert_eq!(first[0], b'0');
-        polls.open_session(&shared, policy, None).unwrap();
+        let second = polls.open_session(&shared, policy, None).unwrap();
+        // Ids are 128 random bits, not the connections' numbers.
+        let (a, b) = (token_of(&sid_of(&first)), token_of(&sid_of(&second)));
+        assert!(
+            a.unwrap().abs_diff(b.unwrap()) > u128::from(u64::MAX),
+            "{a:?} {b:?}"
+        );
         let refused = polls.open_session(&shared, policy, None).unwrap_err();
         assert!(refused.contains("at most 2"), "{refused}");
         // One ends: it is forgotten, and there is room again.
@@ -673,10 +691,10 @@ mod tests {
     }
 
     #[test]
-    fn a_sid_is_sixteen_hex_digits() {
-        assert_eq!(number_of("00000000000000ff"), Some(255));
-        assert_eq!(number_of("ff"), None);
-        assert_eq!(number_of("zzzzzzzzzzzzzzzz"), None);
-        assert_eq!(number_of("00000000000000ff0"), None);
+    fn a_sid_is_thirty_two_hex_digits() {
+        assert_eq!(token_of(&format!("{:032x}", 255)), Some(255));
+        assert_eq!(token_of("00000000000000ff"), None);
+        assert_eq!(token_of(&"z".repeat(32)), None);
+        assert_eq!(token_of(&"f".repeat(33)), None);
     }
 }

@@ -155,8 +155,8 @@ impl MarketSession {
         }
     }
 
-    /// The Engine.IO session's id: the connection's, which is unique on
-    /// this server and not reused.
+    /// The Engine.IO session's id on a WebSocket: the connection's, which is
+    /// unique on this server and not reused.
     pub(crate) fn sid(&self) -> String {
         format!("{:016x}", self.id)
     }
@@ -166,11 +166,12 @@ impl MarketSession {
         format!("{:016x}", !self.id)
     }
 
-    /// The Engine.IO `open` packet of the session, offering `upgrades`.
-    pub(crate) fn open_packet(&self, upgrades: &[&str]) -> Bytes {
+    /// The Engine.IO `open` packet of the session under `sid`, offering
+    /// `upgrades`.
+    pub(crate) fn open_packet(sid: &str, upgrades: &[&str]) -> Bytes {
         let interval = u64::try_from(PING_INTERVAL.as_millis()).unwrap_or(u64::MAX);
         let timeout = u64::try_from(PING_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
-        packet::open(&self.sid(), upgrades, interval, timeout, MAX_PAYLOAD)
+        packet::open(sid, upgrades, interval, timeout, MAX_PAYLOAD)
     }
 
     /// Moves the session to a new transport's queue, `sub`: `sub` takes the
@@ -375,7 +376,9 @@ fn reply_of(ack: Option<u64>, event: &str, reply: &RawValue) -> Bytes {
 
 impl Protocol for MarketSession {
     fn opening(&mut self) -> Option<Bytes> {
-        Some(self.open_packet(&[]))
+        // Its id names it in the log; nothing is looked up by it (a
+        // WebSocket session cannot be joined by another request).
+        Some(MarketSession::open_packet(&self.sid(), &[]))
     }
 
     fn heartbeat(&self) -> Option<(Duration, Bytes)> {

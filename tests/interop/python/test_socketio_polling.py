@@ -108,6 +108,12 @@ def test_the_polling_handshake_offers_the_upgrade_and_counts_the_session(server:
     before = value(scrape(server), "tickwire_connections", endpoint="socketio", format="json")
     client = Polling(server)
     assert client.handshake["upgrades"] == ["websocket"], client.handshake
+    # The sid is the credential of every request of the session: 128 random bits, so that no
+    # client can name another's session by counting.
+    other = Polling(server)
+    assert len(client.sid) == len(other.sid) == 32, (client.sid, other.sid)
+    assert abs(int(client.sid, 16) - int(other.sid, 16)) > 2**64, (client.sid, other.sid)
+    assert other.post("1").text == "ok"
     assert (client.handshake["pingInterval"], client.handshake["pingTimeout"]) == (5000, 10000)
     assert client.handshake["maxPayload"] == 100_000
     assert value(scrape(server), "tickwire_connections", endpoint="socketio", format="json") == before + 1
