@@ -380,6 +380,26 @@ async fn thresholds_set_the_exit_status_and_hgrm_is_written() {
     assert!(String::from_utf8_lossy(&missed.stdout).contains("MISSED"));
 }
 
+/// A run of `connections` Socket.IO clients of `protocol` over `topics`,
+/// against a gateway whose key takes them all.
+async fn socketio_run(protocol: &str, connections: usize, topics: usize) -> Report {
+    let (addr, _stop) = gateway_with(|config| {
+        config.api_keys.last_mut().unwrap().max_connections = 2000;
+    })
+    .await;
+    let mut argv = args(addr, protocol, &[]);
+    for (flag, value) in [
+        ("--connections", connections.to_string()),
+        ("--topics", topics.to_string()),
+        ("--drain", "2".to_owned()),
+    ] {
+        let at = argv.iter().position(|a| a == flag).unwrap();
+        argv[at + 1] = value;
+    }
+    let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
+    tickwire_loadtest::run(settings).await.unwrap()
+}
+
 /// A thousand Socket.IO clients connecting at once, each emitting its
 /// `subscribe` the moment the `/market` connect packet arrives: every one is
 /// answered. (The namespace's event handlers must exist before that packet
@@ -387,21 +407,7 @@ async fn thresholds_set_the_exit_status_and_hgrm_is_written() {
 /// as Socket.IO servers may, a few in a crowd would lose their subscribe.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_of_socketio_clients_all_get_their_subscribes_answered() {
-    let (addr, _stop) = gateway_with(|config| {
-        config.api_keys.last_mut().unwrap().max_connections = 2000;
-    })
-    .await;
-    let mut argv = args(addr, "socketio", &[]);
-    for (flag, value) in [
-        ("--connections", "1000"),
-        ("--topics", "50"),
-        ("--drain", "2"),
-    ] {
-        let at = argv.iter().position(|a| a == flag).unwrap();
-        argv[at + 1] = value.to_owned();
-    }
-    let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
-    let report = tickwire_loadtest::run(settings).await.unwrap();
+    let report = socketio_run("socketio", 1000, 50).await;
     assert_eq!(report.connect_failures, 0, "{report:#?}");
     assert_eq!(report.connected, 1000, "{report:#?}");
     assert_eq!(report.delivered, report.expected, "{report:#?}");
@@ -412,21 +418,7 @@ async fn a_crowd_of_socketio_clients_all_get_their_subscribes_answered() {
 /// upgrades, subscribes and receives every update on its WebSocket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socketio_clients_that_start_on_long_polling_upgrade_and_get_every_update() {
-    let (addr, _stop) = gateway_with(|config| {
-        config.api_keys.last_mut().unwrap().max_connections = 2000;
-    })
-    .await;
-    let mut argv = args(addr, "socketio-polling", &[]);
-    for (flag, value) in [
-        ("--connections", "300"),
-        ("--topics", "30"),
-        ("--drain", "2"),
-    ] {
-        let at = argv.iter().position(|a| a == flag).unwrap();
-        argv[at + 1] = value.to_owned();
-    }
-    let settings = Settings::from_args(&Args::try_parse_from(argv).unwrap()).unwrap();
-    let report = tickwire_loadtest::run(settings).await.unwrap();
+    let report = socketio_run("socketio-polling", 300, 30).await;
     assert_eq!(report.connect_failures, 0, "{report:#?}");
     assert_eq!(report.connected, 300, "{report:#?}");
     assert!(report.delivered > 0, "{report:#?}");

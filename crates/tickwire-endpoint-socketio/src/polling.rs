@@ -42,7 +42,7 @@ use tickwire_core::session::{Activity, Protocol, Step};
 use tickwire_core::subscriber::QueuePolicy;
 use tickwire_core::{Ending, Index, Outbound, Subscriber, Tracker, lock};
 use tickwire_services::Context;
-use tickwire_services::http::{JsonTransport, json_session};
+use tickwire_services::http::json_session;
 use tickwire_websocket::frame::payload_of;
 use tickwire_websocket::{MessageKind, close_code};
 use tracing::{debug, info};
@@ -291,18 +291,36 @@ impl Polls {
         );
     }
 
+    /// Marks a request of `polling` under way (`flag`) until the guard
+    /// returned goes; a second one while it is ends the session for
+    /// `overlap` (Engine.IO takes one of each kind at a time) and gets
+    /// `None`.
+    fn claim<'p>(
+        &self,
+        polling: &'p Polling,
+        flag: fn(&mut Io) -> &mut bool,
+        overlap: &str,
+    ) -> Option<Busy<'p>> {
+        let mut io = lock(&polling.io);
+        let busy = flag(&mut io);
+        if *busy {
+            drop(io);
+            self.end(polling, overlap);
+            return None;
+        }
+        *busy = true;
+        Some(Busy(polling, flag))
+    }
+
     /// `GET ...&sid=`: waits for what is queued, and takes all of it.
     async fn poll(&self, polling: &Polling) -> Response<Body> {
-        {
-            let mut io = lock(&polling.io);
-            if io.getting {
-                drop(io);
-                self.end(polling, "a second poll while one waits");
-                return bad_request();
-            }
-            io.getting = true;
-        }
-        let _busy = Busy(polling, |io| &mut io.getting);
+        let Some(_busy) = self.claim(
+            polling,
+            |io| &mut io.getting,
+            "a second poll while one waits",
+        ) else {
+            return bad_request();
+        };
         let mut batch = Batch::default();
         polling.sub.outbox().take(&mut batch).await;
         if batch.dropped {
@@ -342,16 +360,13 @@ impl Polls {
 
     /// `POST ...&sid=`: the client's packets, read in order.
     async fn post(&self, polling: &Polling, body: Incoming) -> Response<Body> {
-        {
-            let mut io = lock(&polling.io);
-            if io.posting {
-                drop(io);
-                self.end(polling, "a second POST while one is read");
-                return bad_request();
-            }
-            io.posting = true;
-        }
-        let _busy = Busy(polling, |io| &mut io.posting);
+        let Some(_busy) = self.claim(
+            polling,
+            |io| &mut io.posting,
+            "a second POST while one is read",
+        ) else {
+            return bad_request();
+        };
         let payload = match http_body_util::Limited::new(body, MAX_PAYLOAD)
             .collect()
             .await
@@ -527,12 +542,7 @@ pub(crate) fn upgrade(
             return handshake_refusal(&e);
         }
     };
-    let json = JsonTransport {
-        endpoint: NAME,
-        max_message_bytes: MAX_PAYLOAD,
-        slow_consumer: None,
-        remote: tickwire_core::http::remote(&req),
-    };
+    let json = crate::session::json_transport(&req);
     let (polls, context, tracker) = (polls.clone(), context.clone(), tracker.clone());
     upgrade_with(&mut req, handshake, move |upgraded| {
         let make = move |sub| Upgrade {

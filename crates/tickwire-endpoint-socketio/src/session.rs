@@ -76,17 +76,24 @@ pub(crate) fn upgrade(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|value| Box::<[u8]>::from(value.as_bytes()));
-    let json = JsonTransport {
-        endpoint: NAME,
-        max_message_bytes: MAX_PAYLOAD,
-        slow_consumer: None,
-        remote: tickwire_core::http::remote(&req),
-    };
+    let json = json_transport(&req);
     let (shared, context, tracker) = (shared.clone(), context.clone(), tracker.clone());
     upgrade_with(&mut req, handshake, move |upgraded| {
         let make = move |sub| MarketSession::new(shared, sub, bearer);
         json_session(upgraded, &context, json, make, tracker)
     })
+}
+
+/// What a `/market` WebSocket is to the core: the endpoint's name, its
+/// largest message, the gateway's slow-consumer policy, the client's
+/// address.
+pub(crate) fn json_transport<B>(req: &Request<B>) -> JsonTransport {
+    JsonTransport {
+        endpoint: NAME,
+        max_message_bytes: MAX_PAYLOAD,
+        slow_consumer: None,
+        remote: tickwire_core::http::remote(req),
+    }
 }
 
 /// How long a session may stay open without joining `/market` (Socket.IO's
