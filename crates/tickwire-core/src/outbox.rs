@@ -270,7 +270,6 @@ pub struct SlowConsumerStats {
     burst_conflated: AtomicU64,
     pub(crate) write_timeouts: AtomicU64,
     pub(crate) write_errors: AtomicU64,
-    skipped: AtomicU64,
 }
 
 /// A snapshot of [`SlowConsumerStats`].
@@ -293,10 +292,6 @@ pub struct SlowConsumerCounts {
     /// Connections whose socket refused a write (reset, broken pipe): the
     /// client went away without a close handshake.
     pub write_errors: u64,
-    /// Updates not given to one subscriber because the buffer of its
-    /// transport was full (a Socket.IO socket's packet buffer): the newest
-    /// update skipped for that subscriber, the others kept.
-    pub skipped: u64,
 }
 
 impl SlowConsumerStats {
@@ -309,14 +304,7 @@ impl SlowConsumerStats {
             burst_conflated: self.burst_conflated.load(Ordering::Relaxed),
             write_timeouts: self.write_timeouts.load(Ordering::Relaxed),
             write_errors: self.write_errors.load(Ordering::Relaxed),
-            skipped: self.skipped.load(Ordering::Relaxed),
         }
-    }
-
-    /// Counts `n` updates that a transport with a buffer of its own could
-    /// not take for one of its subscribers ([`SlowConsumerCounts::skipped`]).
-    pub fn skipped(&self, n: u64) {
-        self.skipped.fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -273,7 +273,7 @@ impl Collector for Snapshot {
         family(
             &mut e,
             "tickwire_slow_consumer_actions",
-            "What the slow-consumer policies did, by policy and cause (queue_full: the send buffer overflowed; burst: one burst held more updates than the buffer; write_timeout: one write outlasted write_timeout; write_error: the socket refused a write; transport_full: a Socket.IO socket's own packet buffer was full, so the update was skipped for it).",
+            "What the slow-consumer policies did, by policy and cause (queue_full: the send buffer overflowed; burst: one burst held more updates than the buffer; write_timeout: one write outlasted write_timeout; write_error: the socket refused a write).",
             MetricType::Counter,
             [
                 (
@@ -299,10 +299,6 @@ impl Collector for Snapshot {
                 (
                     [("policy", "disconnect"), ("cause", "write_error")],
                     Counter(s.write_errors),
-                ),
-                (
-                    [("policy", "skip"), ("cause", "transport_full")],
-                    Counter(s.skipped),
                 ),
             ],
         )?;

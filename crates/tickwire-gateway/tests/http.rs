@@ -109,7 +109,7 @@ async fn healthz_and_unknown_paths() {
             "status": "ok",
             "connections": 0,
             "slow_consumers": {"disconnected": 0, "dropped_oldest": 0, "conflated": 0,
-                "burst_conflated": 0, "write_timeouts": 0, "write_errors": 0, "skipped": 0},
+                "burst_conflated": 0, "write_timeouts": 0, "write_errors": 0},
             "instruments": {"known": health["instruments"]["known"], "refused": 0, "forgotten": 0},
             "recovery": {"parked": 0, "resumed": 0, "ended": 0, "not_kept": 0, "refused": 0},
         })

@@ -632,8 +632,6 @@ def test_a_session_that_stops_reading_meets_the_slow_consumer_policy(server: Tic
         assert delivered - delivered_before >= got, (delivered, delivered_before, got)
         drops = value(samples, "tickwire_slow_consumer_actions_total", policy="disconnect", cause="queue_full")
         assert drops >= 1, drops
-        # Nothing of socketioxide's was involved: no update was skipped.
-        assert slow_consumers(server)["skipped"] == before["skipped"]
         assert "Traceback" not in server.log_tail(200)
     finally:
         reader.disconnect()
@@ -668,8 +666,6 @@ def test_an_upgraded_session_that_stops_reading_meets_the_slow_consumer_policy(s
         assert delivered - delivered_before >= got, (delivered, delivered_before, got)
         drops = value(samples, "tickwire_slow_consumer_actions_total", policy="disconnect", cause="queue_full")
         assert drops >= 1, drops
-        # No socketioxide socket was involved: nothing was skipped.
-        assert slow_consumers(server)["skipped"] == before["skipped"]
         assert "Traceback" not in server.log_tail(200)
     finally:
         reader.disconnect()
