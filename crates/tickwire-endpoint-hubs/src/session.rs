@@ -1146,13 +1146,18 @@ impl Protocol for Session {
     }
 
     fn on_close(&mut self, ending: Ending) {
+        // Parked before it leaves the live connections: a recovery attempt
+        // (the SDKs come back at once after a reset) finds the session in
+        // one or the other, and waits for the park if it finds it live.
+        // Found in neither, it would be refused with 1008 and the SDK would
+        // give the session up.
+        let parked = ending == Ending::Vanished && self.park();
         self.hubs
             .parked
             .disconnected(&self.connection_id, &self.sub);
-        if ending == Ending::Vanished && self.park() {
-            return;
+        if !parked {
+            self.hubs.index.unsubscribe_all(&self.sub);
         }
-        self.hubs.index.unsubscribe_all(&self.sub);
     }
 }
 
@@ -1481,6 +1486,34 @@ mod tests {
         );
         let sub = s.sub.clone();
         (hubs, s, sub, id, token)
+    }
+
+    /// While a vanished session is being parked, it is still a live
+    /// connection: a recovery attempt in between finds it (and waits for the
+    /// park) rather than nothing (and a refusal with 1008, after which the
+    /// SDKs give the session up).
+    #[tokio::test]
+    async fn a_vanished_session_stays_live_until_it_is_parked() {
+        let (hubs, mut s, _sub, id, _token) = reliable_in_group();
+        assert!(lock(&hubs.parked.live).contains_key(&id));
+        // The park cannot finish while the parked sessions are held here.
+        let held = lock(&hubs.parked.sessions);
+        let runtime = tokio::runtime::Handle::current();
+        let closing = std::thread::spawn(move || {
+            let _entered = runtime.enter();
+            s.on_close(Ending::Vanished);
+        });
+        // Time for the close to go as far as it can (the old order took the
+        // session off the live connections first, at once).
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            lock(&hubs.parked.live).contains_key(&id),
+            "the session left the live connections before it was parked"
+        );
+        drop(held);
+        closing.join().unwrap();
+        assert!(lock(&hubs.parked.sessions).contains_key(&id), "parked");
+        assert!(!lock(&hubs.parked.live).contains_key(&id), "no longer live");
     }
 
     #[tokio::test]
