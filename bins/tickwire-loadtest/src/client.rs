@@ -377,57 +377,37 @@ async fn subscribe_socketio_joined(ws: &mut Ws, symbols: &[String]) -> Result<()
 /// `/market` there with `key`; returns the session's id, for the upgrade.
 pub async fn socketio_polling_join(http: &mut HttpClient, key: &str) -> Result<String, String> {
     let bearer = format!("Bearer {key}");
-    let opened = http
-        .request(Method::GET, SOCKETIO_POLLING_PATH, &bearer, Bytes::new())
-        .await
-        .map_err(|e| e.to_string())?;
-    let body = opened.body_text();
-    let handshake: serde_json::Value = match body.strip_prefix('0') {
-        Some(json) if opened.status == 200 => {
-            serde_json::from_str(json).map_err(|e| e.to_string())?
+    let mut request = async |method: Method, path: &str, body: Bytes, what: &str| {
+        let answer = http
+            .request(method, path, &bearer, body)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status == 200 {
+            Ok(answer.body)
+        } else {
+            Err(format!(
+                "{what} refused: {} {}",
+                answer.status,
+                answer.body_text()
+            ))
         }
-        _ => {
-            return Err(format!(
-                "no Engine.IO open packet: {} {body}",
-                opened.status
-            ));
+    };
+    let opened = request(Method::GET, SOCKETIO_POLLING_PATH, Bytes::new(), "open").await?;
+    let handshake: serde_json::Value = match opened.strip_prefix(b"0") {
+        Some(json) => serde_json::from_slice(json).map_err(|e| e.to_string())?,
+        None => {
+            let body = String::from_utf8_lossy(&opened);
+            return Err(format!("no Engine.IO open packet: {body}"));
         }
     };
     let sid = handshake["sid"].as_str().ok_or("no sid")?.to_owned();
     let path = format!("{SOCKETIO_POLLING_PATH}&sid={sid}");
-    let joined = http
-        .request(
-            Method::POST,
-            &path,
-            &bearer,
-            Bytes::from(socketio_join(key)),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    if joined.status != 200 {
-        return Err(format!(
-            "join refused: {} {}",
-            joined.status,
-            joined.body_text()
-        ));
-    }
+    request(Method::POST, &path, Bytes::from(socketio_join(key)), "join").await?;
     loop {
-        let polled = http
-            .request(Method::GET, &path, &bearer, Bytes::new())
-            .await
-            .map_err(|e| e.to_string())?;
-        if polled.status != 200 {
-            return Err(format!(
-                "poll refused: {} {}",
-                polled.status,
-                polled.body_text()
-            ));
-        }
-        for packet in polled.body.split(|b| *b == 0x1e) {
+        let polled = request(Method::GET, &path, Bytes::new(), "poll").await?;
+        for packet in polled.split(|b| *b == 0x1e) {
             if packet == ENGINEIO_PING {
-                http.request(Method::POST, &path, &bearer, Bytes::from_static(b"3"))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                request(Method::POST, &path, Bytes::from_static(b"3"), "pong").await?;
             } else if packet.starts_with(SOCKETIO_CONNECTED) {
                 return Ok(sid);
             } else if let Some(why) = packet.strip_prefix(SOCKETIO_REFUSED) {

@@ -66,6 +66,7 @@ mod session;
 
 pub use polling::MAX_POLLING_SESSIONS;
 pub use session::CONNECT_TIMEOUT;
+use session::SessionSeat;
 
 /// Where Socket.IO clients connect (the standard path).
 pub const PATH: &str = "/socket.io";
@@ -192,7 +193,6 @@ impl Rooms {
         if room.members == 0 {
             if let Some(room) = rooms.remove(key) {
                 quotes.leave(room.sub.id(), &key.0, key.1, key.2);
-                room.sub.outbox().reader_gone();
             }
         }
     }
@@ -335,33 +335,51 @@ impl Market {
     /// tasks tracked by `tracker`). Another Engine.IO version or transport
     /// gets Engine.IO's error.
     pub async fn handle(&self, req: Request<Incoming>, tracker: &Tracker) -> Response<Body> {
-        if session::opens_websocket(&req) {
-            return session::upgrade(req, &self.shared, &self.context, tracker);
+        match route(&req) {
+            Route::OpenWebSocket => session::upgrade(req, &self.shared, &self.context, tracker),
+            Route::Upgrade(sid) => polling::upgrade(&self.polls, req, &sid, &self.context, tracker),
+            Route::OpenPolling => self.polls.open(&req, &self.shared, &self.context),
+            Route::Polling(sid) => self.polls.request(req, &sid).await,
+            Route::Refused(code, message) => {
+                debug!(
+                    query = req.uri().query().unwrap_or(""),
+                    "a Socket.IO request refused: {message}"
+                );
+                polling::refusal(hyper::StatusCode::BAD_REQUEST, code, message)
+            }
         }
-        if let Some(sid) = polling::upgrades(&req) {
-            return polling::upgrade(&self.polls, req, &sid, &self.context, tracker);
-        }
-        match polling::polls(&req) {
-            Some(None) => return self.polls.open(&req, &self.shared, &self.context),
-            Some(Some(sid)) => return self.polls.request(req, &sid).await,
-            None => {}
-        }
-        let query = req.uri().query().unwrap_or("");
-        let refusal = if tickwire_services::http::query_param(query, "EIO").as_deref() == Some("4")
-        {
-            polling::refusal(hyper::StatusCode::BAD_REQUEST, 0, "Transport unknown")
-        } else {
-            polling::refusal(
-                hyper::StatusCode::BAD_REQUEST,
-                5,
-                "Unsupported protocol version",
-            )
-        };
-        debug!(
-            query,
-            "a Socket.IO request of no Engine.IO v4 transport refused"
-        );
-        refusal
+    }
+}
+
+/// What a request of Socket.IO's path asks for, by its query.
+enum Route {
+    /// `?EIO=4&transport=websocket`: a session on a WebSocket.
+    OpenWebSocket,
+    /// `...&transport=websocket&sid=`: the upgrade of a polling session.
+    Upgrade(String),
+    /// `?EIO=4&transport=polling`: a session on long-polling.
+    OpenPolling,
+    /// `...&transport=polling&sid=`: a request of one.
+    Polling(String),
+    /// Another Engine.IO version or transport: Engine.IO's error code and
+    /// message.
+    Refused(u8, &'static str),
+}
+
+/// Reads what `req` asks for (its query, once).
+fn route<B>(req: &Request<B>) -> Route {
+    let query = req.uri().query().unwrap_or("");
+    let param = |name| tickwire_services::http::query_param(query, name);
+    if param("EIO").as_deref() != Some("4") {
+        return Route::Refused(5, "Unsupported protocol version");
+    }
+    let sid = param("sid").map(std::borrow::Cow::into_owned);
+    match (param("transport").as_deref(), sid) {
+        (Some("websocket"), None) => Route::OpenWebSocket,
+        (Some("websocket"), Some(sid)) => Route::Upgrade(sid),
+        (Some("polling"), None) => Route::OpenPolling,
+        (Some("polling"), Some(sid)) => Route::Polling(sid),
+        _ => Route::Refused(0, "Transport unknown"),
     }
 }
 
@@ -416,18 +434,15 @@ fn greeting() -> serde_json::Value {
     serde_json::json!({"status": "ok"})
 }
 
-/// The modes of the polls.
-const LTP: u8 = 0;
-const QUOTE: u8 = 1;
-const DEPTH: u8 = 2;
-
-/// The mode of a poll's const parameter, and the event that answers it
-/// without an acknowledgement.
-fn poll_mode(mode: u8) -> (Mode, &'static str) {
-    match mode {
-        LTP => (Mode::Ltp, "ltp"),
-        QUOTE => (Mode::Quote, "quote"),
-        _ => (Mode::Depth, "depth"),
+/// The mode a poll event (`get_ltp`, `get_quote`, `get_depth`) asks for,
+/// and the event that answers it without an acknowledgement; `None` for
+/// another event.
+fn poll_mode(event: &str) -> Option<(Mode, &'static str)> {
+    match event {
+        "get_ltp" => Some((Mode::Ltp, "ltp")),
+        "get_quote" => Some((Mode::Quote, "quote")),
+        "get_depth" => Some((Mode::Depth, "depth")),
+        _ => None,
     }
 }
 
@@ -680,22 +695,11 @@ impl Subscription {
     }
 }
 
-/// A connection's place in the rooms.
-trait Seat {
-    /// Sends `data`, the last value of a room about to be entered, ahead
-    /// of the room's updates.
-    fn snapshot(&self, data: &RawValue);
-    /// Takes the updates of `key`'s room from now on.
-    fn enter(&self, key: &RoomKey);
-    /// Stops taking them.
-    fn exit(&self, key: &RoomKey);
-}
-
 /// `subscribe`: joins the rooms of the instruments in the mode, a snapshot
 /// of each one's last value first.
-async fn subscribe_to<S: Seat + Sync>(
+async fn subscribe_to(
     shared: &Shared,
-    seat: &S,
+    seat: &SessionSeat,
     joined: &Mutex<Vec<RoomKey>>,
     subscription: Subscription,
     sid: &str,
@@ -753,9 +757,9 @@ async fn subscribe_to<S: Seat + Sync>(
 }
 
 /// `unsubscribe`: leaves the rooms of the instruments in the mode.
-fn unsubscribe_from<S: Seat>(
+fn unsubscribe_from(
     shared: &Shared,
-    seat: &S,
+    seat: &SessionSeat,
     joined: &Mutex<Vec<RoomKey>>,
     subscription: Subscription,
 ) -> SubscribeReply {
@@ -800,6 +804,36 @@ mod tests {
             mode: mode.map(str::to_owned),
             depth,
         }
+    }
+
+    #[test]
+    fn a_request_is_routed_by_its_engine_io_query() {
+        let route_of = |query: &str| {
+            let req = Request::get(format!("/socket.io/?{query}"))
+                .body(())
+                .unwrap();
+            match route(&req) {
+                Route::OpenWebSocket => "websocket".to_owned(),
+                Route::Upgrade(sid) => format!("upgrade {sid}"),
+                Route::OpenPolling => "polling".to_owned(),
+                Route::Polling(sid) => format!("poll {sid}"),
+                Route::Refused(code, message) => format!("{code} {message}"),
+            }
+        };
+        assert_eq!(route_of("EIO=4&transport=websocket"), "websocket");
+        assert_eq!(route_of("EIO=4&transport=websocket&sid=ab"), "upgrade ab");
+        assert_eq!(route_of("EIO=4&transport=polling&t=x"), "polling");
+        assert_eq!(route_of("transport=polling&EIO=4&sid=ab"), "poll ab");
+        assert_eq!(
+            route_of("EIO=3&transport=polling"),
+            "5 Unsupported protocol version"
+        );
+        assert_eq!(
+            route_of("transport=polling"),
+            "5 Unsupported protocol version"
+        );
+        assert_eq!(route_of("EIO=4&transport=pigeon"), "0 Transport unknown");
+        assert_eq!(route_of("EIO=4"), "0 Transport unknown");
     }
 
     #[test]

@@ -119,14 +119,10 @@ struct Io {
 
 /// An Engine.IO error answer: `400` with its code and message.
 pub(crate) fn refusal(status: StatusCode, code: u8, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "code": code, "message": message }).to_string();
-    let mut response = Response::new(Body::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    tickwire_core::http::json(
+        status,
+        &serde_json::json!({ "code": code, "message": message }),
+    )
 }
 
 fn unknown_session() -> Response<Body> {
@@ -497,24 +493,6 @@ async fn sweep(polls: Weak<Polls>, mut shutdown: tokio::sync::watch::Receiver<bo
             return;
         }
     }
-}
-
-/// Whether `req` is Engine.IO v4 long-polling: `Some(None)` opens a
-/// session, `Some(Some(sid))` is a request of one.
-pub(crate) fn polls(req: &Request<Incoming>) -> Option<Option<String>> {
-    let query = req.uri().query().unwrap_or("");
-    let param = |name| tickwire_services::http::query_param(query, name);
-    (param("EIO").as_deref() == Some("4") && param("transport").as_deref() == Some("polling"))
-        .then(|| param("sid").map(|sid| sid.into_owned()))
-}
-
-/// Whether `req` upgrades the polling session it names to a WebSocket.
-pub(crate) fn upgrades(req: &Request<Incoming>) -> Option<String> {
-    let query = req.uri().query().unwrap_or("");
-    let param = |name| tickwire_services::http::query_param(query, name);
-    (param("EIO").as_deref() == Some("4") && param("transport").as_deref() == Some("websocket"))
-        .then(|| param("sid").map(|sid| sid.into_owned()))
-        .flatten()
 }
 
 /// Answers the WebSocket handshake that upgrades the polling session `sid`.

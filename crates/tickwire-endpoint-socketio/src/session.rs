@@ -39,27 +39,17 @@ use tickwire_core::outbox::NO_TOPIC;
 use tickwire_core::session::{Activity, Later, Protocol, Step};
 use tickwire_core::{Index, Outbound, Subscriber, Tracker};
 use tickwire_services::Context;
-use tickwire_services::http::{JsonTransport, json_session, query_param};
+use tickwire_services::http::{JsonTransport, json_session};
 use tickwire_services::keys::{KeyUsage, Lease};
 use tickwire_websocket::{MessageKind, close_code};
 use tracing::{debug, info};
 
 use crate::packet::{self, EnginePacket, Kind, Packet};
 use crate::{
-    Auth, MAX_PAYLOAD, NAME, NAMESPACE, PING_INTERVAL, PING_TIMEOUT, RoomKey, Seat, Shared,
+    Auth, MAX_PAYLOAD, NAME, NAMESPACE, PING_INTERVAL, PING_TIMEOUT, RoomKey, Shared,
     SubscribeReply, admit, checked, greeting, leave_rooms, poll_answer, poll_mode, room_name,
     subscribe_to, to_raw, unsubscribe_from,
 };
-
-/// Whether `req` opens an Engine.IO v4 session on a WebSocket: the
-/// transport is `websocket`, and no `sid` names a polling session to
-/// upgrade (that is [`polling`](crate::polling)'s).
-pub(crate) fn opens_websocket(req: &Request<Incoming>) -> bool {
-    let query = req.uri().query().unwrap_or("");
-    query_param(query, "EIO").as_deref() == Some("4")
-        && query_param(query, "transport").as_deref() == Some("websocket")
-        && query_param(query, "sid").is_none()
-}
 
 /// Answers the WebSocket handshake of a new session.
 pub(crate) fn upgrade(
@@ -125,24 +115,28 @@ struct Member {
 }
 
 /// The session's place in the rooms: a topic of the rooms' index each.
-struct SessionSeat {
+pub(crate) struct SessionSeat {
     sub: Subscriber,
     index: Arc<Index>,
 }
 
-impl Seat for SessionSeat {
-    fn snapshot(&self, data: &RawValue) {
+impl SessionSeat {
+    /// Sends `data`, the last value of a room about to be entered, ahead
+    /// of the room's updates.
+    pub(crate) fn snapshot(&self, data: &RawValue) {
         // Queued as data, before the session is in the room's topic: what
         // the room publishes next comes after it.
         let event = crate::market_data_event(data.get().as_bytes());
         self.sub.offer(NO_TOPIC, Outbound::text(&event));
     }
 
-    fn enter(&self, key: &RoomKey) {
+    /// Takes the updates of `key`'s room from now on.
+    pub(crate) fn enter(&self, key: &RoomKey) {
         self.index.subscribe(&room_name(key), self.sub.clone());
     }
 
-    fn exit(&self, key: &RoomKey) {
+    /// Stops taking them.
+    pub(crate) fn exit(&self, key: &RoomKey) {
         self.index.unsubscribe(&room_name(key), &self.sub);
     }
 }
@@ -331,28 +325,25 @@ impl MarketSession {
                 };
                 Step::Reply(reply_of(ack, "unsubscribed", &to_raw(&reply)))
             }
-            "get_ltp" | "get_quote" | "get_depth" => {
-                let mode = match name {
-                    "get_ltp" => crate::LTP,
-                    "get_quote" => crate::QUOTE,
-                    _ => crate::DEPTH,
-                };
-                let (mode, event) = poll_mode(mode);
-                let request = argument_of(argument);
-                let quotes = self.shared.quotes.clone();
-                Step::Later(Later::new(async move {
-                    let reply = poll_answer(&*quotes, mode, event, request, &sid).await;
-                    Step::Reply(reply_of(ack, event, &reply))
-                }))
-            }
-            other => {
-                debug!(
-                    sid,
-                    event = other,
-                    "an event {NAMESPACE} does not take; ignored"
-                );
-                Step::Nothing
-            }
+            other => match poll_mode(other) {
+                // `get_ltp`, `get_quote`, `get_depth`.
+                Some((mode, event)) => {
+                    let request = argument_of(argument);
+                    let quotes = self.shared.quotes.clone();
+                    Step::Later(Later::new(async move {
+                        let reply = poll_answer(&*quotes, mode, event, request, &sid).await;
+                        Step::Reply(reply_of(ack, event, &reply))
+                    }))
+                }
+                None => {
+                    debug!(
+                        sid,
+                        event = other,
+                        "an event {NAMESPACE} does not take; ignored"
+                    );
+                    Step::Nothing
+                }
+            },
         }
     }
 
